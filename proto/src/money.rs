@@ -1,0 +1,136 @@
+//! Money as integer minor units with an ISO 4217 currency: never floating point.
+
+use std::{fmt, str::FromStr};
+
+use serde::{Deserialize, Serialize};
+
+/// An ISO 4217 alphabetic code (three ASCII capitals), kept inline so it is `Copy`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency([u8; 3]);
+
+impl Currency {
+    pub fn as_str(&self) -> &str {
+        // Only ASCII capitals are ever stored (see `FromStr`).
+        std::str::from_utf8(&self.0).expect("currency codes are ASCII")
+    }
+}
+
+impl FromStr for Currency {
+    type Err = MoneyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = s.as_bytes();
+        if b.len() == 3 && b.iter().all(u8::is_ascii_uppercase) {
+            Ok(Currency([b[0], b[1], b[2]]))
+        } else {
+            Err(MoneyError::BadCurrency(s.to_owned()))
+        }
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Currency({})", self.as_str())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// An amount in minor units (cents, tambala, kobo) of one currency.
+///
+/// Arithmetic is checked: adding different currencies or overflowing is an error, never a
+/// silently wrong total.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+impl Money {
+    pub fn new(minor: i64, currency: Currency) -> Self {
+        Money { minor, currency }
+    }
+
+    pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
+        if self.currency != other.currency {
+            return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
+        }
+        self.minor
+            .checked_add(other.minor)
+            .map(|minor| Money::new(minor, self.currency))
+            .ok_or(MoneyError::Overflow)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.minor, self.currency)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("'{0}' is not an ISO 4217 currency code (three capital letters, e.g. MWK)")]
+    BadCurrency(String),
+    #[error("cannot combine amounts in {0} and {1}")]
+    CurrencyMismatch(Currency, Currency),
+    #[error("amount overflows")]
+    Overflow,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn currency_codes_are_three_capitals() {
+        assert_eq!("MWK".parse::<Currency>().unwrap().as_str(), "MWK");
+        for bad in ["mwk", "MW", "MWKX", "M1K", ""] {
+            assert!(bad.parse::<Currency>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn adding_checks_currency_and_overflow() {
+        let mwk: Currency = "MWK".parse().unwrap();
+        let usd: Currency = "USD".parse().unwrap();
+        assert_eq!(
+            Money::new(150, mwk).checked_add(Money::new(50, mwk)),
+            Ok(Money::new(200, mwk))
+        );
+        assert!(matches!(
+            Money::new(1, mwk).checked_add(Money::new(1, usd)),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
+        assert_eq!(
+            Money::new(i64::MAX, mwk).checked_add(Money::new(1, mwk)),
+            Err(MoneyError::Overflow)
+        );
+    }
+
+    #[test]
+    fn money_serialises_with_its_code() {
+        let m = Money::new(12_500, "XOF".parse().unwrap());
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(json, r#"{"minor":12500,"currency":"XOF"}"#);
+        assert_eq!(serde_json::from_str::<Money>(&json).unwrap(), m);
+        assert!(serde_json::from_str::<Money>(r#"{"minor":1,"currency":"x"}"#).is_err());
+    }
+}
