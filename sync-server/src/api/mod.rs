@@ -1,0 +1,252 @@
+//! The HTTP surface: every route is registered in [`router`]; handlers live beside it by
+//! resource. Errors become HTTP answers in one place ([`Error`]'s `IntoResponse`).
+
+mod payroll;
+mod registry;
+
+use std::sync::Arc;
+
+use axum::{
+    Router,
+    extract::{
+        FromRequest, FromRequestParts,
+        rejection::{JsonRejection, QueryRejection},
+    },
+    http::{StatusCode, header, request::Parts},
+    response::{IntoResponse, Response},
+    routing::{get, post},
+};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    Error, Result,
+    store::{
+        Store,
+        users::{self, Role, User},
+    },
+};
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<Store>,
+}
+
+/// Bodies above this are refused before they are read (imports have their own limit).
+pub const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// The largest registry file accepted in one upload.
+pub const IMPORT_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    use axum::extract::DefaultBodyLimit;
+    Router::new()
+        .route("/api/v1/health", get(health))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/auth/token", post(registry::token))
+        .route("/api/v1/me", get(registry::me))
+        .route(
+            "/api/v1/users",
+            get(registry::list_users).post(registry::create_user),
+        )
+        .route(
+            "/api/v1/locations",
+            get(registry::list_locations).post(registry::create_location),
+        )
+        .route(
+            "/api/v1/individuals",
+            get(registry::search_individuals).post(registry::create_individual),
+        )
+        .route("/api/v1/individuals/{id}", get(registry::get_individual))
+        .route("/api/v1/households/{id}", get(registry::get_household))
+        .route(
+            "/api/v1/imports/individuals",
+            post(registry::import_individuals).layer(DefaultBodyLimit::max(IMPORT_BODY_LIMIT)),
+        )
+        .route(
+            "/api/v1/plans",
+            get(payroll::list_plans).post(payroll::create_plan),
+        )
+        .route("/api/v1/plans/{code}", get(payroll::get_plan))
+        .route(
+            "/api/v1/goods-items",
+            get(payroll::list_goods).post(payroll::create_goods),
+        )
+        .route(
+            "/api/v1/cycles",
+            get(payroll::list_cycles).post(payroll::create_cycle),
+        )
+        .route(
+            "/api/v1/beneficiaries",
+            get(registry::list_beneficiaries).post(registry::enrol_beneficiary),
+        )
+        .route("/api/v1/beneficiaries/{id}", get(registry::get_beneficiary))
+        .route(
+            "/api/v1/beneficiaries/{id}/status",
+            post(registry::change_status),
+        )
+        .route("/api/v1/work-projects", post(payroll::create_work_project))
+        .route("/api/v1/timesheets", post(payroll::record_timesheet))
+        .route(
+            "/api/v1/timesheets/{id}/decision",
+            post(payroll::decide_timesheet),
+        )
+        .route("/api/v1/payrolls", get(payroll::list_payrolls))
+        .route("/api/v1/payrolls/generate", post(payroll::generate))
+        .route("/api/v1/payrolls/{id}", get(payroll::get_payroll))
+        .route(
+            "/api/v1/payrolls/{id}/entitlements",
+            get(payroll::entitlements),
+        )
+        .route("/api/v1/audit", get(registry::audit_log))
+        // "endpoint '/api/v1/x' not found"; the API is described at /api/v1/openapi.json.
+        .fallback(|uri: axum::http::Uri| async move { Error::not_found("endpoint", uri.path()) })
+        .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn health() -> Response {
+    axum::Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "schema_version": crate::store::SCHEMA_VERSION,
+        "time": crate::store::now(),
+    }))
+    .into_response()
+}
+
+/// The OpenAPI document, kept beside the router; a test checks they list the same routes.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+/// Runs blocking database work off the async threads.
+pub(crate) async fn db<T: Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let store = state.store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+}
+
+/// The authenticated caller, from `Authorization: Bearer <token>`.
+pub struct Caller(pub User);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(Error::Unauthenticated)?
+            .to_owned();
+        db(state, move |s| s.read(|c| users::user_for_token(c, &token)))
+            .await
+            .map(Caller)
+    }
+}
+
+impl Caller {
+    /// Refuses callers without one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<()> {
+        if roles.contains(&self.0.role) {
+            Ok(())
+        } else {
+            let names: Vec<String> = roles
+                .iter()
+                .map(|r| json!(r).as_str().unwrap_or_default().to_owned())
+                .collect();
+            Err(Error::Forbidden(format!(
+                "this needs the role {}",
+                names.join(" or ")
+            )))
+        }
+    }
+}
+
+/// `axum::Json` whose rejections are our JSON errors.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(Error))]
+pub struct Json<T>(pub T);
+
+impl<T: Serialize> IntoResponse for Json<T> {
+    fn into_response(self) -> Response {
+        axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Query` whose rejections are our JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(Error))]
+pub struct Query<T>(pub T);
+
+impl From<JsonRejection> for Error {
+    fn from(r: JsonRejection) -> Self {
+        if r.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            return Error::TooLarge(r.body_text());
+        }
+        Error::Invalid(format!("the request body is not valid: {}", r.body_text()))
+    }
+}
+
+impl From<QueryRejection> for Error {
+    fn from(r: QueryRejection) -> Self {
+        Error::Invalid(format!("the query string is not valid: {}", r.body_text()))
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, code) = match &self {
+            Error::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            Error::Invalid(_) | Error::Fields { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "invalid")
+            }
+            Error::ImportRejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "import_rejected"),
+            Error::File(_) => (StatusCode::UNPROCESSABLE_ENTITY, "bad_file"),
+            Error::Transition(_) => (StatusCode::CONFLICT, "transition_refused"),
+            Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::Database(_) | Error::Io(_) | Error::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
+        };
+        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+            tracing::error!(error = %self, "request failed");
+            "something went wrong on the server; the error is logged".to_owned()
+        } else {
+            self.to_string()
+        };
+        let mut body = json!({ "error": { "code": code, "message": message } });
+        match &self {
+            Error::ImportRejected { errors } => body["error"]["rows"] = json!(errors),
+            Error::Fields { fields, .. } => body["error"]["fields"] = json!(fields),
+            _ => {}
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}
+
+/// The page size of list endpoints: 50 unless asked, at most 500, so one request cannot pull
+/// the whole registry.
+pub fn page_limit(limit: Option<u32>) -> u32 {
+    limit.unwrap_or(50).clamp(1, 500)
+}

@@ -1,0 +1,220 @@
+//! Plans, goods, cycles, cash-for-work, and payrolls.
+
+use axum::{
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use outpost_proto::PayrollStatus;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{AppState, Caller, Json, Query, db, page_limit};
+use crate::{
+    Result,
+    store::{
+        payroll,
+        plans::{self, Cycle, GoodsItem, NewPlan, TimesheetEntry, TimesheetStatus, WorkProject},
+        users::Role,
+    },
+};
+
+const ADMIN: &[Role] = &[Role::Admin];
+const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
+
+pub async fn list_plans(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
+    Ok(Json(db(&state, |s| s.read(plans::list_plans)).await?).into_response())
+}
+
+pub async fn get_plan(
+    State(state): State<AppState>,
+    _caller: Caller,
+    Path(code): Path<String>,
+) -> Result<Response> {
+    Ok(Json(db(&state, move |s| s.read(|c| plans::plan_by_code(c, &code))).await?).into_response())
+}
+
+/// Defines a plan: who it serves, what it provides, its extra-field schema and its rule,
+/// all checked together before anything is saved.
+pub async fn create_plan(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewPlan>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let actor = caller.0.actor();
+    let plan = db(&state, move |s| {
+        s.write(|tx| plans::create_plan(tx, &actor, &new))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(plan)).into_response())
+}
+
+pub async fn list_goods(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
+    Ok(Json(db(&state, |s| s.read(plans::list_goods_items)).await?).into_response())
+}
+
+pub async fn create_goods(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(item): Json<GoodsItem>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let actor = caller.0.actor();
+    db(&state, move |s| {
+        s.write(|tx| plans::add_goods_item(tx, &actor, &item))
+    })
+    .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+pub async fn list_cycles(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
+    Ok(Json(db(&state, |s| s.read(plans::list_cycles)).await?).into_response())
+}
+
+pub async fn create_cycle(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(cycle): Json<Cycle>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let actor = caller.0.actor();
+    db(&state, move |s| {
+        s.write(|tx| plans::create_cycle(tx, &actor, &cycle))
+    })
+    .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+pub async fn create_work_project(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(p): Json<WorkProject>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    db(&state, move |s| {
+        s.write(|tx| plans::add_work_project(tx, &actor, &scope, &p))
+    })
+    .await?;
+    Ok(StatusCode::CREATED.into_response())
+}
+
+/// Records a day of cash-for-work at the office (devices record theirs through sync).
+pub async fn record_timesheet(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(entry): Json<TimesheetEntry>,
+) -> Result<Response> {
+    caller.require(OFFICE)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let id = db(&state, move |s| {
+        s.write(|tx| plans::record_timesheet(tx, &actor, &scope, &entry))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    status: TimesheetStatus,
+}
+
+/// Approves or rejects a pending timesheet; whoever recorded it cannot decide it.
+pub async fn decide_timesheet(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(d): Json<Decision>,
+) -> Result<Response> {
+    caller.require(OFFICE)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    db(&state, move |s| {
+        s.write(|tx| plans::decide_timesheet(tx, &actor, &scope, id, d.status))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generate {
+    plan: String,
+    cycle: String,
+}
+
+/// Generates the plan's entitlements for a cycle; safe to run again, it only adds what is new.
+pub async fn generate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(g): Json<Generate>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let report = db(&state, move |s| {
+        s.write(|tx| payroll::generate(tx, &actor, &scope, &g.plan, &g.cycle))
+    })
+    .await?;
+    Ok(Json(report).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PayrollQuery {
+    plan: Option<String>,
+    cycle: Option<String>,
+    status: Option<PayrollStatus>,
+}
+
+pub async fn list_payrolls(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Query(q): Query<PayrollQuery>,
+) -> Result<Response> {
+    let scope = user.scope();
+    let list = db(&state, move |s| {
+        s.read(|c| {
+            payroll::list_payrolls(c, &scope, q.plan.as_deref(), q.cycle.as_deref(), q.status)
+        })
+    })
+    .await?;
+    Ok(Json(list).into_response())
+}
+
+pub async fn get_payroll(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let scope = user.scope();
+    Ok(Json(
+        db(&state, move |s| {
+            s.read(|c| payroll::get_payroll(c, &scope, id))
+        })
+        .await?,
+    )
+    .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EntitlementQuery {
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u32,
+}
+
+pub async fn entitlements(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<Uuid>,
+    Query(q): Query<EntitlementQuery>,
+) -> Result<Response> {
+    let scope = user.scope();
+    let list = db(&state, move |s| {
+        s.read(|c| payroll::entitlements(c, &scope, id, page_limit(q.limit), q.offset))
+    })
+    .await?;
+    Ok(Json(list).into_response())
+}

@@ -1,0 +1,440 @@
+//! Authentication, users, locations, people, households, beneficiaries, imports, audit.
+
+use axum::{
+    body::Bytes,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use chrono::NaiveDate;
+use outpost_proto::{BeneficiaryStatus, RecipientKind, Relationship};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{AppState, Caller, Json, Query, db, page_limit};
+use crate::{
+    Error, Result,
+    registry::import::{FileFormat, ImportRow, parse_individuals},
+    store::{
+        audit, plans,
+        registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
+        users::{self, NewUser, Role},
+    },
+};
+
+const ADMIN: &[Role] = &[Role::Admin];
+const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+/// Exchanges a username and password for a bearer token.
+pub async fn token(State(state): State<AppState>, Json(c): Json<Credentials>) -> Result<Response> {
+    let (user, token, expires_at) = db(&state, move |s| {
+        let user = s.read(|conn| users::authenticate(conn, &c.username, &c.password))?;
+        let (token, expires) = s.write(|tx| users::issue_token(tx, &user))?;
+        Ok((user, token, expires))
+    })
+    .await?;
+    Ok(Json(json!({ "token": token, "expires_at": expires_at, "user": user })).into_response())
+}
+
+pub async fn me(Caller(user): Caller) -> Response {
+    Json(user).into_response()
+}
+
+pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let scope = caller.0.scope();
+    Ok(Json(db(&state, move |s| s.read(|c| users::list_users(c, &scope))).await?).into_response())
+}
+
+pub async fn create_user(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewUser>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let user = db(&state, move |s| {
+        s.write(|tx| users::create_user(tx, &actor, &scope, &new))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(user)).into_response())
+}
+
+pub async fn list_locations(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+) -> Result<Response> {
+    let scope = user.scope();
+    Ok(
+        Json(db(&state, move |s| s.read(|c| reg::list_locations(c, &scope))).await?)
+            .into_response(),
+    )
+}
+
+pub async fn create_location(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewLocation>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let loc = db(&state, move |s| {
+        s.write(|tx| reg::add_location(tx, &actor, &scope, &new))
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(loc)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchQuery {
+    q: Option<String>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u32,
+}
+
+pub async fn search_individuals(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Query(q): Query<SearchQuery>,
+) -> Result<Response> {
+    let scope = user.scope();
+    let found = db(&state, move |s| {
+        s.read(|c| {
+            reg::search_individuals(c, &scope, q.q.as_deref(), page_limit(q.limit), q.offset)
+        })
+    })
+    .await?;
+    Ok(Json(found).into_response())
+}
+
+pub async fn get_individual(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let scope = user.scope();
+    Ok(Json(
+        db(&state, move |s| {
+            s.read(|c| reg::get_individual(c, &scope, id))
+        })
+        .await?,
+    )
+    .into_response())
+}
+
+pub async fn get_household(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let scope = user.scope();
+    Ok(Json(
+        db(&state, move |s| {
+            s.read(|c| reg::get_household(c, &scope, id))
+        })
+        .await?,
+    )
+    .into_response())
+}
+
+/// One person, as the JSON API sends them: the same fields as a row of the individual upload,
+/// checked and written by the same code.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewIndividual {
+    external_id: String,
+    first_name: String,
+    last_name: String,
+    dob: NaiveDate,
+    sex: Option<String>,
+    location: Option<String>,
+    group_code: Option<String>,
+    role: Option<Relationship>,
+    #[serde(default)]
+    recipient: Option<RecipientKind>,
+    #[serde(default)]
+    extra: Map<String, Value>,
+    plan: Option<String>,
+    status: Option<BeneficiaryStatus>,
+}
+
+pub async fn create_individual(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewIndividual>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let person = db(&state, move |s| {
+        s.write(|tx| {
+            let schema = match &new.plan {
+                Some(code) => Some(plans::plan_by_code(tx, code)?.extra_schema),
+                None => None,
+            };
+            let row = ImportRow {
+                row: 1,
+                external_id: new.external_id,
+                first_name: new.first_name,
+                last_name: new.last_name,
+                dob: new.dob,
+                sex: new.sex,
+                location_name: new.location,
+                group_code: new.group_code,
+                role: new.role,
+                recipient: new.recipient.unwrap_or(RecipientKind::None),
+                extra: new.extra,
+            };
+            let parsed = crate::registry::import::check_rows(vec![row], schema.as_ref());
+            let opts = ImportOptions {
+                plan: new.plan,
+                status: new.status,
+                partial: false,
+            };
+            let external_id = parsed.rows.first().map(|r| r.external_id.clone());
+            reg::apply_import(tx, &actor, &scope, &parsed, &opts).map_err(single_row_error)?;
+            let id: Uuid = tx.query_row(
+                "SELECT id FROM individuals WHERE external_id = ?1",
+                [external_id],
+                |r| r.get(0),
+            )?;
+            reg::get_individual(tx, &scope, id)
+        })
+    })
+    .await?;
+    Ok((StatusCode::CREATED, Json(person)).into_response())
+}
+
+/// A one-row import's errors read better as field errors than as "row 1".
+fn single_row_error(e: Error) -> Error {
+    match e {
+        Error::ImportRejected { errors } => Error::Fields {
+            message: "the individual is not valid; nothing was saved".into(),
+            fields: errors
+                .into_iter()
+                .map(|e| crate::FieldError {
+                    field: e.column.unwrap_or_default(),
+                    reason: e.reason,
+                })
+                .collect(),
+        },
+        other => other,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportQuery {
+    plan: Option<String>,
+    status: Option<BeneficiaryStatus>,
+    #[serde(default)]
+    partial: bool,
+}
+
+/// Imports an individual upload (CSV or XLSX, sent as the request body). Without `partial`,
+/// one bad row rejects the file and the answer lists every bad row; with it, the valid rows
+/// are written and the rejected ones come back as a CSV to fix and re-send.
+pub async fn import_individuals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<ImportQuery>,
+    body: Bytes,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let (report, rejected_csv) = db(&state, move |s| {
+        s.write(|tx| {
+            let schema = match &q.plan {
+                Some(code) => Some(plans::plan_by_code(tx, code)?.extra_schema),
+                None => None,
+            };
+            let parsed = parse_individuals(&body, FileFormat::sniff(&body), schema.as_ref())?;
+            let opts = ImportOptions {
+                plan: q.plan,
+                status: q.status,
+                partial: q.partial,
+            };
+            let report = reg::apply_import(tx, &actor, &scope, &parsed, &opts)?;
+            let rejected = (!report.rejected.is_empty()).then(|| {
+                String::from_utf8_lossy(&parsed.rejected_csv(&report.rejected)).into_owned()
+            });
+            Ok((report, rejected))
+        })
+    })
+    .await?;
+    let mut body = json!(report);
+    body["rejected_csv"] = json!(rejected_csv);
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeneficiaryQuery {
+    plan: Option<String>,
+    status: Option<BeneficiaryStatus>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u32,
+}
+
+pub async fn list_beneficiaries(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Query(q): Query<BeneficiaryQuery>,
+) -> Result<Response> {
+    let scope = user.scope();
+    let found = db(&state, move |s| {
+        s.read(|c| {
+            reg::list_beneficiaries(
+                c,
+                &scope,
+                q.plan.as_deref(),
+                q.status,
+                page_limit(q.limit),
+                q.offset,
+            )
+        })
+    })
+    .await?;
+    Ok(Json(found).into_response())
+}
+
+pub async fn get_beneficiary(
+    State(state): State<AppState>,
+    Caller(user): Caller,
+    Path(id): Path<Uuid>,
+) -> Result<Response> {
+    let scope = user.scope();
+    let (b, history) = db(&state, move |s| {
+        s.read(|c| {
+            Ok((
+                reg::get_beneficiary(c, &scope, id)?,
+                reg::status_history(c, id)?,
+            ))
+        })
+    })
+    .await?;
+    let mut body = json!(b);
+    body["history"] = json!(history);
+    Ok(Json(body).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Enrolment {
+    plan: String,
+    individual_id: Option<Uuid>,
+    household_id: Option<Uuid>,
+    #[serde(default)]
+    status: Option<BeneficiaryStatus>,
+    reason: String,
+}
+
+/// Enrols one person or household in a plan (of the matching kind).
+pub async fn enrol_beneficiary(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(e): Json<Enrolment>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let created = db(&state, move |s| {
+        s.write(|tx| {
+            let plan = plans::plan_by_code(tx, &e.plan)?;
+            let target = match (plan.beneficiary_type, e.individual_id, e.household_id) {
+                (plans::BeneficiaryType::Individual, Some(id), None) => {
+                    reg::get_individual(tx, &scope, id)?;
+                    BeneficiaryTarget::Individual(id)
+                }
+                (plans::BeneficiaryType::Group, None, Some(id)) => {
+                    reg::get_household(tx, &scope, id)?;
+                    BeneficiaryTarget::Group(id)
+                }
+                (plans::BeneficiaryType::Individual, ..) => {
+                    return Err(Error::Invalid(format!("plan {} enrols individuals: give individual_id only", plan.code)));
+                }
+                (plans::BeneficiaryType::Group, ..) => {
+                    return Err(Error::Invalid(format!("plan {} enrols households: give household_id only", plan.code)));
+                }
+            };
+            let status = e.status.unwrap_or(BeneficiaryStatus::Potential);
+            if !reg::enrol_if_new(tx, &actor, plan.id, target, status, &e.reason)? {
+                return Err(Error::Conflict("already a beneficiary of this plan".into()));
+            }
+            audit::append(tx, &actor, "beneficiary.enrol", "plan", Some(&plan.id.to_string()), &json!({
+                "individual_id": e.individual_id, "household_id": e.household_id, "status": status,
+            }))?;
+            Ok(())
+        })
+    })
+    .await;
+    created.map(|()| StatusCode::CREATED.into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusChange {
+    status: BeneficiaryStatus,
+    reason: String,
+}
+
+/// Moves a beneficiary along its lifecycle; refused transitions answer 409 and change nothing.
+pub async fn change_status(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(change): Json<StatusChange>,
+) -> Result<Response> {
+    caller.require(OFFICE)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let b = db(&state, move |s| {
+        s.write(|tx| reg::change_status(tx, &actor, &scope, id, change.status, &change.reason))
+    })
+    .await?;
+    Ok(Json(b).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditQuery {
+    entity_id: Option<String>,
+    limit: Option<u32>,
+}
+
+/// The audit log, newest first, with whether its hash chain is intact.
+pub async fn audit_log(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    if caller.0.scope() != reg::Scope::National {
+        return Err(Error::Forbidden(
+            "the audit log is for national administrators".into(),
+        ));
+    }
+    let (entries, chain) = db(&state, move |s| {
+        s.read(|c| {
+            Ok((
+                audit::list(c, q.entity_id.as_deref(), page_limit(q.limit))?,
+                audit::verify(c)?,
+            ))
+        })
+    })
+    .await?;
+    Ok(Json(json!({
+        "chain_intact": chain.is_ok(),
+        "first_broken_seq": chain.err(),
+        "entries": entries,
+    }))
+    .into_response())
+}

@@ -1,0 +1,450 @@
+//! The demo programme: a deterministic, realistic registry for the demo, tests and benchmarks.
+//!
+//! It is loaded through the same import, plan and payroll code administrators use, so the
+//! demo is also a smoke test of those paths.
+
+use chrono::NaiveDate;
+use outpost_proto::BeneficiaryStatus;
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::{
+    Result,
+    registry::import::{FileFormat, parse_individuals},
+    store::{
+        Store, payroll, plans,
+        registry::{self, ImportOptions, LocationLevel, NewLocation, Scope},
+        users::{self, NewUser, Role},
+    },
+};
+
+/// The password of every demo account (never use the demo data in production).
+pub const DEMO_PASSWORD: &str = "outpost-demo-2026";
+/// The demo's payment cycle.
+pub const DEMO_CYCLE: &str = "2026-11";
+
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    pub households: usize,
+    pub seed: u64,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            households: 200,
+            seed: 7,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoSummary {
+    pub individuals: usize,
+    pub households: usize,
+    pub payrolls: usize,
+    pub entitlements: usize,
+    pub users: Vec<String>,
+    pub password: &'static str,
+}
+
+/// A location's (code, name).
+type Place = (&'static str, &'static str);
+/// A district and its three villages.
+type District = (&'static str, &'static str, [Place; 3]);
+
+/// Regions, their districts, and three villages each.
+const GEOGRAPHY: &[(&str, &str, &[District])] = &[
+    (
+        "N",
+        "Northern",
+        &[
+            (
+                "N-MZ",
+                "Mzimba",
+                [
+                    ("N-MZ-01", "Ekwendeni"),
+                    ("N-MZ-02", "Embangweni"),
+                    ("N-MZ-03", "Jenda"),
+                ],
+            ),
+            (
+                "N-RU",
+                "Rumphi",
+                [
+                    ("N-RU-01", "Bolero"),
+                    ("N-RU-02", "Chiweta"),
+                    ("N-RU-03", "Nchenachena"),
+                ],
+            ),
+        ],
+    ),
+    (
+        "S",
+        "Southern",
+        &[
+            (
+                "S-CK",
+                "Chikwawa",
+                [
+                    ("S-CK-01", "Ngabu"),
+                    ("S-CK-02", "Mitondo"),
+                    ("S-CK-03", "Kasinthula"),
+                ],
+            ),
+            (
+                "S-NS",
+                "Nsanje",
+                [
+                    ("S-NS-01", "Bangula"),
+                    ("S-NS-02", "Makhanga"),
+                    ("S-NS-03", "Tengani"),
+                ],
+            ),
+        ],
+    ),
+];
+
+const FIRST_NAMES: &[&str] = &[
+    "Chikondi",
+    "Thoko",
+    "Mphatso",
+    "Kondwani",
+    "Tiyamike",
+    "Chisomo",
+    "Madalitso",
+    "Yamikani",
+    "Aïssata",
+    "José",
+    "Zoë",
+    "Ngozi",
+    "Fátima",
+    "Amara",
+    "Ousmane",
+    "Hélène",
+    "Ibrahima",
+    "Chidi",
+    "Łucja",
+    "Nguyễn Thị",
+    "فاطمة",
+    "محمد",
+    "አበበ",
+    "ሰላም",
+    "सीता",
+    "राम",
+    "Thandiwe",
+    "Esther",
+    "Grace",
+    "Blessings",
+    "Precious",
+    "Memory",
+];
+const LAST_NAMES: &[&str] = &[
+    "Banda",
+    "Phiri",
+    "Mwale",
+    "Tembo",
+    "Chirwa",
+    "Nyirenda",
+    "Kumwenda",
+    "Gondwe",
+    "Mhango",
+    "Diallo",
+    "N'Diaye",
+    "Sow",
+    "Mbeki",
+    "García",
+    "Nguyễn",
+    "حسن",
+    "ተስፋዬ",
+    "शर्मा",
+    "Zulu",
+    "Moyo",
+    "Kachingwe",
+    "Chimwemwe",
+];
+
+/// Whether the database holds no registry and no users yet.
+pub fn is_empty(store: &Store) -> Result<bool> {
+    store.read(|c| {
+        let n: i64 = c.query_row(
+            "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM individuals) + (SELECT count(*) FROM locations)",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(n == 0)
+    })
+}
+
+/// Every village code of the demo geography.
+pub fn village_codes() -> Vec<&'static str> {
+    GEOGRAPHY
+        .iter()
+        .flat_map(|(_, _, districts)| {
+            districts
+                .iter()
+                .flat_map(|(_, _, v)| v.iter().map(|(c, _)| *c))
+        })
+        .collect()
+}
+
+/// The demo geography, parents first.
+pub fn locations() -> Vec<NewLocation> {
+    let mut out = Vec::new();
+    for (rc, rn, districts) in GEOGRAPHY {
+        out.push(NewLocation {
+            code: rc.to_string(),
+            name: rn.to_string(),
+            level: LocationLevel::Region,
+            parent_code: None,
+        });
+        for (dc, dn, villages) in *districts {
+            out.push(NewLocation {
+                code: dc.to_string(),
+                name: dn.to_string(),
+                level: LocationLevel::District,
+                parent_code: Some(rc.to_string()),
+            });
+            for (vc, vn) in villages {
+                out.push(NewLocation {
+                    code: vc.to_string(),
+                    name: vn.to_string(),
+                    level: LocationLevel::Village,
+                    parent_code: Some(dc.to_string()),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// An openIMIS individual upload of `households` households (1 to 7 members each, in the
+/// given villages), with the demo plan's extra columns `disability` and `housing`.
+/// Deterministic for a seed. Returns the CSV and its number of data rows.
+pub fn individuals_csv(households: usize, seed: u64, villages: &[&str]) -> (Vec<u8>, usize) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut out = csv::Writer::from_writer(Vec::with_capacity(households * 6 * 90));
+    out.write_record([
+        "id",
+        "first_name",
+        "last_name",
+        "dob",
+        "sex",
+        "location_name",
+        "group_code",
+        "individual_role",
+        "recipient_info",
+        "disability",
+        "housing",
+    ])
+    .expect("writing to memory");
+    let mut rows = 0;
+    let pick = |rng: &mut ChaCha8Rng, list: &[&'static str]| list[rng.random_range(0..list.len())];
+    let dob = |rng: &mut ChaCha8Rng, min_age: i32, max_age: i32| {
+        let year = 2026 - rng.random_range(min_age..=max_age);
+        NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28))
+            .expect("valid date")
+            .to_string()
+    };
+    for h in 0..households {
+        let village = villages[rng.random_range(0..villages.len())];
+        let last = pick(&mut rng, LAST_NAMES);
+        let size = rng.random_range(1..=7usize);
+        // Usually the head collects; in some households the spouse does, and the head not.
+        let spouse_collects = size > 1 && rng.random_bool(0.3);
+        let housing = ["OWNED", "RENTED", "NONE"][rng.random_range(0..3)];
+        for m in 0..size {
+            let (role, age, recipient) = match m {
+                0 => ("HEAD", (22, 75), if spouse_collects { "0" } else { "1" }),
+                1 => ("SPOUSE", (20, 70), if spouse_collects { "1" } else { "2" }),
+                6 => ("GRANDMOTHER", (55, 90), "0"),
+                _ => (
+                    if rng.random_bool(0.5) {
+                        "SON"
+                    } else {
+                        "DAUGHTER"
+                    },
+                    (0, 19),
+                    "0",
+                ),
+            };
+            let sex = match role {
+                "DAUGHTER" | "GRANDMOTHER" => "F",
+                "SON" => "M",
+                _ if rng.random_bool(0.5) => "F",
+                _ => "M",
+            };
+            let disability = if rng.random_bool(0.08) { "yes" } else { "no" };
+            out.write_record([
+                format!("P{seed}-{h:07}-{m}").as_str(),
+                pick(&mut rng, FIRST_NAMES),
+                last,
+                &dob(&mut rng, age.0, age.1),
+                sex,
+                village,
+                &format!("HH{seed}-{h:07}"),
+                role,
+                recipient,
+                disability,
+                if m == 0 { housing } else { "" },
+            ])
+            .expect("writing to memory");
+            rows += 1;
+        }
+    }
+    (out.into_inner().expect("writing to memory"), rows)
+}
+
+fn demo_plans() -> Vec<plans::NewPlan> {
+    let schema = json!({"fields": [
+        {"name": "disability", "type": "boolean"},
+        {"name": "housing", "type": "enum", "values": ["OWNED", "RENTED", "NONE"]},
+    ]});
+    let plan = |v: serde_json::Value| {
+        serde_json::from_value::<plans::NewPlan>(v).expect("demo plan is valid JSON")
+    };
+    vec![
+        plan(json!({
+            "code": "CT-HH", "name": "Household cash transfer", "beneficiary_type": "GROUP",
+            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"],
+            "extra_schema": schema,
+            "rule": {"cash": {"kind": "base_plus_criteria", "base": 1500000, "criteria": [
+                {"field": "disability", "op": "eq", "value": true, "amount": 500000},
+                {"field": "housing", "op": "eq", "value": "NONE", "amount": 250000}]},
+                "limit_per_transaction": 2000000},
+            "payment_point": {"by": "location", "level": "VILLAGE"},
+        })),
+        plan(json!({
+            "code": "CHILD-GRANT", "name": "Child grant (per child in school age)", "beneficiary_type": "GROUP",
+            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"], "extra_schema": schema,
+            "rule": {"cash": {"kind": "per_member", "per_member": 300000, "child_age_limit": 18, "max_members": 4}},
+            "payment_point": {"by": "agent"},
+        })),
+        plan(json!({
+            "code": "FOOD-KIT", "name": "Lean season food kit", "beneficiary_type": "GROUP",
+            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["GOODS"], "extra_schema": schema,
+            "rule": {"goods": [{"item": "MAIZE-25KG", "quantity": 1}, {"item": "SOAP-KIT", "quantity": 1}]},
+            "payment_point": {"by": "location", "level": "DISTRICT"},
+        })),
+        plan(json!({
+            "code": "CFW-ROADS", "name": "Cash for work: feeder roads", "beneficiary_type": "INDIVIDUAL",
+            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"], "extra_schema": schema,
+            "rule": {"cash": {"kind": "cash_for_work", "project": "ROAD-N-MZ"}},
+        })),
+    ]
+}
+
+/// Loads the whole demo programme into an empty database, in one transaction.
+pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
+    let actor = "system:demo";
+    let national = Scope::National;
+    let (csv, _) = individuals_csv(opts.households, opts.seed, &village_codes());
+    store.write(|tx| {
+        for loc in locations() {
+            registry::add_location(tx, actor, &national, &loc)?;
+        }
+        for (code, name, unit) in [("MAIZE-25KG", "Maize flour", "bag of 25 kg"), ("SOAP-KIT", "Hygiene kit", "kit")] {
+            plans::add_goods_item(tx, actor, &plans::GoodsItem { code: code.into(), name: name.into(), unit: unit.into() })?;
+        }
+        let mut usernames = Vec::new();
+        let mut add_user = |username: String, name: &str, role: Role, area: Option<&str>| -> Result<()> {
+            users::create_user(tx, actor, &national, &NewUser {
+                username: username.clone(),
+                display_name: name.to_owned(),
+                role,
+                area: area.map(str::to_owned),
+                password: DEMO_PASSWORD.to_owned(),
+            })?;
+            usernames.push(username);
+            Ok(())
+        };
+        add_user("admin".into(), "Programme administrator", Role::Admin, None)?;
+        for (i, name) in ["Alinafe Banda", "Bertrand Diallo", "Chimwemwe Phiri"].iter().enumerate() {
+            add_user(format!("sup.north{}", i + 1), name, Role::Supervisor, Some("N"))?;
+        }
+        add_user("sup.south1".into(), "Dalitso Mwale", Role::Supervisor, Some("S"))?;
+        for (_, _, districts) in GEOGRAPHY {
+            for (dc, dn, _) in *districts {
+                add_user(format!("agent.{}", dc.to_lowercase()), &format!("Agent {dn}"), Role::FieldAgent, Some(dc))?;
+            }
+        }
+        for plan in demo_plans() {
+            plans::create_plan(tx, actor, &plan)?;
+        }
+        let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&plans::plan_by_code(tx, "CT-HH")?.extra_schema))?;
+        let import = |plan: &str| ImportOptions { plan: Some(plan.into()), status: Some(BeneficiaryStatus::Active), partial: false };
+        let report = registry::apply_import(tx, actor, &national, &parsed, &import("CT-HH"))?;
+        registry::apply_import(tx, actor, &national, &parsed, &import("CHILD-GRANT"))?;
+        registry::apply_import(tx, actor, &national, &parsed, &import("FOOD-KIT"))?;
+
+        // Some households leave or pause, so the lifecycle has something to show.
+        let ct = registry::list_beneficiaries(tx, &national, Some("CT-HH"), None, 500, 0)?;
+        for (i, b) in ct.iter().enumerate() {
+            let change = match i % 20 {
+                7 => Some((BeneficiaryStatus::Suspended, "did not collect for three cycles")),
+                13 => Some((BeneficiaryStatus::Graduated, "household income above the threshold")),
+                _ => None,
+            };
+            if let Some((to, why)) = change {
+                registry::change_status(tx, "user:sup.north1", &national, b.id, to, why)?;
+            }
+        }
+
+        plans::create_cycle(tx, actor, &plans::Cycle {
+            code: DEMO_CYCLE.into(),
+            start_date: NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"),
+            end_date: NaiveDate::from_ymd_opt(2026, 11, 30).expect("date"),
+        })?;
+        plans::add_work_project(tx, actor, &national, &plans::WorkProject {
+            code: "ROAD-N-MZ".into(),
+            name: "Ekwendeni feeder road".into(),
+            plan: "CFW-ROADS".into(),
+            location: "N-MZ".into(),
+            daily_wage_minor: 200000,
+        })?;
+        // Adults of Mzimba work on the road; a week of days, approved by a second supervisor.
+        let workers: Vec<uuid::Uuid> = tx
+            .prepare(
+                "SELECT i.id FROM individuals i JOIN locations l ON l.id = i.location_id
+                 WHERE l.path LIKE 'N/N-MZ/%' AND i.dob < '2006-01-01' ORDER BY i.external_id LIMIT 20",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
+        for (w, worker) in workers.iter().enumerate() {
+            registry::enrol_if_new(tx, actor, cfw.id, registry::BeneficiaryTarget::Individual(*worker), BeneficiaryStatus::Active, "public works enrolment")?;
+            let beneficiary: uuid::Uuid = tx.query_row(
+                "SELECT id FROM beneficiaries WHERE plan_id = ?1 AND individual_id = ?2",
+                rusqlite::params![cfw.id, worker],
+                |r| r.get(0),
+            )?;
+            for day in 0..(3 + w % 4) {
+                let id = plans::record_timesheet(tx, "user:sup.north1", &national, &plans::TimesheetEntry {
+                    project: "ROAD-N-MZ".into(),
+                    beneficiary_id: beneficiary,
+                    work_date: NaiveDate::from_ymd_opt(2026, 11, 2 + day as u32).expect("date"),
+                    day_hundredths: if day == 0 && w % 3 == 0 { 50 } else { 100 },
+                })?;
+                plans::decide_timesheet(tx, "user:sup.north2", &national, id, plans::TimesheetStatus::Approved)?;
+            }
+        }
+
+        let mut payrolls = 0;
+        let mut entitlements = 0;
+        for plan in ["CT-HH", "CHILD-GRANT", "FOOD-KIT", "CFW-ROADS"] {
+            let r = payroll::generate(tx, actor, &national, plan, DEMO_CYCLE)?;
+            payrolls += r.payrolls.len();
+            entitlements += r.entitlements_created;
+        }
+        Ok(DemoSummary {
+            individuals: report.created,
+            households: report.households_created,
+            payrolls,
+            entitlements,
+            users: usernames,
+            password: DEMO_PASSWORD,
+        })
+    })
+}

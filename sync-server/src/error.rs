@@ -1,0 +1,77 @@
+//! The server's one error type, mapped to HTTP once (in `api`) and to exit codes once (in
+//! `main`). Messages are written for the person who sent the request; database and I/O
+//! details are logged, never sent.
+
+use serde::Serialize;
+
+use crate::registry::import::{FileError, RowError};
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{what} '{key}' not found")]
+    NotFound { what: &'static str, key: String },
+    /// The request is well-formed but its content is not acceptable.
+    #[error("{0}")]
+    Invalid(String),
+    /// Several fields are wrong at once; each is listed.
+    #[error("{message}")]
+    Fields {
+        message: String,
+        fields: Vec<FieldError>,
+    },
+    /// An import found bad rows and wrote nothing.
+    #[error("the file has {} bad row(s); nothing was imported", errors.len())]
+    ImportRejected { errors: Vec<RowError> },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Transition(#[from] outpost_proto::TransitionError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("too large: {0}")]
+    TooLarge(String),
+    #[error("authentication required")]
+    Unauthenticated,
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// One field's problem, for forms and JSON bodies.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl Error {
+    pub fn not_found(what: &'static str, key: impl ToString) -> Error {
+        Error::NotFound {
+            what,
+            key: key.to_string(),
+        }
+    }
+
+    /// Whether a failed write is a UNIQUE or CHECK constraint, i.e. a conflict the caller
+    /// caused rather than a fault of ours.
+    pub fn is_constraint(&self) -> bool {
+        matches!(
+            self,
+            Error::Database(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation
+        )
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(e: serde_json::Error) -> Self {
+        Error::Internal(format!("stored JSON is unreadable: {e}"))
+    }
+}

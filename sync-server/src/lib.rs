@@ -1,0 +1,14 @@
+//! The Outpost central registry and sync server.
+//!
+//! - [`store`] owns the SQLite database: every query and write of the registry lives there.
+//! - [`registry`] holds the pure rules the store applies: import file parsing, plans'
+//!   extra-field schemas, calculation rules.
+//! - [`api`] is the HTTP surface (JSON API under `/api/v1`), [`demo`] the demo programme.
+
+pub mod api;
+pub mod demo;
+mod error;
+pub mod registry;
+pub mod store;
+
+pub use error::{Error, FieldError, Result};

@@ -1,0 +1,308 @@
+//! `outpost-server`: the central registry server and its administration commands.
+
+use std::{
+    io::{Read, Write},
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    sync::Arc,
+};
+
+use clap::{Parser, Subcommand};
+use outpost_proto::BeneficiaryStatus;
+use outpost_server::{
+    Error, Result,
+    api::{self, AppState},
+    demo,
+    registry::import::{FileFormat, parse_individuals},
+    store::{
+        Store, audit, payroll, plans,
+        registry::{self, ImportOptions, Scope},
+        users::{self, NewUser, Role},
+    },
+};
+
+#[derive(Parser)]
+#[command(
+    name = "outpost-server",
+    version,
+    about = "Outpost central registry and sync server"
+)]
+struct Cli {
+    /// Where the server keeps its database.
+    #[arg(long, global = true, env = "OUTPOST_DATA", default_value = "data")]
+    data: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the API (and, with --demo, load the demo programme on first start).
+    Serve {
+        #[arg(long, env = "OUTPOST_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Load the demo programme if the database is empty.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Load the demo programme (deterministic for a given seed) into an empty database.
+    Demo {
+        #[arg(long, default_value_t = 200)]
+        households: usize,
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+    },
+    /// Import a registry file.
+    Import {
+        #[command(subcommand)]
+        what: ImportWhat,
+    },
+    /// Define a benefit plan from a JSON file (see README for the format).
+    Plan { file: PathBuf },
+    /// Open a payment cycle.
+    Cycle {
+        code: String,
+        start: chrono::NaiveDate,
+        end: chrono::NaiveDate,
+    },
+    /// Generate a plan's payrolls for a cycle (safe to re-run: only adds what is new).
+    Generate {
+        #[arg(long)]
+        plan: String,
+        #[arg(long)]
+        cycle: String,
+    },
+    /// Add a staff account; the password is read from standard input.
+    User {
+        username: String,
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// Location code of the user's area; national if omitted.
+        #[arg(long)]
+        area: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Check that the audit log's hash chain is intact.
+    AuditVerify,
+}
+
+#[derive(Subcommand)]
+enum ImportWhat {
+    /// An openIMIS individual upload (CSV or XLSX).
+    Individuals {
+        file: PathBuf,
+        /// Enrol the people (or households) in this plan; its schema checks extra columns.
+        #[arg(long)]
+        plan: Option<String>,
+        /// Status of new beneficiaries (default POTENTIAL).
+        #[arg(long)]
+        status: Option<BeneficiaryStatus>,
+        /// Import the valid rows and write the rejected ones to --rejects.
+        #[arg(long, requires = "rejects")]
+        partial: bool,
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+    },
+    /// Locations as CSV: code,name,level,parent_code (parents first).
+    Locations { file: PathBuf },
+}
+
+fn parse_role(s: &str) -> std::result::Result<Role, String> {
+    serde_json::from_value(serde_json::Value::String(
+        s.to_uppercase().replace('-', "_"),
+    ))
+    .map_err(|_| format!("'{s}' is not a role: admin, supervisor or field_agent"))
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "outpost_server=info,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            if let Error::ImportRejected { errors } = &e {
+                for r in errors {
+                    eprintln!(
+                        "  row {}{}: {}",
+                        r.row,
+                        r.column
+                            .as_deref()
+                            .map(|c| format!(", {c}"))
+                            .unwrap_or_default(),
+                        r.reason
+                    );
+                }
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open(data: &Path) -> Result<Store> {
+    Store::open(&data.join("registry.db"))
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let actor = audit::actor_cli();
+    match cli.command {
+        Command::Serve {
+            listen,
+            demo: with_demo,
+        } => {
+            let store = open(&cli.data)?;
+            if with_demo && demo::is_empty(&store)? {
+                eprintln!("loading the demo programme (first start)...");
+                demo::load(&store, &demo::DemoOptions::default())?;
+            }
+            serve(store, listen)
+        }
+        Command::Demo { households, seed } => {
+            let store = open(&cli.data)?;
+            if !demo::is_empty(&store)? {
+                return Err(Error::Invalid(format!(
+                    "{} already holds data; the demo loads into an empty database",
+                    cli.data.display()
+                )));
+            }
+            let summary = demo::load(&store, &demo::DemoOptions { households, seed })?;
+            println!("{}", serde_json::to_string_pretty(&summary)?);
+            Ok(())
+        }
+        Command::Import {
+            what:
+                ImportWhat::Individuals {
+                    file,
+                    plan,
+                    status,
+                    partial,
+                    rejects,
+                },
+        } => {
+            let store = open(&cli.data)?;
+            let bytes = std::fs::read(&file)?;
+            let (report, rejected_csv) = store.write(|tx| {
+                let schema = match &plan {
+                    Some(code) => Some(plans::plan_by_code(tx, code)?.extra_schema),
+                    None => None,
+                };
+                let parsed = parse_individuals(&bytes, FileFormat::sniff(&bytes), schema.as_ref())?;
+                let opts = ImportOptions {
+                    plan: plan.clone(),
+                    status,
+                    partial,
+                };
+                let report = registry::apply_import(tx, &actor, &Scope::National, &parsed, &opts)?;
+                let csv = parsed.rejected_csv(&report.rejected);
+                Ok((report, csv))
+            })?;
+            if let (Some(path), false) = (&rejects, report.rejected.is_empty()) {
+                std::fs::write(path, rejected_csv)?;
+                eprintln!(
+                    "{} rejected row(s) written to {}",
+                    report.rejected.len(),
+                    path.display()
+                );
+            }
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Import {
+            what: ImportWhat::Locations { file },
+        } => {
+            let store = open(&cli.data)?;
+            let bytes = std::fs::read(&file)?;
+            let n = store
+                .write(|tx| registry::import_locations(tx, &actor, &Scope::National, &bytes))?;
+            println!("{n} location(s) added");
+            Ok(())
+        }
+        Command::Plan { file } => {
+            let store = open(&cli.data)?;
+            let new: plans::NewPlan = serde_json::from_slice(&std::fs::read(&file)?)
+                .map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+            let plan = store.write(|tx| plans::create_plan(tx, &actor, &new))?;
+            println!("{}", serde_json::to_string_pretty(&plan)?);
+            Ok(())
+        }
+        Command::Cycle { code, start, end } => {
+            let store = open(&cli.data)?;
+            let cycle = plans::Cycle {
+                code,
+                start_date: start,
+                end_date: end,
+            };
+            store.write(|tx| plans::create_cycle(tx, &actor, &cycle))?;
+            println!("cycle {} opened", cycle.code);
+            Ok(())
+        }
+        Command::Generate { plan, cycle } => {
+            let store = open(&cli.data)?;
+            let report =
+                store.write(|tx| payroll::generate(tx, &actor, &Scope::National, &plan, &cycle))?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::User {
+            username,
+            role,
+            area,
+            name,
+        } => {
+            let store = open(&cli.data)?;
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password)?;
+            let new = NewUser {
+                display_name: name.unwrap_or_else(|| username.clone()),
+                username,
+                role,
+                area,
+                password: password.trim_end_matches(['\r', '\n']).to_owned(),
+            };
+            let user = store.write(|tx| users::create_user(tx, &actor, &Scope::National, &new))?;
+            println!("user {} created", user.username);
+            Ok(())
+        }
+        Command::AuditVerify => {
+            let store = open(&cli.data)?;
+            match store.read(audit::verify)? {
+                Ok(n) => {
+                    println!("audit log intact: {n} entries");
+                    Ok(())
+                }
+                Err(seq) => Err(Error::Invalid(format!(
+                    "the audit log was altered: entry {seq} does not match its hash"
+                ))),
+            }
+        }
+    }
+}
+
+fn serve(store: Store, listen: SocketAddr) -> Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        // Tests and scripts read this line to find the port when listening on :0.
+        println!("listening on http://{addr}");
+        std::io::stdout().flush()?;
+        let app = api::router(AppState {
+            store: Arc::new(store),
+        })
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await?;
+        Ok(())
+    })
+}

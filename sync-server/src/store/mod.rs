@@ -1,0 +1,175 @@
+//! The server's storage: one SQLite file, migrated one step at a time.
+//!
+//! The rest of the server reaches the database only through the functions of this module's
+//! children, which take `&Transaction` when they write and `&Connection` when they only read,
+//! so the compiler keeps transaction boundaries honest. The SQL is portable and this API is
+//! narrow on purpose: a PostgreSQL backend is to follow behind the same functions.
+
+pub mod audit;
+pub mod payroll;
+pub mod plans;
+pub mod registry;
+pub mod users;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::Duration,
+};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::{Error, Result};
+
+/// Each entry upgrades the schema from version `i` to `i + 1`, in one transaction.
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_registry.sql")];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// One writer and a pool of readers over the same file (WAL lets readers run beside the
+/// writer). Long reads never hold up a write, and writes are serialised here rather than by
+/// SQLite's busy loop.
+pub struct Store {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut writer = open_connection(path, false)?;
+        migrate(&mut writer)?;
+        Ok(Store {
+            path: path.to_owned(),
+            writer: Mutex::new(writer),
+            readers: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` in one IMMEDIATE transaction: committed when `f` returns `Ok`, rolled back
+    /// otherwise, so nothing is ever half-written.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let value = f(&tx)?;
+        tx.commit()?;
+        Ok(value)
+    }
+
+    /// Runs `f` on a read-only connection, in one transaction so it sees one snapshot.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(conn) => conn,
+            None => open_connection(&self.path, true)?,
+        };
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
+            let value = f(&tx)?;
+            tx.finish()?;
+            Ok(value)
+        })();
+        self.readers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(conn);
+        result
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(Duration::from_secs(10))?;
+    // FULL: a committed transaction survives a power cut, which money records need.
+    conn.execute_batch(
+        "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL; PRAGMA cache_size = -32000;",
+    )?;
+    if !read_only {
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+    }
+    Ok(conn)
+}
+
+/// Upgrades one version at a time, each step in its own transaction. A database newer than
+/// this build is refused rather than misread.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let current: u32 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(Error::Invalid(format!(
+            "the database is at schema version {current}, newer than this server \
+             (version {SCHEMA_VERSION}); run a newer outpost-server"
+        )));
+    }
+    for (version, sql) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", version as u32 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// The current time in UTC, as stored (RFC 3339 with its zone).
+pub fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn migrates_a_fresh_file_and_refuses_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let store = Store::open(&path).unwrap();
+        let version: u32 = store
+            .read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        drop(store);
+        // Reopening an up-to-date file is a no-op.
+        Store::open(&path).unwrap();
+
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = Store::open(&path).err().expect("newer schema refused");
+        assert!(err.to_string().contains("newer than this server"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("registry.db")).unwrap();
+        let result: Result<()> = store.write(|tx| {
+            tx.execute(
+                "INSERT INTO goods_items (id, code, name, unit) VALUES (?1, 'MAIZE', 'Maize', 'kg')",
+                [uuid::Uuid::now_v7()],
+            )?;
+            Err(Error::Invalid("stop".into()))
+        });
+        assert!(result.is_err());
+        let count: i64 = store
+            .read(|c| Ok(c.query_row("SELECT count(*) FROM goods_items", [], |r| r.get(0))?))
+            .unwrap();
+        assert_eq!(count, 0);
+    }
+}

@@ -1,0 +1,549 @@
+//! Payroll generation and payroll reads.
+//!
+//! Generation is set-based: one query gathers every ACTIVE beneficiary of the plan not yet
+//! entitled in the cycle, the rule is applied in memory, and entitlements are inserted with
+//! one prepared statement in the caller's transaction. Running it again only adds what is
+//! new, because (plan, cycle, beneficiary) is unique.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use outpost_proto::{Currency, EntitlementStatus, PayrollStatus};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{
+    audit, now,
+    plans::{self, BeneficiaryType, PaymentPoint, PointLevel, json_column, text_column},
+    registry::{IN_SCOPE, Scope, parse_date_column},
+};
+use crate::{
+    Error, Result,
+    registry::rules::{CashRule, Facts},
+};
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct GenerateReport {
+    pub entitlements_created: usize,
+    pub awaiting_approval: usize,
+    pub total_minor: i64,
+    pub currency: Option<Currency>,
+    /// Payrolls that received entitlements in this run (new or still pending approval).
+    pub payrolls: Vec<Uuid>,
+    /// Active beneficiaries with no location, or no field agent covering it: not paid until
+    /// they are placed.
+    pub unplaced: usize,
+    /// Cash-for-work beneficiaries with no approved days in the cycle.
+    pub nothing_due: usize,
+}
+
+/// One beneficiary as the generator sees it.
+struct Candidate {
+    beneficiary: Uuid,
+    group: Option<Uuid>,
+    recipient: Option<Uuid>,
+    location_path: Option<String>,
+    extra: Option<Map<String, Value>>,
+}
+
+/// Generates the entitlements of `plan_code` for `cycle_code`, one per ACTIVE beneficiary in
+/// `scope` not yet entitled, split into payrolls by payment point.
+pub fn generate(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    plan_code: &str,
+    cycle_code: &str,
+) -> Result<GenerateReport> {
+    let plan = plans::plan_by_code(tx, plan_code)?;
+    let (cycle_id, cycle) = plans::cycle_by_code(tx, cycle_code)?;
+    if cycle.end_date < plan.start_date || plan.end_date.is_some_and(|end| cycle.start_date > end) {
+        return Err(Error::Invalid(format!(
+            "cycle {} ({} to {}) is outside plan {}'s dates",
+            cycle.code, cycle.start_date, cycle.end_date, plan.code
+        )));
+    }
+    let group_plan = plan.beneficiary_type == BeneficiaryType::Group;
+    let candidates = load_candidates(
+        tx,
+        scope,
+        plan.id,
+        cycle_id,
+        group_plan,
+        rule_reads_extra(&plan.rule.cash),
+    )?;
+
+    let member_dobs = match plan.rule.cash {
+        CashRule::PerMember { .. } => load_member_dobs(tx, plan.id)?,
+        _ => HashMap::new(),
+    };
+    let (days, daily_wage) = match &plan.rule.cash {
+        CashRule::CashForWork { project } => {
+            let (project_id, wage) = plans::work_project_by_code(tx, project)?;
+            (
+                load_days_worked(tx, project_id, cycle.start_date, cycle.end_date)?,
+                wage,
+            )
+        }
+        _ => (HashMap::new(), 0),
+    };
+    let points = PointResolver::load(tx, plan.payment_point)?;
+    let goods = json!(plan.rule.goods).to_string();
+
+    let mut report = GenerateReport {
+        currency: Some(plan.currency),
+        ..Default::default()
+    };
+    let mut payroll_of_point: HashMap<PointKey, Uuid> = HashMap::new();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
+            amount_minor, currency, goods, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    let no_dobs: Vec<NaiveDate> = Vec::new();
+    for c in &candidates {
+        let Some(point) = c.location_path.as_deref().and_then(|p| points.resolve(p)) else {
+            report.unplaced += 1;
+            continue;
+        };
+        let facts = Facts {
+            extra: c.extra.as_ref(),
+            member_dobs: c
+                .group
+                .and_then(|g| member_dobs.get(&g))
+                .unwrap_or(&no_dobs),
+            day_hundredths: days.get(&c.beneficiary).copied().unwrap_or(0),
+            daily_wage,
+            on: Some(cycle.start_date),
+        };
+        let amount = plan
+            .rule
+            .cash_due(&facts)
+            .map_err(|e| Error::Invalid(format!("beneficiary {}: {e}", c.beneficiary)))?;
+        if amount == 0 && plan.rule.goods.is_empty() {
+            report.nothing_due += 1;
+            continue;
+        }
+        let payroll = match payroll_of_point.get(&point) {
+            Some(id) => *id,
+            None => {
+                let id = open_payroll(tx, actor, &plan, cycle_id, &cycle.code, &point)?;
+                payroll_of_point.insert(point.clone(), id);
+                report.payrolls.push(id);
+                id
+            }
+        };
+        let status = if plan.rule.needs_approval(amount) {
+            report.awaiting_approval += 1;
+            EntitlementStatus::AwaitingApproval
+        } else {
+            EntitlementStatus::Due
+        };
+        insert.execute(params![
+            Uuid::now_v7(),
+            payroll,
+            plan.id,
+            cycle_id,
+            c.beneficiary,
+            c.recipient,
+            amount,
+            plan.currency.as_str(),
+            goods,
+            status.as_str()
+        ])?;
+        report.entitlements_created += 1;
+        report.total_minor = report
+            .total_minor
+            .checked_add(amount)
+            .ok_or_else(|| Error::Invalid("the payroll total overflows".into()))?;
+    }
+    drop(insert);
+    audit::append(
+        tx,
+        actor,
+        "payroll.generate",
+        "plan",
+        Some(&plan.id.to_string()),
+        &json!({
+            "plan": plan.code, "cycle": cycle.code, "entitlements": report.entitlements_created,
+            "total_minor": report.total_minor, "payrolls": report.payrolls,
+            "awaiting_approval": report.awaiting_approval, "unplaced": report.unplaced,
+        }),
+    )?;
+    Ok(report)
+}
+
+fn rule_reads_extra(rule: &CashRule) -> bool {
+    matches!(rule, CashRule::BasePlusCriteria { .. })
+}
+
+fn load_candidates(
+    conn: &Connection,
+    scope: &Scope,
+    plan_id: Uuid,
+    cycle_id: Uuid,
+    group_plan: bool,
+    with_extra: bool,
+) -> Result<Vec<Candidate>> {
+    // For a household: its primary recipient collects, or else its head.
+    let sql = if group_plan {
+        format!(
+            "SELECT b.id, b.group_id,
+                COALESCE((SELECT individual_id FROM group_members WHERE group_id = b.group_id AND recipient = 'PRIMARY'),
+                         (SELECT individual_id FROM group_members WHERE group_id = b.group_id AND relationship = 'HEAD')),
+                l.path,
+                CASE WHEN ?4 THEN (SELECT i.extra FROM group_members m JOIN individuals i ON i.id = m.individual_id
+                                   WHERE m.group_id = b.group_id AND m.relationship = 'HEAD') END
+             FROM beneficiaries b JOIN groups g ON g.id = b.group_id
+             LEFT JOIN locations l ON l.id = g.location_id
+             WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND (?1 IS NULL OR (l.path IS NOT NULL AND {IN_SCOPE}))
+               AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.plan_id = ?2 AND e.cycle_id = ?3 AND e.beneficiary_id = b.id)
+             ORDER BY l.path, b.id"
+        )
+    } else {
+        format!(
+            "SELECT b.id, NULL, b.individual_id, l.path, CASE WHEN ?4 THEN i.extra END
+             FROM beneficiaries b JOIN individuals i ON i.id = b.individual_id
+             LEFT JOIN locations l ON l.id = i.location_id
+             WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND (?1 IS NULL OR (l.path IS NOT NULL AND {IN_SCOPE}))
+               AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.plan_id = ?2 AND e.cycle_id = ?3 AND e.beneficiary_id = b.id)
+             ORDER BY l.path, b.id"
+        )
+    };
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params![scope.sql(), plan_id, cycle_id, with_extra], |r| {
+        Ok(Candidate {
+            beneficiary: r.get(0)?,
+            group: r.get(1)?,
+            recipient: r.get(2)?,
+            location_path: r.get(3)?,
+            extra: match r.get::<_, Option<String>>(4)? {
+                Some(_) => Some(json_column(r, 4)?),
+                None => None,
+            },
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn load_member_dobs(conn: &Connection, plan_id: Uuid) -> Result<HashMap<Uuid, Vec<NaiveDate>>> {
+    let mut stmt = conn.prepare(
+        "SELECT m.group_id, i.dob FROM beneficiaries b
+         JOIN group_members m ON m.group_id = b.group_id JOIN individuals i ON i.id = m.individual_id
+         WHERE b.plan_id = ?1 AND b.status = 'ACTIVE'",
+    )?;
+    let mut out: HashMap<Uuid, Vec<NaiveDate>> = HashMap::new();
+    let mut rows = stmt.query([plan_id])?;
+    while let Some(r) = rows.next()? {
+        out.entry(r.get(0)?)
+            .or_default()
+            .push(parse_date_column(r, 1)?);
+    }
+    Ok(out)
+}
+
+fn load_days_worked(
+    conn: &Connection,
+    project_id: Uuid,
+    from: NaiveDate,
+    to: NaiveDate,
+) -> Result<HashMap<Uuid, i64>> {
+    let mut stmt = conn.prepare(
+        "SELECT beneficiary_id, SUM(day_hundredths) FROM timesheets
+         WHERE project_id = ?1 AND status = 'APPROVED' AND work_date BETWEEN ?2 AND ?3
+         GROUP BY beneficiary_id",
+    )?;
+    let rows = stmt.query_map(params![project_id, from.to_string(), to.to_string()], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// A payment point: a location, or a field agent (with the area they cover).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct PointKey {
+    location: Uuid,
+    location_name: String,
+    agent: Option<(Uuid, String)>,
+}
+
+/// Maps a beneficiary's location path to its payment point.
+struct PointResolver {
+    mode: PaymentPoint,
+    /// location path → (id, name)
+    locations: HashMap<String, (Uuid, String)>,
+    /// field agents' area paths, deepest first: (path, agent id, agent name, area id)
+    agents: Vec<(String, Uuid, String, Uuid)>,
+}
+
+impl PointResolver {
+    fn load(conn: &Connection, mode: PaymentPoint) -> Result<PointResolver> {
+        let mut stmt = conn.prepare("SELECT path, id, name FROM locations")?;
+        let locations = stmt
+            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut stmt = conn.prepare(
+            "SELECT l.path, u.id, u.display_name, l.id FROM users u JOIN locations l ON l.id = u.area_id
+             WHERE u.role = 'FIELD_AGENT' AND u.disabled = 0 ORDER BY length(l.path) DESC, u.username",
+        )?;
+        let agents = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(PointResolver {
+            mode,
+            locations,
+            agents,
+        })
+    }
+
+    fn resolve(&self, path: &str) -> Option<PointKey> {
+        match self.mode {
+            PaymentPoint::Location { level } => {
+                let depth = match level {
+                    PointLevel::Region => 1,
+                    PointLevel::District => 2,
+                    PointLevel::Village => 3,
+                };
+                let prefix: String = path.split('/').take(depth).collect::<Vec<_>>().join("/");
+                let (id, name) = self.locations.get(&prefix)?;
+                Some(PointKey {
+                    location: *id,
+                    location_name: name.clone(),
+                    agent: None,
+                })
+            }
+            PaymentPoint::Agent => {
+                let scope_of = |area: &str| Scope::Area {
+                    path: area.to_owned(),
+                };
+                let (area_path, agent, agent_name, area_id) = self
+                    .agents
+                    .iter()
+                    .find(|(area, ..)| scope_of(area).contains(Some(path)))?;
+                let name = self
+                    .locations
+                    .get(area_path)
+                    .map(|l| l.1.clone())
+                    .unwrap_or_default();
+                Some(PointKey {
+                    location: *area_id,
+                    location_name: name,
+                    agent: Some((*agent, agent_name.clone())),
+                })
+            }
+        }
+    }
+}
+
+/// The payroll new entitlements of this point go to: the point's payroll still pending
+/// approval, or a new one. An approved payroll is never changed by a later run.
+fn open_payroll(
+    tx: &Transaction,
+    actor: &str,
+    plan: &plans::Plan,
+    cycle_id: Uuid,
+    cycle_code: &str,
+    point: &PointKey,
+) -> Result<Uuid> {
+    let agent_id = point.agent.as_ref().map(|a| a.0);
+    let pending: Option<Uuid> = tx
+        .query_row(
+            "SELECT id FROM payrolls WHERE plan_id = ?1 AND cycle_id = ?2 AND location_id = ?3
+               AND agent_id IS ?4 AND status = 'PENDING_APPROVAL' ORDER BY seq DESC LIMIT 1",
+            params![plan.id, cycle_id, point.location, agent_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(id) = pending {
+        return Ok(id);
+    }
+    let seq: i64 = tx.query_row(
+        "SELECT COALESCE(MAX(seq), 0) + 1 FROM payrolls WHERE plan_id = ?1 AND cycle_id = ?2 AND location_id = ?3",
+        params![plan.id, cycle_id, point.location],
+        |r| r.get(0),
+    )?;
+    let mut name = format!("{} {} {}", plan.code, cycle_code, point.location_name);
+    if let Some((_, agent_name)) = &point.agent {
+        name.push_str(&format!(" ({agent_name})"));
+    }
+    if seq > 1 {
+        name.push_str(&format!(" #{seq}"));
+    }
+    let id = Uuid::now_v7();
+    tx.execute(
+        "INSERT INTO payrolls (id, plan_id, cycle_id, location_id, agent_id, seq, name, status, currency, created_by, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        params![
+            id,
+            plan.id,
+            cycle_id,
+            point.location,
+            agent_id,
+            seq,
+            name,
+            PayrollStatus::PendingApproval.as_str(),
+            plan.currency.as_str(),
+            actor,
+            now()
+        ],
+    )?;
+    audit::append(
+        tx,
+        actor,
+        "payroll.create",
+        "payroll",
+        Some(&id.to_string()),
+        &json!({ "name": name }),
+    )?;
+    Ok(id)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads and status
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Payroll {
+    pub id: Uuid,
+    pub name: String,
+    pub plan: String,
+    pub cycle: String,
+    pub location: String,
+    pub agent: Option<String>,
+    pub status: PayrollStatus,
+    pub currency: Currency,
+    pub entitlements: i64,
+    pub total_minor: i64,
+    pub awaiting_approval: i64,
+    pub created_by: String,
+    pub created_at: String,
+}
+
+const PAYROLL_SELECT: &str = "SELECT p.id, p.name, bp.code, c.code, l.code, u.username, p.status,
+        p.currency, p.created_by, p.created_at,
+        (SELECT count(*) FROM entitlements e WHERE e.payroll_id = p.id),
+        (SELECT COALESCE(SUM(amount_minor), 0) FROM entitlements e WHERE e.payroll_id = p.id),
+        (SELECT count(*) FROM entitlements e WHERE e.payroll_id = p.id AND e.status = 'AWAITING_APPROVAL')
+    FROM payrolls p
+    JOIN benefit_plans bp ON bp.id = p.plan_id
+    JOIN payment_cycles c ON c.id = p.cycle_id
+    JOIN locations l ON l.id = p.location_id
+    LEFT JOIN users u ON u.id = p.agent_id";
+
+fn payroll_from_row(r: &Row) -> rusqlite::Result<Payroll> {
+    Ok(Payroll {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        plan: r.get(2)?,
+        cycle: r.get(3)?,
+        location: r.get(4)?,
+        agent: r.get(5)?,
+        status: text_column(r, 6)?,
+        currency: text_column(r, 7)?,
+        created_by: r.get(8)?,
+        created_at: r.get(9)?,
+        entitlements: r.get(10)?,
+        total_minor: r.get(11)?,
+        awaiting_approval: r.get(12)?,
+    })
+}
+
+pub fn list_payrolls(
+    conn: &Connection,
+    scope: &Scope,
+    plan: Option<&str>,
+    cycle: Option<&str>,
+    status: Option<PayrollStatus>,
+) -> Result<Vec<Payroll>> {
+    let mut stmt = conn.prepare(&format!(
+        "{PAYROLL_SELECT} WHERE {IN_SCOPE} AND (?2 IS NULL OR bp.code = ?2) AND (?3 IS NULL OR c.code = ?3)
+           AND (?4 IS NULL OR p.status = ?4)
+         ORDER BY c.start_date DESC, p.name"
+    ))?;
+    let rows = stmt.query_map(
+        params![scope.sql(), plan, cycle, status.map(PayrollStatus::as_str)],
+        payroll_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get_payroll(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Payroll> {
+    conn.query_row(
+        &format!("{PAYROLL_SELECT} WHERE p.id = ?2 AND {IN_SCOPE}"),
+        params![scope.sql(), id],
+        payroll_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("payroll", id))
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Entitlement {
+    pub id: Uuid,
+    pub beneficiary_id: Uuid,
+    pub recipient_id: Option<Uuid>,
+    pub recipient_name: Option<String>,
+    pub amount_minor: i64,
+    pub currency: Currency,
+    pub goods: Vec<crate::registry::rules::GoodsLine>,
+    pub status: EntitlementStatus,
+}
+
+pub fn entitlements(
+    conn: &Connection,
+    scope: &Scope,
+    payroll_id: Uuid,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<Entitlement>> {
+    get_payroll(conn, scope, payroll_id)?;
+    let mut stmt = conn.prepare(
+        "SELECT e.id, e.beneficiary_id, e.recipient_id, i.first_name || ' ' || i.last_name,
+            e.amount_minor, e.currency, e.goods, e.status
+         FROM entitlements e LEFT JOIN individuals i ON i.id = e.recipient_id
+         WHERE e.payroll_id = ?1 ORDER BY i.last_name, i.first_name, e.id LIMIT ?2 OFFSET ?3",
+    )?;
+    let rows = stmt.query_map(params![payroll_id, limit, offset], |r| {
+        Ok(Entitlement {
+            id: r.get(0)?,
+            beneficiary_id: r.get(1)?,
+            recipient_id: r.get(2)?,
+            recipient_name: r.get(3)?,
+            amount_minor: r.get(4)?,
+            currency: text_column(r, 5)?,
+            goods: json_column(r, 6)?,
+            status: text_column(r, 7)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Moves a payroll along its state machine (see [`PayrollStatus::can_become`]); who may do
+/// so, and with how many approvals, is decided by the caller.
+pub fn set_payroll_status(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    id: Uuid,
+    to: PayrollStatus,
+    reason: &str,
+) -> Result<Payroll> {
+    let current = get_payroll(tx, scope, id)?;
+    current.status.transition(to)?;
+    tx.execute(
+        "UPDATE payrolls SET status = ?2 WHERE id = ?1",
+        params![id, to.as_str()],
+    )?;
+    audit::append(
+        tx,
+        actor,
+        "payroll.status",
+        "payroll",
+        Some(&id.to_string()),
+        &json!({ "from": current.status, "to": to, "reason": reason }),
+    )?;
+    Ok(Payroll {
+        status: to,
+        ..current
+    })
+}

@@ -1,0 +1,1100 @@
+//! Locations, individuals, households and beneficiaries: the registry proper.
+//!
+//! Every read takes a [`Scope`], so a supervisor's query cannot reach outside their area by
+//! forgetting a filter.
+
+use std::collections::{HashMap, HashSet};
+
+use chrono::NaiveDate;
+use outpost_proto::{BeneficiaryStatus, RecipientKind, Relationship};
+use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{audit, now, plans};
+use crate::{
+    Error, Result,
+    registry::import::{ParsedFile, RowError},
+};
+
+/// What part of the location tree a user may see.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scope {
+    National,
+    /// The subtree under one location, by its path (`R01/D02`).
+    Area {
+        path: String,
+    },
+}
+
+impl Scope {
+    /// The path prefix for SQL (`NULL` = everything); see [`IN_SCOPE`].
+    pub fn sql(&self) -> Option<&str> {
+        match self {
+            Scope::National => None,
+            Scope::Area { path } => Some(path),
+        }
+    }
+
+    pub fn contains(&self, location_path: Option<&str>) -> bool {
+        match (self, location_path) {
+            (Scope::National, _) => true,
+            (Scope::Area { .. }, None) => false,
+            (Scope::Area { path }, Some(p)) => {
+                p == path || (p.starts_with(path.as_str()) && p.as_bytes()[path.len()] == b'/')
+            }
+        }
+    }
+}
+
+/// The scope filter on a location path column `l.path`, with the scope's path as `?1`.
+/// `substr` rather than LIKE, since codes may contain `_`.
+pub const IN_SCOPE: &str =
+    "(?1 IS NULL OR l.path = ?1 OR substr(l.path, 1, length(?1) + 1) = ?1 || '/')";
+
+// ---------------------------------------------------------------------------------------------
+// Locations
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum LocationLevel {
+    Region,
+    District,
+    Village,
+}
+
+impl LocationLevel {
+    fn as_str(self) -> &'static str {
+        match self {
+            LocationLevel::Region => "REGION",
+            LocationLevel::District => "DISTRICT",
+            LocationLevel::Village => "VILLAGE",
+        }
+    }
+
+    fn parse(s: &str) -> Result<LocationLevel> {
+        match s.trim().to_ascii_uppercase().as_str() {
+            "REGION" => Ok(LocationLevel::Region),
+            "DISTRICT" => Ok(LocationLevel::District),
+            "VILLAGE" => Ok(LocationLevel::Village),
+            _ => Err(Error::Invalid(format!(
+                "'{s}' is not a location level; expected REGION, DISTRICT or VILLAGE"
+            ))),
+        }
+    }
+
+    fn parent(self) -> Option<LocationLevel> {
+        match self {
+            LocationLevel::Region => None,
+            LocationLevel::District => Some(LocationLevel::Region),
+            LocationLevel::Village => Some(LocationLevel::District),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Location {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub level: LocationLevel,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NewLocation {
+    pub code: String,
+    pub name: String,
+    pub level: LocationLevel,
+    pub parent_code: Option<String>,
+}
+
+fn location_from_row(r: &Row) -> rusqlite::Result<Location> {
+    Ok(Location {
+        id: r.get(0)?,
+        code: r.get(1)?,
+        name: r.get(2)?,
+        level: LocationLevel::parse(&r.get::<_, String>(3)?).unwrap_or(LocationLevel::Village),
+        path: r.get(4)?,
+    })
+}
+
+const LOCATION_COLUMNS: &str = "l.id, l.code, l.name, l.level, l.path";
+
+/// Adds a location under its parent: regions at the top, districts in regions, villages in
+/// districts. A scoped admin may only add inside their area.
+pub fn add_location(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    new: &NewLocation,
+) -> Result<Location> {
+    check_code("location code", &new.code)?;
+    let name = new.name.trim();
+    if name.is_empty() {
+        return Err(Error::Invalid("a location needs a name".into()));
+    }
+    let path = match (new.level.parent(), new.parent_code.as_deref()) {
+        (None, None) => new.code.clone(),
+        (None, Some(_)) => return Err(Error::Invalid("a region has no parent location".into())),
+        (Some(level), None) => {
+            return Err(Error::Invalid(format!(
+                "a {} needs a parent {}",
+                new.level.as_str().to_lowercase(),
+                level.as_str().to_lowercase()
+            )));
+        }
+        (Some(level), Some(parent_code)) => {
+            let parent = location_by_code(tx, parent_code)?;
+            if parent.level != level {
+                return Err(Error::Invalid(format!(
+                    "the parent of a {} must be a {}, and '{}' is a {}",
+                    new.level.as_str().to_lowercase(),
+                    level.as_str().to_lowercase(),
+                    parent.code,
+                    parent.level.as_str().to_lowercase()
+                )));
+            }
+            format!("{}/{}", parent.path, new.code)
+        }
+    };
+    if !scope.contains(Some(&path)) {
+        return Err(Error::Forbidden(format!(
+            "location '{}' is outside your area",
+            new.code
+        )));
+    }
+    let parent_id = match new.parent_code.as_deref() {
+        Some(code) => Some(location_by_code(tx, code)?.id),
+        None => None,
+    };
+    let id = Uuid::now_v7();
+    tx.execute(
+        "INSERT INTO locations (id, code, name, level, parent_id, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, new.code, name, new.level.as_str(), parent_id, path],
+    )
+    .map_err(|e| unique_to_conflict(e, format!("location code '{}' is taken", new.code)))?;
+    audit::append(
+        tx,
+        actor,
+        "location.create",
+        "location",
+        Some(&id.to_string()),
+        &json!({ "code": new.code, "name": name, "path": path }),
+    )?;
+    Ok(Location {
+        id,
+        code: new.code.clone(),
+        name: name.to_owned(),
+        level: new.level,
+        path,
+    })
+}
+
+/// Loads a `code,name,level,parent_code` CSV of locations (parents before children); all or
+/// nothing.
+pub fn import_locations(tx: &Transaction, actor: &str, scope: &Scope, csv: &[u8]) -> Result<usize> {
+    let text = std::str::from_utf8(csv.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(csv))
+        .map_err(|_| Error::Invalid("the locations file must be UTF-8".into()))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let mut count = 0;
+    for (i, record) in reader.deserialize::<LocationCsvRow>().enumerate() {
+        let row =
+            record.map_err(|e| Error::Invalid(format!("locations file row {}: {e}", i + 2)))?;
+        let new = NewLocation {
+            code: row.code,
+            name: row.name,
+            level: LocationLevel::parse(&row.level)
+                .map_err(|e| Error::Invalid(format!("locations file row {}: {e}", i + 2)))?,
+            parent_code: row.parent_code.filter(|p| !p.is_empty()),
+        };
+        if location_by_code_opt(tx, &new.code)?.is_none() {
+            add_location(tx, actor, scope, &new)
+                .map_err(|e| Error::Invalid(format!("locations file row {}: {e}", i + 2)))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+#[derive(Deserialize)]
+struct LocationCsvRow {
+    code: String,
+    name: String,
+    level: String,
+    parent_code: Option<String>,
+}
+
+pub fn location_by_code(conn: &Connection, code: &str) -> Result<Location> {
+    location_by_code_opt(conn, code)?.ok_or_else(|| Error::not_found("location", code))
+}
+
+fn location_by_code_opt(conn: &Connection, code: &str) -> Result<Option<Location>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {LOCATION_COLUMNS} FROM locations l WHERE l.code = ?1"),
+            [code],
+            location_from_row,
+        )
+        .optional()?)
+}
+
+pub fn list_locations(conn: &Connection, scope: &Scope) -> Result<Vec<Location>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {LOCATION_COLUMNS} FROM locations l WHERE {IN_SCOPE} ORDER BY l.path"
+    ))?;
+    let rows = stmt.query_map([scope.sql()], location_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Individuals and households
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Individual {
+    pub id: Uuid,
+    pub external_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub dob: NaiveDate,
+    pub sex: Option<String>,
+    pub location: Option<String>,
+    pub extra: Map<String, Value>,
+    pub household: Option<Membership>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Membership {
+    pub group_id: Uuid,
+    pub group_code: String,
+    pub relationship: Option<Relationship>,
+    pub recipient: RecipientKind,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Household {
+    pub id: Uuid,
+    pub code: String,
+    pub location: Option<String>,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Member {
+    pub individual_id: Uuid,
+    pub external_id: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub dob: NaiveDate,
+    pub relationship: Option<Relationship>,
+    pub recipient: RecipientKind,
+}
+
+const INDIVIDUAL_SELECT: &str = "SELECT i.id, i.external_id, i.first_name, i.last_name, i.dob,
+        i.sex, l.code, i.extra, g.id, g.code, m.relationship, m.recipient
+    FROM individuals i
+    LEFT JOIN locations l ON l.id = i.location_id
+    LEFT JOIN group_members m ON m.individual_id = i.id
+    LEFT JOIN groups g ON g.id = m.group_id";
+
+fn individual_from_row(r: &Row) -> rusqlite::Result<Individual> {
+    let group_id: Option<Uuid> = r.get(8)?;
+    Ok(Individual {
+        id: r.get(0)?,
+        external_id: r.get(1)?,
+        first_name: r.get(2)?,
+        last_name: r.get(3)?,
+        dob: parse_date_column(r, 4)?,
+        sex: r.get(5)?,
+        location: r.get(6)?,
+        extra: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+        household: match group_id {
+            Some(group_id) => Some(Membership {
+                group_id,
+                group_code: r.get(9)?,
+                relationship: r.get::<_, Option<String>>(10)?.and_then(|s| s.parse().ok()),
+                recipient: r
+                    .get::<_, String>(11)?
+                    .parse()
+                    .unwrap_or(RecipientKind::None),
+            }),
+            None => None,
+        },
+    })
+}
+
+pub(crate) fn parse_date_column(r: &Row, i: usize) -> rusqlite::Result<NaiveDate> {
+    let s: String = r.get(i)?;
+    NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+pub fn get_individual(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Individual> {
+    conn.query_row(
+        &format!(
+            "{INDIVIDUAL_SELECT} WHERE i.id = ?2 AND {}",
+            in_scope_or_unplaced()
+        ),
+        params![scope.sql(), id],
+        individual_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("individual", id))
+}
+
+/// [`IN_SCOPE`] for rows whose location may be unset: those are visible only to national users.
+pub(crate) fn in_scope_or_unplaced() -> String {
+    format!("(?1 IS NULL OR (l.path IS NOT NULL AND {IN_SCOPE}))")
+}
+
+/// Finds people by name prefix (first or last name), external id, or household code.
+pub fn search_individuals(
+    conn: &Connection,
+    scope: &Scope,
+    query: Option<&str>,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<Individual>> {
+    let q = query.map(str::trim).filter(|q| !q.is_empty());
+    let mut stmt = conn.prepare(&format!(
+        "{INDIVIDUAL_SELECT} WHERE {} AND (?2 IS NULL
+            OR i.external_id = ?2 OR g.code = ?2
+            OR i.first_name LIKE ?3 ESCAPE '\\' OR i.last_name LIKE ?3 ESCAPE '\\')
+         ORDER BY i.last_name, i.first_name, i.id LIMIT ?4 OFFSET ?5",
+        in_scope_or_unplaced()
+    ))?;
+    let pattern = q.map(|q| format!("{}%", escape_like(q)));
+    let rows = stmt.query_map(
+        params![scope.sql(), q, pattern, limit, offset],
+        individual_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+fn escape_like(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Household> {
+    let (code, location): (String, Option<String>) = conn
+        .query_row(
+            &format!(
+                "SELECT g.code, l.code FROM groups g LEFT JOIN locations l ON l.id = g.location_id
+                 WHERE g.id = ?2 AND {}",
+                in_scope_or_unplaced()
+            ),
+            params![scope.sql(), id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("household", id))?;
+    let mut stmt = conn.prepare(
+        "SELECT i.id, i.external_id, i.first_name, i.last_name, i.dob, m.relationship, m.recipient
+         FROM group_members m JOIN individuals i ON i.id = m.individual_id
+         WHERE m.group_id = ?1 ORDER BY m.relationship = 'HEAD' DESC, i.dob",
+    )?;
+    let members = stmt
+        .query_map([id], |r| {
+            Ok(Member {
+                individual_id: r.get(0)?,
+                external_id: r.get(1)?,
+                first_name: r.get(2)?,
+                last_name: r.get(3)?,
+                dob: parse_date_column(r, 4)?,
+                relationship: r.get::<_, Option<String>>(5)?.and_then(|s| s.parse().ok()),
+                recipient: r
+                    .get::<_, String>(6)?
+                    .parse()
+                    .unwrap_or(RecipientKind::None),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Household {
+        id,
+        code,
+        location,
+        members,
+    })
+}
+
+pub fn household_id_by_code(conn: &Connection, code: &str) -> Result<Uuid> {
+    conn.query_row("SELECT id FROM groups WHERE code = ?1", [code], |r| {
+        r.get(0)
+    })
+    .optional()?
+    .ok_or_else(|| Error::not_found("household", code))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Import
+
+/// How to apply an individual upload.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImportOptions {
+    /// Enrol the imported people (or their households, for a group plan) in this plan; its
+    /// extra-field schema then validates the extra columns.
+    pub plan: Option<String>,
+    /// The status new beneficiaries start in (POTENTIAL unless the file migrates a running
+    /// programme).
+    pub status: Option<BeneficiaryStatus>,
+    /// Import the valid rows and report the rest, instead of refusing the whole file.
+    #[serde(default)]
+    pub partial: bool,
+}
+
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct ImportReport {
+    pub rows: usize,
+    pub created: usize,
+    pub updated: usize,
+    pub unchanged: usize,
+    pub households_created: usize,
+    pub beneficiaries_created: usize,
+    pub rejected: Vec<RowError>,
+}
+
+/// Writes a parsed upload. Every row is checked against the registry first (locations, area,
+/// households' heads and primary recipients); unless `partial`, one bad row means nothing is
+/// written. Rows are keyed by external id, so importing the same file again changes nothing.
+pub fn apply_import(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    parsed: &ParsedFile,
+    opts: &ImportOptions,
+) -> Result<ImportReport> {
+    let plan = match &opts.plan {
+        Some(code) => Some(plans::plan_by_code(tx, code)?),
+        None => None,
+    };
+    let mut errors = parsed.errors.clone();
+    let locations = LocationIndex::load(tx)?;
+    let existing = ExistingRows::load(tx, parsed)?;
+
+    // Registry checks, per row.
+    let mut resolved: Vec<Option<Uuid>> = Vec::with_capacity(parsed.rows.len());
+    for row in &parsed.rows {
+        let mut row_errors = Vec::new();
+        let location = match row.location_name.as_deref() {
+            Some(name) => match locations.resolve(name) {
+                Ok(loc) if scope.contains(Some(&loc.path)) => Some(loc.id),
+                Ok(loc) => {
+                    row_errors.push((
+                        "location_name",
+                        format!("'{}' is outside your area", loc.name),
+                    ));
+                    None
+                }
+                Err(reason) => {
+                    row_errors.push(("location_name", reason));
+                    None
+                }
+            },
+            None if *scope != Scope::National => {
+                row_errors.push(("location_name", "is required for users with an area".into()));
+                None
+            }
+            None => None,
+        };
+        if let Some(plan) = &plan
+            && plan.beneficiary_type == plans::BeneficiaryType::Group
+            && row.group_code.is_none()
+        {
+            row_errors.push((
+                "group_code",
+                format!(
+                    "plan {} enrols households: every row needs a group_code",
+                    plan.code
+                ),
+            ));
+        }
+        if let Some(current) = existing.individuals.get(&row.external_id)
+            && current.location_path.is_some()
+            && !scope.contains(current.location_path.as_deref())
+        {
+            row_errors.push((
+                "id",
+                format!("'{}' belongs to another area", row.external_id),
+            ));
+        }
+        errors.extend(row_errors.into_iter().map(|(column, reason)| RowError {
+            row: row.row,
+            column: Some(column.to_owned()),
+            reason,
+        }));
+        resolved.push(location);
+    }
+    check_households_against_registry(parsed, &existing, &mut errors);
+
+    if !errors.is_empty() && !opts.partial {
+        errors.sort_by_key(|e| e.row);
+        return Err(Error::ImportRejected { errors });
+    }
+    let rejected_rows: HashSet<usize> = errors.iter().map(|e| e.row).collect();
+    let now = now();
+    let mut report = ImportReport {
+        rows: parsed
+            .rows
+            .iter()
+            .map(|r| r.row)
+            .chain(parsed.errors.iter().map(|e| e.row))
+            .collect::<HashSet<_>>()
+            .len(),
+        ..Default::default()
+    };
+    let mut groups: HashMap<String, Uuid> = existing.groups.clone();
+    let mut enrolled_groups: HashSet<Uuid> = HashSet::new();
+    let status = opts.status.unwrap_or(BeneficiaryStatus::Potential);
+
+    let mut insert_individual = tx.prepare_cached(
+        "INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id,
+            extra, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+    )?;
+    let mut update_individual = tx.prepare_cached(
+        "UPDATE individuals SET first_name = ?2, last_name = ?3, dob = ?4, sex = ?5,
+            location_id = ?6, extra = ?7, updated_at = ?8 WHERE id = ?1",
+    )?;
+    let mut insert_group = tx.prepare_cached(
+        "INSERT INTO groups (id, code, location_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut upsert_member = tx.prepare_cached(
+        "INSERT INTO group_members (group_id, individual_id, relationship, recipient)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (individual_id) DO UPDATE SET group_id = excluded.group_id,
+            relationship = excluded.relationship, recipient = excluded.recipient
+         WHERE group_members.group_id IS NOT excluded.group_id
+            OR group_members.relationship IS NOT excluded.relationship
+            OR group_members.recipient IS NOT excluded.recipient",
+    )?;
+    // Heads and primaries are written last: a file that hands a household over gives the old
+    // head their new role before the new head takes the place (one head per household).
+    let order = import_order(parsed);
+    for idx in order {
+        let row = &parsed.rows[idx];
+        if rejected_rows.contains(&row.row) {
+            continue;
+        }
+        let location = resolved[idx];
+        let dob = row.dob.format("%Y-%m-%d").to_string();
+        let (individual_id, mut changed) = match existing.individuals.get(&row.external_id) {
+            Some(current) => {
+                let mut extra = current.extra.clone();
+                extra.extend(row.extra.clone());
+                let extra_json = Value::Object(extra).to_string();
+                let changed = current.first_name != row.first_name
+                    || current.last_name != row.last_name
+                    || current.dob != dob
+                    || current.sex != row.sex
+                    || current.location_id != location
+                    || current.extra_json != extra_json;
+                if changed {
+                    update_individual.execute(params![
+                        current.id,
+                        row.first_name,
+                        row.last_name,
+                        dob,
+                        row.sex,
+                        location,
+                        extra_json,
+                        now
+                    ])?;
+                }
+                (current.id, changed)
+            }
+            None => {
+                let id = Uuid::now_v7();
+                insert_individual.execute(params![
+                    id,
+                    row.external_id,
+                    row.first_name,
+                    row.last_name,
+                    dob,
+                    row.sex,
+                    location,
+                    Value::Object(row.extra.clone()).to_string(),
+                    now
+                ])?;
+                (id, true)
+            }
+        };
+        let group_id = match row.group_code.as_deref() {
+            Some(code) => Some(match groups.get(code) {
+                Some(id) => *id,
+                None => {
+                    let id = Uuid::now_v7();
+                    insert_group.execute(params![id, code, location, now])?;
+                    groups.insert(code.to_owned(), id);
+                    report.households_created += 1;
+                    id
+                }
+            }),
+            None => None,
+        };
+        if let Some(group_id) = group_id {
+            // Only writes (and counts) when the membership is new or different.
+            changed |= upsert_member.execute(params![
+                group_id,
+                individual_id,
+                row.role.map(Relationship::as_str),
+                row.recipient.as_str()
+            ])? > 0;
+            if row.role == Some(Relationship::Head) {
+                tx.execute(
+                    "UPDATE groups SET location_id = ?2 WHERE id = ?1 AND location_id IS NOT ?2",
+                    params![group_id, location],
+                )?;
+            }
+        }
+        match (existing.individuals.contains_key(&row.external_id), changed) {
+            (false, _) => report.created += 1,
+            (true, true) => report.updated += 1,
+            (true, false) => report.unchanged += 1,
+        }
+        if let Some(plan) = &plan {
+            let target = match plan.beneficiary_type {
+                plans::BeneficiaryType::Individual => {
+                    Some(BeneficiaryTarget::Individual(individual_id))
+                }
+                plans::BeneficiaryType::Group => group_id
+                    .filter(|g| enrolled_groups.insert(*g))
+                    .map(BeneficiaryTarget::Group),
+            };
+            if let Some(target) = target
+                && enrol_if_new(tx, actor, plan.id, target, status, "imported from file")?
+            {
+                report.beneficiaries_created += 1;
+            }
+        }
+    }
+    drop((
+        insert_individual,
+        update_individual,
+        insert_group,
+        upsert_member,
+    ));
+
+    errors.sort_by_key(|e| e.row);
+    report.rejected = errors;
+    if report.created + report.updated + report.households_created + report.beneficiaries_created
+        > 0
+    {
+        audit::append(
+            tx,
+            actor,
+            "registry.import",
+            "import",
+            None,
+            &json!({
+                "plan": opts.plan, "rows": report.rows, "created": report.created,
+                "updated": report.updated, "households_created": report.households_created,
+                "beneficiaries_created": report.beneficiaries_created,
+                "rejected": report.rejected.len(),
+            }),
+        )?;
+    }
+    Ok(report)
+}
+
+fn import_order(parsed: &ParsedFile) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..parsed.rows.len()).collect();
+    order.sort_by_key(|&i| {
+        let r = &parsed.rows[i];
+        (
+            r.role == Some(Relationship::Head) || r.recipient == RecipientKind::Primary,
+            i,
+        )
+    });
+    order
+}
+
+/// What the registry already holds for the rows of one file.
+struct ExistingRows {
+    individuals: HashMap<String, ExistingIndividual>,
+    groups: HashMap<String, Uuid>,
+    /// group code → members already there (external id, relationship, recipient).
+    group_members: HashMap<String, Vec<(String, Option<Relationship>, RecipientKind)>>,
+}
+
+struct ExistingIndividual {
+    id: Uuid,
+    first_name: String,
+    last_name: String,
+    dob: String,
+    sex: Option<String>,
+    location_id: Option<Uuid>,
+    location_path: Option<String>,
+    extra: Map<String, Value>,
+    extra_json: String,
+}
+
+impl ExistingRows {
+    fn load(conn: &Connection, parsed: &ParsedFile) -> Result<ExistingRows> {
+        let mut individuals = HashMap::new();
+        let mut by_external_id = conn.prepare_cached(
+            "SELECT i.id, i.first_name, i.last_name, i.dob, i.sex, i.location_id, l.path, i.extra
+             FROM individuals i LEFT JOIN locations l ON l.id = i.location_id
+             WHERE i.external_id = ?1",
+        )?;
+        for row in &parsed.rows {
+            let found = by_external_id
+                .query_row([&row.external_id], |r| {
+                    let extra_json: String = r.get(7)?;
+                    Ok(ExistingIndividual {
+                        id: r.get(0)?,
+                        first_name: r.get(1)?,
+                        last_name: r.get(2)?,
+                        dob: r.get(3)?,
+                        sex: r.get(4)?,
+                        location_id: r.get(5)?,
+                        location_path: r.get(6)?,
+                        extra: serde_json::from_str(&extra_json).unwrap_or_default(),
+                        extra_json,
+                    })
+                })
+                .optional()?;
+            if let Some(individual) = found {
+                individuals.insert(row.external_id.clone(), individual);
+            }
+        }
+        let mut groups = HashMap::new();
+        let mut group_members: HashMap<String, Vec<_>> = HashMap::new();
+        let mut group_by_code = conn.prepare_cached("SELECT id FROM groups WHERE code = ?1")?;
+        let mut members_of = conn.prepare_cached(
+            "SELECT i.external_id, m.relationship, m.recipient FROM group_members m
+             JOIN individuals i ON i.id = m.individual_id WHERE m.group_id = ?1",
+        )?;
+        for code in parsed.rows.iter().filter_map(|r| r.group_code.as_deref()) {
+            if groups.contains_key(code) {
+                continue;
+            }
+            if let Some(id) = group_by_code
+                .query_row([code], |r| r.get::<_, Uuid>(0))
+                .optional()?
+            {
+                groups.insert(code.to_owned(), id);
+                let members = members_of
+                    .query_map([id], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, Option<String>>(1)?.and_then(|s| s.parse().ok()),
+                            r.get::<_, String>(2)?
+                                .parse()
+                                .unwrap_or(RecipientKind::None),
+                        ))
+                    })?
+                    .collect::<rusqlite::Result<Vec<_>>>()?;
+                group_members.insert(code.to_owned(), members);
+            }
+        }
+        Ok(ExistingRows {
+            individuals,
+            groups,
+            group_members,
+        })
+    }
+}
+
+/// A household keeps one head and one primary recipient across imports: a file row may not
+/// add a second one beside a member the file leaves in place.
+fn check_households_against_registry(
+    parsed: &ParsedFile,
+    existing: &ExistingRows,
+    errors: &mut Vec<RowError>,
+) {
+    let in_file: HashSet<&str> = parsed.rows.iter().map(|r| r.external_id.as_str()).collect();
+    for row in &parsed.rows {
+        let Some(code) = row.group_code.as_deref() else {
+            continue;
+        };
+        let Some(members) = existing.group_members.get(code) else {
+            continue;
+        };
+        // Members the file does not mention keep their roles.
+        let staying = members
+            .iter()
+            .filter(|(ext, ..)| !in_file.contains(ext.as_str()));
+        for (ext, relationship, recipient) in staying {
+            if row.role == Some(Relationship::Head) && *relationship == Some(Relationship::Head) {
+                errors.push(RowError {
+                    row: row.row,
+                    column: Some("individual_role".into()),
+                    reason: format!("household {code} already has a head ({ext})"),
+                });
+            }
+            if row.recipient == RecipientKind::Primary && *recipient == RecipientKind::Primary {
+                errors.push(RowError {
+                    row: row.row,
+                    column: Some("recipient_info".into()),
+                    reason: format!("household {code} already has a primary recipient ({ext})"),
+                });
+            }
+        }
+    }
+}
+
+/// Villages by code and by name, for resolving `location_name`.
+struct LocationIndex {
+    by_code: HashMap<String, Location>,
+    by_name: HashMap<String, Vec<Location>>,
+}
+
+impl LocationIndex {
+    fn load(conn: &Connection) -> Result<LocationIndex> {
+        let all = list_locations(conn, &Scope::National)?;
+        let mut by_name: HashMap<String, Vec<Location>> = HashMap::new();
+        for loc in &all {
+            by_name
+                .entry(loc.name.to_lowercase())
+                .or_default()
+                .push(loc.clone());
+        }
+        Ok(LocationIndex {
+            by_code: all.into_iter().map(|l| (l.code.clone(), l)).collect(),
+            by_name,
+        })
+    }
+
+    /// By code first, then by name (case-insensitive), preferring the most specific level.
+    fn resolve(&self, name: &str) -> std::result::Result<&Location, String> {
+        if let Some(loc) = self.by_code.get(name) {
+            return Ok(loc);
+        }
+        let Some(matches) = self.by_name.get(&name.to_lowercase()) else {
+            return Err(format!("no location is named or coded '{name}'"));
+        };
+        let deepest = matches.iter().map(|l| l.level as u8).max().unwrap_or(0);
+        let best: Vec<&Location> = matches
+            .iter()
+            .filter(|l| l.level as u8 == deepest)
+            .collect();
+        match best.as_slice() {
+            [one] => Ok(one),
+            many => Err(format!(
+                "'{name}' names {} locations ({}); use the location code instead",
+                many.len(),
+                many.iter()
+                    .map(|l| l.code.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Beneficiaries
+
+#[derive(Debug, Clone, Copy)]
+pub enum BeneficiaryTarget {
+    Individual(Uuid),
+    Group(Uuid),
+}
+
+/// Enrols a person or household in a plan unless already there; returns whether it did.
+/// The first status is recorded in the history like any later change.
+pub fn enrol_if_new(
+    tx: &Transaction,
+    actor: &str,
+    plan_id: Uuid,
+    target: BeneficiaryTarget,
+    status: BeneficiaryStatus,
+    reason: &str,
+) -> Result<bool> {
+    let (individual, group) = match target {
+        BeneficiaryTarget::Individual(id) => (Some(id), None),
+        BeneficiaryTarget::Group(id) => (None, Some(id)),
+    };
+    let id = Uuid::now_v7();
+    let now = now();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT INTO beneficiaries (id, plan_id, individual_id, group_id, status, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![id, plan_id, individual, group, status.as_str(), now])?;
+    if inserted == 1 {
+        tx.prepare_cached(
+            "INSERT INTO beneficiary_status_history (beneficiary_id, from_status, to_status, changed_by, changed_at, reason)
+             VALUES (?1, NULL, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![id, status.as_str(), actor, now, reason])?;
+    }
+    Ok(inserted == 1)
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Beneficiary {
+    pub id: Uuid,
+    pub plan: String,
+    pub status: BeneficiaryStatus,
+    pub individual_id: Option<Uuid>,
+    pub group_id: Option<Uuid>,
+    /// The person's full name, or the household head's.
+    pub name: String,
+    pub location: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StatusChange {
+    pub from: Option<BeneficiaryStatus>,
+    pub to: BeneficiaryStatus,
+    pub by: String,
+    pub at: String,
+    pub reason: String,
+}
+
+const BENEFICIARY_SELECT: &str = "SELECT b.id, p.code, b.status, b.individual_id, b.group_id,
+        COALESCE(i.first_name || ' ' || i.last_name, h.first_name || ' ' || h.last_name, g.code),
+        l.code
+    FROM beneficiaries b
+    JOIN benefit_plans p ON p.id = b.plan_id
+    LEFT JOIN individuals i ON i.id = b.individual_id
+    LEFT JOIN groups g ON g.id = b.group_id
+    LEFT JOIN group_members hm ON hm.group_id = g.id AND hm.relationship = 'HEAD'
+    LEFT JOIN individuals h ON h.id = hm.individual_id
+    LEFT JOIN locations l ON l.id = COALESCE(i.location_id, g.location_id)";
+
+fn beneficiary_from_row(r: &Row) -> rusqlite::Result<Beneficiary> {
+    Ok(Beneficiary {
+        id: r.get(0)?,
+        plan: r.get(1)?,
+        status: r.get::<_, String>(2)?.parse().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        individual_id: r.get(3)?,
+        group_id: r.get(4)?,
+        name: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
+        location: r.get(6)?,
+    })
+}
+
+pub fn get_beneficiary(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Beneficiary> {
+    conn.query_row(
+        &format!(
+            "{BENEFICIARY_SELECT} WHERE b.id = ?2 AND {}",
+            in_scope_or_unplaced()
+        ),
+        params![scope.sql(), id],
+        beneficiary_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("beneficiary", id))
+}
+
+pub fn list_beneficiaries(
+    conn: &Connection,
+    scope: &Scope,
+    plan: Option<&str>,
+    status: Option<BeneficiaryStatus>,
+    limit: u32,
+    offset: u32,
+) -> Result<Vec<Beneficiary>> {
+    let mut stmt = conn.prepare(&format!(
+        "{BENEFICIARY_SELECT} WHERE {} AND (?2 IS NULL OR p.code = ?2) AND (?3 IS NULL OR b.status = ?3)
+         ORDER BY b.created_at, b.id LIMIT ?4 OFFSET ?5",
+        in_scope_or_unplaced()
+    ))?;
+    let rows = stmt.query_map(
+        params![
+            scope.sql(),
+            plan,
+            status.map(BeneficiaryStatus::as_str),
+            limit,
+            offset
+        ],
+        beneficiary_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn status_history(conn: &Connection, id: Uuid) -> Result<Vec<StatusChange>> {
+    let mut stmt = conn.prepare(
+        "SELECT from_status, to_status, changed_by, changed_at, reason
+         FROM beneficiary_status_history WHERE beneficiary_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([id], |r| {
+        Ok(StatusChange {
+            from: r.get::<_, Option<String>>(0)?.and_then(|s| s.parse().ok()),
+            to: r
+                .get::<_, String>(1)?
+                .parse()
+                .unwrap_or(BeneficiaryStatus::Potential),
+            by: r.get(2)?,
+            at: r.get(3)?,
+            reason: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Moves a beneficiary along its lifecycle; refused transitions (GRADUATED is terminal)
+/// change nothing. Every change keeps who, when and why.
+pub fn change_status(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    id: Uuid,
+    to: BeneficiaryStatus,
+    reason: &str,
+) -> Result<Beneficiary> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::Invalid("a status change needs a reason".into()));
+    }
+    let current = get_beneficiary(tx, scope, id)?;
+    current.status.transition(to)?;
+    let now = now();
+    tx.execute(
+        "UPDATE beneficiaries SET status = ?2, updated_at = ?3 WHERE id = ?1",
+        params![id, to.as_str(), now],
+    )?;
+    tx.execute(
+        "INSERT INTO beneficiary_status_history (beneficiary_id, from_status, to_status, changed_by, changed_at, reason)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        params![id, current.status.as_str(), to.as_str(), actor, now, reason],
+    )?;
+    audit::append(
+        tx,
+        actor,
+        "beneficiary.status",
+        "beneficiary",
+        Some(&id.to_string()),
+        &json!({ "from": current.status, "to": to, "reason": reason }),
+    )?;
+    Ok(Beneficiary {
+        status: to,
+        ..current
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Codes appear in URLs, files and paths: letters, digits, `-` and `_` only.
+pub fn check_code(what: &str, code: &str) -> Result<()> {
+    if code.is_empty()
+        || code.len() > 64
+        || !code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(Error::Invalid(format!(
+            "{what} '{code}' must be 1 to 64 letters, digits, '-' or '_'"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn unique_to_conflict(e: rusqlite::Error, message: String) -> Error {
+    let e = Error::from(e);
+    if e.is_constraint() {
+        Error::Conflict(message)
+    } else {
+        e
+    }
+}

@@ -1,0 +1,645 @@
+//! The JSON API against a real `outpost-server` process on a loopback port.
+
+use std::{
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+};
+
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+const PASSWORD: &str = outpost_server::demo::DEMO_PASSWORD;
+
+/// A server process with the demo programme in its own data directory; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+    _dir: TempDir,
+    http: Client,
+}
+
+impl Server {
+    fn start(households: usize) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let bin = env!("CARGO_BIN_EXE_outpost-server");
+        let status = Command::new(bin)
+            .args([
+                "--data",
+                dir.path().to_str().unwrap(),
+                "demo",
+                "--households",
+            ])
+            .arg(households.to_string())
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "demo failed");
+        let mut child = Command::new(bin)
+            .args([
+                "--data",
+                dir.path().to_str().unwrap(),
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .expect(&line)
+            .to_owned();
+        Server {
+            child,
+            base,
+            _dir: dir,
+            http: Client::new(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    async fn token(&self, username: &str) -> String {
+        let r = self
+            .http
+            .post(self.url("/api/v1/auth/token"))
+            .json(&json!({ "username": username, "password": PASSWORD }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "login {username}");
+        r.json::<Value>().await.unwrap()["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn get(&self, token: &str, path: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn upload(&self, token: &str, path: &str, body: &[u8]) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(token)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap_or(Value::Null))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn health_is_open_and_every_other_documented_route_needs_a_token() {
+    let s = Server::start(5);
+    let r = s.http.get(s.url("/api/v1/health")).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let health: Value = r.json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    assert!(
+        health["time"].as_str().unwrap().ends_with('Z'),
+        "times carry a zone"
+    );
+
+    let doc: Value = serde_json::from_str(outpost_server::api::OPENAPI).unwrap();
+    let open = [
+        "/api/v1/health",
+        "/api/v1/openapi.json",
+        "/api/v1/auth/token",
+    ];
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{id}", "00000000-0000-4000-8000-000000000000")
+            .replace("{code}", "CT-HH");
+        for method in ops.as_object().unwrap().keys() {
+            let request = match method.as_str() {
+                "get" => s.http.get(s.url(&concrete)),
+                "post" => s.http.post(s.url(&concrete)).json(&json!({})),
+                other => panic!("undocumented method {other}"),
+            };
+            let status = request.send().await.unwrap().status();
+            if open.contains(&path.as_str()) {
+                assert_ne!(status, StatusCode::UNAUTHORIZED, "{method} {path}");
+                assert_ne!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{method} {path} is documented but not routed"
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} without a token"
+                );
+                let forged = s
+                    .http
+                    .get(s.url(&concrete))
+                    .bearer_auth("forged-token")
+                    .send()
+                    .await
+                    .unwrap();
+                assert!(
+                    matches!(
+                        forged.status(),
+                        StatusCode::UNAUTHORIZED | StatusCode::METHOD_NOT_ALLOWED
+                    ),
+                    "{path}"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 20, "only {checked} operations checked");
+
+    let wrong = s
+        .http
+        .post(s.url("/api/v1/auth/token"))
+        .json(&json!({"username": "admin", "password": "not the password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let unknown = s
+        .http
+        .get(s.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn each_user_sees_only_their_area() {
+    let s = Server::start(40);
+    let admin = s.token("admin").await;
+    let south = s.token("sup.south1").await;
+    let agent = s.token("agent.n-mz").await;
+
+    let (_, all) = s.get(&admin, "/api/v1/individuals?limit=500").await;
+    let (_, mine) = s.get(&south, "/api/v1/individuals?limit=500").await;
+    let all = all.as_array().unwrap();
+    let mine = mine.as_array().unwrap();
+    assert!(!mine.is_empty() && mine.len() < all.len());
+    assert!(
+        mine.iter()
+            .all(|p| p["location"].as_str().unwrap().starts_with("S-"))
+    );
+
+    let northerner = all
+        .iter()
+        .find(|p| p["location"].as_str().unwrap().starts_with("N-"))
+        .unwrap();
+    let (status, _) = s
+        .get(
+            &south,
+            &format!("/api/v1/individuals/{}", northerner["id"].as_str().unwrap()),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a southern supervisor read a northern person"
+    );
+    let household = northerner["household"]["group_id"].as_str().unwrap();
+    let (status, _) = s
+        .get(&south, &format!("/api/v1/households/{household}"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = s
+        .get(&admin, &format!("/api/v1/households/{household}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (_, payrolls) = s.get(&agent, "/api/v1/payrolls").await;
+    let payrolls = payrolls.as_array().unwrap();
+    assert!(!payrolls.is_empty());
+    assert!(
+        payrolls
+            .iter()
+            .all(|p| p["location"].as_str().unwrap().starts_with("N-MZ")),
+        "{payrolls:?}"
+    );
+    let (_, bens) = s
+        .get(&south, "/api/v1/beneficiaries?plan=CT-HH&limit=500")
+        .await;
+    assert!(
+        bens.as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["location"].as_str().unwrap().starts_with("S-"))
+    );
+    let (_, locations) = s.get(&south, "/api/v1/locations").await;
+    assert!(
+        locations
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["path"].as_str().unwrap().starts_with('S'))
+    );
+
+    // Roles: a supervisor cannot import or generate; an agent cannot change a status.
+    let (status, _) = s
+        .upload(
+            &south,
+            "/api/v1/imports/individuals",
+            b"first_name,last_name,dob,id\n",
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .post(
+            &south,
+            "/api/v1/payrolls/generate",
+            json!({"plan": "CT-HH", "cycle": "2026-11"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let b = &bens.as_array().unwrap()[0];
+    let path = format!("/api/v1/beneficiaries/{}/status", b["id"].as_str().unwrap());
+    let (status, _) = s
+        .post(&agent, &path, json!({"status": "SUSPENDED", "reason": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // A northern supervisor cannot change a southern beneficiary.
+    let north = s.token("sup.north1").await;
+    let (status, _) = s
+        .post(&north, &path, json!({"status": "SUSPENDED", "reason": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn import_through_the_api_all_or_nothing_then_partial_then_again() {
+    let s = Server::start(3);
+    let admin = s.token("admin").await;
+    let (_, before) = s.get(&admin, "/api/v1/individuals?limit=500").await;
+    let before = before.as_array().unwrap().len();
+
+    let file = "first_name,last_name,dob,id,location_name,group_code,individual_role,recipient_info,disability
+Aïssata,Diallo,1985-04-02,API-1,N-MZ-01,API-HH,HEAD,1,yes
+محمد,حسن,2015-09-30,API-2,N-MZ-01,API-HH,SON,,no
+Bad,Date,1990-02-30,API-3,N-MZ-01,,,,
+";
+    let path = "/api/v1/imports/individuals?plan=CT-HH&status=ACTIVE";
+    let (status, body) = s.upload(&admin, path, file.as_bytes()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "import_rejected");
+    assert_eq!(body["error"]["rows"][0]["row"], 4);
+    assert_eq!(body["error"]["rows"][0]["column"], "dob");
+    let (_, after) = s.get(&admin, "/api/v1/individuals?limit=500").await;
+    assert_eq!(
+        after.as_array().unwrap().len(),
+        before,
+        "a rejected file wrote people"
+    );
+
+    let (status, body) = s
+        .upload(&admin, &format!("{path}&partial=true"), file.as_bytes())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["created"].as_u64(),
+            body["beneficiaries_created"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert!(body["rejected_csv"].as_str().unwrap().contains("Bad,Date"));
+
+    let (_, again) = s
+        .upload(&admin, &format!("{path}&partial=true"), file.as_bytes())
+        .await;
+    assert_eq!(
+        (
+            again["created"].as_u64(),
+            again["updated"].as_u64(),
+            again["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(2))
+    );
+
+    let (_, found) = s.get(&admin, "/api/v1/individuals?q=API-HH").await;
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["first_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"Aïssata") && names.contains(&"محمد"),
+        "{names:?}"
+    );
+
+    // Latin-1 bytes are refused as a whole with a clear reason.
+    let latin1 = b"first_name,last_name,dob,id\nJos\xe9,Ruiz,1990-01-01,L1\n";
+    let (status, body) = s
+        .upload(&admin, "/api/v1/imports/individuals", latin1)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "bad_file");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("UTF-8"),
+        "{body}"
+    );
+
+    // One person through the JSON API goes through the same checks.
+    let (status, body) = s
+        .post(&admin, "/api/v1/individuals", json!({"external_id": "API-9", "first_name": "Zoë", "last_name": "Ng",
+            "dob": "2001-01-01", "location": "S-NS-01", "extra": {"disability": "perhaps"}, "plan": "CT-HH"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["fields"][0]["field"], "disability");
+    let (status, body) = s
+        .post(
+            &admin,
+            "/api/v1/individuals",
+            json!({"external_id": "API-9", "first_name": "Zoë", "last_name": "Ng",
+            "dob": "2001-01-01", "location": "S-NS-01"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["first_name"], "Zoë");
+}
+
+#[tokio::test]
+async fn lifecycle_and_generation_through_the_api() {
+    let s = Server::start(20);
+    let admin = s.token("admin").await;
+    let sup = s.token("sup.north1").await;
+    let (_, bens) = s
+        .get(&sup, "/api/v1/beneficiaries?plan=CT-HH&status=ACTIVE")
+        .await;
+    let id = bens[0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/api/v1/beneficiaries/{id}/status");
+
+    let (status, _) = s
+        .post(
+            &sup,
+            &path,
+            json!({"status": "SUSPENDED", "reason": "not seen at verification"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = s
+        .post(&sup, &path, json!({"status": "ENROLLED", "reason": "x"}))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["error"]["code"], "transition_refused");
+    s.post(
+        &sup,
+        &path,
+        json!({"status": "GRADUATED", "reason": "found work"}),
+    )
+    .await;
+    let (status, _) = s
+        .post(
+            &sup,
+            &path,
+            json!({"status": "ACTIVE", "reason": "came back"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "GRADUATED is terminal");
+    let (_, detail) = s.get(&sup, &format!("/api/v1/beneficiaries/{id}")).await;
+    let history: Vec<&str> = detail["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["to"].as_str().unwrap())
+        .collect();
+    assert_eq!(history, ["ACTIVE", "SUSPENDED", "GRADUATED"]);
+    assert_eq!(detail["history"][2]["by"], "user:sup.north1");
+
+    // The demo generated the cycle already: running again adds nothing.
+    let (status, report) = s
+        .post(
+            &admin,
+            "/api/v1/payrolls/generate",
+            json!({"plan": "CT-HH", "cycle": "2026-11"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["entitlements_created"], 0);
+    let (_, payrolls) = s.get(&admin, "/api/v1/payrolls?plan=CT-HH").await;
+    let p = &payrolls[0];
+    assert_eq!(p["status"], "PENDING_APPROVAL");
+    let (_, ents) = s
+        .get(
+            &admin,
+            &format!(
+                "/api/v1/payrolls/{}/entitlements",
+                p["id"].as_str().unwrap()
+            ),
+        )
+        .await;
+    assert_eq!(
+        ents.as_array().unwrap().len() as i64,
+        p["entitlements"].as_i64().unwrap()
+    );
+    assert!(
+        ents.as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["currency"] == "MWK" && e["amount_minor"].as_i64().unwrap() > 0)
+    );
+
+    // Bad input: a clear error, nothing changed.
+    let (status, body) = s
+        .post(
+            &admin,
+            "/api/v1/payrolls/generate",
+            json!({"plan": "CT-HH", "cycle": "1999-01"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = s
+        .post(
+            &admin,
+            "/api/v1/cycles",
+            json!({"code": "X", "start_date": "2026-12-31", "end_date": "2026-12-01"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (status, body) = s
+        .post(&admin, "/api/v1/plans", json!({"code": "BAD"}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("missing field"),
+        "{body}"
+    );
+
+    let (_, audit) = s.get(&admin, "/api/v1/audit?limit=5").await;
+    assert_eq!(audit["chain_intact"], true);
+    let (status, _) = s.get(&sup, "/api/v1/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[test]
+fn the_cli_imports_all_or_nothing_and_writes_rejected_rows_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_outpost-server");
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        Command::new(bin)
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let locations = dir.path().join("locations.csv");
+    std::fs::write(&locations, "code,name,level,parent_code\nR,Region,REGION,\nD,District,DISTRICT,R\nV,Village,VILLAGE,D\n").unwrap();
+    assert!(
+        run(&["import", "locations", locations.to_str().unwrap()])
+            .status
+            .success()
+    );
+
+    let file = dir.path().join("people.csv");
+    std::fs::write(&file, "first_name,last_name,dob,id,location_name\nAda,Obi,1990-01-01,C1,V\nBad,Row,not-a-date,C2,V\n").unwrap();
+    let out = run(&["import", "individuals", file.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("row 3, dob"), "{stderr}");
+    let db = rusqlite::Connection::open(data.join("registry.db")).unwrap();
+    let people = |db: &rusqlite::Connection| {
+        db.query_row("SELECT count(*) FROM individuals", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .unwrap()
+    };
+    assert_eq!(people(&db), 0, "a refused file wrote people");
+
+    let rejects = dir.path().join("rejects.csv");
+    let out = run(&[
+        "import",
+        "individuals",
+        file.to_str().unwrap(),
+        "--partial",
+        "--rejects",
+        rejects.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(people(&db), 1);
+    let rejected = std::fs::read_to_string(&rejects).unwrap();
+    assert!(
+        rejected.contains("Bad,Row") && !rejected.contains("Ada"),
+        "{rejected}"
+    );
+}
+
+#[tokio::test]
+async fn an_xlsx_upload_imports_like_its_csv() {
+    let s = Server::start(2);
+    let admin = s.token("admin").await;
+    let mut book = rust_xlsxwriter::Workbook::new();
+    let sheet = book.add_worksheet();
+    let header = [
+        "first_name",
+        "last_name",
+        "dob",
+        "id",
+        "location_name",
+        "group_code",
+        "individual_role",
+        "recipient_info",
+    ];
+    for (c, h) in header.iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    let rows = [
+        [
+            "Hélène",
+            "Kaboré",
+            "1979-03-04",
+            "X-1",
+            "S-CK-01",
+            "XHH",
+            "HEAD",
+            "1",
+        ],
+        [
+            "سلمى",
+            "Kaboré",
+            "2012-07-08",
+            "X-2",
+            "S-CK-01",
+            "XHH",
+            "DAUGHTER",
+            "",
+        ],
+    ];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            sheet.write_string(r as u32 + 1, c as u16, *v).unwrap();
+        }
+    }
+    let bytes = book.save_to_buffer().unwrap();
+    let (status, body) = s
+        .upload(&admin, "/api/v1/imports/individuals", &bytes)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["created"].as_u64(),
+            body["households_created"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    let (_, found) = s.get(&admin, "/api/v1/individuals?q=XHH").await;
+    let names: Vec<&str> = found
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["first_name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 2);
+    assert!(
+        names.contains(&"Hélène") && names.contains(&"سلمى"),
+        "{names:?}"
+    );
+}
