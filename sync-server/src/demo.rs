@@ -242,8 +242,9 @@ pub fn individuals_csv(households: usize, seed: u64, villages: &[&str]) -> (Vec<
     .expect("writing to memory");
     let mut rows = 0;
     let pick = |rng: &mut ChaCha8Rng, list: &[&'static str]| list[rng.random_range(0..list.len())];
+    // Ages count from 2025, so every date of birth is in the past whatever today is.
     let dob = |rng: &mut ChaCha8Rng, min_age: i32, max_age: i32| {
-        let year = 2026 - rng.random_range(min_age..=max_age);
+        let year = 2025 - rng.random_range(min_age..=max_age);
         NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28))
             .expect("valid date")
             .to_string()

@@ -1,0 +1,283 @@
+//! `outpost-bench`: runs the project's benchmarks and prints one table of figures.
+//!
+//! Each benchmark runs in its own child process (this binary with `--only NAME`), so the peak
+//! memory it reports is that benchmark's alone. Figures are printed, never asserted: targets
+//! are shown beside them for a person (or a tracking job reading `--json`) to judge.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Instant,
+};
+
+use outpost_server::{
+    demo,
+    registry::import::{FileFormat, parse_individuals},
+    store::{
+        Store, payroll, plans,
+        registry::{self, ImportOptions, Scope},
+    },
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Figure {
+    name: String,
+    value: f64,
+    unit: String,
+    target: String,
+    /// `higher` or `lower`: which way is better.
+    better: String,
+}
+
+fn figure(name: &str, value: f64, unit: &str, target: &str, better: &str) -> Figure {
+    Figure {
+        name: name.into(),
+        value,
+        unit: unit.into(),
+        target: target.into(),
+        better: better.into(),
+    }
+}
+
+const BENCHMARKS: &[&str] = &["import", "payroll"];
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let value_of = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    if let Some(name) = value_of("--only") {
+        let figures = run_one(&name, quick);
+        println!(
+            "{}",
+            serde_json::to_string(&figures).expect("figures serialise")
+        );
+        return;
+    }
+    let me = std::env::current_exe().expect("own path");
+    let mut all = Vec::new();
+    for name in BENCHMARKS {
+        eprintln!("running {name}{}...", if quick { " (quick)" } else { "" });
+        let mut cmd = Command::new(&me);
+        cmd.args(["--only", name]);
+        if quick {
+            cmd.arg("--quick");
+        }
+        let out = cmd.output().expect("benchmark child runs");
+        if !out.status.success() {
+            eprintln!("{name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+            std::process::exit(1);
+        }
+        let figures: Vec<Figure> =
+            serde_json::from_slice(&out.stdout).expect("child prints figures");
+        all.extend(figures);
+    }
+    print_table(&all);
+    if let Some(path) = value_of("--json") {
+        std::fs::write(&path, serde_json::to_vec_pretty(&all).expect("json"))
+            .expect("write --json file");
+        eprintln!("figures written to {path}");
+    }
+}
+
+fn print_table(figures: &[Figure]) {
+    let width = figures
+        .iter()
+        .map(|f| f.name.len())
+        .max()
+        .unwrap_or(10)
+        .max(6);
+    println!(
+        "{:<width$}  {:>14}  {:<14}  target",
+        "figure", "value", "unit"
+    );
+    println!("{}", "-".repeat(width + 48));
+    for f in figures {
+        println!(
+            "{:<width$}  {:>14.1}  {:<14}  {}",
+            f.name, f.value, f.unit, f.target
+        );
+    }
+}
+
+fn run_one(name: &str, quick: bool) -> Vec<Figure> {
+    let dir = scratch_dir(name);
+    let figures = match name {
+        "import" => bench_import(&dir, if quick { 20_000 } else { 100_000 }),
+        "payroll" => bench_payroll(&dir, if quick { 100_000 } else { 1_000_000 }),
+        other => panic!("unknown benchmark {other}; known: {BENCHMARKS:?}"),
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    figures
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("outpost-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+/// Peak resident memory of this process so far, from the kernel.
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn store_with_demo_geography(dir: &Path) -> Store {
+    let store = Store::open(&dir.join("registry.db")).expect("open store");
+    store
+        .write(|tx| {
+            for loc in demo::locations() {
+                registry::add_location(tx, "bench", &Scope::National, &loc)?;
+            }
+            Ok(())
+        })
+        .expect("locations");
+    store
+}
+
+/// An openIMIS individual upload of about `individuals` people in households, parsed and
+/// written in one transaction, as `outpost-server import individuals` does.
+fn bench_import(dir: &Path, individuals: usize) -> Vec<Figure> {
+    let store = store_with_demo_geography(dir);
+    // Households average four people.
+    let (csv, rows) = demo::individuals_csv(individuals / 4, 11, &demo::village_codes());
+    let start = Instant::now();
+    let report = store
+        .write(|tx| {
+            let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&schema()))?;
+            registry::apply_import(
+                tx,
+                "bench",
+                &Scope::National,
+                &parsed,
+                &ImportOptions::default(),
+            )
+        })
+        .expect("import");
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(report.created, rows, "every row imported");
+    let start = Instant::now();
+    let again = store
+        .write(|tx| {
+            let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&schema()))?;
+            registry::apply_import(
+                tx,
+                "bench",
+                &Scope::National,
+                &parsed,
+                &ImportOptions::default(),
+            )
+        })
+        .expect("re-import");
+    let resecs = start.elapsed().as_secs_f64();
+    assert_eq!(again.unchanged, rows, "re-import changes nothing");
+    vec![
+        figure(
+            &format!("import rows/s ({rows} people in households)"),
+            rows as f64 / secs,
+            "rows/s",
+            ">= 50000",
+            "higher",
+        ),
+        figure(
+            "re-import of the same file (no changes)",
+            rows as f64 / resecs,
+            "rows/s",
+            "-",
+            "higher",
+        ),
+        figure("import peak memory", peak_rss_mib(), "MiB", "-", "lower"),
+    ]
+}
+
+fn schema() -> outpost_server::registry::schema::ExtraSchema {
+    serde_json::from_value(json!({"fields": [
+        {"name": "disability", "type": "boolean"},
+        {"name": "housing", "type": "enum", "values": ["OWNED", "RENTED", "NONE"]},
+    ]}))
+    .expect("schema")
+}
+
+/// Payroll generation for `n` ACTIVE individual beneficiaries with a base-plus-criteria rule.
+/// The registry is filled with SQL (not timed), then generation is timed end to end.
+fn bench_payroll(dir: &Path, n: usize) -> Vec<Figure> {
+    let store = store_with_demo_geography(dir);
+    let plan: plans::NewPlan = serde_json::from_value(json!({
+        "code": "BENCH", "name": "Bench plan", "beneficiary_type": "INDIVIDUAL",
+        "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"],
+        "extra_schema": schema(),
+        "rule": {"cash": {"kind": "base_plus_criteria", "base": 1500000, "criteria": [
+            {"field": "disability", "op": "eq", "value": true, "amount": 500000}]},
+            "limit_per_transaction": 1800000},
+    }))
+    .expect("plan");
+    store
+        .write(|tx| {
+            plans::create_plan(tx, "bench", &plan)?;
+            plans::create_cycle(tx, "bench", &plans::Cycle {
+                code: "B1".into(),
+                start_date: "2026-11-01".parse().expect("date"),
+                end_date: "2026-11-30".parse().expect("date"),
+            })?;
+            tx.execute_batch(&format!(
+                "CREATE TEMP TABLE village AS SELECT id, row_number() OVER (ORDER BY code) - 1 AS k FROM locations WHERE level = 'VILLAGE';
+                 CREATE TEMP TABLE seq AS WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {n}) SELECT n FROM s;
+                 INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id, extra, created_at, updated_at)
+                 SELECT randomblob(16), 'B' || n, 'First' || n, 'Last', '1980-01-01', 'F',
+                        (SELECT id FROM village WHERE k = n % (SELECT count(*) FROM village)),
+                        CASE WHEN n % 10 = 0 THEN '{{\"disability\":true}}' ELSE '{{}}' END, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z'
+                 FROM seq;
+                 INSERT INTO beneficiaries (id, plan_id, individual_id, status, created_at, updated_at)
+                 SELECT randomblob(16), (SELECT id FROM benefit_plans WHERE code = 'BENCH'), id, 'ACTIVE', created_at, created_at FROM individuals;
+                 DROP TABLE seq; DROP TABLE village;"
+            ))?;
+            Ok(())
+        })
+        .expect("fill registry");
+    let start = Instant::now();
+    let report = store
+        .write(|tx| payroll::generate(tx, "bench", &Scope::National, "BENCH", "B1"))
+        .expect("generate");
+    let secs = start.elapsed().as_secs_f64();
+    assert_eq!(report.entitlements_created, n);
+    let start = Instant::now();
+    let again = store
+        .write(|tx| payroll::generate(tx, "bench", &Scope::National, "BENCH", "B1"))
+        .expect("re-generate");
+    let resecs = start.elapsed().as_secs_f64();
+    assert_eq!(again.entitlements_created, 0);
+    vec![
+        figure(
+            &format!("payroll generation ({n} active beneficiaries)"),
+            n as f64 / secs,
+            "entitlements/s",
+            ">= 200000",
+            "higher",
+        ),
+        figure(
+            "payroll re-generation (nothing new)",
+            resecs,
+            "s",
+            "-",
+            "lower",
+        ),
+        figure(
+            "payroll generation peak memory",
+            peak_rss_mib(),
+            "MiB",
+            "-",
+            "lower",
+        ),
+    ]
+}
