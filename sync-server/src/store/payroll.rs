@@ -44,7 +44,7 @@ struct Candidate {
     beneficiary: Uuid,
     group: Option<Uuid>,
     recipient: Option<Uuid>,
-    location_path: Option<String>,
+    location: Option<Uuid>,
     extra: Option<Map<String, Value>>,
 }
 
@@ -97,13 +97,35 @@ pub fn generate(
         ..Default::default()
     };
     let mut payroll_of_point: HashMap<PointKey, Uuid> = HashMap::new();
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
-            amount_minor, currency, goods, status) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-    )?;
+    // Resolved once per location, not per beneficiary.
+    let mut payroll_of_location: HashMap<Uuid, Option<Uuid>> = HashMap::new();
+    let mut insert = EntitlementWriter::new(plan.id, cycle_id, plan.currency, goods);
     let no_dobs: Vec<NaiveDate> = Vec::new();
     for c in &candidates {
-        let Some(point) = c.location_path.as_deref().and_then(|p| points.resolve(p)) else {
+        let payroll = match c.location {
+            Some(location) => match payroll_of_location.get(&location) {
+                Some(known) => *known,
+                None => {
+                    let payroll = match points.resolve(location) {
+                        Some(point) => Some(match payroll_of_point.get(&point) {
+                            Some(id) => *id,
+                            None => {
+                                let id =
+                                    open_payroll(tx, actor, &plan, cycle_id, &cycle.code, &point)?;
+                                payroll_of_point.insert(point, id);
+                                report.payrolls.push(id);
+                                id
+                            }
+                        }),
+                        None => None,
+                    };
+                    payroll_of_location.insert(location, payroll);
+                    payroll
+                }
+            },
+            None => None,
+        };
+        let Some(payroll) = payroll else {
             report.unplaced += 1;
             continue;
         };
@@ -125,40 +147,26 @@ pub fn generate(
             report.nothing_due += 1;
             continue;
         }
-        let payroll = match payroll_of_point.get(&point) {
-            Some(id) => *id,
-            None => {
-                let id = open_payroll(tx, actor, &plan, cycle_id, &cycle.code, &point)?;
-                payroll_of_point.insert(point.clone(), id);
-                report.payrolls.push(id);
-                id
-            }
-        };
         let status = if plan.rule.needs_approval(amount) {
             report.awaiting_approval += 1;
             EntitlementStatus::AwaitingApproval
         } else {
             EntitlementStatus::Due
         };
-        insert.execute(params![
-            Uuid::now_v7(),
-            payroll,
-            plan.id,
-            cycle_id,
-            c.beneficiary,
+        insert.push(
+            tx,
+            [Uuid::now_v7(), payroll, c.beneficiary],
             c.recipient,
             amount,
-            plan.currency.as_str(),
-            goods,
-            status.as_str()
-        ])?;
+            status,
+        )?;
         report.entitlements_created += 1;
         report.total_minor = report
             .total_minor
             .checked_add(amount)
             .ok_or_else(|| Error::Invalid("the payroll total overflows".into()))?;
     }
-    drop(insert);
+    insert.flush(tx)?;
     audit::append(
         tx,
         actor,
@@ -174,10 +182,95 @@ pub fn generate(
     Ok(report)
 }
 
+/// Inserts entitlements many rows per statement: one statement per row spends most of its
+/// time starting and finishing the statement.
+struct EntitlementWriter {
+    plan: Uuid,
+    cycle: Uuid,
+    currency: Currency,
+    goods: String,
+    /// ([id, payroll, beneficiary], recipient, amount, status)
+    pending: Vec<([Uuid; 3], Option<Uuid>, i64, EntitlementStatus)>,
+}
+
+impl EntitlementWriter {
+    const BATCH: usize = 100;
+
+    fn new(plan: Uuid, cycle: Uuid, currency: Currency, goods: String) -> Self {
+        EntitlementWriter {
+            plan,
+            cycle,
+            currency,
+            goods,
+            pending: Vec::with_capacity(Self::BATCH),
+        }
+    }
+
+    fn push(
+        &mut self,
+        tx: &Transaction,
+        ids: [Uuid; 3],
+        recipient: Option<Uuid>,
+        amount: i64,
+        status: EntitlementStatus,
+    ) -> Result<()> {
+        self.pending.push((ids, recipient, amount, status));
+        if self.pending.len() == Self::BATCH {
+            self.flush(tx)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, tx: &Transaction) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        // ?1..?4 are the same for every row; each row adds six parameters.
+        let rows: Vec<String> = (0..self.pending.len())
+            .map(|i| {
+                let p = 5 + i * 6;
+                format!(
+                    "(?{p}, ?{}, ?1, ?2, ?{}, ?{}, ?{}, ?3, ?4, ?{})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                )
+            })
+            .collect();
+        let mut stmt = tx.prepare_cached(&format!(
+            "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
+                amount_minor, currency, goods, status) VALUES {}",
+            rows.join(", ")
+        ))?;
+        stmt.raw_bind_parameter(1, self.plan)?;
+        stmt.raw_bind_parameter(2, self.cycle)?;
+        stmt.raw_bind_parameter(3, self.currency.as_str())?;
+        stmt.raw_bind_parameter(4, self.goods.as_str())?;
+        for (i, ([id, payroll, beneficiary], recipient, amount, status)) in
+            self.pending.drain(..).enumerate()
+        {
+            let p = 5 + i * 6;
+            stmt.raw_bind_parameter(p, id)?;
+            stmt.raw_bind_parameter(p + 1, payroll)?;
+            stmt.raw_bind_parameter(p + 2, beneficiary)?;
+            stmt.raw_bind_parameter(p + 3, recipient)?;
+            stmt.raw_bind_parameter(p + 4, amount)?;
+            stmt.raw_bind_parameter(p + 5, status.as_str())?;
+        }
+        stmt.raw_execute()?;
+        Ok(())
+    }
+}
+
 fn rule_reads_extra(rule: &CashRule) -> bool {
     matches!(rule, CashRule::BasePlusCriteria { .. })
 }
 
+/// Every ACTIVE beneficiary of the plan in `scope` not yet entitled in the cycle, in id order.
+/// The per-row checks that cannot change the answer are left out of the query: the area
+/// filter for national scope, and the "already entitled" probe on a cycle's first run.
 fn load_candidates(
     conn: &Connection,
     scope: &Scope,
@@ -186,38 +279,52 @@ fn load_candidates(
     group_plan: bool,
     with_extra: bool,
 ) -> Result<Vec<Candidate>> {
-    // For a household: its primary recipient collects, or else its head.
-    let sql = if group_plan {
-        format!(
+    let (select, location) = if group_plan {
+        // For a household: its primary recipient collects, or else its head.
+        (
             "SELECT b.id, b.group_id,
                 COALESCE((SELECT individual_id FROM group_members WHERE group_id = b.group_id AND recipient = 'PRIMARY'),
                          (SELECT individual_id FROM group_members WHERE group_id = b.group_id AND relationship = 'HEAD')),
-                l.path,
+                g.location_id,
                 CASE WHEN ?4 THEN (SELECT i.extra FROM group_members m JOIN individuals i ON i.id = m.individual_id
                                    WHERE m.group_id = b.group_id AND m.relationship = 'HEAD') END
-             FROM beneficiaries b JOIN groups g ON g.id = b.group_id
-             LEFT JOIN locations l ON l.id = g.location_id
-             WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND (?1 IS NULL OR (l.path IS NOT NULL AND {IN_SCOPE}))
-               AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.plan_id = ?2 AND e.cycle_id = ?3 AND e.beneficiary_id = b.id)
-             ORDER BY l.path, b.id"
+             FROM beneficiaries b JOIN groups g ON g.id = b.group_id",
+            "g.location_id",
         )
     } else {
-        format!(
-            "SELECT b.id, NULL, b.individual_id, l.path, CASE WHEN ?4 THEN i.extra END
-             FROM beneficiaries b JOIN individuals i ON i.id = b.individual_id
-             LEFT JOIN locations l ON l.id = i.location_id
-             WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND (?1 IS NULL OR (l.path IS NOT NULL AND {IN_SCOPE}))
-               AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.plan_id = ?2 AND e.cycle_id = ?3 AND e.beneficiary_id = b.id)
-             ORDER BY l.path, b.id"
+        (
+            "SELECT b.id, NULL, b.individual_id, i.location_id, CASE WHEN ?4 THEN i.extra END
+             FROM beneficiaries b JOIN individuals i ON i.id = b.individual_id",
+            "i.location_id",
         )
     };
-    let mut stmt = conn.prepare(&sql)?;
+    let in_scope = match scope {
+        Scope::National => String::new(),
+        Scope::Area { .. } => {
+            format!(
+                " AND EXISTS (SELECT 1 FROM locations l WHERE l.id = {location} AND {IN_SCOPE})"
+            )
+        }
+    };
+    let first_run: bool = conn.query_row(
+        "SELECT NOT EXISTS (SELECT 1 FROM entitlements WHERE plan_id = ?1 AND cycle_id = ?2)",
+        params![plan_id, cycle_id],
+        |r| r.get(0),
+    )?;
+    let not_entitled = if first_run {
+        ""
+    } else {
+        " AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.plan_id = ?2 AND e.cycle_id = ?3 AND e.beneficiary_id = b.id)"
+    };
+    let mut stmt = conn.prepare(&format!(
+        "{select} WHERE b.plan_id = ?2 AND b.status = 'ACTIVE'{in_scope}{not_entitled} ORDER BY b.id"
+    ))?;
     let rows = stmt.query_map(params![scope.sql(), plan_id, cycle_id, with_extra], |r| {
         Ok(Candidate {
             beneficiary: r.get(0)?,
             group: r.get(1)?,
             recipient: r.get(2)?,
-            location_path: r.get(3)?,
+            location: r.get(3)?,
             extra: match r.get::<_, Option<String>>(4)? {
                 Some(_) => Some(json_column(r, 4)?),
                 None => None,
@@ -268,11 +375,13 @@ struct PointKey {
     agent: Option<(Uuid, String)>,
 }
 
-/// Maps a beneficiary's location path to its payment point.
+/// Maps a beneficiary's location to its payment point.
 struct PointResolver {
     mode: PaymentPoint,
     /// location path → (id, name)
     locations: HashMap<String, (Uuid, String)>,
+    /// location id → path
+    paths: HashMap<Uuid, String>,
     /// field agents' area paths, deepest first: (path, agent id, agent name, area id)
     agents: Vec<(String, Uuid, String, Uuid)>,
 }
@@ -280,9 +389,17 @@ struct PointResolver {
 impl PointResolver {
     fn load(conn: &Connection, mode: PaymentPoint) -> Result<PointResolver> {
         let mut stmt = conn.prepare("SELECT path, id, name FROM locations")?;
-        let locations = stmt
-            .query_map([], |r| Ok((r.get(0)?, (r.get(1)?, r.get(2)?))))?
+        let all: Vec<(String, Uuid, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let paths = all
+            .iter()
+            .map(|(path, id, _)| (*id, path.clone()))
+            .collect();
+        let locations = all
+            .into_iter()
+            .map(|(path, id, name)| (path, (id, name)))
+            .collect();
         let mut stmt = conn.prepare(
             "SELECT l.path, u.id, u.display_name, l.id FROM users u JOIN locations l ON l.id = u.area_id
              WHERE u.role = 'FIELD_AGENT' AND u.disabled = 0 ORDER BY length(l.path) DESC, u.username",
@@ -293,11 +410,13 @@ impl PointResolver {
         Ok(PointResolver {
             mode,
             locations,
+            paths,
             agents,
         })
     }
 
-    fn resolve(&self, path: &str) -> Option<PointKey> {
+    fn resolve(&self, location: Uuid) -> Option<PointKey> {
+        let path = self.paths.get(&location)?.as_str();
         match self.mode {
             PaymentPoint::Location { level } => {
                 let depth = match level {

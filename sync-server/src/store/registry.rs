@@ -572,6 +572,10 @@ pub fn apply_import(
             OR group_members.relationship IS NOT excluded.relationship
             OR group_members.recipient IS NOT excluded.recipient",
     )?;
+    // A household is where its head lives.
+    let mut move_household = tx.prepare_cached(
+        "UPDATE groups SET location_id = ?2 WHERE id = ?1 AND location_id IS NOT ?2",
+    )?;
     // Heads and primaries are written last: a file that hands a household over gives the old
     // head their new role before the new head takes the place (one head per household).
     let order = import_order(parsed);
@@ -645,10 +649,7 @@ pub fn apply_import(
                 row.recipient.as_str()
             ])? > 0;
             if row.role == Some(Relationship::Head) {
-                tx.execute(
-                    "UPDATE groups SET location_id = ?2 WHERE id = ?1 AND location_id IS NOT ?2",
-                    params![group_id, location],
-                )?;
+                move_household.execute(params![group_id, location])?;
             }
         }
         match (existing.individuals.contains_key(&row.external_id), changed) {
