@@ -153,35 +153,20 @@ fn bench_import(dir: &Path, individuals: usize) -> Vec<Figure> {
     let store = store_with_demo_geography(dir);
     // Households average four people.
     let (csv, rows) = demo::individuals_csv(individuals / 4, 11, &demo::village_codes());
-    let start = Instant::now();
-    let report = store
-        .write(|tx| {
-            let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&schema()))?;
-            registry::apply_import(
-                tx,
-                "bench",
-                &Scope::National,
-                &parsed,
-                &ImportOptions::default(),
-            )
-        })
-        .expect("import");
-    let secs = start.elapsed().as_secs_f64();
+    let import = || {
+        let start = Instant::now();
+        let report = store
+            .write(|tx| {
+                let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&schema()))?;
+                let opts = ImportOptions::default();
+                registry::apply_import(tx, "bench", &Scope::National, &parsed, &opts)
+            })
+            .expect("import");
+        (report, start.elapsed().as_secs_f64())
+    };
+    let (report, secs) = import();
     assert_eq!(report.created, rows, "every row imported");
-    let start = Instant::now();
-    let again = store
-        .write(|tx| {
-            let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&schema()))?;
-            registry::apply_import(
-                tx,
-                "bench",
-                &Scope::National,
-                &parsed,
-                &ImportOptions::default(),
-            )
-        })
-        .expect("re-import");
-    let resecs = start.elapsed().as_secs_f64();
+    let (again, resecs) = import();
     assert_eq!(again.unchanged, rows, "re-import changes nothing");
     vec![
         figure(

@@ -133,6 +133,23 @@ pub(crate) async fn db<T: Send + 'static>(
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
 }
 
+/// Runs a read off the async threads and answers its result as JSON.
+pub(crate) async fn read_json<T: Serialize + Send + 'static>(
+    state: &AppState,
+    f: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+) -> Result<Response> {
+    Ok(Json(db(state, move |s| s.read(f)).await?).into_response())
+}
+
+/// Runs one write transaction off the async threads and answers its result as JSON.
+pub(crate) async fn write_json<T: Serialize + Send + 'static>(
+    state: &AppState,
+    status: StatusCode,
+    f: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+) -> Result<Response> {
+    Ok((status, Json(db(state, move |s| s.write(f)).await?)).into_response())
+}
+
 /// The authenticated caller, from `Authorization: Bearer <token>`.
 pub struct Caller(pub User);
 

@@ -9,7 +9,7 @@ use outpost_proto::PayrollStatus;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Query, db, page_limit};
+use super::{AppState, Caller, Json, Query, db, page_limit, read_json, write_json};
 use crate::{
     Result,
     store::{
@@ -23,7 +23,7 @@ const ADMIN: &[Role] = &[Role::Admin];
 const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
 
 pub async fn list_plans(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
-    Ok(Json(db(&state, |s| s.read(plans::list_plans)).await?).into_response())
+    read_json(&state, plans::list_plans).await
 }
 
 pub async fn get_plan(
@@ -31,7 +31,7 @@ pub async fn get_plan(
     _caller: Caller,
     Path(code): Path<String>,
 ) -> Result<Response> {
-    Ok(Json(db(&state, move |s| s.read(|c| plans::plan_by_code(c, &code))).await?).into_response())
+    read_json(&state, move |c| plans::plan_by_code(c, &code)).await
 }
 
 /// Defines a plan: who it serves, what it provides, its extra-field schema and its rule,
@@ -43,15 +43,14 @@ pub async fn create_plan(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let actor = caller.0.actor();
-    let plan = db(&state, move |s| {
-        s.write(|tx| plans::create_plan(tx, &actor, &new))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        plans::create_plan(tx, &actor, &new)
     })
-    .await?;
-    Ok((StatusCode::CREATED, Json(plan)).into_response())
+    .await
 }
 
 pub async fn list_goods(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
-    Ok(Json(db(&state, |s| s.read(plans::list_goods_items)).await?).into_response())
+    read_json(&state, plans::list_goods_items).await
 }
 
 pub async fn create_goods(
@@ -61,15 +60,15 @@ pub async fn create_goods(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let actor = caller.0.actor();
-    db(&state, move |s| {
-        s.write(|tx| plans::add_goods_item(tx, &actor, &item))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        plans::add_goods_item(tx, &actor, &item)?;
+        Ok(item)
     })
-    .await?;
-    Ok(StatusCode::CREATED.into_response())
+    .await
 }
 
 pub async fn list_cycles(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
-    Ok(Json(db(&state, |s| s.read(plans::list_cycles)).await?).into_response())
+    read_json(&state, plans::list_cycles).await
 }
 
 pub async fn create_cycle(
@@ -79,11 +78,11 @@ pub async fn create_cycle(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let actor = caller.0.actor();
-    db(&state, move |s| {
-        s.write(|tx| plans::create_cycle(tx, &actor, &cycle))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        plans::create_cycle(tx, &actor, &cycle)?;
+        Ok(cycle)
     })
-    .await?;
-    Ok(StatusCode::CREATED.into_response())
+    .await
 }
 
 pub async fn create_work_project(
@@ -93,11 +92,11 @@ pub async fn create_work_project(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    db(&state, move |s| {
-        s.write(|tx| plans::add_work_project(tx, &actor, &scope, &p))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        plans::add_work_project(tx, &actor, &scope, &p)?;
+        Ok(p)
     })
-    .await?;
-    Ok(StatusCode::CREATED.into_response())
+    .await
 }
 
 /// Records a day of cash-for-work at the office (devices record theirs through sync).
@@ -108,11 +107,11 @@ pub async fn record_timesheet(
 ) -> Result<Response> {
     caller.require(OFFICE)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    let id = db(&state, move |s| {
-        s.write(|tx| plans::record_timesheet(tx, &actor, &scope, &entry))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        let id = plans::record_timesheet(tx, &actor, &scope, &entry)?;
+        Ok(serde_json::json!({ "id": id }))
     })
-    .await?;
-    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+    .await
 }
 
 #[derive(Deserialize)]
@@ -152,11 +151,10 @@ pub async fn generate(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    let report = db(&state, move |s| {
-        s.write(|tx| payroll::generate(tx, &actor, &scope, &g.plan, &g.cycle))
+    write_json(&state, StatusCode::OK, move |tx| {
+        payroll::generate(tx, &actor, &scope, &g.plan, &g.cycle)
     })
-    .await?;
-    Ok(Json(report).into_response())
+    .await
 }
 
 #[derive(Deserialize)]
@@ -173,13 +171,10 @@ pub async fn list_payrolls(
     Query(q): Query<PayrollQuery>,
 ) -> Result<Response> {
     let scope = user.scope();
-    let list = db(&state, move |s| {
-        s.read(|c| {
-            payroll::list_payrolls(c, &scope, q.plan.as_deref(), q.cycle.as_deref(), q.status)
-        })
+    read_json(&state, move |c| {
+        payroll::list_payrolls(c, &scope, q.plan.as_deref(), q.cycle.as_deref(), q.status)
     })
-    .await?;
-    Ok(Json(list).into_response())
+    .await
 }
 
 pub async fn get_payroll(
@@ -188,13 +183,7 @@ pub async fn get_payroll(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let scope = user.scope();
-    Ok(Json(
-        db(&state, move |s| {
-            s.read(|c| payroll::get_payroll(c, &scope, id))
-        })
-        .await?,
-    )
-    .into_response())
+    read_json(&state, move |c| payroll::get_payroll(c, &scope, id)).await
 }
 
 #[derive(Deserialize)]
@@ -212,9 +201,8 @@ pub async fn entitlements(
     Query(q): Query<EntitlementQuery>,
 ) -> Result<Response> {
     let scope = user.scope();
-    let list = db(&state, move |s| {
-        s.read(|c| payroll::entitlements(c, &scope, id, page_limit(q.limit), q.offset))
+    read_json(&state, move |c| {
+        payroll::entitlements(c, &scope, id, page_limit(q.limit), q.offset)
     })
-    .await?;
-    Ok(Json(list).into_response())
+    .await
 }

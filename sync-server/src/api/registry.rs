@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Query, db, page_limit};
+use super::{AppState, Caller, Json, Query, db, page_limit, read_json, write_json};
 use crate::{
     Error, Result,
     registry::import::{FileFormat, ImportRow, parse_individuals},
@@ -51,7 +51,7 @@ pub async fn me(Caller(user): Caller) -> Response {
 pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     caller.require(ADMIN)?;
     let scope = caller.0.scope();
-    Ok(Json(db(&state, move |s| s.read(|c| users::list_users(c, &scope))).await?).into_response())
+    read_json(&state, move |c| users::list_users(c, &scope)).await
 }
 
 pub async fn create_user(
@@ -61,11 +61,10 @@ pub async fn create_user(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    let user = db(&state, move |s| {
-        s.write(|tx| users::create_user(tx, &actor, &scope, &new))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        users::create_user(tx, &actor, &scope, &new)
     })
-    .await?;
-    Ok((StatusCode::CREATED, Json(user)).into_response())
+    .await
 }
 
 pub async fn list_locations(
@@ -73,10 +72,7 @@ pub async fn list_locations(
     Caller(user): Caller,
 ) -> Result<Response> {
     let scope = user.scope();
-    Ok(
-        Json(db(&state, move |s| s.read(|c| reg::list_locations(c, &scope))).await?)
-            .into_response(),
-    )
+    read_json(&state, move |c| reg::list_locations(c, &scope)).await
 }
 
 pub async fn create_location(
@@ -86,11 +82,10 @@ pub async fn create_location(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    let loc = db(&state, move |s| {
-        s.write(|tx| reg::add_location(tx, &actor, &scope, &new))
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        reg::add_location(tx, &actor, &scope, &new)
     })
-    .await?;
-    Ok((StatusCode::CREATED, Json(loc)).into_response())
+    .await
 }
 
 #[derive(Deserialize)]
@@ -108,13 +103,10 @@ pub async fn search_individuals(
     Query(q): Query<SearchQuery>,
 ) -> Result<Response> {
     let scope = user.scope();
-    let found = db(&state, move |s| {
-        s.read(|c| {
-            reg::search_individuals(c, &scope, q.q.as_deref(), page_limit(q.limit), q.offset)
-        })
+    read_json(&state, move |c| {
+        reg::search_individuals(c, &scope, q.q.as_deref(), page_limit(q.limit), q.offset)
     })
-    .await?;
-    Ok(Json(found).into_response())
+    .await
 }
 
 pub async fn get_individual(
@@ -123,13 +115,7 @@ pub async fn get_individual(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let scope = user.scope();
-    Ok(Json(
-        db(&state, move |s| {
-            s.read(|c| reg::get_individual(c, &scope, id))
-        })
-        .await?,
-    )
-    .into_response())
+    read_json(&state, move |c| reg::get_individual(c, &scope, id)).await
 }
 
 pub async fn get_household(
@@ -138,13 +124,7 @@ pub async fn get_household(
     Path(id): Path<Uuid>,
 ) -> Result<Response> {
     let scope = user.scope();
-    Ok(Json(
-        db(&state, move |s| {
-            s.read(|c| reg::get_household(c, &scope, id))
-        })
-        .await?,
-    )
-    .into_response())
+    read_json(&state, move |c| reg::get_household(c, &scope, id)).await
 }
 
 /// One person, as the JSON API sends them: the same fields as a row of the individual upload,
@@ -175,43 +155,40 @@ pub async fn create_individual(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    let person = db(&state, move |s| {
-        s.write(|tx| {
-            let schema = match &new.plan {
-                Some(code) => Some(plans::plan_by_code(tx, code)?.extra_schema),
-                None => None,
-            };
-            let row = ImportRow {
-                row: 1,
-                external_id: new.external_id,
-                first_name: new.first_name,
-                last_name: new.last_name,
-                dob: new.dob,
-                sex: new.sex,
-                location_name: new.location,
-                group_code: new.group_code,
-                role: new.role,
-                recipient: new.recipient.unwrap_or(RecipientKind::None),
-                extra: new.extra,
-            };
-            let parsed = crate::registry::import::check_rows(vec![row], schema.as_ref());
-            let opts = ImportOptions {
-                plan: new.plan,
-                status: new.status,
-                partial: false,
-            };
-            let external_id = parsed.rows.first().map(|r| r.external_id.clone());
-            reg::apply_import(tx, &actor, &scope, &parsed, &opts).map_err(single_row_error)?;
-            let id: Uuid = tx.query_row(
-                "SELECT id FROM individuals WHERE external_id = ?1",
-                [external_id],
-                |r| r.get(0),
-            )?;
-            reg::get_individual(tx, &scope, id)
-        })
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        let schema = match &new.plan {
+            Some(code) => Some(plans::plan_by_code(tx, code)?.extra_schema),
+            None => None,
+        };
+        let row = ImportRow {
+            row: 1,
+            external_id: new.external_id,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            dob: new.dob,
+            sex: new.sex,
+            location_name: new.location,
+            group_code: new.group_code,
+            role: new.role,
+            recipient: new.recipient.unwrap_or(RecipientKind::None),
+            extra: new.extra,
+        };
+        let parsed = crate::registry::import::check_rows(vec![row], schema.as_ref());
+        let opts = ImportOptions {
+            plan: new.plan,
+            status: new.status,
+            partial: false,
+        };
+        let external_id = parsed.rows.first().map(|r| r.external_id.clone());
+        reg::apply_import(tx, &actor, &scope, &parsed, &opts).map_err(single_row_error)?;
+        let id: Uuid = tx.query_row(
+            "SELECT id FROM individuals WHERE external_id = ?1",
+            [external_id],
+            |r| r.get(0),
+        )?;
+        reg::get_individual(tx, &scope, id)
     })
-    .await?;
-    Ok((StatusCode::CREATED, Json(person)).into_response())
+    .await
 }
 
 /// A one-row import's errors read better as field errors than as "row 1".
@@ -292,20 +269,17 @@ pub async fn list_beneficiaries(
     Query(q): Query<BeneficiaryQuery>,
 ) -> Result<Response> {
     let scope = user.scope();
-    let found = db(&state, move |s| {
-        s.read(|c| {
-            reg::list_beneficiaries(
-                c,
-                &scope,
-                q.plan.as_deref(),
-                q.status,
-                page_limit(q.limit),
-                q.offset,
-            )
-        })
+    read_json(&state, move |c| {
+        reg::list_beneficiaries(
+            c,
+            &scope,
+            q.plan.as_deref(),
+            q.status,
+            page_limit(q.limit),
+            q.offset,
+        )
     })
-    .await?;
-    Ok(Json(found).into_response())
+    .await
 }
 
 pub async fn get_beneficiary(
@@ -396,11 +370,10 @@ pub async fn change_status(
 ) -> Result<Response> {
     caller.require(OFFICE)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    let b = db(&state, move |s| {
-        s.write(|tx| reg::change_status(tx, &actor, &scope, id, change.status, &change.reason))
+    write_json(&state, StatusCode::OK, move |tx| {
+        reg::change_status(tx, &actor, &scope, id, change.status, &change.reason)
     })
-    .await?;
-    Ok(Json(b).into_response())
+    .await
 }
 
 #[derive(Deserialize)]
