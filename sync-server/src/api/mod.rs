@@ -10,7 +10,7 @@ use axum::{
     Router,
     extract::{
         FromRequest, FromRequestParts,
-        rejection::{JsonRejection, QueryRejection},
+        rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
@@ -198,6 +198,17 @@ pub struct Json<T>(pub T);
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// `axum::extract::Path` whose rejections (a malformed id) are our JSON errors.
+#[derive(FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(Error))]
+pub struct Path<T>(pub T);
+
+impl From<PathRejection> for Error {
+    fn from(r: PathRejection) -> Self {
+        Error::Invalid(format!("the path is not valid: {}", r.body_text()))
     }
 }
 

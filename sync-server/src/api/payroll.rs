@@ -1,7 +1,7 @@
 //! Plans, goods, cycles, cash-for-work, and payrolls.
 
 use axum::{
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -9,7 +9,7 @@ use outpost_proto::PayrollStatus;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Query, db, page_limit, read_json, write_json};
+use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
 use crate::{
     Result,
     store::{

@@ -2,7 +2,7 @@
 
 use axum::{
     body::Bytes,
-    extract::{Path, State},
+    extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Query, db, page_limit, read_json, write_json};
+use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
 use crate::{
     Error, Result,
     registry::import::{FileFormat, ImportRow, parse_individuals},
