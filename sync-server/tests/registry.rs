@@ -179,6 +179,23 @@ fn an_openimis_upload_imports_unchanged_and_again_changes_nothing() {
     let changed = OPENIMIS.replace("Bob,Foo,1988-01-01", "Bobby,Foo,1988-01-02");
     let r = import(&f, &changed, ImportOptions::default()).unwrap();
     assert_eq!((r.created, r.updated, r.unchanged), (0, 1, 2));
+
+    // A file without the location column (or with empty cells) keeps the stored locations.
+    let names_only = "first_name,last_name,dob,id,individual_role,recipient_info,group_code
+Mia,Foo,1989-01-01,A1,HEAD,1,AA
+";
+    let r = import(&f, names_only, ImportOptions::default()).unwrap();
+    assert_eq!((r.updated, r.unchanged), (0, 1));
+    let mia = f
+        .store
+        .read(|c| registry::get_individual(c, &Scope::National, mia.id))
+        .unwrap();
+    assert_eq!(mia.location.as_deref(), Some("V1"));
+    let household = f
+        .store
+        .read(|c| registry::get_household(c, &Scope::National, household.id))
+        .unwrap();
+    assert_eq!(household.location.as_deref(), Some("V1"));
 }
 
 #[test]

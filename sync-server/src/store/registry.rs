@@ -584,9 +584,16 @@ pub fn apply_import(
         if rejected_rows.contains(&row.row) {
             continue;
         }
-        let location = resolved[idx];
+        let current = existing.individuals.get(&row.external_id);
+        // An empty cell, or a column the file does not have, keeps what is stored: a
+        // re-import never erases data.
+        let location = resolved[idx].or(current.and_then(|c| c.location_id));
+        let sex = row
+            .sex
+            .clone()
+            .or_else(|| current.and_then(|c| c.sex.clone()));
         let dob = row.dob.format("%Y-%m-%d").to_string();
-        let (individual_id, mut changed) = match existing.individuals.get(&row.external_id) {
+        let (individual_id, mut changed) = match current {
             Some(current) => {
                 let mut extra = current.extra.clone();
                 extra.extend(row.extra.clone());
@@ -594,7 +601,7 @@ pub fn apply_import(
                 let changed = current.first_name != row.first_name
                     || current.last_name != row.last_name
                     || current.dob != dob
-                    || current.sex != row.sex
+                    || current.sex != sex
                     || current.location_id != location
                     || current.extra_json != extra_json;
                 if changed {
@@ -603,7 +610,7 @@ pub fn apply_import(
                         row.first_name,
                         row.last_name,
                         dob,
-                        row.sex,
+                        sex,
                         location,
                         extra_json,
                         now
@@ -648,7 +655,7 @@ pub fn apply_import(
                 row.role.map(Relationship::as_str),
                 row.recipient.as_str()
             ])? > 0;
-            if row.role == Some(Relationship::Head) {
+            if row.role == Some(Relationship::Head) && location.is_some() {
                 move_household.execute(params![group_id, location])?;
             }
         }
