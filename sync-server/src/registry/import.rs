@@ -67,6 +67,10 @@ pub enum FileError {
     #[error("the file is UTF-16; save it as \"CSV UTF-8\" and import it again")]
     Utf16,
     #[error(
+        "the file is an old Excel workbook (.xls); save it as .xlsx or \"CSV UTF-8\" and import it again"
+    )]
+    OldExcel,
+    #[error(
         "the file is not UTF-8 (row {row} holds bytes that are not): it is probably Windows-1252 \
          or Latin-1; save it as \"CSV UTF-8\" and import it again"
     )]
@@ -129,6 +133,9 @@ const COLUMNS: &[(&str, Col, bool)] = &[
     ("recipient_info", Col::Recipient, false),
 ];
 
+/// The column [`ParsedFile::rejected_csv`] adds; ignored when that file is imported again.
+const REJECTS_COLUMN: &str = "error";
+
 const MAX_ID_LEN: usize = 64;
 const MAX_NAME_LEN: usize = 200;
 
@@ -139,6 +146,9 @@ pub fn parse_individuals(
     format: FileFormat,
     schema: Option<&ExtraSchema>,
 ) -> Result<ParsedFile, FileError> {
+    if bytes.starts_with(&[0xD0, 0xCF, 0x11, 0xE0]) {
+        return Err(FileError::OldExcel);
+    }
     let records = match format {
         FileFormat::Csv => read_csv(bytes)?,
         FileFormat::Xlsx => read_xlsx(bytes)?,
@@ -258,12 +268,23 @@ impl ParsedFile {
             reasons.entry(e.row).or_default().push(text);
         }
         let mut w = csv::Writer::from_writer(Vec::new());
-        let mut header = StringRecord::from(self.header.clone());
-        header.push_field("error");
+        // A file rejected twice keeps one reasons column, with the new reasons.
+        let previous = self.header.iter().position(|h| h == REJECTS_COLUMN);
+        let mut header: StringRecord = self
+            .header
+            .iter()
+            .filter(|h| *h != REJECTS_COLUMN)
+            .collect();
+        header.push_field(REJECTS_COLUMN);
         let _ = w.write_record(&header);
         for (row, record) in &self.raw {
             if let Some(why) = reasons.get(row) {
-                let mut cells = record.clone();
+                let mut cells: StringRecord = record
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| Some(*i) != previous)
+                    .map(|(_, c)| c)
+                    .collect();
                 cells.push_field(&why.join("; "));
                 let _ = w.write_record(&cells);
             }
@@ -296,6 +317,8 @@ impl<'s> Layout<'s> {
                 standard.push((i, *col));
             } else if let Some(spec) = schema.and_then(|s| s.field(name)) {
                 extras.push((i, spec));
+            } else if name == REJECTS_COLUMN {
+                // The reasons column of a rejected-rows file: it re-imports as it is.
             } else {
                 unknown.push(name.clone());
             }
@@ -415,7 +438,9 @@ fn parse_sex(s: &str) -> Result<&'static str, String> {
 
 /// A date of birth is neither in the future nor before 1900.
 fn check_dob(dob: NaiveDate) -> Result<(), String> {
-    if dob > chrono::Utc::now().date_naive() {
+    // Tomorrow in UTC is still today somewhere east of Greenwich: a newborn registered on
+    // their birthday is not refused.
+    if dob > chrono::Utc::now().date_naive() + chrono::Days::new(1) {
         Err(format!("{dob} is in the future"))
     } else if dob < NaiveDate::from_ymd_opt(1900, 1, 1).expect("valid date") {
         Err(format!("{dob} is before 1900"))
@@ -740,6 +765,9 @@ Michelle,Bar,1990-01-01,3,Fairfax,HEAD,0,BB
             parse_individuals(b"", FileFormat::Csv, None).unwrap_err(),
             FileError::Empty
         );
+        let xls = [0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+        let err = parse_individuals(&xls, FileFormat::sniff(&xls), None).unwrap_err();
+        assert_eq!(err, FileError::OldExcel);
     }
 
     #[test]
@@ -840,6 +868,20 @@ C,D,1990-01-01,2,perhaps,0
             lines[2].starts_with("Michelle") && lines[2].contains("location_name: no location")
         );
         assert_eq!(lines.len(), 3);
+        // The rejects file imports again as it is; rejected again, it keeps one reasons column.
+        let again = parse_individuals(csv.as_bytes(), FileFormat::Csv, None).unwrap();
+        assert_eq!((again.rows.len(), again.errors.len()), (2, 0));
+        let still = [RowError {
+            row: 2,
+            column: None,
+            reason: "still wrong".into(),
+        }];
+        let twice = String::from_utf8(again.rejected_csv(&still)).unwrap();
+        assert_eq!(twice.lines().next().unwrap().matches("error").count(), 1);
+        assert!(
+            twice.lines().nth(1).unwrap().ends_with(",still wrong"),
+            "{twice}"
+        );
     }
 
     #[test]

@@ -162,8 +162,8 @@ impl FieldSpec {
                 )
             }
             FieldKind::Boolean => Value::Bool(match raw.to_lowercase().as_str() {
-                "true" | "yes" | "y" | "1" | "oui" => true,
-                "false" | "no" | "n" | "0" | "non" => false,
+                "true" | "yes" | "y" | "1" | "oui" | "vrai" => true,
+                "false" | "no" | "n" | "0" | "non" | "faux" => false,
                 _ => return Err(format!("expected yes or no, got '{raw}'")),
             }),
             FieldKind::Date => Value::String(parse_date(raw)?.to_string()),
@@ -307,6 +307,7 @@ mod tests {
         let cell = |name: &str, raw: &str| s.field(name).unwrap().parse_cell(raw);
         assert_eq!(cell("disability", "Yes"), Ok(Some(json!(true))));
         assert_eq!(cell("disability", "non"), Ok(Some(json!(false))));
+        assert_eq!(cell("disability", "VRAI"), Ok(Some(json!(true))));
         assert!(
             cell("disability", "maybe")
                 .unwrap_err()
