@@ -307,14 +307,14 @@ fn load_candidates(
         }
     };
     let first_run: bool = conn.query_row(
-        "SELECT NOT EXISTS (SELECT 1 FROM entitlements WHERE plan_id = ?1 AND cycle_id = ?2)",
+        "SELECT NOT EXISTS (SELECT 1 FROM payrolls WHERE plan_id = ?1 AND cycle_id = ?2)",
         params![plan_id, cycle_id],
         |r| r.get(0),
     )?;
     let not_entitled = if first_run {
         ""
     } else {
-        " AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.plan_id = ?2 AND e.cycle_id = ?3 AND e.beneficiary_id = b.id)"
+        " AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.cycle_id = ?3 AND e.beneficiary_id = b.id)"
     };
     let mut stmt = conn.prepare(&format!(
         "{select} WHERE b.plan_id = ?2 AND b.status = 'ACTIVE'{in_scope}{not_entitled} ORDER BY b.id"

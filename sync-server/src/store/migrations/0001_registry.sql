@@ -189,8 +189,9 @@ CREATE TABLE entitlements (
     -- JSON list of {item, quantity} for goods provisions.
     goods              TEXT NOT NULL DEFAULT '[]',
     status             TEXT NOT NULL,
-    -- One entitlement per beneficiary per plan and cycle, however often generation runs.
-    UNIQUE (plan_id, cycle_id, beneficiary_id)
+    -- One entitlement per beneficiary and cycle, however often generation runs (a beneficiary
+    -- belongs to one plan, so this is per plan too, with a shorter key).
+    UNIQUE (cycle_id, beneficiary_id)
 ) WITHOUT ROWID;
 CREATE INDEX entitlements_payroll ON entitlements (payroll_id);
 
