@@ -592,7 +592,8 @@ pub fn apply_import(
             .sex
             .clone()
             .or_else(|| current.and_then(|c| c.sex.clone()));
-        let dob = row.dob.format("%Y-%m-%d").to_string();
+        // NaiveDate's Display is ISO 8601 (YYYY-MM-DD), without a format string to parse.
+        let dob = row.dob.to_string();
         let (individual_id, mut changed) = match current {
             Some(current) => {
                 let mut extra = current.extra.clone();
@@ -628,7 +629,7 @@ pub fn apply_import(
                     dob,
                     row.sex,
                     location,
-                    Value::Object(row.extra.clone()).to_string(),
+                    serde_json::to_string(&row.extra)?,
                     now
                 ])?;
                 (id, true)
