@@ -454,6 +454,16 @@ fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
         })
         .unwrap_err();
     assert!(err.to_string().contains("needs a reason"));
+
+    // A value the code does not know is an error when read, never a silent default.
+    f.store
+        .write(|tx| {
+            let sql = "UPDATE beneficiary_status_history SET to_status = 'BOGUS' WHERE beneficiary_id = ?1";
+            Ok(tx.execute(sql, [any[0].id])?)
+        })
+        .unwrap();
+    let misread = f.store.read(|c| registry::status_history(c, any[0].id));
+    assert!(matches!(misread, Err(Error::Database(_))), "{misread:?}");
 }
 
 /// Imports households into a group plan as ACTIVE and generates C1.

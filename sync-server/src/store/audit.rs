@@ -93,7 +93,7 @@ pub fn list(conn: &Connection, entity_id: Option<&str>, limit: u32) -> Result<Ve
             action: r.get(3)?,
             entity: r.get(4)?,
             entity_id: r.get(5)?,
-            detail: serde_json::from_str(&r.get::<_, String>(6)?).unwrap_or_default(),
+            detail: super::json_column(r, 6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -21,7 +21,9 @@ use std::{
     time::Duration,
 };
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use chrono::NaiveDate;
+use rusqlite::{Connection, OpenFlags, Row, Transaction, TransactionBehavior};
+use serde::de::DeserializeOwned;
 
 use crate::{Error, Result};
 
@@ -188,6 +190,41 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+/// A column holding an ISO date (YYYY-MM-DD).
+pub(crate) fn date_column(r: &Row, i: usize) -> rusqlite::Result<NaiveDate> {
+    let s: String = r.get(i)?;
+    NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| conversion_error(i, e))
+}
+
+/// A column holding JSON.
+pub(crate) fn json_column<T: DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
+    serde_json::from_str(&r.get::<_, String>(i)?).map_err(|e| conversion_error(i, e))
+}
+
+/// A column holding a serde enum's name as plain text. A value the code does not know is an
+/// error, never a silent default: a store that misreads a status is worse than one that fails.
+pub(crate) fn text_column<T: DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
+    serde_json::from_value(serde_json::Value::String(r.get(i)?)).map_err(|e| conversion_error(i, e))
+}
+
+/// [`text_column`] for a nullable column.
+pub(crate) fn opt_text_column<T: DeserializeOwned>(
+    r: &Row,
+    i: usize,
+) -> rusqlite::Result<Option<T>> {
+    match r.get::<_, Option<String>>(i)? {
+        Some(_) => text_column(r, i).map(Some),
+        None => Ok(None),
+    }
+}
+
+fn conversion_error(
+    i: usize,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
 }
 
 /// The current time in UTC, as stored (RFC 3339 with its zone).

@@ -15,9 +15,10 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{
-    audit, now,
-    plans::{self, BeneficiaryType, PaymentPoint, PointLevel, json_column, text_column},
-    registry::{IN_SCOPE, Scope, parse_date_column},
+    audit, date_column, json_column, now,
+    plans::{self, BeneficiaryType, PaymentPoint, PointLevel},
+    registry::{IN_SCOPE, Scope},
+    text_column,
 };
 use crate::{
     Error, Result,
@@ -343,9 +344,7 @@ fn load_member_dobs(conn: &Connection, plan_id: Uuid) -> Result<HashMap<Uuid, Ve
     let mut out: HashMap<Uuid, Vec<NaiveDate>> = HashMap::new();
     let mut rows = stmt.query([plan_id])?;
     while let Some(r) = rows.next()? {
-        out.entry(r.get(0)?)
-            .or_default()
-            .push(parse_date_column(r, 1)?);
+        out.entry(r.get(0)?).or_default().push(date_column(r, 1)?);
     }
     Ok(out)
 }

@@ -4,13 +4,14 @@
 use chrono::NaiveDate;
 use outpost_proto::Currency;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    audit, now,
-    registry::{Scope, check_code, location_by_code, parse_date_column, unique_to_conflict},
+    audit, date_column, json_column, now,
+    registry::{Scope, check_code, location_by_code, unique_to_conflict},
+    text_column,
 };
 use crate::{
     Error, Result,
@@ -100,9 +101,9 @@ fn plan_from_row(r: &Row) -> rusqlite::Result<Plan> {
         code: r.get(1)?,
         name: r.get(2)?,
         beneficiary_type: text_column(r, 3)?,
-        start_date: parse_date_column(r, 4)?,
+        start_date: date_column(r, 4)?,
         end_date: match r.get::<_, Option<String>>(5)? {
-            Some(_) => Some(parse_date_column(r, 5)?),
+            Some(_) => Some(date_column(r, 5)?),
             None => None,
         },
         currency: text_column(r, 6)?,
@@ -111,23 +112,6 @@ fn plan_from_row(r: &Row) -> rusqlite::Result<Plan> {
         rule: json_column(r, 9)?,
         payment_point: json_column(r, 10)?,
     })
-}
-
-/// A column holding JSON.
-pub(crate) fn json_column<T: DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
-    serde_json::from_str(&r.get::<_, String>(i)?).map_err(|e| conversion_error(i, e))
-}
-
-/// A column holding a serde enum's name as plain text.
-pub(crate) fn text_column<T: DeserializeOwned>(r: &Row, i: usize) -> rusqlite::Result<T> {
-    serde_json::from_value(Value::String(r.get(i)?)).map_err(|e| conversion_error(i, e))
-}
-
-fn conversion_error(
-    i: usize,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
 }
 
 /// Saves a plan after checking its schema, rule, goods and dates together, so a plan that
@@ -258,8 +242,8 @@ pub fn cycle_by_code(conn: &Connection, code: &str) -> Result<(Uuid, Cycle)> {
                 r.get(0)?,
                 Cycle {
                     code: r.get(1)?,
-                    start_date: parse_date_column(r, 2)?,
-                    end_date: parse_date_column(r, 3)?,
+                    start_date: date_column(r, 2)?,
+                    end_date: date_column(r, 3)?,
                 },
             ))
         },
@@ -275,8 +259,8 @@ pub fn list_cycles(conn: &Connection) -> Result<Vec<Cycle>> {
     let rows = stmt.query_map([], |r| {
         Ok(Cycle {
             code: r.get(0)?,
-            start_date: parse_date_column(r, 1)?,
-            end_date: parse_date_column(r, 2)?,
+            start_date: date_column(r, 1)?,
+            end_date: date_column(r, 2)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{audit, now, plans};
+use super::{audit, date_column, json_column, now, opt_text_column, plans, text_column};
 use crate::{
     Error, Result,
     registry::import::{ParsedFile, RowError},
@@ -115,7 +115,7 @@ fn location_from_row(r: &Row) -> rusqlite::Result<Location> {
         id: r.get(0)?,
         code: r.get(1)?,
         name: r.get(2)?,
-        level: LocationLevel::parse(&r.get::<_, String>(3)?).unwrap_or(LocationLevel::Village),
+        level: text_column(r, 3)?,
         path: r.get(4)?,
     })
 }
@@ -307,29 +307,19 @@ fn individual_from_row(r: &Row) -> rusqlite::Result<Individual> {
         external_id: r.get(1)?,
         first_name: r.get(2)?,
         last_name: r.get(3)?,
-        dob: parse_date_column(r, 4)?,
+        dob: date_column(r, 4)?,
         sex: r.get(5)?,
         location: r.get(6)?,
-        extra: serde_json::from_str(&r.get::<_, String>(7)?).unwrap_or_default(),
+        extra: json_column(r, 7)?,
         household: match group_id {
             Some(group_id) => Some(Membership {
                 group_id,
                 group_code: r.get(9)?,
-                relationship: r.get::<_, Option<String>>(10)?.and_then(|s| s.parse().ok()),
-                recipient: r
-                    .get::<_, String>(11)?
-                    .parse()
-                    .unwrap_or(RecipientKind::None),
+                relationship: opt_text_column(r, 10)?,
+                recipient: text_column(r, 11)?,
             }),
             None => None,
         },
-    })
-}
-
-pub(crate) fn parse_date_column(r: &Row, i: usize) -> rusqlite::Result<NaiveDate> {
-    let s: String = r.get(i)?;
-    NaiveDate::parse_from_str(&s, "%Y-%m-%d").map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -406,12 +396,9 @@ pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<House
                 external_id: r.get(1)?,
                 first_name: r.get(2)?,
                 last_name: r.get(3)?,
-                dob: parse_date_column(r, 4)?,
-                relationship: r.get::<_, Option<String>>(5)?.and_then(|s| s.parse().ok()),
-                recipient: r
-                    .get::<_, String>(6)?
-                    .parse()
-                    .unwrap_or(RecipientKind::None),
+                dob: date_column(r, 4)?,
+                relationship: opt_text_column(r, 5)?,
+                recipient: text_column(r, 6)?,
             })
         })?
         .collect::<rusqlite::Result<_>>()?;
@@ -753,7 +740,6 @@ impl ExistingRows {
         for row in &parsed.rows {
             let found = by_external_id
                 .query_row([&row.external_id], |r| {
-                    let extra_json: String = r.get(7)?;
                     Ok(ExistingIndividual {
                         id: r.get(0)?,
                         first_name: r.get(1)?,
@@ -762,8 +748,8 @@ impl ExistingRows {
                         sex: r.get(4)?,
                         location_id: r.get(5)?,
                         location_path: r.get(6)?,
-                        extra: serde_json::from_str(&extra_json).unwrap_or_default(),
-                        extra_json,
+                        extra: json_column(r, 7)?,
+                        extra_json: r.get(7)?,
                     })
                 })
                 .optional()?;
@@ -791,10 +777,8 @@ impl ExistingRows {
                     .query_map([id], |r| {
                         Ok((
                             r.get::<_, String>(0)?,
-                            r.get::<_, Option<String>>(1)?.and_then(|s| s.parse().ok()),
-                            r.get::<_, String>(2)?
-                                .parse()
-                                .unwrap_or(RecipientKind::None),
+                            opt_text_column(r, 1)?,
+                            text_column(r, 2)?,
                         ))
                     })?
                     .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -973,9 +957,7 @@ fn beneficiary_from_row(r: &Row) -> rusqlite::Result<Beneficiary> {
     Ok(Beneficiary {
         id: r.get(0)?,
         plan: r.get(1)?,
-        status: r.get::<_, String>(2)?.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        status: text_column(r, 2)?,
         individual_id: r.get(3)?,
         group_id: r.get(4)?,
         name: r.get::<_, Option<String>>(5)?.unwrap_or_default(),
@@ -1029,11 +1011,8 @@ pub fn status_history(conn: &Connection, id: Uuid) -> Result<Vec<StatusChange>> 
     )?;
     let rows = stmt.query_map([id], |r| {
         Ok(StatusChange {
-            from: r.get::<_, Option<String>>(0)?.and_then(|s| s.parse().ok()),
-            to: r
-                .get::<_, String>(1)?
-                .parse()
-                .unwrap_or(BeneficiaryStatus::Potential),
+            from: opt_text_column(r, 0)?,
+            to: text_column(r, 1)?,
             by: r.get(2)?,
             at: r.get(3)?,
             reason: r.get(4)?,

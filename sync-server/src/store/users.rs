@@ -19,8 +19,8 @@ use uuid::Uuid;
 
 use super::{
     audit, now,
-    plans::text_column,
     registry::{Scope, in_scope_or_unplaced, location_by_code, unique_to_conflict},
+    text_column,
 };
 use crate::{Error, Result};
 
