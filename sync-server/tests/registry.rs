@@ -686,6 +686,17 @@ fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
             )
         })
         .unwrap();
+    let unnamed = f.store.write(|tx| {
+        let p = plans::WorkProject {
+            code: "NONAME".into(),
+            name: " ".into(),
+            plan: "CFW".into(),
+            location: "D1".into(),
+            daily_wage_minor: 2000,
+        };
+        plans::add_work_project(tx, ACTOR, &Scope::National, &p)
+    });
+    assert!(unnamed.unwrap_err().to_string().contains("needs a name"));
     let bens = f
         .store
         .read(|c| registry::list_beneficiaries(c, &Scope::National, Some("CFW"), None, 10, 0))
@@ -796,6 +807,17 @@ fn agents_as_payment_points_and_scoped_generation() {
             )
         })
         .unwrap();
+    let nameless = f.store.write(|tx| {
+        let u = NewUser {
+            username: "agent.x".into(),
+            display_name: "".into(),
+            role: Role::FieldAgent,
+            area: Some("D1".into()),
+            password: "long enough password".into(),
+        };
+        users::create_user(tx, ACTOR, &Scope::National, &u)
+    });
+    assert!(nameless.unwrap_err().to_string().contains("display name"));
     let csv = "first_name,last_name,dob,id,location_name\nA,A,1990-01-01,X1,V1\nB,B,1990-01-01,X2,V2\nC,C,1990-01-01,X3,V3\n";
     import(&f, csv, plan("P")).unwrap();
     let district2 = Scope::Area {

@@ -25,12 +25,12 @@ use crate::{
     registry::rules::{CashRule, Facts},
 };
 
-#[derive(Debug, Default, Serialize, PartialEq)]
+#[derive(Debug, Serialize, PartialEq)]
 pub struct GenerateReport {
     pub entitlements_created: usize,
     pub awaiting_approval: usize,
     pub total_minor: i64,
-    pub currency: Option<Currency>,
+    pub currency: Currency,
     /// Payrolls that received entitlements in this run (new or still pending approval).
     pub payrolls: Vec<Uuid>,
     /// Active beneficiaries with no location, or no field agent covering it: not paid until
@@ -94,8 +94,13 @@ pub fn generate(
     let goods = json!(plan.rule.goods).to_string();
 
     let mut report = GenerateReport {
-        currency: Some(plan.currency),
-        ..Default::default()
+        entitlements_created: 0,
+        awaiting_approval: 0,
+        total_minor: 0,
+        currency: plan.currency,
+        payrolls: Vec::new(),
+        unplaced: 0,
+        nothing_due: 0,
     };
     let mut payroll_of_point: HashMap<PointKey, Uuid> = HashMap::new();
     // Resolved once per location, not per beneficiary.

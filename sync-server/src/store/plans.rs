@@ -353,6 +353,11 @@ pub fn add_work_project(
     p: &WorkProject,
 ) -> Result<Uuid> {
     check_code("project code", &p.code)?;
+    if p.name.trim().is_empty() {
+        return Err(Error::Invalid(
+            "a cash-for-work project needs a name".into(),
+        ));
+    }
     if p.daily_wage_minor <= 0 {
         return Err(Error::Invalid("the daily wage must be positive".into()));
     }

@@ -135,8 +135,8 @@ pub fn add_location(
     if name.is_empty() {
         return Err(Error::Invalid("a location needs a name".into()));
     }
-    let path = match (new.level.parent(), new.parent_code.as_deref()) {
-        (None, None) => new.code.clone(),
+    let (path, parent_id) = match (new.level.parent(), new.parent_code.as_deref()) {
+        (None, None) => (new.code.clone(), None),
         (None, Some(_)) => return Err(Error::Invalid("a region has no parent location".into())),
         (Some(level), None) => {
             return Err(Error::Invalid(format!(
@@ -156,7 +156,7 @@ pub fn add_location(
                     parent.level.as_str().to_lowercase()
                 )));
             }
-            format!("{}/{}", parent.path, new.code)
+            (format!("{}/{}", parent.path, new.code), Some(parent.id))
         }
     };
     if !scope.contains(Some(&path)) {
@@ -165,10 +165,6 @@ pub fn add_location(
             new.code
         )));
     }
-    let parent_id = match new.parent_code.as_deref() {
-        Some(code) => Some(location_by_code(tx, code)?.id),
-        None => None,
-    };
     let id = Uuid::now_v7();
     tx.execute(
         "INSERT INTO locations (id, code, name, level, parent_id, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",

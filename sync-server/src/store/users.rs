@@ -101,6 +101,9 @@ pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) 
             "a username is 2 to 64 lower-case letters, digits, '.', '_' or '-'".into(),
         ));
     }
+    if new.display_name.trim().is_empty() {
+        return Err(Error::Invalid("a user needs a display name".into()));
+    }
     if new.password.chars().count() < MIN_PASSWORD_LEN {
         return Err(Error::Invalid(format!(
             "a password has at least {MIN_PASSWORD_LEN} characters"
