@@ -2,11 +2,15 @@
 //!
 //! Everything here is pure data and rules, with no I/O, so the device core and the server agree
 //! on them by construction: money, the status machines of beneficiaries and payrolls, and the
-//! household roles the registry replicates down to devices. The sync wire messages join this
-//! crate with the sync protocol.
+//! household roles the registry replicates down to devices; the sync wire protocol
+//! ([`wire`]), request signatures and beneficiary cards ([`auth`]), and the schema of the field
+//! records that travel as automerge documents ([`records`]).
 
+pub mod auth;
 mod money;
+pub mod records;
 mod status;
+pub mod wire;
 
 pub use money::{Currency, Money, MoneyError};
 pub use status::{

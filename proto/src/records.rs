@@ -1,0 +1,997 @@
+//! Field records as automerge documents: one small document per record, with the same schema
+//! read and written on the device and on the server.
+//!
+//! Facts (a payout, a distribution, a day worked, a verification, a contact update) are
+//! written once; the only later change they accept is a void with a reason. A grievance is
+//! shared, evolving state: its status, assignee and comments merge as a CRDT, and
+//! [`check_update`] then judges the merged state. Ids are stored as 16-byte values and keys are
+//! short, because every byte crosses a 2G link.
+
+use std::collections::BTreeMap;
+
+use automerge::{
+    AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value, transaction::Transactable,
+};
+use chrono::{DateTime, FixedOffset, NaiveDate};
+use uuid::Uuid;
+
+use crate::{BeneficiaryStatus, Currency, Money};
+
+/// The schema version written into new documents (`v`). Readers accept this and older.
+pub const SCHEMA_VERSION: u64 = 1;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    Payout,
+    Distribution,
+    Timesheet,
+    Grievance,
+    Verification,
+    ContactUpdate,
+}
+
+impl RecordKind {
+    pub const ALL: [RecordKind; 6] = [
+        RecordKind::Payout,
+        RecordKind::Distribution,
+        RecordKind::Timesheet,
+        RecordKind::Grievance,
+        RecordKind::Verification,
+        RecordKind::ContactUpdate,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecordKind::Payout => "payout",
+            RecordKind::Distribution => "distribution",
+            RecordKind::Timesheet => "timesheet",
+            RecordKind::Grievance => "grievance",
+            RecordKind::Verification => "verification",
+            RecordKind::ContactUpdate => "contact_update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecordKind> {
+        RecordKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// How the collector proved who they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Proof {
+    /// A programme-signed card, verified offline; its serial.
+    Card(u64),
+    Pin,
+    /// A reference to a captured signature image.
+    Signature(String),
+    /// A reference to a photo.
+    Photo(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Void {
+    pub reason: String,
+    pub at: DateTime<FixedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payout {
+    pub beneficiary_id: Uuid,
+    pub entitlement_id: Uuid,
+    /// The person who took the money.
+    pub collector_id: Uuid,
+    pub amount: Money,
+    pub proof: Proof,
+    /// Device time, with its zone.
+    pub paid_at: DateTime<FixedOffset>,
+    /// Set when the agent knowingly paid an entitlement already paid on this device.
+    pub override_reason: Option<String>,
+    pub void: Option<Void>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Distribution {
+    pub beneficiary_id: Uuid,
+    pub entitlement_id: Uuid,
+    pub collector_id: Uuid,
+    /// Goods item code → quantity handed out.
+    pub items: BTreeMap<String, i64>,
+    pub distributed_at: DateTime<FixedOffset>,
+    pub void: Option<Void>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Timesheet {
+    pub project_id: Uuid,
+    /// The worker's beneficiary id.
+    pub beneficiary_id: Uuid,
+    pub work_date: NaiveDate,
+    /// Hundredths of a day, 1..=100.
+    pub day_hundredths: i64,
+    pub recorded_at: DateTime<FixedOffset>,
+    pub void: Option<Void>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrievanceStatus {
+    Open,
+    InProgress,
+    Resolved,
+    Closed,
+}
+
+impl GrievanceStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrievanceStatus::Open => "OPEN",
+            GrievanceStatus::InProgress => "IN_PROGRESS",
+            GrievanceStatus::Resolved => "RESOLVED",
+            GrievanceStatus::Closed => "CLOSED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<GrievanceStatus> {
+        [Self::Open, Self::InProgress, Self::Resolved, Self::Closed]
+            .into_iter()
+            .find(|g| g.as_str() == s)
+    }
+
+    /// OPEN → IN_PROGRESS → RESOLVED → CLOSED; RESOLVED may reopen; CLOSED is final.
+    pub fn can_become(self, to: GrievanceStatus) -> bool {
+        use GrievanceStatus::*;
+        self == to
+            || matches!(
+                (self, to),
+                (Open, InProgress | Resolved)
+                    | (InProgress, Resolved | Open)
+                    | (Resolved, Closed | Open)
+            )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub author: String,
+    pub at: DateTime<FixedOffset>,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grievance {
+    /// Absent for a grievance from someone not in the registry.
+    pub beneficiary_id: Option<Uuid>,
+    pub category: String,
+    pub description: String,
+    pub status: GrievanceStatus,
+    pub assignee: Option<String>,
+    pub comments: Vec<Comment>,
+    pub created_at: DateTime<FixedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verification {
+    pub beneficiary_id: Uuid,
+    /// Question (extra-field name) → answer as text.
+    pub answers: BTreeMap<String, String>,
+    /// A status change the verifier proposes; applied only once approved at the office.
+    pub proposed_status: Option<BeneficiaryStatus>,
+    pub note: String,
+    pub verified_at: DateTime<FixedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContactUpdate {
+    pub beneficiary_id: Uuid,
+    pub individual_id: Uuid,
+    pub phone: Option<String>,
+    pub address: Option<String>,
+    pub updated_at: DateTime<FixedOffset>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Payout(Payout),
+    Distribution(Distribution),
+    Timesheet(Timesheet),
+    Grievance(Grievance),
+    Verification(Verification),
+    ContactUpdate(ContactUpdate),
+}
+
+/// Why a document is not a valid record, or an update not an allowed one. Shown to agents.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum RecordError {
+    #[error("field `{0}` is missing")]
+    Missing(&'static str),
+    #[error("field `{field}` is invalid: {reason}")]
+    Invalid { field: &'static str, reason: String },
+    #[error("record type `{0}` is unknown")]
+    UnknownKind(String),
+    #[error("schema version {0} is newer than this software reads")]
+    NewerSchema(u64),
+    #[error("`{0}` was already recorded and cannot be changed; void the record instead")]
+    FactChanged(&'static str),
+    #[error("the record's type cannot change")]
+    KindChanged,
+    #[error("grievance status cannot go from {from} to {to}")]
+    GrievanceTransition {
+        from: &'static str,
+        to: &'static str,
+    },
+    #[error("a grievance comment was removed or edited")]
+    CommentLost,
+    #[error("the document cannot be read: {0}")]
+    Document(String),
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> RecordError {
+    RecordError::Invalid {
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn doc_error(e: automerge::AutomergeError) -> RecordError {
+    RecordError::Document(e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+struct Reader<'a, D: ReadDoc> {
+    doc: &'a D,
+    obj: ObjId,
+}
+
+impl<'a, D: ReadDoc> Reader<'a, D> {
+    fn scalar(&self, key: &'static str) -> Result<Option<ScalarValue>, RecordError> {
+        match self.doc.get(&self.obj, key).map_err(doc_error)? {
+            None => Ok(None),
+            Some((Value::Scalar(s), _)) => Ok(Some(s.into_owned())),
+            Some((Value::Object(_), _)) => Err(invalid(key, "expected a value, found an object")),
+        }
+    }
+
+    fn opt_str(&self, key: &'static str) -> Result<Option<String>, RecordError> {
+        match self.scalar(key)? {
+            None | Some(ScalarValue::Null) => Ok(None),
+            Some(ScalarValue::Str(s)) => Ok(Some(s.to_string())),
+            Some(_) => Err(invalid(key, "expected text")),
+        }
+    }
+
+    fn str(&self, key: &'static str) -> Result<String, RecordError> {
+        self.opt_str(key)?.ok_or(RecordError::Missing(key))
+    }
+
+    fn text(&self, key: &'static str) -> Result<String, RecordError> {
+        let s = self.str(key)?;
+        if s.trim().is_empty() {
+            return Err(invalid(key, "is blank"));
+        }
+        Ok(s)
+    }
+
+    fn int(&self, key: &'static str) -> Result<i64, RecordError> {
+        match self.scalar(key)? {
+            None => Err(RecordError::Missing(key)),
+            Some(ScalarValue::Int(i)) => Ok(i),
+            Some(ScalarValue::Uint(u)) => i64::try_from(u).map_err(|_| invalid(key, "too large")),
+            Some(_) => Err(invalid(key, "expected a whole number")),
+        }
+    }
+
+    fn opt_uint(&self, key: &'static str) -> Result<Option<u64>, RecordError> {
+        match self.scalar(key)? {
+            None | Some(ScalarValue::Null) => Ok(None),
+            Some(ScalarValue::Uint(u)) => Ok(Some(u)),
+            Some(ScalarValue::Int(i)) if i >= 0 => Ok(Some(i as u64)),
+            Some(_) => Err(invalid(key, "expected a positive whole number")),
+        }
+    }
+
+    fn opt_uuid(&self, key: &'static str) -> Result<Option<Uuid>, RecordError> {
+        match self.scalar(key)? {
+            None | Some(ScalarValue::Null) => Ok(None),
+            Some(ScalarValue::Bytes(b)) => Uuid::from_slice(&b)
+                .map(Some)
+                .map_err(|_| invalid(key, "expected a 16-byte id")),
+            Some(_) => Err(invalid(key, "expected a 16-byte id")),
+        }
+    }
+
+    fn uuid(&self, key: &'static str) -> Result<Uuid, RecordError> {
+        self.opt_uuid(key)?.ok_or(RecordError::Missing(key))
+    }
+
+    fn time(&self, key: &'static str) -> Result<DateTime<FixedOffset>, RecordError> {
+        DateTime::parse_from_rfc3339(&self.str(key)?).map_err(|e| {
+            invalid(
+                key,
+                format!("expected a time with its zone (RFC 3339): {e}"),
+            )
+        })
+    }
+
+    fn child(&self, key: &'static str, kind: ObjType) -> Result<Option<ObjId>, RecordError> {
+        match self.doc.get(&self.obj, key).map_err(doc_error)? {
+            None => Ok(None),
+            Some((Value::Object(t), id)) if t == kind => Ok(Some(id)),
+            Some(_) => Err(invalid(key, format!("expected a {kind:?}"))),
+        }
+    }
+
+    fn at(&self, obj: ObjId) -> Reader<'a, D> {
+        Reader { doc: self.doc, obj }
+    }
+
+    fn void(&self) -> Result<Option<Void>, RecordError> {
+        let Some(obj) = self.child("void", ObjType::Map)? else {
+            return Ok(None);
+        };
+        let r = self.at(obj);
+        Ok(Some(Void {
+            reason: r.text("reason")?,
+            at: r.time("at")?,
+        }))
+    }
+
+    /// A map of text or integer values (answers, goods quantities).
+    fn map(&self, key: &'static str) -> Result<BTreeMap<String, ScalarValue>, RecordError> {
+        let Some(obj) = self.child(key, ObjType::Map)? else {
+            return Err(RecordError::Missing(key));
+        };
+        let mut out = BTreeMap::new();
+        for k in self.doc.keys(&obj) {
+            match self.doc.get(&obj, k.as_str()).map_err(doc_error)? {
+                Some((Value::Scalar(s), _)) => {
+                    out.insert(k, s.into_owned());
+                }
+                _ => return Err(invalid(key, format!("`{k}` is not a plain value"))),
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Record {
+    pub fn kind(&self) -> RecordKind {
+        match self {
+            Record::Payout(_) => RecordKind::Payout,
+            Record::Distribution(_) => RecordKind::Distribution,
+            Record::Timesheet(_) => RecordKind::Timesheet,
+            Record::Grievance(_) => RecordKind::Grievance,
+            Record::Verification(_) => RecordKind::Verification,
+            Record::ContactUpdate(_) => RecordKind::ContactUpdate,
+        }
+    }
+
+    /// The beneficiary the record is about, which decides who may see it.
+    pub fn beneficiary_id(&self) -> Option<Uuid> {
+        match self {
+            Record::Payout(p) => Some(p.beneficiary_id),
+            Record::Distribution(d) => Some(d.beneficiary_id),
+            Record::Timesheet(t) => Some(t.beneficiary_id),
+            Record::Grievance(g) => g.beneficiary_id,
+            Record::Verification(v) => Some(v.beneficiary_id),
+            Record::ContactUpdate(c) => Some(c.beneficiary_id),
+        }
+    }
+
+    /// Reads and checks a document against its schema.
+    pub fn read(doc: &impl ReadDoc) -> Result<Record, RecordError> {
+        let r = Reader { doc, obj: ROOT };
+        let v = r.opt_uint("v")?.ok_or(RecordError::Missing("v"))?;
+        if v > SCHEMA_VERSION {
+            return Err(RecordError::NewerSchema(v));
+        }
+        let kind = r.str("type")?;
+        let kind = RecordKind::parse(&kind).ok_or(RecordError::UnknownKind(kind))?;
+        Ok(match kind {
+            RecordKind::Payout => {
+                let currency: Currency = r
+                    .str("currency")?
+                    .parse()
+                    .map_err(|e: crate::MoneyError| invalid("currency", e.to_string()))?;
+                let minor = r.int("amount")?;
+                if minor <= 0 {
+                    return Err(invalid("amount", "must be more than zero"));
+                }
+                let proof = match r.str("proof")?.as_str() {
+                    "CARD" => Proof::Card(r.opt_uint("card")?.ok_or(RecordError::Missing("card"))?),
+                    "PIN" => Proof::Pin,
+                    "SIGNATURE" => Proof::Signature(r.text("ref")?),
+                    "PHOTO" => Proof::Photo(r.text("ref")?),
+                    other => {
+                        return Err(invalid(
+                            "proof",
+                            format!("`{other}` is not CARD, PIN, SIGNATURE or PHOTO"),
+                        ));
+                    }
+                };
+                Record::Payout(Payout {
+                    beneficiary_id: r.uuid("beneficiary")?,
+                    entitlement_id: r.uuid("entitlement")?,
+                    collector_id: r.uuid("collector")?,
+                    amount: Money::new(minor, currency),
+                    proof,
+                    paid_at: r.time("at")?,
+                    override_reason: r.opt_str("override")?,
+                    void: r.void()?,
+                })
+            }
+            RecordKind::Distribution => {
+                let mut items = BTreeMap::new();
+                for (code, qty) in r.map("items")? {
+                    let qty = match qty {
+                        ScalarValue::Int(i) if i > 0 => i,
+                        ScalarValue::Uint(u) if u > 0 && u <= i64::MAX as u64 => u as i64,
+                        _ => {
+                            return Err(invalid(
+                                "items",
+                                format!("quantity of `{code}` must be a positive whole number"),
+                            ));
+                        }
+                    };
+                    items.insert(code, qty);
+                }
+                if items.is_empty() {
+                    return Err(invalid("items", "no goods handed out"));
+                }
+                Record::Distribution(Distribution {
+                    beneficiary_id: r.uuid("beneficiary")?,
+                    entitlement_id: r.uuid("entitlement")?,
+                    collector_id: r.uuid("collector")?,
+                    items,
+                    distributed_at: r.time("at")?,
+                    void: r.void()?,
+                })
+            }
+            RecordKind::Timesheet => {
+                let day_hundredths = r.int("days")?;
+                if !(1..=100).contains(&day_hundredths) {
+                    return Err(invalid(
+                        "days",
+                        "must be between 1 and 100 hundredths of a day",
+                    ));
+                }
+                let date = r.str("date")?;
+                Record::Timesheet(Timesheet {
+                    project_id: r.uuid("project")?,
+                    beneficiary_id: r.uuid("beneficiary")?,
+                    work_date: NaiveDate::parse_from_str(&date, "%Y-%m-%d")
+                        .map_err(|_| invalid("date", format!("`{date}` is not YYYY-MM-DD")))?,
+                    day_hundredths,
+                    recorded_at: r.time("at")?,
+                    void: r.void()?,
+                })
+            }
+            RecordKind::Grievance => {
+                let status = r.str("status")?;
+                let mut comments = Vec::new();
+                if let Some(list) = r.child("comments", ObjType::List)? {
+                    for (i, item) in doc.list_range(&list, ..).enumerate() {
+                        if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+                            return Err(invalid("comments", format!("comment {i} is not a map")));
+                        }
+                        let c = r.at(item.id());
+                        comments.push(Comment {
+                            author: c.text("by")?,
+                            at: c.time("at")?,
+                            text: c.text("text")?,
+                        });
+                    }
+                }
+                Record::Grievance(Grievance {
+                    beneficiary_id: r.opt_uuid("beneficiary")?,
+                    category: r.text("category")?,
+                    description: r.text("description")?,
+                    status: GrievanceStatus::parse(&status).ok_or_else(|| {
+                        invalid("status", format!("`{status}` is not a grievance status"))
+                    })?,
+                    assignee: r.opt_str("assignee")?.filter(|a| !a.trim().is_empty()),
+                    comments,
+                    created_at: r.time("at")?,
+                })
+            }
+            RecordKind::Verification => {
+                let mut answers = BTreeMap::new();
+                for (q, a) in r.map("answers")? {
+                    let a = match a {
+                        ScalarValue::Str(s) => s.to_string(),
+                        _ => {
+                            return Err(invalid("answers", format!("answer to `{q}` is not text")));
+                        }
+                    };
+                    answers.insert(q, a);
+                }
+                let proposed_status = match r.opt_str("propose")? {
+                    None => None,
+                    Some(s) => Some(
+                        s.parse()
+                            .map_err(|e: crate::UnknownName| invalid("propose", e.to_string()))?,
+                    ),
+                };
+                Record::Verification(Verification {
+                    beneficiary_id: r.uuid("beneficiary")?,
+                    answers,
+                    proposed_status,
+                    note: r.opt_str("note")?.unwrap_or_default(),
+                    verified_at: r.time("at")?,
+                })
+            }
+            RecordKind::ContactUpdate => {
+                let phone = r.opt_str("phone")?.filter(|p| !p.trim().is_empty());
+                let address = r.opt_str("address")?.filter(|a| !a.trim().is_empty());
+                if phone.is_none() && address.is_none() {
+                    return Err(invalid("phone", "neither a phone nor an address is given"));
+                }
+                if let Some(p) = &phone {
+                    let digits = p.chars().filter(char::is_ascii_digit).count();
+                    if digits < 6
+                        || p.chars()
+                            .any(|c| !(c.is_ascii_digit() || " +-().".contains(c)))
+                    {
+                        return Err(invalid("phone", format!("`{p}` is not a phone number")));
+                    }
+                }
+                Record::ContactUpdate(ContactUpdate {
+                    beneficiary_id: r.uuid("beneficiary")?,
+                    individual_id: r.uuid("individual")?,
+                    phone,
+                    address,
+                    updated_at: r.time("at")?,
+                })
+            }
+        })
+    }
+}
+
+/// Whether `new` (the merged document) may follow `old` (what was accepted before).
+pub fn check_update(old: &Record, new: &Record) -> Result<(), RecordError> {
+    fn void_kept(old: &Option<Void>, new: &Option<Void>) -> Result<(), RecordError> {
+        match (old, new) {
+            (Some(a), Some(b)) if a != b => Err(RecordError::FactChanged("void")),
+            (Some(_), None) => Err(RecordError::FactChanged("void")),
+            _ => Ok(()),
+        }
+    }
+    match (old, new) {
+        (Record::Payout(a), Record::Payout(b)) => {
+            void_kept(&a.void, &b.void)?;
+            let same = Payout {
+                void: None,
+                ..a.clone()
+            } == Payout {
+                void: None,
+                ..b.clone()
+            };
+            if !same {
+                return Err(RecordError::FactChanged("payout"));
+            }
+            Ok(())
+        }
+        (Record::Distribution(a), Record::Distribution(b)) => {
+            void_kept(&a.void, &b.void)?;
+            if (Distribution {
+                void: None,
+                ..a.clone()
+            }) != (Distribution {
+                void: None,
+                ..b.clone()
+            }) {
+                return Err(RecordError::FactChanged("distribution"));
+            }
+            Ok(())
+        }
+        (Record::Timesheet(a), Record::Timesheet(b)) => {
+            void_kept(&a.void, &b.void)?;
+            if (Timesheet {
+                void: None,
+                ..a.clone()
+            }) != (Timesheet {
+                void: None,
+                ..b.clone()
+            }) {
+                return Err(RecordError::FactChanged("timesheet"));
+            }
+            Ok(())
+        }
+        (Record::Verification(a), Record::Verification(b)) => {
+            if a != b {
+                return Err(RecordError::FactChanged("verification"));
+            }
+            Ok(())
+        }
+        (Record::ContactUpdate(a), Record::ContactUpdate(b)) => {
+            if a != b {
+                return Err(RecordError::FactChanged("contact update"));
+            }
+            Ok(())
+        }
+        (Record::Grievance(a), Record::Grievance(b)) => {
+            if a.beneficiary_id != b.beneficiary_id {
+                return Err(RecordError::FactChanged("beneficiary"));
+            }
+            if a.created_at != b.created_at || a.description != b.description {
+                return Err(RecordError::FactChanged("description"));
+            }
+            if !a.status.can_become(b.status) {
+                return Err(RecordError::GrievanceTransition {
+                    from: a.status.as_str(),
+                    to: b.status.as_str(),
+                });
+            }
+            if !a.comments.iter().all(|c| b.comments.contains(c)) {
+                return Err(RecordError::CommentLost);
+            }
+            Ok(())
+        }
+        _ => Err(RecordError::KindChanged),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+fn put_void(doc: &mut AutoCommit, void: &Void) -> Result<(), RecordError> {
+    let obj = doc
+        .put_object(ROOT, "void", ObjType::Map)
+        .map_err(doc_error)?;
+    doc.put(&obj, "reason", void.reason.as_str())
+        .map_err(doc_error)?;
+    doc.put(&obj, "at", void.at.to_rfc3339())
+        .map_err(doc_error)?;
+    Ok(())
+}
+
+impl Record {
+    /// Writes a new record into an empty document and commits it as one change.
+    pub fn write_new(&self, doc: &mut AutoCommit) -> Result<(), RecordError> {
+        let e = doc_error;
+        doc.put(ROOT, "type", self.kind().as_str()).map_err(e)?;
+        doc.put(ROOT, "v", SCHEMA_VERSION).map_err(e)?;
+        let id = |u: &Uuid| ScalarValue::Bytes(u.as_bytes().to_vec());
+        match self {
+            Record::Payout(p) => {
+                doc.put(ROOT, "beneficiary", id(&p.beneficiary_id))
+                    .map_err(e)?;
+                doc.put(ROOT, "entitlement", id(&p.entitlement_id))
+                    .map_err(e)?;
+                doc.put(ROOT, "collector", id(&p.collector_id)).map_err(e)?;
+                doc.put(ROOT, "amount", p.amount.minor).map_err(e)?;
+                doc.put(ROOT, "currency", p.amount.currency.as_str())
+                    .map_err(e)?;
+                match &p.proof {
+                    Proof::Card(serial) => {
+                        doc.put(ROOT, "proof", "CARD").map_err(e)?;
+                        doc.put(ROOT, "card", *serial).map_err(e)?;
+                    }
+                    Proof::Pin => doc.put(ROOT, "proof", "PIN").map_err(e)?,
+                    Proof::Signature(r) | Proof::Photo(r) => {
+                        let kind = if matches!(p.proof, Proof::Photo(_)) {
+                            "PHOTO"
+                        } else {
+                            "SIGNATURE"
+                        };
+                        doc.put(ROOT, "proof", kind).map_err(e)?;
+                        doc.put(ROOT, "ref", r.as_str()).map_err(e)?;
+                    }
+                }
+                doc.put(ROOT, "at", p.paid_at.to_rfc3339()).map_err(e)?;
+                if let Some(reason) = &p.override_reason {
+                    doc.put(ROOT, "override", reason.as_str()).map_err(e)?;
+                }
+                if let Some(v) = &p.void {
+                    put_void(doc, v)?;
+                }
+            }
+            Record::Distribution(d) => {
+                doc.put(ROOT, "beneficiary", id(&d.beneficiary_id))
+                    .map_err(e)?;
+                doc.put(ROOT, "entitlement", id(&d.entitlement_id))
+                    .map_err(e)?;
+                doc.put(ROOT, "collector", id(&d.collector_id)).map_err(e)?;
+                let items = doc.put_object(ROOT, "items", ObjType::Map).map_err(e)?;
+                for (code, qty) in &d.items {
+                    doc.put(&items, code.as_str(), *qty).map_err(e)?;
+                }
+                doc.put(ROOT, "at", d.distributed_at.to_rfc3339())
+                    .map_err(e)?;
+                if let Some(v) = &d.void {
+                    put_void(doc, v)?;
+                }
+            }
+            Record::Timesheet(t) => {
+                doc.put(ROOT, "project", id(&t.project_id)).map_err(e)?;
+                doc.put(ROOT, "beneficiary", id(&t.beneficiary_id))
+                    .map_err(e)?;
+                doc.put(ROOT, "date", t.work_date.format("%Y-%m-%d").to_string())
+                    .map_err(e)?;
+                doc.put(ROOT, "days", t.day_hundredths).map_err(e)?;
+                doc.put(ROOT, "at", t.recorded_at.to_rfc3339()).map_err(e)?;
+                if let Some(v) = &t.void {
+                    put_void(doc, v)?;
+                }
+            }
+            Record::Grievance(g) => {
+                if let Some(b) = &g.beneficiary_id {
+                    doc.put(ROOT, "beneficiary", id(b)).map_err(e)?;
+                }
+                doc.put(ROOT, "category", g.category.as_str()).map_err(e)?;
+                doc.put(ROOT, "description", g.description.as_str())
+                    .map_err(e)?;
+                doc.put(ROOT, "status", g.status.as_str()).map_err(e)?;
+                if let Some(a) = &g.assignee {
+                    doc.put(ROOT, "assignee", a.as_str()).map_err(e)?;
+                }
+                doc.put_object(ROOT, "comments", ObjType::List).map_err(e)?;
+                for c in &g.comments {
+                    add_comment(doc, c)?;
+                }
+                doc.put(ROOT, "at", g.created_at.to_rfc3339()).map_err(e)?;
+            }
+            Record::Verification(v) => {
+                doc.put(ROOT, "beneficiary", id(&v.beneficiary_id))
+                    .map_err(e)?;
+                let answers = doc.put_object(ROOT, "answers", ObjType::Map).map_err(e)?;
+                for (q, a) in &v.answers {
+                    doc.put(&answers, q.as_str(), a.as_str()).map_err(e)?;
+                }
+                if let Some(s) = v.proposed_status {
+                    doc.put(ROOT, "propose", s.as_str()).map_err(e)?;
+                }
+                if !v.note.is_empty() {
+                    doc.put(ROOT, "note", v.note.as_str()).map_err(e)?;
+                }
+                doc.put(ROOT, "at", v.verified_at.to_rfc3339()).map_err(e)?;
+            }
+            Record::ContactUpdate(c) => {
+                doc.put(ROOT, "beneficiary", id(&c.beneficiary_id))
+                    .map_err(e)?;
+                doc.put(ROOT, "individual", id(&c.individual_id))
+                    .map_err(e)?;
+                if let Some(p) = &c.phone {
+                    doc.put(ROOT, "phone", p.as_str()).map_err(e)?;
+                }
+                if let Some(a) = &c.address {
+                    doc.put(ROOT, "address", a.as_str()).map_err(e)?;
+                }
+                doc.put(ROOT, "at", c.updated_at.to_rfc3339()).map_err(e)?;
+            }
+        }
+        doc.commit();
+        Ok(())
+    }
+}
+
+/// Voids a payout, distribution or timesheet: the only change a written fact accepts.
+pub fn void(doc: &mut AutoCommit, void: &Void) -> Result<(), RecordError> {
+    put_void(doc, void)?;
+    doc.commit();
+    Ok(())
+}
+
+/// Appends a comment to a grievance (merges with comments added elsewhere).
+pub fn add_comment(doc: &mut AutoCommit, comment: &Comment) -> Result<(), RecordError> {
+    let list = match doc.get(ROOT, "comments").map_err(doc_error)? {
+        Some((Value::Object(ObjType::List), id)) => id,
+        _ => doc
+            .put_object(ROOT, "comments", ObjType::List)
+            .map_err(doc_error)?,
+    };
+    let at = doc.length(&list);
+    let obj = doc
+        .insert_object(&list, at, ObjType::Map)
+        .map_err(doc_error)?;
+    doc.put(&obj, "by", comment.author.as_str())
+        .map_err(doc_error)?;
+    doc.put(&obj, "at", comment.at.to_rfc3339())
+        .map_err(doc_error)?;
+    doc.put(&obj, "text", comment.text.as_str())
+        .map_err(doc_error)?;
+    doc.commit();
+    Ok(())
+}
+
+/// Sets a grievance's status and, optionally, its assignee.
+pub fn set_grievance_status(
+    doc: &mut AutoCommit,
+    status: GrievanceStatus,
+    assignee: Option<&str>,
+) -> Result<(), RecordError> {
+    doc.put(ROOT, "status", status.as_str())
+        .map_err(doc_error)?;
+    if let Some(a) = assignee {
+        doc.put(ROOT, "assignee", a).map_err(doc_error)?;
+    }
+    doc.commit();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn time(s: &str) -> DateTime<FixedOffset> {
+        DateTime::parse_from_rfc3339(s).unwrap()
+    }
+
+    fn payout() -> Record {
+        Record::Payout(Payout {
+            beneficiary_id: Uuid::now_v7(),
+            entitlement_id: Uuid::now_v7(),
+            collector_id: Uuid::now_v7(),
+            amount: Money::new(150_000, "XOF".parse().unwrap()),
+            proof: Proof::Card(42),
+            paid_at: time("2026-11-20T10:15:00+01:00"),
+            override_reason: None,
+            void: None,
+        })
+    }
+
+    #[test]
+    fn every_kind_round_trips() {
+        let grievance = Record::Grievance(Grievance {
+            beneficiary_id: Some(Uuid::now_v7()),
+            category: "PAYMENT_NOT_RECEIVED".into(),
+            description: "Pas reçu en novembre".into(),
+            status: GrievanceStatus::Open,
+            assignee: None,
+            comments: vec![Comment {
+                author: "agent.n-mz".into(),
+                at: time("2026-11-20T10:00:00Z"),
+                text: "Noted".into(),
+            }],
+            created_at: time("2026-11-20T09:00:00Z"),
+        });
+        let records = [
+            payout(),
+            Record::Distribution(Distribution {
+                beneficiary_id: Uuid::now_v7(),
+                entitlement_id: Uuid::now_v7(),
+                collector_id: Uuid::now_v7(),
+                items: [("RICE-25".to_string(), 2)].into(),
+                distributed_at: time("2026-11-20T10:15:00+01:00"),
+                void: None,
+            }),
+            Record::Timesheet(Timesheet {
+                project_id: Uuid::now_v7(),
+                beneficiary_id: Uuid::now_v7(),
+                work_date: NaiveDate::from_ymd_opt(2026, 11, 19).unwrap(),
+                day_hundredths: 50,
+                recorded_at: time("2026-11-19T17:00:00+01:00"),
+                void: None,
+            }),
+            grievance,
+            Record::Verification(Verification {
+                beneficiary_id: Uuid::now_v7(),
+                answers: [("school_enrolled".to_string(), "false".to_string())].into(),
+                proposed_status: Some(BeneficiaryStatus::Suspended),
+                note: "Moved away".into(),
+                verified_at: time("2026-11-19T17:00:00+01:00"),
+            }),
+            Record::ContactUpdate(ContactUpdate {
+                beneficiary_id: Uuid::now_v7(),
+                individual_id: Uuid::now_v7(),
+                phone: Some("+221 77 123 45 67".into()),
+                address: None,
+                updated_at: time("2026-11-19T17:00:00+01:00"),
+            }),
+        ];
+        for record in records {
+            let mut doc = AutoCommit::new();
+            record.write_new(&mut doc).unwrap();
+            let loaded = AutoCommit::load(&doc.save()).unwrap();
+            assert_eq!(Record::read(&loaded).unwrap(), record);
+        }
+    }
+
+    #[test]
+    fn a_payout_may_be_voided_but_not_edited() {
+        let record = payout();
+        let mut doc = AutoCommit::new();
+        record.write_new(&mut doc).unwrap();
+        let mut voided = doc.fork();
+        let v = Void {
+            reason: "wrong person".into(),
+            at: time("2026-11-20T11:00:00Z"),
+        };
+        void(&mut voided, &v).unwrap();
+        let after = Record::read(&voided).unwrap();
+        assert_eq!(check_update(&record, &after), Ok(()));
+
+        let mut edited = doc.fork();
+        edited.put(ROOT, "amount", 999_900_i64).unwrap();
+        edited.commit();
+        assert_eq!(
+            check_update(&record, &Record::read(&edited).unwrap()),
+            Err(RecordError::FactChanged("payout"))
+        );
+        // Un-voiding is an edit too.
+        assert_eq!(
+            check_update(&after, &record),
+            Err(RecordError::FactChanged("void"))
+        );
+    }
+
+    #[test]
+    fn schema_violations_are_named() {
+        let mut doc = AutoCommit::new();
+        payout().write_new(&mut doc).unwrap();
+        doc.put(ROOT, "amount", -5i64).unwrap();
+        assert_eq!(
+            Record::read(&doc).unwrap_err(),
+            invalid("amount", "must be more than zero")
+        );
+        doc.put(ROOT, "amount", 5i64).unwrap();
+        doc.put(ROOT, "at", "yesterday").unwrap();
+        assert!(matches!(
+            Record::read(&doc).unwrap_err(),
+            RecordError::Invalid { field: "at", .. }
+        ));
+        doc.put(ROOT, "type", "bribe").unwrap();
+        assert_eq!(
+            Record::read(&doc).unwrap_err(),
+            RecordError::UnknownKind("bribe".into())
+        );
+        doc.put(ROOT, "v", 9u64).unwrap();
+        assert_eq!(Record::read(&doc).unwrap_err(), RecordError::NewerSchema(9));
+        assert_eq!(
+            Record::read(&AutoCommit::new()).unwrap_err(),
+            RecordError::Missing("v")
+        );
+    }
+
+    #[test]
+    fn grievances_merge_and_their_transitions_are_judged() {
+        let mut doc = AutoCommit::new();
+        let g = Record::Grievance(Grievance {
+            beneficiary_id: None,
+            category: "OTHER".into(),
+            description: "Queue too long".into(),
+            status: GrievanceStatus::Open,
+            assignee: None,
+            comments: vec![],
+            created_at: time("2026-11-20T09:00:00Z"),
+        });
+        g.write_new(&mut doc).unwrap();
+        let mut office = doc.fork();
+        let c1 = Comment {
+            author: "sup.north1".into(),
+            at: time("2026-11-21T09:00:00Z"),
+            text: "Looking".into(),
+        };
+        add_comment(&mut office, &c1).unwrap();
+        set_grievance_status(&mut office, GrievanceStatus::InProgress, Some("sup.north1")).unwrap();
+        let c2 = Comment {
+            author: "agent".into(),
+            at: time("2026-11-21T10:00:00Z"),
+            text: "More people".into(),
+        };
+        add_comment(&mut doc, &c2).unwrap();
+        doc.merge(&mut office).unwrap();
+        let Record::Grievance(merged) = Record::read(&doc).unwrap() else {
+            panic!()
+        };
+        assert_eq!(merged.comments.len(), 2);
+        assert_eq!(merged.status, GrievanceStatus::InProgress);
+        assert_eq!(check_update(&g, &Record::Grievance(merged.clone())), Ok(()));
+
+        let closed = Grievance {
+            status: GrievanceStatus::Closed,
+            ..merged.clone()
+        };
+        let reopened = Grievance {
+            status: GrievanceStatus::Open,
+            ..merged
+        };
+        assert_eq!(
+            check_update(&Record::Grievance(closed), &Record::Grievance(reopened)),
+            Err(RecordError::GrievanceTransition {
+                from: "CLOSED",
+                to: "OPEN"
+            })
+        );
+    }
+}
