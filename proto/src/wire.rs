@@ -159,7 +159,7 @@ pub struct ReplicaPage {
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ReplicaRow {
-    #[prost(oneof = "Row", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9")]
+    #[prost(oneof = "Row", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub row: Option<Row>,
 }
 
@@ -183,6 +183,8 @@ pub enum Row {
     Entitlement(Entitlement),
     #[prost(message, tag = "9")]
     RevokedCard(RevokedCard),
+    #[prost(message, tag = "10")]
+    GrievanceCategory(GrievanceCategory),
 }
 
 /// Which kind of row a tombstone removes.
@@ -199,6 +201,7 @@ pub enum RowKind {
     Beneficiary = 7,
     Entitlement = 8,
     RevokedCard = 9,
+    GrievanceCategory = 10,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -384,6 +387,16 @@ pub struct RevokedCard {
     pub serial: u64,
     #[prost(bytes = "vec", tag = "3")]
     pub beneficiary_id: Vec<u8>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+pub struct GrievanceCategory {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(string, tag = "2")]
+    pub code: String,
+    #[prost(string, tag = "3")]
+    pub name: String,
 }
 
 /// Upload of automerge changes, grouped by record document.

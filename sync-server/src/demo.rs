@@ -438,6 +438,21 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             let r = payroll::generate(tx, actor, &national, plan, DEMO_CYCLE)?;
             payrolls += r.payrolls.len();
             entitlements += r.entitlements_created;
+            // The north's payrolls are already approved, so its agents have something to pay
+            // as soon as their devices sync; the south's wait for a supervisor's approval.
+            for id in r.payrolls {
+                let p = payroll::get_payroll(tx, &national, id)?;
+                if p.location.starts_with("N-") && plan != "CFW-ROADS" {
+                    payroll::set_payroll_status(
+                        tx,
+                        "user:sup.north2",
+                        &national,
+                        id,
+                        outpost_proto::PayrollStatus::Approved,
+                        "demo: approved so the field has something to pay",
+                    )?;
+                }
+            }
         }
         Ok(DemoSummary {
             individuals: report.created,

@@ -36,6 +36,12 @@ pub enum Error {
     Unauthenticated,
     #[error("{0}")]
     Forbidden(String),
+    /// A device's sync request refused, with the protocol's error code (see `proto/README.md`).
+    #[error("{message}")]
+    Refused {
+        code: outpost_proto::wire::ErrorCode,
+        message: String,
+    },
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("I/O error: {0}")]
@@ -56,6 +62,13 @@ impl Error {
         Error::NotFound {
             what,
             key: key.to_string(),
+        }
+    }
+
+    pub fn refused(code: outpost_proto::wire::ErrorCode, message: impl Into<String>) -> Error {
+        Error::Refused {
+            code,
+            message: message.into(),
         }
     }
 

@@ -15,8 +15,11 @@ use outpost_server::{
     api::{self, AppState},
     demo,
     registry::import::{FileFormat, parse_individuals},
+    server,
     store::{
-        Store, audit, payroll, plans,
+        Store, audit,
+        devices::{self, ProgrammeKey},
+        payroll, plans,
         registry::{self, ImportOptions, Scope},
         users::{self, NewUser, Role},
     },
@@ -45,6 +48,13 @@ enum Command {
         /// Load the demo programme if the database is empty.
         #[arg(long)]
         demo: bool,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Without it the
+        /// server speaks plain HTTP, for a TLS-terminating proxy in front.
+        #[arg(long, env = "OUTPOST_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, env = "OUTPOST_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Load the demo programme (deterministic for a given seed) into an empty database.
     Demo {
@@ -86,6 +96,38 @@ enum Command {
     },
     /// Check that the audit log's hash chain is intact.
     AuditVerify,
+    /// Create a one-time enrolment code for a field agent's device.
+    EnrolCode {
+        /// The field agent's username.
+        #[arg(long)]
+        agent: String,
+        /// Location code of the device's assignment (inside the agent's area).
+        #[arg(long)]
+        assignment: String,
+        #[arg(long)]
+        ttl_minutes: Option<i64>,
+    },
+    /// List enrolled devices.
+    Devices,
+    /// Revoke a device: its next sync is refused and told to wipe local data.
+    Revoke {
+        device: uuid::Uuid,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Print a plan's beneficiary cards for an area as a PDF, issuing missing cards.
+    Cards {
+        #[arg(long)]
+        plan: String,
+        /// Location code.
+        #[arg(long)]
+        area: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Print only cards already issued.
+        #[arg(long)]
+        no_issue: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,13 +199,70 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve {
             listen,
             demo: with_demo,
+            tls_cert,
+            tls_key,
         } => {
             let store = open(&cli.data)?;
             if with_demo && demo::is_empty(&store)? {
                 eprintln!("loading the demo programme (first start)...");
                 demo::load(&store, &demo::DemoOptions::default())?;
             }
-            serve(store, listen)
+            let state = AppState {
+                store: Arc::new(store),
+                programme: Arc::new(ProgrammeKey::load_or_create(&cli.data)?),
+            };
+            serve(state, listen, tls_cert.zip(tls_key))
+        }
+        Command::EnrolCode {
+            agent,
+            assignment,
+            ttl_minutes,
+        } => {
+            let store = open(&cli.data)?;
+            let enrolment = store.write(|tx| {
+                devices::create_enrolment(
+                    tx,
+                    &actor,
+                    &Scope::National,
+                    &agent,
+                    &assignment,
+                    ttl_minutes,
+                )
+            })?;
+            println!("{}", serde_json::to_string_pretty(&enrolment)?);
+            Ok(())
+        }
+        Command::Devices => {
+            let store = open(&cli.data)?;
+            let list = store.read(|c| devices::list_devices(c, &Scope::National))?;
+            println!("{}", serde_json::to_string_pretty(&list)?);
+            Ok(())
+        }
+        Command::Revoke { device, reason } => {
+            let store = open(&cli.data)?;
+            store.write(|tx| {
+                devices::revoke_device(tx, &actor, &Scope::National, device, &reason)
+            })?;
+            println!("device {device} revoked");
+            Ok(())
+        }
+        Command::Cards {
+            plan,
+            area,
+            out,
+            no_issue,
+        } => {
+            let store = open(&cli.data)?;
+            let key = ProgrammeKey::load_or_create(&cli.data)?;
+            let cards = store.write(|tx| {
+                devices::cards_for_area(tx, &key, &actor, &Scope::National, &plan, &area, !no_issue)
+            })?;
+            std::fs::write(
+                &out,
+                api::sync::render_sheet(&format!("{plan} - {area}"), &cards)?,
+            )?;
+            println!("{} card(s) written to {}", cards.len(), out.display());
+            Ok(())
         }
         Command::Demo { households, seed } => {
             let store = open(&cli.data)?;
@@ -286,23 +385,24 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn serve(store: Store, listen: SocketAddr) -> Result<()> {
+fn serve(state: AppState, listen: SocketAddr, tls: Option<(PathBuf, PathBuf)>) -> Result<()> {
+    let tls = match tls {
+        Some((cert, key)) => Some(server::tls_config(&cert, &key)?),
+        None => None,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await?;
-        let addr = listener.local_addr()?;
+        let listener = std::net::TcpListener::bind(listen)?;
+        let handle = axum_server::Handle::new();
+        let shutdown = handle.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(10)));
+        });
+        let url = server::base_url(&listener, tls.is_some())?;
         // Tests and scripts read this line to find the port when listening on :0.
-        println!("listening on http://{addr}");
+        println!("listening on {url}");
         std::io::stdout().flush()?;
-        let app = api::router(AppState {
-            store: Arc::new(store),
-        })
-        .layer(tower_http::trace::TraceLayer::new_for_http());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await?;
-        Ok(())
+        server::run(state, listener, tls, handle).await
     })
 }

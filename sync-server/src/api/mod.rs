@@ -3,6 +3,7 @@
 
 mod payroll;
 mod registry;
+pub mod sync;
 
 use std::sync::Arc;
 
@@ -14,8 +15,9 @@ use axum::{
     },
     http::{StatusCode, header, request::Parts},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{any, get, post},
 };
+use outpost_proto::wire;
 use serde::Serialize;
 use serde_json::json;
 
@@ -23,6 +25,7 @@ use crate::{
     Error, Result,
     store::{
         Store,
+        devices::ProgrammeKey,
         users::{self, Role, User},
     },
 };
@@ -31,6 +34,8 @@ use crate::{
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<Store>,
+    /// Signs beneficiary cards; its public half goes to devices at enrolment.
+    pub programme: Arc<ProgrammeKey>,
 }
 
 /// Bodies above this are refused before they are read (imports have their own limit).
@@ -99,6 +104,19 @@ pub fn router(state: AppState) -> Router {
             get(payroll::entitlements),
         )
         .route("/api/v1/audit", get(registry::audit_log))
+        .route("/api/v1/devices", get(sync::list_devices))
+        .route("/api/v1/devices/enrolments", post(sync::create_enrolment))
+        .route("/api/v1/devices/{id}/revoke", post(sync::revoke_device))
+        .route("/api/v1/cards", post(sync::issue_card))
+        .route("/api/v1/cards/sheet", post(sync::card_sheet))
+        .route("/api/v1/quarantine", get(sync::quarantine))
+        // Device sync: protobuf bodies read by the handlers themselves (their own limit).
+        .route(wire::path::HELLO, get(sync::hello))
+        .route(wire::path::ENROL, post(sync::enrol))
+        .route(wire::path::REPLICA, post(sync::replica))
+        .route(wire::path::PUSH, post(sync::push))
+        .route(wire::path::CHANGES, post(sync::changes))
+        .route("/sync/{*rest}", any(sync::not_found))
         // "endpoint '/api/v1/x' not found"; the API is described at /api/v1/openapi.json.
         .fallback(|uri: axum::http::Uri| async move { Error::not_found("endpoint", uri.path()) })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
@@ -246,6 +264,7 @@ impl IntoResponse for Error {
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
             Error::Database(_) | Error::Io(_) | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

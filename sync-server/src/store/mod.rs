@@ -6,9 +6,12 @@
 //! narrow on purpose: a PostgreSQL backend is to follow behind the same functions.
 
 pub mod audit;
+pub mod devices;
 pub mod payroll;
 pub mod plans;
+pub mod records;
 pub mod registry;
+pub mod replica;
 pub mod users;
 
 use std::{
@@ -28,7 +31,10 @@ use serde::de::DeserializeOwned;
 use crate::{Error, Result};
 
 /// Each entry upgrades the schema from version `i` to `i + 1`, in one transaction.
-const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_registry.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("migrations/0001_registry.sql"),
+    include_str!("migrations/0002_sync.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

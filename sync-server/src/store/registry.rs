@@ -228,6 +228,16 @@ pub fn location_by_code(conn: &Connection, code: &str) -> Result<Location> {
     location_by_code_opt(conn, code)?.ok_or_else(|| Error::not_found("location", code))
 }
 
+pub fn location_by_id(conn: &Connection, id: Uuid) -> Result<Location> {
+    conn.query_row(
+        &format!("SELECT {LOCATION_COLUMNS} FROM locations l WHERE l.id = ?1"),
+        [id],
+        location_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("location", id))
+}
+
 fn location_by_code_opt(conn: &Connection, code: &str) -> Result<Option<Location>> {
     Ok(conn
         .query_row(

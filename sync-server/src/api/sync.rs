@@ -1,0 +1,541 @@
+//! The device sync endpoints (`/sync/v1/*`, protobuf; see `proto/README.md`) and the JSON
+//! endpoints supervisors use to enrol and revoke devices, issue cards and read the quarantine.
+
+use axum::{
+    body::{Body, Bytes},
+    extract::State,
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+};
+use outpost_proto::wire::{
+    self, ChangesRequest, EnrolReply, EnrolRequest, ErrorCode, ErrorReply, HelloReply, PushReply,
+    PushRequest, ReplicaRequest, header as h,
+};
+use prost::Message;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{AppState, Caller, Json, Path, Query, db, read_json, write_json};
+use crate::{
+    Error, Result,
+    registry::card_sheet::{self, CardFace},
+    store::{
+        devices::{self, Device},
+        records::{self, Origin},
+        replica,
+        users::Role,
+    },
+};
+
+/// The largest sync request body accepted (compressed size as sent).
+pub const SYNC_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The most documents in one upload batch.
+pub const MAX_BATCH_DOCS: usize = 2000;
+
+fn server_time_ms() -> u64 {
+    chrono::Utc::now().timestamp_millis().max(0) as u64
+}
+
+fn code_status(code: ErrorCode) -> StatusCode {
+    use ErrorCode::*;
+    match code {
+        Malformed | UnsupportedProtocol | EnrolmentCodeInvalid | CursorInvalid | Unspecified => {
+            StatusCode::BAD_REQUEST
+        }
+        UnknownDevice | BadSignature | ClockSkew => StatusCode::UNAUTHORIZED,
+        DeviceRevoked | OutOfScope => StatusCode::FORBIDDEN,
+        Replayed => StatusCode::CONFLICT,
+        EnrolmentCodeExpired | EnrolmentCodeUsed => StatusCode::GONE,
+        BodyTooLarge | BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        NotFound => StatusCode::NOT_FOUND,
+        Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// A refusal on a sync route: the protocol's `ErrorReply`, never JSON.
+pub struct SyncFailure(Error);
+
+impl From<Error> for SyncFailure {
+    fn from(e: Error) -> Self {
+        SyncFailure(e)
+    }
+}
+
+impl IntoResponse for SyncFailure {
+    fn into_response(self) -> Response {
+        let (code, message) = match self.0 {
+            Error::Refused { code, message } => (code, message),
+            Error::Invalid(m) | Error::Conflict(m) => (ErrorCode::Malformed, m),
+            e @ (Error::Fields { .. } | Error::Transition(_)) => {
+                (ErrorCode::Malformed, e.to_string())
+            }
+            e @ Error::NotFound { .. } => (ErrorCode::Malformed, e.to_string()),
+            Error::Forbidden(m) => (ErrorCode::OutOfScope, m),
+            Error::TooLarge(m) => (ErrorCode::BodyTooLarge, m),
+            e => {
+                tracing::error!("sync request failed: {e}");
+                (
+                    ErrorCode::Internal,
+                    "the server failed; try again later".into(),
+                )
+            }
+        };
+        let reply = ErrorReply {
+            code: code as i32,
+            message,
+            wipe: code == ErrorCode::DeviceRevoked,
+            server_time_ms: server_time_ms(),
+            supported: if code == ErrorCode::UnsupportedProtocol {
+                wire::PROTOCOL_VERSIONS.to_vec()
+            } else {
+                Vec::new()
+            },
+        };
+        let mut response = protobuf(&reply, None);
+        *response.status_mut() = code_status(code);
+        response
+    }
+}
+
+type SyncResult = std::result::Result<Response, SyncFailure>;
+
+/// A protobuf answer with the server's clock (devices correct their offset from it).
+fn protobuf<M: Message>(message: &M, version: Option<u32>) -> Response {
+    let (body, compressed) = wire::encode(message);
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(wire::CONTENT_TYPE),
+    );
+    if compressed {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("zstd"));
+    }
+    headers.insert(h::SERVER_TIME, HeaderValue::from(server_time_ms()));
+    if let Some(v) = version {
+        headers.insert(h::PROTOCOL, HeaderValue::from(v));
+    }
+    response
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+/// Negotiates the version and reads the body within the limit.
+async fn open(headers: &HeaderMap, body: Body) -> Result<(u32, Bytes)> {
+    let Some(version) = wire::negotiate(header(headers, h::PROTOCOL)) else {
+        return Err(Error::refused(
+            ErrorCode::UnsupportedProtocol,
+            format!(
+                "protocol version `{}` is not supported; this server speaks {:?}: update the app",
+                header(headers, h::PROTOCOL),
+                wire::PROTOCOL_VERSIONS
+            ),
+        ));
+    };
+    Ok((version, read_body(body).await?))
+}
+
+/// Reads a body up to [`SYNC_BODY_LIMIT`]. A larger body is read to its end (up to a bound)
+/// and discarded, so the device receives the `BODY_TOO_LARGE` answer instead of a reset
+/// connection it would take for a network fault and retry forever.
+async fn read_body(body: Body) -> Result<Bytes> {
+    use http_body_util::BodyExt;
+    const DRAIN_LIMIT: usize = 8 * SYNC_BODY_LIMIT;
+    let mut body = body;
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            Error::refused(
+                ErrorCode::Malformed,
+                format!("the body could not be read: {e}"),
+            )
+        })?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= SYNC_BODY_LIMIT {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > SYNC_BODY_LIMIT {
+        return Err(Error::refused(
+            ErrorCode::BodyTooLarge,
+            format!("the request body is over {SYNC_BODY_LIMIT} bytes; send smaller batches"),
+        ));
+    }
+    Ok(Bytes::from(buf))
+}
+
+fn decode<M: Message + Default>(what: &'static str, headers: &HeaderMap, body: &[u8]) -> Result<M> {
+    let compressed = header(headers, header::CONTENT_ENCODING.as_str()) == "zstd";
+    wire::decode(what, body, compressed)
+        .map_err(|e| Error::refused(ErrorCode::Malformed, e.to_string()))
+}
+
+/// Checks the device's signature and replay protection; returns the device.
+async fn signed(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(Device, Bytes)> {
+    let method = method.as_str().to_owned();
+    let path = uri.path().to_owned();
+    let get = |n| header(headers, n).to_owned();
+    let (device, timestamp, nonce, signature) = (
+        get(h::DEVICE),
+        get(h::TIMESTAMP),
+        get(h::NONCE),
+        get(h::SIGNATURE),
+    );
+    db(state, move |s| {
+        s.write(|tx| {
+            devices::authenticate(
+                tx,
+                &devices::SignedRequest {
+                    method: &method,
+                    path: &path,
+                    device: &device,
+                    timestamp_ms: &timestamp,
+                    nonce: &nonce,
+                    signature: &signature,
+                    body: &body,
+                },
+                server_time_ms(),
+            )
+            .map(|d| (d, body.clone()))
+        })
+    })
+    .await
+}
+
+/// `GET /sync/v1/hello`: the server's clock, versions and limits, before enrolment.
+pub async fn hello() -> Response {
+    protobuf(
+        &HelloReply {
+            server_time_ms: server_time_ms(),
+            versions: wire::PROTOCOL_VERSIONS.to_vec(),
+            max_body_bytes: SYNC_BODY_LIMIT as u32,
+            max_batch_docs: MAX_BATCH_DOCS as u32,
+        },
+        None,
+    )
+}
+
+/// `POST /sync/v1/enrol`: signed with the new key itself, which proves the device holds it.
+pub async fn enrol(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> SyncResult {
+    let (version, bytes) = open(&headers, body).await?;
+    let request: EnrolRequest = decode("EnrolRequest", &headers, &bytes)?;
+    let timestamp: u64 = header(&headers, h::TIMESTAMP).parse().unwrap_or(0);
+    let text = outpost_proto::auth::signed_text(
+        method.as_str(),
+        uri.path(),
+        "",
+        timestamp,
+        header(&headers, h::NONCE),
+        &bytes,
+    );
+    if !outpost_proto::auth::verify(&request.public_key, &text, header(&headers, h::SIGNATURE)) {
+        return Err(Error::refused(
+            ErrorCode::BadSignature,
+            "the enrolment must be signed with the key being enrolled",
+        )
+        .into());
+    }
+    let programme_key = state.programme.public_key();
+    let enrolled = db(&state, move |s| {
+        s.write(|tx| {
+            devices::enrol(
+                tx,
+                &request.code,
+                &request.public_key,
+                &request.label,
+                &request.app_version,
+            )
+        })
+    })
+    .await?;
+    let a = enrolled.assignment;
+    Ok(protobuf(
+        &EnrolReply {
+            device_id: enrolled.device_id.as_bytes().to_vec(),
+            agent_username: enrolled.agent.username,
+            agent_name: enrolled.agent.display_name,
+            assignment: Some(wire::Location {
+                id: a.id.as_bytes().to_vec(),
+                code: a.code,
+                name: a.name,
+                level: serde_json::to_value(a.level)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                path: a.path,
+            }),
+            programme_key,
+        },
+        Some(version),
+    ))
+}
+
+/// `POST /sync/v1/replica`: a page of the registry rows in the device's assignment.
+pub async fn replica(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> SyncResult {
+    let (version, bytes) = open(&headers, body).await?;
+    let (device, bytes) = signed(&state, &method, &uri, &headers, bytes).await?;
+    let request: ReplicaRequest = decode("ReplicaRequest", &headers, &bytes)?;
+    let page = db(&state, move |s| {
+        s.read(|c| {
+            replica::page(
+                c,
+                &device.assignment_path,
+                request.cursor,
+                request.max_bytes,
+            )
+        })
+    })
+    .await?;
+    Ok(protobuf(&page, Some(version)))
+}
+
+/// `POST /sync/v1/push`: one batch of record changes, merged in one transaction.
+pub async fn push(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> SyncResult {
+    let (version, bytes) = open(&headers, body).await?;
+    let (device, bytes) = signed(&state, &method, &uri, &headers, bytes).await?;
+    let request: PushRequest = decode("PushRequest", &headers, &bytes)?;
+    if request.docs.len() > MAX_BATCH_DOCS {
+        return Err(Error::refused(
+            ErrorCode::BatchTooLarge,
+            format!(
+                "{} documents in one batch; send at most {MAX_BATCH_DOCS}",
+                request.docs.len()
+            ),
+        )
+        .into());
+    }
+    let origin = Origin {
+        device_id: Some(device.id),
+        scope: device.scope(),
+        home_path: device.assignment_path.clone(),
+        actor: format!("agent:{}", device.agent),
+    };
+    let results = db(&state, move |s| {
+        s.write(|tx| records::push(tx, &origin, request.docs))
+    })
+    .await?;
+    Ok(protobuf(&PushReply { results }, Some(version)))
+}
+
+/// `POST /sync/v1/changes`: changes to the device's records made elsewhere.
+pub async fn changes(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> SyncResult {
+    let (version, bytes) = open(&headers, body).await?;
+    let (device, bytes) = signed(&state, &method, &uri, &headers, bytes).await?;
+    let request: ChangesRequest = decode("ChangesRequest", &headers, &bytes)?;
+    let reply = db(&state, move |s| {
+        s.read(|c| {
+            records::changes_since(
+                c,
+                device.id,
+                &device.assignment_path,
+                request.cursor,
+                request.max_bytes,
+            )
+        })
+    })
+    .await?;
+    Ok(protobuf(&reply, Some(version)))
+}
+
+/// Any other `/sync/...` path, answered in the protocol's format.
+pub async fn not_found(uri: Uri) -> SyncFailure {
+    SyncFailure(Error::refused(
+        ErrorCode::NotFound,
+        format!("{} is not a sync endpoint", uri.path()),
+    ))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Supervisors' JSON endpoints
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewEnrolment {
+    agent: String,
+    /// A location code inside the agent's area.
+    assignment: String,
+    ttl_minutes: Option<i64>,
+}
+
+pub async fn create_enrolment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewEnrolment>,
+) -> Result<Response> {
+    caller.require(&[Role::Supervisor, Role::Admin])?;
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        devices::create_enrolment(
+            tx,
+            &caller.0.actor(),
+            &caller.0.scope(),
+            &body.agent,
+            &body.assignment,
+            body.ttl_minutes,
+        )
+    })
+    .await
+}
+
+pub async fn list_devices(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    caller.require(&[Role::Supervisor, Role::Admin])?;
+    let scope = caller.0.scope();
+    read_json(&state, move |c| devices::list_devices(c, &scope)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    reason: String,
+}
+
+pub async fn revoke_device(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Revoke>,
+) -> Result<Response> {
+    caller.require(&[Role::Supervisor, Role::Admin])?;
+    write_json(&state, StatusCode::OK, move |tx| {
+        devices::revoke_device(tx, &caller.0.actor(), &caller.0.scope(), id, &body.reason)?;
+        Ok(serde_json::json!({"revoked": id}))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCard {
+    beneficiary_id: Uuid,
+    /// The person who holds it; by default the beneficiary, or the household's primary
+    /// recipient, else its head.
+    holder_id: Option<Uuid>,
+}
+
+pub async fn issue_card(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<NewCard>,
+) -> Result<Response> {
+    caller.require(&[Role::Supervisor, Role::Admin])?;
+    let key = state.programme.clone();
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        devices::issue_card(
+            tx,
+            &key,
+            &caller.0.actor(),
+            &caller.0.scope(),
+            body.beneficiary_id,
+            body.holder_id,
+        )
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardSheet {
+    plan: String,
+    /// A location code: cards for beneficiaries in this area.
+    area: String,
+    /// Issue a card to every ACTIVE beneficiary without one (default true).
+    issue_missing: Option<bool>,
+}
+
+/// Cards for an area as a printable PDF sheet (8 per A4 page).
+pub async fn card_sheet(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<CardSheet>,
+) -> Result<Response> {
+    caller.require(&[Role::Supervisor, Role::Admin])?;
+    let key = state.programme.clone();
+    let pdf = db(&state, move |s| {
+        let cards = s.write(|tx| {
+            devices::cards_for_area(
+                tx,
+                &key,
+                &caller.0.actor(),
+                &caller.0.scope(),
+                &body.plan,
+                &body.area,
+                body.issue_missing.unwrap_or(true),
+            )
+        })?;
+        render_sheet(&format!("{} - {}", body.plan, body.area), &cards)
+    })
+    .await?;
+    Ok(([(header::CONTENT_TYPE, "application/pdf")], pdf).into_response())
+}
+
+/// Renders issued cards as a PDF (shared with the CLI).
+pub fn render_sheet(title: &str, cards: &[devices::IssuedCard]) -> Result<Vec<u8>> {
+    let faces: Vec<CardFace> = cards
+        .iter()
+        .map(|c| CardFace {
+            serial: c.serial,
+            name: c.holder_name.clone(),
+            reference: c.reference.clone(),
+            plan: c.plan.clone(),
+            village: c.village.clone(),
+            issued: c.issued_on,
+            qr_payload: c.qr.clone(),
+        })
+        .collect();
+    card_sheet::render_pdf(title, &faces).map_err(|e| Error::Internal(e.to_string()))
+}
+
+#[derive(Deserialize)]
+pub struct QuarantineQuery {
+    limit: Option<u32>,
+}
+
+pub async fn quarantine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<QuarantineQuery>,
+) -> Result<Response> {
+    caller.require(&[Role::Supervisor, Role::Admin])?;
+    let scope = caller.0.scope();
+    let limit = super::page_limit(q.limit);
+    read_json(&state, move |c| records::quarantined(c, &scope, limit)).await
+}

@@ -1,0 +1,718 @@
+//! Field records: merging uploaded automerge changes into the server's copy of each record
+//! document, judging the merged record, materialising it into queryable tables, and the change
+//! log devices read to receive changes made elsewhere.
+//!
+//! A batch is one transaction. Inside it each document is judged on its own: an invalid record
+//! goes to quarantine with its reason and the rest of the batch carries on. Changes are
+//! content-addressed, so a change already known is a no-op and a re-sent batch duplicates
+//! nothing.
+
+use automerge::{AutoCommit, Change, ChangeHash};
+use outpost_proto::{
+    BeneficiaryStatus,
+    records::{self, Record, RecordKind},
+    wire::{ChangesReply, DocChanges, DocOutcome, DocResult},
+};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{now, registry::Scope};
+use crate::{Error, Result};
+
+/// Who sent the changes: a device (with its assignment) or the office.
+pub struct Origin {
+    pub device_id: Option<Uuid>,
+    pub scope: Scope,
+    /// Where records without a beneficiary (some grievances) belong.
+    pub home_path: String,
+    /// How timesheets and audit entries name the author.
+    pub actor: String,
+}
+
+/// Merges one upload batch; one result per document, in order.
+pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<DocChanges>) -> Result<Vec<DocResult>> {
+    let received_at = now();
+    let mut results = Vec::with_capacity(docs.len());
+    let mut max_seq = 0u64;
+    for dc in docs {
+        max_seq = max_seq.max(dc.device_seq);
+        results.push(merge(tx, origin, &received_at, dc)?);
+    }
+    if let (Some(device), true) = (origin.device_id, max_seq > 0) {
+        tx.prepare_cached(
+            "UPDATE devices SET max_device_seq = max(max_device_seq, ?2) WHERE id = ?1",
+        )?
+        .execute(params![device, max_seq as i64])?;
+    }
+    Ok(results)
+}
+
+fn result(doc_id: &[u8], outcome: DocOutcome, heads: &[ChangeHash], reason: String) -> DocResult {
+    DocResult {
+        doc_id: doc_id.to_vec(),
+        outcome: outcome as i32,
+        heads: heads.iter().map(|h| h.0.to_vec()).collect(),
+        reason,
+    }
+}
+
+fn heads_blob(heads: &[ChangeHash]) -> Vec<u8> {
+    heads.iter().flat_map(|h| h.0).collect()
+}
+
+fn merge(
+    tx: &Transaction,
+    origin: &Origin,
+    received_at: &str,
+    dc: DocChanges,
+) -> Result<DocResult> {
+    let refuse = |outcome: DocOutcome, heads: &[ChangeHash], reason: String| -> Result<DocResult> {
+        quarantine(tx, origin, received_at, &dc, &reason)?;
+        Ok(result(&dc.doc_id, outcome, heads, reason))
+    };
+    let Ok(doc_id) = Uuid::from_slice(&dc.doc_id) else {
+        return refuse(
+            DocOutcome::InvalidChange,
+            &[],
+            "the document id must be 16 bytes".into(),
+        );
+    };
+    let Some(kind) = RecordKind::parse(&dc.kind) else {
+        return refuse(
+            DocOutcome::Rejected,
+            &[],
+            format!("record type `{}` is unknown", dc.kind),
+        );
+    };
+    let mut changes = Vec::with_capacity(dc.changes.len());
+    for (i, bytes) in dc.changes.iter().enumerate() {
+        match Change::from_bytes(bytes.clone()) {
+            // A chunk carries the first bytes of its own hash as a checksum (after the 4-byte
+            // magic); automerge does not check it when reading one change, so we do: a change
+            // altered in transit or on the device is refused, not merged as a different change.
+            Ok(c) if bytes.get(4..8) == Some(&c.hash().0[..4]) => changes.push(c),
+            Ok(_) => {
+                return refuse(
+                    DocOutcome::InvalidChange,
+                    &[],
+                    format!(
+                        "change {} fails its checksum (damaged or tampered with)",
+                        i + 1
+                    ),
+                );
+            }
+            Err(e) => {
+                return refuse(
+                    DocOutcome::InvalidChange,
+                    &[],
+                    format!(
+                        "change {} cannot be read (damaged or tampered with): {e}",
+                        i + 1
+                    ),
+                );
+            }
+        }
+    }
+
+    let existing: Option<(String, Vec<u8>)> = tx
+        .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")?
+        .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?;
+    let (mut doc, before) = match &existing {
+        Some((stored_kind, data)) => {
+            if stored_kind != kind.as_str() {
+                let heads = AutoCommit::load(data)
+                    .map(|mut d| d.get_heads())
+                    .unwrap_or_default();
+                return refuse(
+                    DocOutcome::Rejected,
+                    &heads,
+                    format!("this record is a {stored_kind}, not a {}", kind.as_str()),
+                );
+            }
+            let doc = AutoCommit::load(data).map_err(|e| {
+                Error::Internal(format!("stored document {doc_id} is unreadable: {e}"))
+            })?;
+            let old = Record::read(&doc).map_err(|e| {
+                Error::Internal(format!("stored document {doc_id} no longer reads: {e}"))
+            })?;
+            (doc, Some(old))
+        }
+        None => (AutoCommit::new(), None),
+    };
+    let heads_before = doc.get_heads();
+    let fresh: Vec<Change> = changes
+        .into_iter()
+        .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
+        .collect();
+    if fresh.is_empty() {
+        return Ok(result(
+            &dc.doc_id,
+            DocOutcome::Accepted,
+            &heads_before,
+            String::new(),
+        ));
+    }
+    if let Err(e) = doc.apply_changes(fresh.iter().cloned()) {
+        return refuse(
+            DocOutcome::InvalidChange,
+            &heads_before,
+            format!("the changes cannot be applied: {e}"),
+        );
+    }
+    if !doc.get_missing_deps(&[]).is_empty() {
+        // Out of order: nothing stored; the device sends everything after our heads.
+        return Ok(result(
+            &dc.doc_id,
+            DocOutcome::MissingDeps,
+            &heads_before,
+            "earlier changes of this record have not arrived yet".into(),
+        ));
+    }
+    let record = match Record::read(&doc) {
+        Ok(r) => r,
+        Err(e) => return refuse(DocOutcome::Rejected, &heads_before, e.to_string()),
+    };
+    if record.kind() != kind {
+        return refuse(
+            DocOutcome::Rejected,
+            &heads_before,
+            format!(
+                "the document holds a {}, but was sent as a {}",
+                record.kind().as_str(),
+                kind.as_str()
+            ),
+        );
+    }
+    if let Some(old) = &before
+        && let Err(e) = records::check_update(old, &record)
+    {
+        return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
+    }
+    let path = match validate(tx, origin, doc_id, &record) {
+        Ok(path) => path,
+        Err(Error::Invalid(reason)) => {
+            return refuse(DocOutcome::Rejected, &heads_before, reason);
+        }
+        Err(e) => return Err(e),
+    };
+
+    let heads = doc.get_heads();
+    let data = if before.is_none() && fresh.len() == dc.changes.len() {
+        // A new document is its changes: automerge loads a sequence of change chunks, so
+        // saving a compacted copy can wait for the next change.
+        dc.changes.concat()
+    } else {
+        doc.save()
+    };
+    tx.prepare_cached(
+        "INSERT INTO documents (id, kind, device_id, device_seq, beneficiary_id, path, data, heads, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
+         ON CONFLICT (id) DO UPDATE SET data = excluded.data, heads = excluded.heads,
+             updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        doc_id,
+        kind.as_str(),
+        origin.device_id,
+        dc.device_seq as i64,
+        record.beneficiary_id(),
+        path,
+        data,
+        heads_blob(&heads),
+        received_at,
+    ])?;
+    let mut log = tx.prepare_cached(
+        "INSERT OR IGNORE INTO doc_changes (doc_id, hash, data, device_id, path, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for change in &fresh {
+        log.execute(params![
+            doc_id,
+            &change.hash().0[..],
+            change.raw_bytes(),
+            origin.device_id,
+            path,
+            received_at,
+        ])?;
+    }
+    materialise(tx, origin, received_at, doc_id, &path, &record)?;
+    Ok(result(
+        &dc.doc_id,
+        DocOutcome::Accepted,
+        &heads,
+        String::new(),
+    ))
+}
+
+fn quarantine(
+    tx: &Transaction,
+    origin: &Origin,
+    received_at: &str,
+    dc: &DocChanges,
+    reason: &str,
+) -> Result<()> {
+    let changes = dc.changes.concat();
+    let hash = ring::digest::digest(&ring::digest::SHA256, &changes);
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO quarantine (doc_id, kind, device_id, device_seq, changes, changes_hash, reason, received_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        dc.doc_id,
+        dc.kind,
+        origin.device_id,
+        dc.device_seq as i64,
+        changes,
+        hash.as_ref(),
+        reason,
+        received_at,
+    ])?;
+    Ok(())
+}
+
+/// Checks the record against the registry; returns the location path it belongs to, or
+/// `Error::Invalid` with the reason the device shows.
+fn validate(tx: &Transaction, origin: &Origin, doc_id: Uuid, record: &Record) -> Result<String> {
+    let beneficiary = match record.beneficiary_id() {
+        Some(id) => Some(beneficiary(tx, &origin.scope, id)?),
+        None => None,
+    };
+    let path = beneficiary
+        .as_ref()
+        .map(|b| b.path.clone())
+        .unwrap_or_else(|| origin.home_path.clone());
+    match record {
+        Record::Payout(records::Payout {
+            entitlement_id,
+            collector_id,
+            ..
+        })
+        | Record::Distribution(records::Distribution {
+            entitlement_id,
+            collector_id,
+            ..
+        }) => {
+            let b = beneficiary.as_ref().expect("payouts name a beneficiary");
+            let entitled: Option<Uuid> = tx
+                .prepare_cached(
+                    "SELECT e.beneficiary_id FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
+                     WHERE e.id = ?1 AND p.status IN ('APPROVED', 'RECONCILED', 'CLOSED')",
+                )?
+                .query_row([entitlement_id], |r| r.get(0))
+                .optional()?;
+            match entitled {
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "entitlement {entitlement_id} is not in an approved payroll"
+                    )));
+                }
+                Some(owner) if owner != b.id => {
+                    return Err(Error::Invalid(format!(
+                        "entitlement {entitlement_id} belongs to another beneficiary"
+                    )));
+                }
+                Some(_) => {}
+            }
+            if !may_collect(tx, b, *collector_id)? {
+                return Err(Error::Invalid(format!(
+                    "person {collector_id} may not collect for this beneficiary"
+                )));
+            }
+            if let Record::Distribution(d) = record {
+                for code in d.items.keys() {
+                    let known: bool = tx
+                        .prepare_cached(
+                            "SELECT EXISTS (SELECT 1 FROM goods_items WHERE code = ?1)",
+                        )?
+                        .query_row([code], |r| r.get(0))?;
+                    if !known {
+                        return Err(Error::Invalid(format!("goods item `{code}` is unknown")));
+                    }
+                }
+            }
+        }
+        Record::Timesheet(t) => {
+            let b = beneficiary.as_ref().expect("timesheets name a beneficiary");
+            let project: Option<(Uuid, String)> = tx
+                .prepare_cached(
+                    "SELECT w.plan_id, l.path FROM work_projects w JOIN locations l ON l.id = w.location_id
+                     WHERE w.id = ?1",
+                )?
+                .query_row([t.project_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            match project {
+                Some((_, project_path)) if !origin.scope.contains(Some(&project_path)) => {
+                    return Err(Error::Invalid(
+                        "the project is outside this device's assignment".into(),
+                    ));
+                }
+                Some((plan, _)) if plan != b.plan_id => {
+                    return Err(Error::Invalid(
+                        "the worker is not a beneficiary of the project's plan".into(),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    return Err(Error::Invalid(format!(
+                        "project {} is unknown",
+                        t.project_id
+                    )));
+                }
+            }
+            let taken: Option<Uuid> = tx
+                .prepare_cached(
+                    "SELECT id FROM timesheets WHERE project_id = ?1 AND beneficiary_id = ?2 AND work_date = ?3
+                     AND id <> ?4 AND voided_at IS NULL",
+                )?
+                .query_row(
+                    params![t.project_id, t.beneficiary_id, t.work_date.to_string(), doc_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if taken.is_some() {
+                return Err(Error::Invalid(format!(
+                    "a day's work on {} is already recorded for this worker",
+                    t.work_date
+                )));
+            }
+        }
+        Record::Grievance(g) => {
+            let known: bool = tx
+                .prepare_cached(
+                    "SELECT EXISTS (SELECT 1 FROM grievance_categories WHERE code = ?1)",
+                )?
+                .query_row([&g.category], |r| r.get(0))?;
+            if !known {
+                return Err(Error::Invalid(format!(
+                    "grievance category `{}` is unknown",
+                    g.category
+                )));
+            }
+        }
+        Record::Verification(v) => {
+            let b = beneficiary
+                .as_ref()
+                .expect("verifications name a beneficiary");
+            if let Some(to) = v.proposed_status
+                && !b.status.can_become(to)
+            {
+                return Err(Error::Invalid(format!(
+                    "a {} beneficiary cannot become {}",
+                    b.status, to
+                )));
+            }
+        }
+        Record::ContactUpdate(c) => {
+            let b = beneficiary
+                .as_ref()
+                .expect("contact updates name a beneficiary");
+            let member: bool = tx
+                .prepare_cached(
+                    "SELECT ?2 = ?3 OR EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND individual_id = ?2)",
+                )?
+                .query_row(params![b.group_id, c.individual_id, b.individual_id], |r| {
+                    r.get(0)
+                })?;
+            if !member {
+                return Err(Error::Invalid(
+                    "the person is not this beneficiary or a member of its household".into(),
+                ));
+            }
+        }
+    }
+    Ok(path)
+}
+
+struct BeneficiaryRef {
+    id: Uuid,
+    plan_id: Uuid,
+    individual_id: Option<Uuid>,
+    group_id: Option<Uuid>,
+    status: BeneficiaryStatus,
+    path: String,
+}
+
+fn beneficiary(tx: &Transaction, scope: &Scope, id: Uuid) -> Result<BeneficiaryRef> {
+    let found = tx
+        .prepare_cached(
+            "SELECT b.plan_id, b.individual_id, b.group_id, b.status, p.path
+             FROM beneficiaries b JOIN beneficiary_paths p ON p.beneficiary_id = b.id WHERE b.id = ?1",
+        )?
+        .query_row([id], |r| {
+            Ok(BeneficiaryRef {
+                id,
+                plan_id: r.get(0)?,
+                individual_id: r.get(1)?,
+                group_id: r.get(2)?,
+                status: super::text_column(r, 3)?,
+                path: r.get(4)?,
+            })
+        })
+        .optional()?;
+    match found {
+        Some(b) if scope.contains(Some(&b.path)) => Ok(b),
+        Some(_) => Err(Error::Invalid(format!(
+            "beneficiary {id} is outside this device's assignment"
+        ))),
+        None => Err(Error::Invalid(format!("beneficiary {id} is unknown"))),
+    }
+}
+
+/// The person themself, or the household's head or a recipient.
+fn may_collect(tx: &Transaction, b: &BeneficiaryRef, collector: Uuid) -> Result<bool> {
+    if b.individual_id == Some(collector) {
+        return Ok(true);
+    }
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND individual_id = ?2
+                 AND (recipient <> 'NONE' OR relationship = 'HEAD'))",
+        )?
+        .query_row(params![b.group_id, collector], |r| r.get(0))?)
+}
+
+fn materialise(
+    tx: &Transaction,
+    origin: &Origin,
+    received_at: &str,
+    doc_id: Uuid,
+    path: &str,
+    record: &Record,
+) -> Result<()> {
+    let void = |v: &Option<records::Void>| {
+        (
+            v.as_ref().map(|v| v.at.to_rfc3339()),
+            v.as_ref().map(|v| v.reason.clone()),
+        )
+    };
+    match record {
+        Record::Payout(p) => {
+            let (proof, serial, reference) = match &p.proof {
+                records::Proof::Card(s) => ("CARD", Some(*s as i64), None),
+                records::Proof::Pin => ("PIN", None, None),
+                records::Proof::Signature(r) => ("SIGNATURE", None, Some(r.as_str())),
+                records::Proof::Photo(r) => ("PHOTO", None, Some(r.as_str())),
+            };
+            let (voided_at, void_reason) = void(&p.void);
+            tx.prepare_cached(
+                "INSERT INTO payouts (doc_id, device_id, beneficiary_id, entitlement_id, collector_id,
+                     amount_minor, currency, proof, card_serial, proof_ref, paid_at, received_at,
+                     override_reason, voided_at, void_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                 ON CONFLICT (doc_id) DO UPDATE SET voided_at = excluded.voided_at,
+                     void_reason = excluded.void_reason",
+            )?
+            .execute(params![
+                doc_id,
+                origin.device_id,
+                p.beneficiary_id,
+                p.entitlement_id,
+                p.collector_id,
+                p.amount.minor,
+                p.amount.currency.as_str(),
+                proof,
+                serial,
+                reference,
+                p.paid_at.to_rfc3339(),
+                received_at,
+                p.override_reason,
+                voided_at,
+                void_reason,
+            ])?;
+        }
+        Record::Distribution(d) => {
+            let (voided_at, void_reason) = void(&d.void);
+            tx.prepare_cached(
+                "INSERT INTO distributions (doc_id, device_id, beneficiary_id, entitlement_id, collector_id,
+                     items, distributed_at, received_at, voided_at, void_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (doc_id) DO UPDATE SET voided_at = excluded.voided_at,
+                     void_reason = excluded.void_reason",
+            )?
+            .execute(params![
+                doc_id,
+                origin.device_id,
+                d.beneficiary_id,
+                d.entitlement_id,
+                d.collector_id,
+                json!(d.items).to_string(),
+                d.distributed_at.to_rfc3339(),
+                received_at,
+                voided_at,
+                void_reason,
+            ])?;
+        }
+        Record::Timesheet(t) => {
+            let (voided_at, void_reason) = void(&t.void);
+            tx.prepare_cached(
+                "INSERT INTO timesheets (id, project_id, beneficiary_id, work_date, day_hundredths, status,
+                     recorded_by, recorded_at, voided_at, void_reason)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?9)
+                 ON CONFLICT (id) DO UPDATE SET voided_at = excluded.voided_at,
+                     void_reason = excluded.void_reason",
+            )?
+            .execute(params![
+                doc_id,
+                t.project_id,
+                t.beneficiary_id,
+                t.work_date.to_string(),
+                t.day_hundredths,
+                origin.actor,
+                t.recorded_at.to_rfc3339(),
+                voided_at,
+                void_reason,
+            ])?;
+        }
+        Record::Grievance(g) => {
+            let comments: Vec<_> = g
+                .comments
+                .iter()
+                .map(|c| json!({"by": c.author, "at": c.at.to_rfc3339(), "text": c.text}))
+                .collect();
+            tx.prepare_cached(
+                "INSERT INTO grievances (doc_id, device_id, beneficiary_id, path, category, description,
+                     status, assignee, comments, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                 ON CONFLICT (doc_id) DO UPDATE SET status = excluded.status,
+                     assignee = excluded.assignee, comments = excluded.comments,
+                     category = excluded.category, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                doc_id,
+                origin.device_id,
+                g.beneficiary_id,
+                path,
+                g.category,
+                g.description,
+                g.status.as_str(),
+                g.assignee,
+                json!(comments).to_string(),
+                g.created_at.to_rfc3339(),
+                received_at,
+            ])?;
+        }
+        Record::Verification(v) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO verifications (doc_id, device_id, beneficiary_id, answers,
+                     proposed_status, note, verified_at, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                doc_id,
+                origin.device_id,
+                v.beneficiary_id,
+                json!(v.answers).to_string(),
+                v.proposed_status.map(|s| s.as_str()),
+                v.note,
+                v.verified_at.to_rfc3339(),
+                received_at,
+            ])?;
+        }
+        Record::ContactUpdate(c) => {
+            tx.prepare_cached(
+                "INSERT OR IGNORE INTO contact_updates (doc_id, device_id, beneficiary_id, individual_id,
+                     phone, address, updated_at, received_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )?
+            .execute(params![
+                doc_id,
+                origin.device_id,
+                c.beneficiary_id,
+                c.individual_id,
+                c.phone,
+                c.address,
+                c.updated_at.to_rfc3339(),
+                received_at,
+            ])?;
+        }
+    }
+    Ok(())
+}
+
+/// Changes to records in the device's assignment made elsewhere (other devices, the office),
+/// after `cursor`, up to about `max_bytes`.
+pub fn changes_since(
+    conn: &Connection,
+    device_id: Uuid,
+    assignment_path: &str,
+    cursor: u64,
+    max_bytes: u32,
+) -> Result<ChangesReply> {
+    let budget = match max_bytes {
+        0 => super::replica::DEFAULT_PAGE_BYTES,
+        n => n.clamp(4 * 1024, super::replica::MAX_PAGE_BYTES),
+    } as usize;
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.seq, c.doc_id, d.kind, c.data FROM doc_changes c JOIN documents d ON d.id = c.doc_id
+         WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)
+           AND (c.path = ?2 OR substr(c.path, 1, length(?2) + 1) = ?2 || '/')
+         ORDER BY c.seq",
+    )?;
+    let mut rows = stmt.query(params![device_id, assignment_path, cursor as i64])?;
+    let mut reply = ChangesReply {
+        next_cursor: cursor,
+        ..Default::default()
+    };
+    let mut bytes = 0usize;
+    let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
+    while let Some(r) = rows.next()? {
+        if bytes >= budget {
+            reply.more = true;
+            break;
+        }
+        let seq: u64 = r.get(0)?;
+        let doc_id: Vec<u8> = r.get(1)?;
+        let kind: String = r.get(2)?;
+        let data: Vec<u8> = r.get(3)?;
+        reply.next_cursor = seq;
+        bytes += data.len() + 4;
+        let at = *index.entry(doc_id.clone()).or_insert_with(|| {
+            bytes += doc_id.len() + kind.len() + 4;
+            reply.docs.push(DocChanges {
+                doc_id,
+                kind,
+                changes: Vec::new(),
+                device_seq: 0,
+            });
+            reply.docs.len() - 1
+        });
+        reply.docs[at].changes.push(data);
+    }
+    Ok(reply)
+}
+
+/// Records a device sent that are in quarantine, newest first (for supervisors).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Quarantined {
+    pub doc_id: Uuid,
+    pub kind: String,
+    pub device_id: Option<Uuid>,
+    pub device_seq: u64,
+    pub reason: String,
+    pub received_at: String,
+}
+
+pub fn quarantined(conn: &Connection, scope: &Scope, limit: u32) -> Result<Vec<Quarantined>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT q.doc_id, q.kind, q.device_id, q.device_seq, q.reason, q.received_at
+         FROM quarantine q LEFT JOIN devices d ON d.id = q.device_id
+         LEFT JOIN locations l ON l.id = d.assignment_id
+         WHERE q.resolved_at IS NULL AND (?1 IS NULL OR {})
+         ORDER BY q.id DESC LIMIT ?2",
+        super::registry::IN_SCOPE
+    ))?;
+    let rows = stmt.query_map(params![scope.sql(), limit], |r| {
+        let id: Vec<u8> = r.get(0)?;
+        Ok(Quarantined {
+            doc_id: Uuid::from_slice(&id).unwrap_or_default(),
+            kind: r.get(1)?,
+            device_id: r.get(2)?,
+            device_seq: r.get(3)?,
+            reason: r.get(4)?,
+            received_at: r.get(5)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
