@@ -41,7 +41,9 @@ fn figure(name: &str, value: f64, unit: &str, target: &str, better: &str) -> Fig
     }
 }
 
-const BENCHMARKS: &[&str] = &["import", "payroll"];
+mod sync;
+
+const BENCHMARKS: &[&str] = &["import", "payroll", "sync-ingest", "replica"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -111,6 +113,8 @@ fn run_one(name: &str, quick: bool) -> Vec<Figure> {
     let figures = match name {
         "import" => bench_import(&dir, if quick { 20_000 } else { 100_000 }),
         "payroll" => bench_payroll(&dir, if quick { 100_000 } else { 1_000_000 }),
+        "sync-ingest" => sync::ingest(quick),
+        "replica" => sync::replica_download(quick),
         other => panic!("unknown benchmark {other}; known: {BENCHMARKS:?}"),
     };
     let _ = std::fs::remove_dir_all(&dir);

@@ -1,0 +1,911 @@
+//! The sync protocol and device trust, against a real server on a loopback port.
+
+use chrono::DateTime;
+use outpost_proto::{
+    Money,
+    auth::Card,
+    records::{self, Comment, Grievance, GrievanceStatus, Payout, Proof, Record},
+    wire::{self, DocOutcome, ErrorCode, ReplicaRequest, Row, RowKind},
+};
+use outpost_tests::{device::SimDevice, harness::TestServer};
+use reqwest::Method;
+use serde_json::json;
+use uuid::Uuid;
+
+const SUP: &str = "sup.north1";
+const AGENT: &str = "agent.n-mz";
+const AREA: &str = "N-MZ";
+
+async fn enrolled(server: &TestServer, assignment: &str) -> SimDevice {
+    let code = server.enrolment_code(SUP, AGENT, assignment).await;
+    let mut device = SimDevice::new(server.http.clone(), &server.base);
+    device.hello().await;
+    device.enrol(&code).await.expect("enrols");
+    device
+}
+
+fn id(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(bytes).unwrap()
+}
+
+/// An entitlement the device holds, with its beneficiary and who may collect.
+fn payable(device: &SimDevice) -> (wire::Entitlement, Uuid) {
+    let e = device
+        .rows(RowKind::Entitlement)
+        .find_map(|r| match r {
+            Row::Entitlement(e) if !e.recipient_id.is_empty() && e.amount_minor > 0 => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .expect("an approved entitlement in the replica");
+    let collector = id(&e.recipient_id);
+    (e, collector)
+}
+
+fn payout_for(e: &wire::Entitlement, collector: Uuid) -> Record {
+    Record::Payout(Payout {
+        beneficiary_id: id(&e.beneficiary_id),
+        entitlement_id: id(&e.id),
+        collector_id: collector,
+        amount: Money::new(e.amount_minor, e.currency.parse().unwrap()),
+        proof: Proof::Pin,
+        paid_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").unwrap(),
+        override_reason: None,
+        void: None,
+    })
+}
+
+fn count(server: &TestServer, sql: &str) -> i64 {
+    server
+        .state
+        .store
+        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolment_codes_are_single_use_and_expire() {
+    let server = TestServer::start(40).await;
+    let mut device = SimDevice::new(server.http.clone(), &server.base);
+    device.hello().await;
+
+    let wrong = device.enrol("AAAA-BBBB-CCCC").await.unwrap_err();
+    assert_eq!(wrong.code(), ErrorCode::EnrolmentCodeInvalid);
+
+    let code = server.enrolment_code(SUP, AGENT, AREA).await;
+    let reply = device.enrol(&code).await.expect("first use");
+    assert_eq!(reply.agent_username, AGENT);
+    assert_eq!(reply.assignment.unwrap().code, AREA);
+    assert_eq!(reply.programme_key.len(), 32);
+
+    let mut second = SimDevice::new(server.http.clone(), &server.base);
+    let reused = second.enrol(&code).await.unwrap_err();
+    assert_eq!(reused.code(), ErrorCode::EnrolmentCodeUsed);
+    assert_eq!(reused.status, 410);
+
+    let old = server.enrolment_code(SUP, AGENT, AREA).await;
+    server
+        .state
+        .store
+        .write(|tx| {
+            Ok(tx.execute(
+                "UPDATE enrolment_codes SET expires_at = '2020-01-01T00:00:00Z' WHERE used_at IS NULL",
+                [],
+            )?)
+        })
+        .unwrap();
+    let expired = second.enrol(&old).await.unwrap_err();
+    assert_eq!(expired.code(), ErrorCode::EnrolmentCodeExpired);
+
+    // A supervisor cannot enrol outside their area, nor for an agent whose area it is not.
+    let token = server.token(SUP).await;
+    let (status, _) = server
+        .json(
+            &token,
+            Method::POST,
+            "/api/v1/devices/enrolments",
+            Some(json!({"agent": "agent.s-ck", "assignment": "S-CK"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = server
+        .json(
+            &token,
+            Method::POST,
+            "/api/v1/devices/enrolments",
+            Some(json!({"agent": AGENT, "assignment": "N-RU"})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_replayed_and_stale_requests_are_refused() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server, AREA).await;
+    let body = prost::Message::encode_to_vec(&ReplicaRequest {
+        cursor: 0,
+        max_bytes: 0,
+    });
+
+    // A replay: the same headers and body twice.
+    let mut saved = reqwest::header::HeaderMap::new();
+    let first = device
+        .raw(wire::path::REPLICA, body.clone(), false, true, |h| {
+            saved = h.clone()
+        })
+        .await;
+    assert_eq!(first.status, 200);
+    let replay = device
+        .raw(wire::path::REPLICA, body.clone(), false, false, |h| {
+            *h = saved.clone()
+        })
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &replay.body, false).unwrap();
+    assert_eq!((replay.status, reply.code()), (409, ErrorCode::Replayed));
+
+    // A request signed with another key in this device's name, a garbled signature, and a
+    // body swapped under a valid signature.
+    let mut stranger = SimDevice::new(server.http.clone(), &server.base);
+    stranger.id = device.id;
+    let forged = stranger
+        .raw(wire::path::REPLICA, body.clone(), false, true, |_| {})
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &forged.body, false).unwrap();
+    assert_eq!(
+        (forged.status, reply.code()),
+        (401, ErrorCode::BadSignature)
+    );
+    let garbled = device
+        .raw(wire::path::REPLICA, body.clone(), false, true, |h| {
+            h.insert(wire::header::SIGNATURE, "AAAA".parse().unwrap());
+        })
+        .await;
+    assert_eq!(garbled.status, 401);
+    let mut headers = reqwest::header::HeaderMap::new();
+    let other_body = prost::Message::encode_to_vec(&ReplicaRequest {
+        cursor: 0,
+        max_bytes: 9999,
+    });
+    // Sign a request without sending it (the edit sees the signed headers), then send another body.
+    let _ = device
+        .raw("/sync/v1/unsent", body.clone(), false, true, |h| {
+            headers = h.clone()
+        })
+        .await;
+    let tampered = device
+        .raw(wire::path::REPLICA, other_body, false, false, |h| {
+            *h = headers.clone()
+        })
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &tampered.body, false).unwrap();
+    assert_eq!(
+        reply.code(),
+        ErrorCode::BadSignature,
+        "a body swapped under a signature"
+    );
+
+    // A phone three days behind: refused while it does not correct, fine once it does.
+    device.clock_error_ms = -3 * 24 * 3600 * 1000;
+    device.corrects_clock = false;
+    let stale = device
+        .raw(wire::path::REPLICA, body.clone(), false, true, |_| {})
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &stale.body, false).unwrap();
+    assert_eq!((stale.status, reply.code()), (401, ErrorCode::ClockSkew));
+    assert!(reply.server_time_ms > 0);
+    device.corrects_clock = true;
+    device.offset_ms = 0; // It has not measured yet: the first call fails, learns, retries.
+    device
+        .sync_replica(0)
+        .await
+        .expect("a corrected clock syncs");
+    assert!(
+        (device.offset_ms - 3 * 24 * 3600 * 1000).abs() < 60_000,
+        "{}",
+        device.offset_ms
+    );
+
+    // Unknown device.
+    let mut unknown = SimDevice::new(server.http.clone(), &server.base);
+    unknown.id = Some(Uuid::now_v7());
+    let r = unknown.sync_replica(0).await.unwrap_err();
+    assert_eq!((r.status, r.code()), (401, ErrorCode::UnknownDevice));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_bodies_and_versions_get_clear_codes() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server, AREA).await;
+
+    let v = device
+        .raw(wire::path::REPLICA, vec![], false, true, |h| {
+            h.insert(wire::header::PROTOCOL, "99".parse().unwrap());
+        })
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &v.body, false).unwrap();
+    assert_eq!(reply.code(), ErrorCode::UnsupportedProtocol);
+    assert_eq!(reply.supported, vec![1]);
+    assert!(
+        reply.message.contains("update the app"),
+        "{}",
+        reply.message
+    );
+
+    let garbage = device
+        .raw(
+            wire::path::PUSH,
+            vec![0xff, 0xff, 0xff, 0x0f],
+            false,
+            true,
+            |_| {},
+        )
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &garbage.body, false).unwrap();
+    assert_eq!((garbage.status, reply.code()), (400, ErrorCode::Malformed));
+    let bad_zstd = device
+        .raw(wire::path::PUSH, b"nope".to_vec(), true, true, |_| {})
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &bad_zstd.body, false).unwrap();
+    assert_eq!(reply.code(), ErrorCode::Malformed);
+
+    let huge = device
+        .raw(
+            wire::path::PUSH,
+            vec![0u8; 9 * 1024 * 1024],
+            false,
+            true,
+            |_| {},
+        )
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &huge.body, false).unwrap();
+    assert_eq!((huge.status, reply.code()), (413, ErrorCode::BodyTooLarge));
+
+    let docs = (0..2001)
+        .map(|i| wire::DocChanges {
+            doc_id: vec![i as u8; 16],
+            kind: "payout".into(),
+            changes: vec![],
+            device_seq: 0,
+        })
+        .collect();
+    let r = device.push(docs).await.unwrap_err();
+    assert_eq!((r.status, r.code()), (413, ErrorCode::BatchTooLarge));
+
+    let missing = device
+        .raw("/sync/v1/nothing", vec![], false, true, |_| {})
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &missing.body, false).unwrap();
+    assert_eq!((missing.status, reply.code()), (404, ErrorCode::NotFound));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
+    let server = TestServer::start(120).await;
+    let mut whole = enrolled(&server, AREA).await;
+    let pages = whole.sync_replica(0).await.unwrap();
+    assert_eq!(pages, 1);
+    let persons: Vec<_> = whole
+        .rows(RowKind::Person)
+        .map(|r| match r {
+            Row::Person(p) => p.location_code.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!(!persons.is_empty());
+    assert!(
+        persons.iter().all(|c| c.starts_with("N-MZ-")),
+        "{persons:?}"
+    );
+    assert!(
+        whole.rows(RowKind::Entitlement).count() > 0,
+        "approved entitlements arrive"
+    );
+    assert!(whole.rows(RowKind::Plan).count() >= 4);
+    assert!(whole.rows(RowKind::GrievanceCategory).count() >= 6);
+    let locations: Vec<String> = whole
+        .rows(RowKind::Location)
+        .map(|r| match r {
+            Row::Location(l) => l.code.clone(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert!(
+        locations.contains(&"N".to_string()),
+        "ancestors come too: {locations:?}"
+    );
+    assert!(
+        !locations
+            .iter()
+            .any(|c| c.starts_with("S") || c.starts_with("N-RU"))
+    );
+
+    // Small pages, and a device that loses its place mid-way and starts again from an older
+    // cursor: the same replica.
+    let mut paged = enrolled(&server, AREA).await;
+    let mut cursors = vec![];
+    loop {
+        let page: wire::ReplicaPage = paged
+            .call(
+                wire::path::REPLICA,
+                &ReplicaRequest {
+                    cursor: paged.replica_cursor,
+                    max_bytes: 4096,
+                },
+            )
+            .await
+            .unwrap();
+        paged.apply_page(&page);
+        cursors.push(page.next_cursor);
+        if !page.more {
+            break;
+        }
+    }
+    assert!(cursors.len() > 3, "{} pages", cursors.len());
+    paged.replica_cursor = cursors[cursors.len() / 2];
+    paged.sync_replica(4096).await.unwrap();
+    assert_eq!(paged.replica.len(), whole.replica.len());
+
+    // Nothing new: an empty page; a cursor from the future is refused.
+    let page: wire::ReplicaPage = whole
+        .call(
+            wire::path::REPLICA,
+            &ReplicaRequest {
+                cursor: whole.replica_cursor,
+                max_bytes: 0,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(page.rows.is_empty() && page.tombstones.is_empty() && !page.more);
+    let r = whole
+        .call::<_, wire::ReplicaPage>(
+            wire::path::REPLICA,
+            &ReplicaRequest {
+                cursor: 1 << 40,
+                max_bytes: 0,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(r.code(), ErrorCode::CursorInvalid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
+    let server = TestServer::start(80).await;
+    let mut north = enrolled(&server, "N-MZ-01").await;
+    north.sync_replica(0).await.unwrap();
+    let code = server.enrolment_code(SUP, "agent.n-ru", "N-RU").await;
+    let mut ru = SimDevice::new(server.http.clone(), &server.base);
+    ru.enrol(&code).await.unwrap();
+    ru.sync_replica(0).await.unwrap();
+
+    let household = north
+        .rows(RowKind::Household)
+        .find_map(|r| match r {
+            Row::Household(h) => Some(h.clone()),
+            _ => None,
+        })
+        .unwrap();
+    let members: Vec<Vec<u8>> = north
+        .rows(RowKind::Person)
+        .filter_map(|r| match r {
+            Row::Person(p) if p.household_id == household.id => Some(p.id.clone()),
+            _ => None,
+        })
+        .collect();
+    // The household (and its people) move to a village in N-RU, as a re-import would do.
+    server
+        .state
+        .store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE groups SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01') WHERE id = ?1",
+                [&household.id],
+            )?;
+            tx.execute(
+                "UPDATE individuals SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01')
+                 WHERE id IN (SELECT individual_id FROM group_members WHERE group_id = ?1)",
+                [&household.id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let before = north.replica.len();
+    north.sync_replica(0).await.unwrap();
+    assert!(
+        !north
+            .replica
+            .contains_key(&(RowKind::Household as i32, household.id.clone()))
+    );
+    for m in &members {
+        assert!(
+            !north
+                .replica
+                .contains_key(&(RowKind::Person as i32, m.clone()))
+        );
+    }
+    assert!(north.rows(RowKind::Beneficiary).all(|r| match r {
+        Row::Beneficiary(b) => b.household_id != household.id,
+        _ => true,
+    }));
+    assert!(north.replica.len() < before);
+
+    ru.sync_replica(0).await.unwrap();
+    assert!(
+        ru.replica
+            .contains_key(&(RowKind::Household as i32, household.id.clone()))
+    );
+    for m in &members {
+        assert!(
+            ru.replica
+                .contains_key(&(RowKind::Person as i32, m.clone()))
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_merge_once_whatever_the_network_does() {
+    let server = TestServer::start(80).await;
+    let mut device = enrolled(&server, AREA).await;
+    device.sync_replica(0).await.unwrap();
+    let (e, collector) = payable(&device);
+
+    let (_, mut doc, first) = device.new_record(&payout_for(&e, collector));
+    let reply = device.push(vec![first.clone()]).await.unwrap();
+    assert_eq!(
+        reply.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        reply.results[0].reason
+    );
+    let heads = reply.results[0].heads.clone();
+    assert_eq!(heads.len(), 1);
+
+    // The answer was lost; the device sends the batch again: nothing is duplicated.
+    let again = device.push(vec![first.clone()]).await.unwrap();
+    assert_eq!(again.results[0].outcome(), DocOutcome::Accepted);
+    assert_eq!(again.results[0].heads, heads);
+    assert_eq!(count(&server, "SELECT count(*) FROM payouts"), 1);
+    assert_eq!(count(&server, "SELECT count(*) FROM doc_changes"), 1);
+
+    // A void arrives before the payout it voids (another record): the server asks for the
+    // missing change and stores nothing; in order, both merge.
+    let (_, mut doc2, second_payout) = {
+        let (e2, c2) = device
+            .rows(RowKind::Entitlement)
+            .find_map(|r| match r {
+                Row::Entitlement(x)
+                    if x.id != e.id && !x.recipient_id.is_empty() && x.amount_minor > 0 =>
+                {
+                    Some((x.clone(), id(&x.recipient_id)))
+                }
+                _ => None,
+            })
+            .unwrap();
+        device.new_record(&payout_for(&e2, c2))
+    };
+    records::void(
+        &mut doc2,
+        &records::Void {
+            reason: "paid the wrong person".into(),
+            at: DateTime::parse_from_rfc3339("2026-11-20T10:20:00+01:00").unwrap(),
+        },
+    )
+    .unwrap();
+    let all = doc2.get_changes(&[]);
+    let void_only = wire::DocChanges {
+        changes: vec![all[1].raw_bytes().to_vec()],
+        ..second_payout.clone()
+    };
+    let early = device.push(vec![void_only.clone()]).await.unwrap();
+    assert_eq!(early.results[0].outcome(), DocOutcome::MissingDeps);
+    assert!(early.results[0].heads.is_empty());
+    let in_order = device
+        .push(vec![second_payout.clone(), void_only])
+        .await
+        .unwrap();
+    assert!(
+        in_order
+            .results
+            .iter()
+            .all(|r| r.outcome() == DocOutcome::Accepted)
+    );
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) FROM payouts WHERE voided_at IS NOT NULL"
+        ),
+        1
+    );
+
+    // A change whose bytes were altered (tampered or damaged) is refused and kept aside.
+    let mut bytes = first.changes[0].clone();
+    let n = bytes.len();
+    bytes[n - 3] ^= 0x55;
+    let (_, _, mut third) = device.new_record(&payout_for(&e, collector));
+    third.changes = vec![bytes];
+    let r = device.push(vec![third]).await.unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::InvalidChange);
+
+    // Editing a written fact (the amount) is refused; the payout stays as first accepted.
+    automerge::transaction::Transactable::put(
+        &mut doc,
+        automerge::ROOT,
+        "amount",
+        e.amount_minor * 10,
+    )
+    .unwrap();
+    doc.commit();
+    let edit = doc.get_changes(&[])[1].raw_bytes().to_vec();
+    let r = device
+        .push(vec![wire::DocChanges {
+            changes: vec![edit],
+            ..first.clone()
+        }])
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Rejected);
+    assert!(
+        r.results[0].reason.contains("cannot be changed"),
+        "{}",
+        r.results[0].reason
+    );
+    assert_eq!(
+        r.results[0].heads, heads,
+        "the server keeps the accepted version"
+    );
+    assert_eq!(
+        count(
+            &server,
+            &format!(
+                "SELECT amount_minor FROM payouts WHERE entitlement_id = X'{}'",
+                hex(&e.id)
+            )
+        ),
+        e.amount_minor
+    );
+    assert_eq!(count(&server, "SELECT count(*) FROM quarantine"), 2);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
+    let server = TestServer::start(80).await;
+    let mut device = enrolled(&server, AREA).await;
+    device.sync_replica(0).await.unwrap();
+    let (e, collector) = payable(&device);
+
+    let (_, _, good) = device.new_record(&payout_for(&e, collector));
+    // A payout collected by someone who is not a recipient of the household.
+    let (_, _, wrong_collector) = device.new_record(&payout_for(&e, Uuid::now_v7()));
+    // A beneficiary outside the device's assignment (in the south).
+    let south: Uuid = server
+        .state
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT beneficiary_id FROM beneficiary_paths WHERE path LIKE 'S/%' LIMIT 1",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let outside = Record::Grievance(Grievance {
+        beneficiary_id: Some(south),
+        category: "OTHER".into(),
+        description: "not mine".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    });
+    let (_, _, outside) = device.new_record(&outside);
+    let (_, _, unknown_kind) = {
+        let (a, b, mut c) = device.new_record(&payout_for(&e, collector));
+        c.kind = "bribe".into();
+        (a, b, c)
+    };
+    let reply = device
+        .push(vec![wrong_collector, good, outside, unknown_kind])
+        .await
+        .unwrap();
+    let outcomes: Vec<_> = reply.results.iter().map(|r| r.outcome()).collect();
+    assert_eq!(
+        outcomes,
+        [
+            DocOutcome::Rejected,
+            DocOutcome::Accepted,
+            DocOutcome::Rejected,
+            DocOutcome::Rejected
+        ]
+    );
+    assert!(
+        reply.results[0].reason.contains("may not collect"),
+        "{}",
+        reply.results[0].reason
+    );
+    assert!(
+        reply.results[2]
+            .reason
+            .contains("outside this device's assignment"),
+        "{}",
+        reply.results[2].reason
+    );
+    assert_eq!(count(&server, "SELECT count(*) FROM payouts"), 1);
+    assert_eq!(count(&server, "SELECT count(*) FROM grievances"), 0);
+
+    let token = server.token(SUP).await;
+    let (status, list) = server
+        .json(&token, Method::GET, "/api/v1/quarantine", None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 3, "{list}");
+
+    let (_, devices) = server
+        .json(&token, Method::GET, "/api/v1/devices", None)
+        .await;
+    let d = &devices.as_array().unwrap()[0];
+    assert_eq!(d["records_received"], 1);
+    assert_eq!(
+        d["records_missing"], 3,
+        "numbers 1, 2, 4 were never accepted: {d}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
+    let server = TestServer::start(60).await;
+    let mut a = enrolled(&server, AREA).await;
+    let mut b = enrolled(&server, AREA).await;
+    let mut south = {
+        let code = server
+            .enrolment_code("sup.south1", "agent.s-ck", "S-CK")
+            .await;
+        let mut d = SimDevice::new(server.http.clone(), &server.base);
+        d.enrol(&code).await.unwrap();
+        d
+    };
+    a.sync_replica(0).await.unwrap();
+    let (e, _) = payable(&a);
+    let grievance = Record::Grievance(Grievance {
+        beneficiary_id: Some(id(&e.beneficiary_id)),
+        category: "WRONG_AMOUNT".into(),
+        description: "Le montant est faux".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    });
+    let (doc_id, mut doc, dc) = a.new_record(&grievance);
+    assert_eq!(
+        a.push(vec![dc]).await.unwrap().results[0].outcome(),
+        DocOutcome::Accepted
+    );
+
+    // B, in the same assignment, receives it; A does not get its own change back; the south
+    // device sees nothing.
+    let got = b.pull_changes().await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(id(&got[0].doc_id), doc_id);
+    let mut copy = automerge::AutoCommit::new();
+    copy.apply_changes(
+        got[0]
+            .changes
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.clone()).unwrap()),
+    )
+    .unwrap();
+    assert_eq!(Record::read(&copy).unwrap(), grievance);
+    assert!(a.pull_changes().await.unwrap().is_empty());
+    assert!(south.pull_changes().await.unwrap().is_empty());
+
+    // B comments while A moves the status on; both merge at the server and reach the other.
+    records::add_comment(
+        &mut copy,
+        &Comment {
+            author: AGENT.into(),
+            at: DateTime::parse_from_rfc3339("2026-11-21T09:00:00Z").unwrap(),
+            text: "Vu avec le ménage".into(),
+        },
+    )
+    .unwrap();
+    let b_change = copy.get_last_local_change().unwrap().raw_bytes().to_vec();
+    records::set_grievance_status(&mut doc, GrievanceStatus::InProgress, Some(SUP)).unwrap();
+    let a_change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let kind = "grievance".to_string();
+    for (device, change) in [(&mut b, b_change), (&mut a, a_change)] {
+        let r = device
+            .push(vec![wire::DocChanges {
+                doc_id: doc_id.as_bytes().to_vec(),
+                kind: kind.clone(),
+                changes: vec![change],
+                device_seq: 0,
+            }])
+            .await
+            .unwrap();
+        assert_eq!(
+            r.results[0].outcome(),
+            DocOutcome::Accepted,
+            "{}",
+            r.results[0].reason
+        );
+    }
+    let (status, comments): (String, String) = server
+        .state
+        .store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT status, comments FROM grievances", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?,
+            )
+        })
+        .unwrap();
+    assert_eq!(status, "IN_PROGRESS");
+    assert!(comments.contains("Vu avec le ménage"));
+    assert_eq!(
+        a.pull_changes().await.unwrap().len(),
+        1,
+        "A receives B's comment"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_device_is_refused_and_told_to_wipe() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server, AREA).await;
+    device.sync_replica(0).await.unwrap();
+    let token = server.token(SUP).await;
+    let device_id = device.id.unwrap();
+
+    let (status, _) = server
+        .json(
+            &token,
+            Method::POST,
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            Some(json!({"reason": ""})),
+        )
+        .await;
+    assert_eq!(status, 422, "a reason is required");
+    let south = server.token("sup.south1").await;
+    let (status, _) = server
+        .json(
+            &south,
+            Method::POST,
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            Some(json!({"reason": "lost"})),
+        )
+        .await;
+    assert_eq!(status, 404, "not a device the south supervisor can see");
+    let (status, _) = server
+        .json(
+            &token,
+            Method::POST,
+            &format!("/api/v1/devices/{device_id}/revoke"),
+            Some(json!({"reason": "phone stolen"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let r = device.sync_replica(0).await.unwrap_err();
+    assert_eq!((r.status, r.code()), (403, ErrorCode::DeviceRevoked));
+    assert!(r.reply.wipe);
+    let (_, list) = server
+        .json(&token, Method::GET, "/api/v1/devices", None)
+        .await;
+    assert_eq!(list[0]["revoke_reason"], "phone stolen");
+    let admin = server.token("admin").await;
+    let (_, audit) = server
+        .json(&admin, Method::GET, "/api/v1/audit?limit=5", None)
+        .await;
+    assert!(audit.to_string().contains("revoke"), "{audit}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cards_verify_offline_and_a_reissue_revokes_the_old_serial() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server, AREA).await;
+    device.sync_replica(0).await.unwrap();
+    let beneficiary = device
+        .rows(RowKind::Beneficiary)
+        .find_map(|r| match r {
+            Row::Beneficiary(b) => Some(id(&b.id)),
+            _ => None,
+        })
+        .unwrap();
+    let token = server.token(SUP).await;
+    let (status, first) = server
+        .json(
+            &token,
+            Method::POST,
+            "/api/v1/cards",
+            Some(json!({"beneficiary_id": beneficiary})),
+        )
+        .await;
+    assert_eq!(status, 201, "{first}");
+    let card =
+        Card::verify(first["qr"].as_str().unwrap(), &device.programme_key).expect("a genuine card");
+    assert_eq!(card.beneficiary_id, beneficiary);
+
+    let (_, second) = server
+        .json(
+            &token,
+            Method::POST,
+            "/api/v1/cards",
+            Some(json!({"beneficiary_id": beneficiary})),
+        )
+        .await;
+    assert_ne!(second["serial"], first["serial"]);
+    device.sync_replica(0).await.unwrap();
+    let revoked: Vec<u64> = device
+        .rows(RowKind::RevokedCard)
+        .filter_map(|r| match r {
+            Row::RevokedCard(c) => Some(c.serial),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(revoked, vec![first["serial"].as_u64().unwrap()]);
+    let serials = device
+        .replica
+        .get(&(RowKind::Beneficiary as i32, beneficiary.as_bytes().to_vec()))
+        .map(|r| match r {
+            Row::Beneficiary(b) => b.card_serials.clone(),
+            _ => vec![],
+        })
+        .unwrap();
+    assert_eq!(serials, vec![second["serial"].as_u64().unwrap()]);
+
+    // A printable sheet for a village; a south supervisor cannot print the north's.
+    let r = server
+        .http
+        .post(server.url("/api/v1/cards/sheet"))
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(json!({"plan": "CT-HH", "area": "N-MZ-01"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/pdf");
+    assert!(r.bytes().await.unwrap().starts_with(b"%PDF"));
+    let south = server.token("sup.south1").await;
+    let (status, _) = server
+        .json(
+            &south,
+            Method::POST,
+            "/api/v1/cards/sheet",
+            Some(json!({"plan": "CT-HH", "area": "N-MZ-01"})),
+        )
+        .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_speaks_tls_with_rustls() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let mut server = TestServer::start_with(10, Some((&cert_path, &key_path))).await;
+    assert!(server.base.starts_with("https://"));
+    let port = server.base.rsplit(':').next().unwrap().to_owned();
+    server.http = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
+        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
+        .build()
+        .unwrap();
+    server.base = format!("https://localhost:{port}");
+    let code = server.enrolment_code(SUP, AGENT, AREA).await;
+    let mut device = SimDevice::new(server.http.clone(), &server.base);
+    device.hello().await;
+    device.enrol(&code).await.expect("enrols over TLS");
+    device.sync_replica(0).await.unwrap();
+    assert!(device.rows(RowKind::Person).count() > 0);
+}
