@@ -238,17 +238,39 @@ fn doc_error(e: automerge::AutomergeError) -> RecordError {
 // ---------------------------------------------------------------------------------------------
 // Reading
 
+/// One map of a document, read in a single pass (one `map_range` walk costs about what two
+/// `get` seeks do, and a record has ten fields).
 struct Reader<'a, D: ReadDoc> {
     doc: &'a D,
-    obj: ObjId,
+    entries: Vec<(String, Value<'static>, ObjId)>,
 }
 
 impl<'a, D: ReadDoc> Reader<'a, D> {
+    fn new(doc: &'a D, obj: ObjId) -> Reader<'a, D> {
+        let entries = doc
+            .map_range(&obj, ..)
+            .map(|item| {
+                (
+                    item.key.to_string(),
+                    item.value.clone().into_value(),
+                    item.id(),
+                )
+            })
+            .collect();
+        Reader { doc, entries }
+    }
+
+    fn entry(&self, key: &str) -> Option<&(String, Value<'static>, ObjId)> {
+        self.entries.iter().find(|(k, _, _)| k == key)
+    }
+
     fn scalar(&self, key: &'static str) -> Result<Option<ScalarValue>, RecordError> {
-        match self.doc.get(&self.obj, key).map_err(doc_error)? {
+        match self.entry(key) {
             None => Ok(None),
-            Some((Value::Scalar(s), _)) => Ok(Some(s.into_owned())),
-            Some((Value::Object(_), _)) => Err(invalid(key, "expected a value, found an object")),
+            Some((_, Value::Scalar(s), _)) => Ok(Some(s.clone().into_owned())),
+            Some((_, Value::Object(_), _)) => {
+                Err(invalid(key, "expected a value, found an object"))
+            }
         }
     }
 
@@ -314,15 +336,15 @@ impl<'a, D: ReadDoc> Reader<'a, D> {
     }
 
     fn child(&self, key: &'static str, kind: ObjType) -> Result<Option<ObjId>, RecordError> {
-        match self.doc.get(&self.obj, key).map_err(doc_error)? {
+        match self.entry(key) {
             None => Ok(None),
-            Some((Value::Object(t), id)) if t == kind => Ok(Some(id)),
+            Some((_, Value::Object(t), id)) if *t == kind => Ok(Some(id.clone())),
             Some(_) => Err(invalid(key, format!("expected a {kind:?}"))),
         }
     }
 
     fn at(&self, obj: ObjId) -> Reader<'a, D> {
-        Reader { doc: self.doc, obj }
+        Reader::new(self.doc, obj)
     }
 
     fn void(&self) -> Result<Option<Void>, RecordError> {
@@ -342,9 +364,9 @@ impl<'a, D: ReadDoc> Reader<'a, D> {
             return Err(RecordError::Missing(key));
         };
         let mut out = BTreeMap::new();
-        for k in self.doc.keys(&obj) {
-            match self.doc.get(&obj, k.as_str()).map_err(doc_error)? {
-                Some((Value::Scalar(s), _)) => {
+        for (k, value, _) in self.at(obj).entries {
+            match value {
+                Value::Scalar(s) => {
                     out.insert(k, s.into_owned());
                 }
                 _ => return Err(invalid(key, format!("`{k}` is not a plain value"))),
@@ -380,7 +402,7 @@ impl Record {
 
     /// Reads and checks a document against its schema.
     pub fn read(doc: &impl ReadDoc) -> Result<Record, RecordError> {
-        let r = Reader { doc, obj: ROOT };
+        let r = Reader::new(doc, ROOT);
         let v = r.opt_uint("v")?.ok_or(RecordError::Missing("v"))?;
         if v > SCHEMA_VERSION {
             return Err(RecordError::NewerSchema(v));

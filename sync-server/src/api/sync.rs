@@ -29,6 +29,8 @@ use crate::{
 
 /// The largest sync request body accepted (compressed size as sent).
 pub const SYNC_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// Upload batches decoded at once, before they queue for the writer.
+static PREPARE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 /// The most documents in one upload batch.
 pub const MAX_BATCH_DOCS: usize = 2000;
 
@@ -344,8 +346,19 @@ pub async fn push(
         home_path: device.assignment_path.clone(),
         actor: format!("agent:{}", device.agent),
     };
+    // Decoding and reading the records needs no lock, only the merge does; a few batches are
+    // prepared at a time (a hundred devices at once would only crowd the allocator).
+    let prepared = {
+        let _slot = PREPARE_SLOTS
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        tokio::task::spawn_blocking(move || records::prepare(request.docs))
+            .await
+            .map_err(|e| Error::Internal(format!("prepare task failed: {e}")))?
+    };
     let results = db(&state, move |s| {
-        s.write(|tx| records::push(tx, &origin, request.docs))
+        s.write(|tx| records::push(tx, &origin, prepared))
     })
     .await?;
     Ok(protobuf(&PushReply { results }, Some(version)))

@@ -7,7 +7,7 @@
 //! content-addressed, so a change already known is a no-op and a re-sent batch duplicates
 //! nothing.
 
-use automerge::{AutoCommit, Change, ChangeHash};
+use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use outpost_proto::{
     BeneficiaryStatus,
     records::{self, Record, RecordKind},
@@ -30,14 +30,96 @@ pub struct Origin {
     pub actor: String,
 }
 
-/// Merges one upload batch; one result per document, in order.
-pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<DocChanges>) -> Result<Vec<DocResult>> {
+/// The CPU-only part of merging one document (decoding its changes, and reading it as a new
+/// record), done before the write lock is taken so that batches are prepared in parallel while
+/// another one writes.
+pub struct Prepared {
+    dc: DocChanges,
+    parsed: std::result::Result<(Uuid, RecordKind, Vec<Change>), (DocOutcome, String)>,
+    /// The document built from these changes alone, if it is new on the server.
+    as_new: Option<(Automerge, std::result::Result<Record, records::RecordError>)>,
+}
+
+/// Prepares a batch (no database access).
+pub fn prepare(docs: Vec<DocChanges>) -> Vec<Prepared> {
+    docs.into_iter()
+        .map(|dc| {
+            let parsed = parse(&dc);
+            let as_new = match &parsed {
+                Ok((_, _, changes)) => {
+                    let mut doc = Automerge::new();
+                    match doc.apply_changes(changes.iter().cloned()) {
+                        Ok(()) if doc.get_missing_deps(&[]).is_empty() => {
+                            let record = Record::read(&doc);
+                            Some((doc, record))
+                        }
+                        _ => None,
+                    }
+                }
+                Err(_) => None,
+            };
+            Prepared { dc, parsed, as_new }
+        })
+        .collect()
+}
+
+fn parse(
+    dc: &DocChanges,
+) -> std::result::Result<(Uuid, RecordKind, Vec<Change>), (DocOutcome, String)> {
+    let doc_id = Uuid::from_slice(&dc.doc_id).map_err(|_| {
+        (
+            DocOutcome::InvalidChange,
+            "the document id must be 16 bytes".to_string(),
+        )
+    })?;
+    let kind = RecordKind::parse(&dc.kind).ok_or_else(|| {
+        (
+            DocOutcome::Rejected,
+            format!("record type `{}` is unknown", dc.kind),
+        )
+    })?;
+    let mut changes: Vec<Change> = Vec::with_capacity(dc.changes.len());
+    for (i, bytes) in dc.changes.iter().enumerate() {
+        match Change::from_bytes(bytes.clone()) {
+            // A chunk carries the first bytes of its own hash as a checksum (after the 4-byte
+            // magic); automerge does not check it when reading one change, so we do: a change
+            // altered in transit or on the device is refused, not merged as a different change.
+            Ok(c) if bytes.get(4..8) == Some(&c.hash().0[..4]) => {
+                if !changes.iter().any(|k| k.hash() == c.hash()) {
+                    changes.push(c);
+                }
+            }
+            Ok(_) => {
+                return Err((
+                    DocOutcome::InvalidChange,
+                    format!(
+                        "change {} fails its checksum (damaged or tampered with)",
+                        i + 1
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err((
+                    DocOutcome::InvalidChange,
+                    format!(
+                        "change {} cannot be read (damaged or tampered with): {e}",
+                        i + 1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok((doc_id, kind, changes))
+}
+
+/// Merges one prepared upload batch; one result per document, in order.
+pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<Prepared>) -> Result<Vec<DocResult>> {
     let received_at = now();
     let mut results = Vec::with_capacity(docs.len());
     let mut max_seq = 0u64;
-    for dc in docs {
-        max_seq = max_seq.max(dc.device_seq);
-        results.push(merge(tx, origin, &received_at, dc)?);
+    for doc in docs {
+        max_seq = max_seq.max(doc.dc.device_seq);
+        results.push(merge(tx, origin, &received_at, doc)?);
     }
     if let (Some(device), true) = (origin.device_id, max_seq > 0) {
         tx.prepare_cached(
@@ -65,56 +147,17 @@ fn merge(
     tx: &Transaction,
     origin: &Origin,
     received_at: &str,
-    dc: DocChanges,
+    prepared: Prepared,
 ) -> Result<DocResult> {
+    let Prepared { dc, parsed, as_new } = prepared;
     let refuse = |outcome: DocOutcome, heads: &[ChangeHash], reason: String| -> Result<DocResult> {
         quarantine(tx, origin, received_at, &dc, &reason)?;
         Ok(result(&dc.doc_id, outcome, heads, reason))
     };
-    let Ok(doc_id) = Uuid::from_slice(&dc.doc_id) else {
-        return refuse(
-            DocOutcome::InvalidChange,
-            &[],
-            "the document id must be 16 bytes".into(),
-        );
+    let (doc_id, kind, changes) = match parsed {
+        Ok(p) => p,
+        Err((outcome, reason)) => return refuse(outcome, &[], reason),
     };
-    let Some(kind) = RecordKind::parse(&dc.kind) else {
-        return refuse(
-            DocOutcome::Rejected,
-            &[],
-            format!("record type `{}` is unknown", dc.kind),
-        );
-    };
-    let mut changes = Vec::with_capacity(dc.changes.len());
-    for (i, bytes) in dc.changes.iter().enumerate() {
-        match Change::from_bytes(bytes.clone()) {
-            // A chunk carries the first bytes of its own hash as a checksum (after the 4-byte
-            // magic); automerge does not check it when reading one change, so we do: a change
-            // altered in transit or on the device is refused, not merged as a different change.
-            Ok(c) if bytes.get(4..8) == Some(&c.hash().0[..4]) => changes.push(c),
-            Ok(_) => {
-                return refuse(
-                    DocOutcome::InvalidChange,
-                    &[],
-                    format!(
-                        "change {} fails its checksum (damaged or tampered with)",
-                        i + 1
-                    ),
-                );
-            }
-            Err(e) => {
-                return refuse(
-                    DocOutcome::InvalidChange,
-                    &[],
-                    format!(
-                        "change {} cannot be read (damaged or tampered with): {e}",
-                        i + 1
-                    ),
-                );
-            }
-        }
-    }
-
     let existing: Option<(String, Vec<u8>)> = tx
         .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")?
         .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
@@ -122,8 +165,8 @@ fn merge(
     let (mut doc, before) = match &existing {
         Some((stored_kind, data)) => {
             if stored_kind != kind.as_str() {
-                let heads = AutoCommit::load(data)
-                    .map(|mut d| d.get_heads())
+                let heads = Automerge::load(data)
+                    .map(|d| d.get_heads())
                     .unwrap_or_default();
                 return refuse(
                     DocOutcome::Rejected,
@@ -131,7 +174,7 @@ fn merge(
                     format!("this record is a {stored_kind}, not a {}", kind.as_str()),
                 );
             }
-            let doc = AutoCommit::load(data).map_err(|e| {
+            let doc = Automerge::load(data).map_err(|e| {
                 Error::Internal(format!("stored document {doc_id} is unreadable: {e}"))
             })?;
             let old = Record::read(&doc).map_err(|e| {
@@ -139,38 +182,46 @@ fn merge(
             })?;
             (doc, Some(old))
         }
-        None => (AutoCommit::new(), None),
+        None => (Automerge::new(), None),
     };
     let heads_before = doc.get_heads();
-    let fresh: Vec<Change> = changes
-        .into_iter()
-        .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
-        .collect();
-    if fresh.is_empty() {
-        return Ok(result(
-            &dc.doc_id,
-            DocOutcome::Accepted,
-            &heads_before,
-            String::new(),
-        ));
-    }
-    if let Err(e) = doc.apply_changes(fresh.iter().cloned()) {
-        return refuse(
-            DocOutcome::InvalidChange,
-            &heads_before,
-            format!("the changes cannot be applied: {e}"),
-        );
-    }
-    if !doc.get_missing_deps(&[]).is_empty() {
-        // Out of order: nothing stored; the device sends everything after our heads.
-        return Ok(result(
-            &dc.doc_id,
-            DocOutcome::MissingDeps,
-            &heads_before,
-            "earlier changes of this record have not arrived yet".into(),
-        ));
-    }
-    let record = match Record::read(&doc) {
+    let (doc, fresh, read) = match (before.is_none(), as_new) {
+        // The common case, a new record: the document was built before the lock.
+        (true, Some((built, read))) => (built, changes, read),
+        (_, _) => {
+            let fresh: Vec<Change> = changes
+                .into_iter()
+                .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
+                .collect();
+            if fresh.is_empty() {
+                return Ok(result(
+                    &dc.doc_id,
+                    DocOutcome::Accepted,
+                    &heads_before,
+                    String::new(),
+                ));
+            }
+            if let Err(e) = doc.apply_changes(fresh.iter().cloned()) {
+                return refuse(
+                    DocOutcome::InvalidChange,
+                    &heads_before,
+                    format!("the changes cannot be applied: {e}"),
+                );
+            }
+            if !doc.get_missing_deps(&[]).is_empty() {
+                // Out of order: nothing stored; the device sends everything after our heads.
+                return Ok(result(
+                    &dc.doc_id,
+                    DocOutcome::MissingDeps,
+                    &heads_before,
+                    "earlier changes of this record have not arrived yet".into(),
+                ));
+            }
+            let read = Record::read(&doc);
+            (doc, fresh, read)
+        }
+    };
+    let record = match read {
         Ok(r) => r,
         Err(e) => return refuse(DocOutcome::Rejected, &heads_before, e.to_string()),
     };
@@ -190,8 +241,8 @@ fn merge(
     {
         return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
     }
-    let path = match validate(tx, origin, doc_id, &record) {
-        Ok(path) => path,
+    let (path, payroll) = match validate(tx, origin, doc_id, &record) {
+        Ok(found) => found,
         Err(Error::Invalid(reason)) => {
             return refuse(DocOutcome::Rejected, &heads_before, reason);
         }
@@ -224,7 +275,7 @@ fn merge(
         received_at,
     ])?;
     let mut log = tx.prepare_cached(
-        "INSERT OR IGNORE INTO doc_changes (doc_id, hash, data, device_id, path, received_at)
+        "INSERT INTO doc_changes (doc_id, hash, data, device_id, path, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     for change in &fresh {
@@ -237,7 +288,7 @@ fn merge(
             received_at,
         ])?;
     }
-    materialise(tx, origin, received_at, doc_id, &path, &record)?;
+    materialise(tx, origin, received_at, doc_id, &path, payroll, &record)?;
     Ok(result(
         &dc.doc_id,
         DocOutcome::Accepted,
@@ -272,9 +323,15 @@ fn quarantine(
     Ok(())
 }
 
-/// Checks the record against the registry; returns the location path it belongs to, or
-/// `Error::Invalid` with the reason the device shows.
-fn validate(tx: &Transaction, origin: &Origin, doc_id: Uuid, record: &Record) -> Result<String> {
+/// Checks the record against the registry; returns the location path it belongs to (and, for
+/// payouts and distributions, the entitlement's payroll), or `Error::Invalid` with the reason
+/// the device shows.
+fn validate(
+    tx: &Transaction,
+    origin: &Origin,
+    doc_id: Uuid,
+    record: &Record,
+) -> Result<(String, Option<Uuid>)> {
     let beneficiary = match record.beneficiary_id() {
         Some(id) => Some(beneficiary(tx, &origin.scope, id)?),
         None => None,
@@ -283,6 +340,7 @@ fn validate(tx: &Transaction, origin: &Origin, doc_id: Uuid, record: &Record) ->
         .as_ref()
         .map(|b| b.path.clone())
         .unwrap_or_else(|| origin.home_path.clone());
+    let mut payroll = None;
     match record {
         Record::Payout(records::Payout {
             entitlement_id,
@@ -295,12 +353,12 @@ fn validate(tx: &Transaction, origin: &Origin, doc_id: Uuid, record: &Record) ->
             ..
         }) => {
             let b = beneficiary.as_ref().expect("payouts name a beneficiary");
-            let entitled: Option<Uuid> = tx
+            let entitled: Option<(Uuid, Uuid)> = tx
                 .prepare_cached(
-                    "SELECT e.beneficiary_id FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
+                    "SELECT e.beneficiary_id, e.payroll_id FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
                      WHERE e.id = ?1 AND p.status IN ('APPROVED', 'RECONCILED', 'CLOSED')",
                 )?
-                .query_row([entitlement_id], |r| r.get(0))
+                .query_row([entitlement_id], |r| Ok((r.get(0)?, r.get(1)?)))
                 .optional()?;
             match entitled {
                 None => {
@@ -308,12 +366,12 @@ fn validate(tx: &Transaction, origin: &Origin, doc_id: Uuid, record: &Record) ->
                         "entitlement {entitlement_id} is not in an approved payroll"
                     )));
                 }
-                Some(owner) if owner != b.id => {
+                Some((owner, _)) if owner != b.id => {
                     return Err(Error::Invalid(format!(
                         "entitlement {entitlement_id} belongs to another beneficiary"
                     )));
                 }
-                Some(_) => {}
+                Some((_, p)) => payroll = Some(p),
             }
             if !may_collect(tx, b, *collector_id)? {
                 return Err(Error::Invalid(format!(
@@ -422,7 +480,7 @@ fn validate(tx: &Transaction, origin: &Origin, doc_id: Uuid, record: &Record) ->
             }
         }
     }
-    Ok(path)
+    Ok((path, payroll))
 }
 
 struct BeneficiaryRef {
@@ -479,6 +537,7 @@ fn materialise(
     received_at: &str,
     doc_id: Uuid,
     path: &str,
+    payroll: Option<Uuid>,
     record: &Record,
 ) -> Result<()> {
     let void = |v: &Option<records::Void>| {
@@ -499,8 +558,8 @@ fn materialise(
             tx.prepare_cached(
                 "INSERT INTO payouts (doc_id, device_id, beneficiary_id, entitlement_id, collector_id,
                      amount_minor, currency, proof, card_serial, proof_ref, paid_at, received_at,
-                     override_reason, voided_at, void_reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+                     override_reason, voided_at, void_reason, payroll_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
                  ON CONFLICT (doc_id) DO UPDATE SET voided_at = excluded.voided_at,
                      void_reason = excluded.void_reason",
             )?
@@ -520,14 +579,15 @@ fn materialise(
                 p.override_reason,
                 voided_at,
                 void_reason,
+                payroll,
             ])?;
         }
         Record::Distribution(d) => {
             let (voided_at, void_reason) = void(&d.void);
             tx.prepare_cached(
                 "INSERT INTO distributions (doc_id, device_id, beneficiary_id, entitlement_id, collector_id,
-                     items, distributed_at, received_at, voided_at, void_reason)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     items, distributed_at, received_at, voided_at, void_reason, payroll_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (doc_id) DO UPDATE SET voided_at = excluded.voided_at,
                      void_reason = excluded.void_reason",
             )?
@@ -542,6 +602,7 @@ fn materialise(
                 received_at,
                 voided_at,
                 void_reason,
+                payroll,
             ])?;
         }
         Record::Timesheet(t) => {

@@ -84,6 +84,7 @@ pub fn ingest(quick: bool) -> Vec<Figure> {
             d.bytes_sent = 0;
             work.push((d, docs));
         }
+        eprintln!("ingest: {devices} devices ready, pushing");
         let start = Instant::now();
         let tasks: Vec<_> = work
             .into_iter()

@@ -249,19 +249,19 @@ CREATE TABLE documents (
 ) WITHOUT ROWID;
 CREATE INDEX documents_device ON documents (device_id, device_seq);
 
--- Every accepted change once (content-addressed by its hash); seq is the cursor devices use
--- to receive changes made elsewhere.
+-- Every accepted change once; seq is the cursor devices use to receive changes made elsewhere.
+-- A change is logged only when the document did not hold it, so the hash needs no index of
+-- its own (a random 32-byte key costs a B-tree insert per change on the hot path).
 CREATE TABLE doc_changes (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     doc_id       BLOB NOT NULL,
-    hash         BLOB NOT NULL UNIQUE,
+    hash         BLOB NOT NULL,
     data         BLOB NOT NULL,
     -- Who sent it (NULL: the office).
     device_id    BLOB,
     path         TEXT NOT NULL,
     received_at  TEXT NOT NULL
 );
-CREATE INDEX doc_changes_doc ON doc_changes (doc_id);
 
 -- Records refused by validation, kept with the reason; never silently dropped.
 CREATE TABLE quarantine (
@@ -287,6 +287,8 @@ CREATE TABLE payouts (
     beneficiary_id   BLOB NOT NULL,
     entitlement_id   BLOB NOT NULL,
     collector_id     BLOB NOT NULL,
+    -- The entitlement's payroll: reconciliation reads a payroll's payouts as one range.
+    payroll_id       BLOB NOT NULL,
     amount_minor     INTEGER NOT NULL,
     currency         TEXT NOT NULL,
     proof            TEXT NOT NULL,
@@ -299,7 +301,9 @@ CREATE TABLE payouts (
     voided_at        TEXT,
     void_reason      TEXT
 ) WITHOUT ROWID;
-CREATE INDEX payouts_entitlement ON payouts (entitlement_id);
+-- By payroll, not by entitlement: a random entitlement key would dirty one index page per
+-- payout on upload; a payroll's payouts arrive together and append to one range.
+CREATE INDEX payouts_payroll ON payouts (payroll_id);
 
 CREATE TABLE distributions (
     doc_id          BLOB PRIMARY KEY,
@@ -307,6 +311,7 @@ CREATE TABLE distributions (
     beneficiary_id  BLOB NOT NULL,
     entitlement_id  BLOB NOT NULL,
     collector_id    BLOB NOT NULL,
+    payroll_id      BLOB NOT NULL,
     -- JSON object: item code → quantity.
     items           TEXT NOT NULL,
     distributed_at  TEXT NOT NULL,
@@ -314,7 +319,7 @@ CREATE TABLE distributions (
     voided_at       TEXT,
     void_reason     TEXT
 ) WITHOUT ROWID;
-CREATE INDEX distributions_entitlement ON distributions (entitlement_id);
+CREATE INDEX distributions_payroll ON distributions (payroll_id);
 
 -- Field timesheets land in `timesheets` (id = document id); a void is kept, not deleted.
 ALTER TABLE timesheets ADD COLUMN voided_at TEXT;
