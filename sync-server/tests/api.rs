@@ -643,3 +643,94 @@ async fn an_xlsx_upload_imports_like_its_csv() {
         "{names:?}"
     );
 }
+
+#[test]
+fn the_cli_enrols_lists_revokes_devices_and_prints_cards() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_outpost-server");
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    assert!(run(&["demo", "--households", "30"]).0);
+
+    let (ok, out, err) = run(&[
+        "enrol-code",
+        "--agent",
+        "agent.n-mz",
+        "--assignment",
+        "N-MZ-01",
+    ]);
+    assert!(ok, "{err}");
+    let enrolment: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        enrolment["qr_payload"]
+            .as_str()
+            .unwrap()
+            .starts_with("outpost:enrol?code=")
+    );
+    let (ok, _, err) = run(&[
+        "enrol-code",
+        "--agent",
+        "agent.n-mz",
+        "--assignment",
+        "S-CK",
+    ]);
+    assert!(!ok && err.contains("outside agent.n-mz's area"), "{err}");
+
+    let (ok, out, _) = run(&["devices"]);
+    assert!(ok);
+    assert_eq!(out.trim(), "[]", "no device has enrolled yet");
+    let (ok, _, err) = run(&[
+        "revoke",
+        &uuid::Uuid::now_v7().to_string(),
+        "--reason",
+        "lost",
+    ]);
+    assert!(!ok && err.contains("not found"), "{err}");
+
+    let pdf = dir.path().join("cards.pdf");
+    let (ok, out, err) = run(&[
+        "cards",
+        "--plan",
+        "CT-HH",
+        "--area",
+        "N-MZ-01",
+        "--out",
+        pdf.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(out.contains("card(s) written"), "{out}");
+    assert!(std::fs::read(&pdf).unwrap().starts_with(b"%PDF"));
+    // The key signing the cards is a private file beside the database, not in it.
+    let key = data.join("programme-key.p8");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // Printing again issues nothing new: the same cards in force.
+    let (_, again, _) = run(&[
+        "cards",
+        "--plan",
+        "CT-HH",
+        "--area",
+        "N-MZ-01",
+        "--out",
+        pdf.to_str().unwrap(),
+    ]);
+    assert_eq!(again, out);
+}

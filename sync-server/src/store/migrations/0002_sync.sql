@@ -73,8 +73,10 @@ INSERT INTO grievance_categories (id, code, name) VALUES
 -- row's location path at the time ('' for programme-wide rows). A move appends the old path
 -- too, so the devices that held the row learn it left (they get a tombstone). Downloads walk
 -- this by seq, which is the cursor. Kinds are proto's RowKind numbers.
+-- Rows are never deleted, so a plain INTEGER PRIMARY KEY only grows; AUTOINCREMENT would add
+-- a write to sqlite_sequence for every logged row.
 CREATE TABLE replica_log (
-    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq     INTEGER PRIMARY KEY,
     kind    INTEGER NOT NULL,
     row_id  BLOB NOT NULL,
     path    TEXT NOT NULL
@@ -253,7 +255,7 @@ CREATE INDEX documents_device ON documents (device_id, device_seq);
 -- A change is logged only when the document did not hold it, so the hash needs no index of
 -- its own (a random 32-byte key costs a B-tree insert per change on the hot path).
 CREATE TABLE doc_changes (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq          INTEGER PRIMARY KEY, -- never deleted, so it only grows (see replica_log)
     doc_id       BLOB NOT NULL,
     hash         BLOB NOT NULL,
     data         BLOB NOT NULL,
