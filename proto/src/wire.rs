@@ -7,8 +7,9 @@
 
 use prost::Message;
 
-/// Protocol versions this build speaks, oldest first. A client sends the highest it speaks;
-/// the server answers with the one it chose, or `UNSUPPORTED_PROTOCOL` and this list.
+/// Protocol versions this build speaks, oldest first. A client lists the versions it speaks
+/// (`1` or `1,2`); the server answers with the highest it shares, or `UNSUPPORTED_PROTOCOL` and
+/// this list.
 pub const PROTOCOL_VERSIONS: &[u32] = &[1];
 /// Bodies at least this large are zstd-compressed; below it the frame costs more than it saves.
 pub const COMPRESS_FROM: usize = 512;
@@ -60,7 +61,8 @@ pub enum ErrorCode {
     EnrolmentCodeUsed = 10,
     BodyTooLarge = 11,
     BatchTooLarge = 12,
-    /// The request names an area outside the device's assignment.
+    /// Reserved: a request naming an area outside the device's assignment. (Records about
+    /// beneficiaries outside it are refused per document, as `REJECTED`.)
     OutOfScope = 13,
     /// The cursor is not one this server handed out.
     CursorInvalid = 14,
@@ -147,7 +149,7 @@ pub struct ReplicaRequest {
 pub struct ReplicaPage {
     #[prost(message, repeated, tag = "1")]
     pub rows: Vec<ReplicaRow>,
-    /// Rows that left the assignment (or were deleted): remove them.
+    /// Rows that left the assignment: remove them.
     #[prost(message, repeated, tag = "2")]
     pub tombstones: Vec<Tombstone>,
     #[prost(uint64, tag = "3")]
@@ -432,7 +434,8 @@ pub enum DocOutcome {
     /// Some change depends on changes the server has not got: send every change after the
     /// `heads` given (the server's, possibly empty). Nothing was stored.
     MissingDeps = 2,
-    /// A change could not be decoded. Nothing was stored.
+    /// A change could not be decoded or fails its checksum. Nothing was merged; the bytes are
+    /// kept in quarantine.
     InvalidChange = 3,
     /// The merged record breaks its schema or a rule; kept in quarantine with `reason`.
     Rejected = 4,

@@ -5,7 +5,6 @@ use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
     process::ExitCode,
-    sync::Arc,
 };
 
 use clap::{Parser, Subcommand};
@@ -212,10 +211,7 @@ fn run(cli: Cli) -> Result<()> {
                 eprintln!("loading the demo programme (first start)...");
                 demo::load(&store, &demo::DemoOptions::default())?;
             }
-            let state = AppState {
-                store: Arc::new(store),
-                programme: Arc::new(ProgrammeKey::load_or_create(&cli.data)?),
-            };
+            let state = AppState::new(store, ProgrammeKey::load_or_create(&cli.data)?);
             serve(state, listen, tls_cert.zip(tls_key))
         }
         Command::EnrolCode {

@@ -1,7 +1,7 @@
 //! A real `outpost-server` on a loopback port, run in-process so tests can also reach its
 //! store (to age an enrolment code, move a household) the way an administrator would.
 
-use std::{path::Path, sync::Arc};
+use std::path::Path;
 
 use outpost_server::{
     api::AppState,
@@ -37,10 +37,10 @@ impl TestServer {
             },
         )
         .expect("demo");
-        let state = AppState {
-            store: Arc::new(store),
-            programme: Arc::new(ProgrammeKey::load_or_create(dir.path()).expect("key")),
-        };
+        let state = AppState::new(
+            store,
+            ProgrammeKey::load_or_create(dir.path()).expect("key"),
+        );
         let tls_config = tls
             .map(|(cert, key)| outpost_server::server::tls_config(cert, key).expect("tls config"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

@@ -72,6 +72,16 @@ async fn enrolment_codes_are_single_use_and_expire() {
 
     let wrong = device.enrol("AAAA-BBBB-CCCC").await.unwrap_err();
     assert_eq!(wrong.code(), ErrorCode::EnrolmentCodeInvalid);
+    let short_key = prost::Message::encode_to_vec(&wire::EnrolRequest {
+        code: "AAAA-BBBB-CCCC".into(),
+        public_key: vec![7; 31],
+        ..Default::default()
+    });
+    let r = device
+        .raw(wire::path::ENROL, short_key, false, true, |_| {})
+        .await;
+    let reply: wire::ErrorReply = wire::decode("e", &r.body, false).unwrap();
+    assert_eq!((r.status, reply.code()), (400, ErrorCode::Malformed));
 
     let code = server.enrolment_code(SUP, AGENT, AREA).await;
     let reply = device.enrol(&code).await.expect("first use");
@@ -704,6 +714,12 @@ async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
     assert_eq!(Record::read(&copy).unwrap(), grievance);
     assert!(a.pull_changes().await.unwrap().is_empty());
     assert!(south.pull_changes().await.unwrap().is_empty());
+    // A cursor the server never handed out (a server restored from an older backup).
+    let saved = south.changes_cursor;
+    south.changes_cursor = 1 << 40;
+    let r = south.pull_changes().await.unwrap_err();
+    assert_eq!(r.code(), ErrorCode::CursorInvalid);
+    south.changes_cursor = saved;
 
     // B comments while A moves the status on; both merge at the server and reach the other.
     records::add_comment(

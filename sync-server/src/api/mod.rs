@@ -26,6 +26,7 @@ use crate::{
     store::{
         Store,
         devices::ProgrammeKey,
+        records::Ingest,
         users::{self, Role, User},
     },
 };
@@ -36,6 +37,19 @@ pub struct AppState {
     pub store: Arc<Store>,
     /// Signs beneficiary cards; its public half goes to devices at enrolment.
     pub programme: Arc<ProgrammeKey>,
+    /// Merges device uploads, several batches per commit.
+    pub ingest: Arc<Ingest>,
+}
+
+impl AppState {
+    pub fn new(store: Store, programme: ProgrammeKey) -> AppState {
+        let store = Arc::new(store);
+        AppState {
+            ingest: Arc::new(Ingest::start(store.clone())),
+            store,
+            programme: Arc::new(programme),
+        }
+    }
 }
 
 /// Bodies above this are refused before they are read (imports have their own limit).

@@ -243,6 +243,13 @@ pub async fn enrol(
 ) -> SyncResult {
     let (version, bytes) = open(&headers, body).await?;
     let request: EnrolRequest = decode("EnrolRequest", &headers, &bytes)?;
+    if request.public_key.len() != 32 {
+        return Err(Error::refused(
+            ErrorCode::Malformed,
+            "the public key must be 32 bytes (Ed25519)",
+        )
+        .into());
+    }
     let timestamp: u64 = header(&headers, h::TIMESTAMP).parse().unwrap_or(0);
     let text = outpost_proto::auth::signed_text(
         method.as_str(),
@@ -357,10 +364,7 @@ pub async fn push(
             .await
             .map_err(|e| Error::Internal(format!("prepare task failed: {e}")))?
     };
-    let results = db(&state, move |s| {
-        s.write(|tx| records::push(tx, &origin, prepared))
-    })
-    .await?;
+    let results = state.ingest.submit(origin, prepared).await?;
     Ok(protobuf(&PushReply { results }, Some(version)))
 }
 

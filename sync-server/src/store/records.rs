@@ -112,6 +112,89 @@ fn parse(
     Ok((doc_id, kind, changes))
 }
 
+/// Group commit for uploads. Batches waiting for the writer are merged together in one
+/// transaction (each batch stays all-or-nothing inside it), so a hundred devices syncing at
+/// once cost a few commits, not a hundred; one thread owns the loop.
+pub struct Ingest {
+    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+}
+
+struct Job {
+    origin: Origin,
+    docs: Vec<Prepared>,
+    reply: tokio::sync::oneshot::Sender<Result<Vec<DocResult>>>,
+}
+
+/// A group stops growing at this many documents, so one commit stays short.
+const GROUP_DOCS: usize = 4000;
+
+impl Ingest {
+    pub fn start(store: std::sync::Arc<super::Store>) -> Ingest {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sync-ingest".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut group = vec![first];
+                    let mut docs = group[0].docs.len();
+                    while docs < GROUP_DOCS {
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                docs += job.docs.len();
+                                group.push(job);
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    let mut replies = Vec::with_capacity(group.len());
+                    let outcome = store.write(|tx| {
+                        let mut results = Vec::with_capacity(group.len());
+                        for job in group {
+                            results.push(push(tx, &job.origin, job.docs)?);
+                            replies.push(job.reply);
+                        }
+                        Ok(results)
+                    });
+                    match outcome {
+                        Ok(results) => {
+                            for (reply, r) in replies.into_iter().zip(results) {
+                                let _ = reply.send(Ok(r));
+                            }
+                        }
+                        Err(e) => {
+                            // The whole group rolled back; every device retries its batch.
+                            tracing::error!(error = %e, "merging an upload group failed");
+                            for reply in replies {
+                                let _ = reply.send(Err(Error::Internal(e.to_string())));
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("the ingest thread starts");
+        Ingest {
+            jobs: std::sync::Mutex::new(tx),
+        }
+    }
+
+    /// Queues a prepared batch and waits for its results.
+    pub async fn submit(&self, origin: Origin, docs: Vec<Prepared>) -> Result<Vec<DocResult>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(Job {
+                origin,
+                docs,
+                reply,
+            })
+            .map_err(|_| Error::Internal("the ingest thread stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| Error::Internal("the ingest thread dropped a batch".into()))?
+    }
+}
+
 /// Merges one prepared upload batch; one result per document, in order.
 pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<Prepared>) -> Result<Vec<DocResult>> {
     let received_at = now();
@@ -705,6 +788,15 @@ pub fn changes_since(
         0 => super::replica::DEFAULT_PAGE_BYTES,
         n => n.clamp(4 * 1024, super::replica::MAX_PAGE_BYTES),
     } as usize;
+    let last: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM doc_changes", [], |r| {
+        r.get(0)
+    })?;
+    if cursor > last {
+        return Err(Error::refused(
+            outpost_proto::wire::ErrorCode::CursorInvalid,
+            "the changes cursor is ahead of the server (restored from a backup?); start again from 0",
+        ));
+    }
     let mut stmt = conn.prepare_cached(
         "SELECT c.seq, c.doc_id, d.kind, c.data FROM doc_changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)

@@ -70,9 +70,12 @@ INSERT INTO grievance_categories (id, code, name) VALUES
     (X'00000000000070008000000000000006', 'OTHER', 'Other');
 
 -- The replica change feed. Every change to a row devices hold appends (kind, id, path): the
--- row's location path at the time ('' for programme-wide rows). A move appends the old path
--- too, so the devices that held the row learn it left (they get a tombstone). Downloads walk
--- this by seq, which is the cursor. Kinds are proto's RowKind numbers.
+-- row's location path at the time ('' for programme-wide rows). Moving a person, household or
+-- project appends the old path too, so the devices that held the row learn it left (they get
+-- a tombstone). Registry rows are never deleted (statuses record their end), and a location's
+-- path never changes. Downloads walk this by seq, which is the cursor. Kinds are proto's
+-- RowKind numbers. Entitlements are logged when their payroll is approved; generation never
+-- adds to an approved payroll (it opens a supplementary one).
 -- Rows are never deleted, so a plain INTEGER PRIMARY KEY only grows; AUTOINCREMENT would add
 -- a write to sqlite_sequence for every logged row.
 CREATE TABLE replica_log (
@@ -109,6 +112,11 @@ CREATE TRIGGER replica_projects_ins AFTER INSERT ON work_projects
 BEGIN
     INSERT INTO replica_log (kind, row_id, path)
     SELECT 4, NEW.id, path FROM locations WHERE id = NEW.location_id;
+END;
+CREATE TRIGGER replica_projects_upd AFTER UPDATE ON work_projects
+BEGIN
+    INSERT INTO replica_log (kind, row_id, path)
+    SELECT 4, NEW.id, path FROM locations WHERE id IN (OLD.location_id, NEW.location_id);
 END;
 
 CREATE TRIGGER replica_individuals_ins AFTER INSERT ON individuals WHEN NEW.location_id IS NOT NULL
@@ -215,6 +223,8 @@ BEGIN
 END;
 
 CREATE TRIGGER replica_grievance_categories_ins AFTER INSERT ON grievance_categories
+BEGIN INSERT INTO replica_log (kind, row_id, path) VALUES (10, NEW.id, ''); END;
+CREATE TRIGGER replica_grievance_categories_upd AFTER UPDATE ON grievance_categories
 BEGIN INSERT INTO replica_log (kind, row_id, path) VALUES (10, NEW.id, ''); END;
 INSERT INTO replica_log (kind, row_id, path) SELECT 10, id, '' FROM grievance_categories;
 
