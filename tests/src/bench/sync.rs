@@ -150,29 +150,20 @@ pub fn replica_download(quick: bool) -> Vec<Figure> {
     let households = if quick { 1_400 } else { 6_700 };
     runtime().block_on(async {
         let server = TestServer::start(households).await;
+        // The demo's agents each cover a district; this one is given the whole region N.
         let code = server
             .state
             .store
-            .write(|tx| devices::create_enrolment(tx, "bench", &Scope::National, "agent.n-mz", "N", None))
-            .map(|e| e.code);
-        // The demo's district agents cannot be assigned the whole region; a regional agent can.
-        let code = match code {
-            Ok(c) => c,
-            Err(_) => {
-                server
-                    .state
-                    .store
-                    .write(|tx| {
-                        tx.execute(
-                            "UPDATE users SET area_id = (SELECT id FROM locations WHERE code = 'N') WHERE username = 'agent.n-mz'",
-                            [],
-                        )?;
-                        devices::create_enrolment(tx, "bench", &Scope::National, "agent.n-mz", "N", None)
-                    })
-                    .expect("enrolment")
-                    .code
-            }
-        };
+            .write(|tx| {
+                tx.execute(
+                    "UPDATE users SET area_id = (SELECT id FROM locations WHERE code = 'N')
+                     WHERE username = 'agent.n-mz'",
+                    [],
+                )?;
+                devices::create_enrolment(tx, "bench", &Scope::National, "agent.n-mz", "N", None)
+            })
+            .expect("enrolment")
+            .code;
         let mut d = SimDevice::new(server.http.clone(), &server.base);
         d.hello().await;
         d.enrol(&code).await.expect("enrol");
