@@ -119,6 +119,19 @@ impl SimDevice {
         sign: bool,
         edit: impl FnOnce(&mut reqwest::header::HeaderMap),
     ) -> Raw {
+        let mut headers = self.headers(path, &body, compressed, sign);
+        edit(&mut headers);
+        self.send(path, headers, body).await
+    }
+
+    /// The headers of a request: protocol, encoding and, when `sign`, the signature.
+    pub fn headers(
+        &self,
+        path: &str,
+        body: &[u8],
+        compressed: bool,
+        sign: bool,
+    ) -> reqwest::header::HeaderMap {
         let device = self.id.map(|i| i.to_string()).unwrap_or_default();
         let timestamp = self.timestamp_ms();
         let nonce = auth::nonce();
@@ -132,13 +145,22 @@ impl SimDevice {
             put("content-encoding", "zstd".into());
         }
         if sign {
-            let text = auth::signed_text("POST", path, &device, timestamp, &nonce, &body);
+            let text = auth::signed_text("POST", path, &device, timestamp, &nonce, body);
             put(h::DEVICE, device);
             put(h::TIMESTAMP, timestamp.to_string());
             put(h::NONCE, nonce);
             put(h::SIGNATURE, auth::sign(&self.key, &text));
         }
-        edit(&mut headers);
+        headers
+    }
+
+    /// Sends a request prepared with [`headers`](Self::headers).
+    pub async fn send(
+        &mut self,
+        path: &str,
+        headers: reqwest::header::HeaderMap,
+        body: Vec<u8>,
+    ) -> Raw {
         self.bytes_sent += body.len() as u64;
         let r = self
             .http
