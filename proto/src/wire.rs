@@ -69,6 +69,9 @@ pub enum ErrorCode {
     Internal = 15,
     /// The endpoint does not exist in this protocol version.
     NotFound = 16,
+    /// The agent's account is disabled: stop syncing, keep local data (unsynced records
+    /// included) until a supervisor re-enables the account or revokes the device.
+    AgentDisabled = 17,
 }
 
 /// Every refusal, whatever the endpoint, has this body.

@@ -178,17 +178,10 @@ async fn forged_replayed_and_stale_requests_are_refused() {
         cursor: 0,
         max_bytes: 9999,
     });
-    // Sign a request without sending it (the edit sees the signed headers), then send another body.
-    let _ = device
-        .raw("/sync/v1/unsent", body.clone(), false, true, |h| {
-            headers = h.clone()
-        })
-        .await;
-    let tampered = device
-        .raw(wire::path::REPLICA, other_body, false, false, |h| {
-            *h = headers.clone()
-        })
-        .await;
+    // Headers signed for this path and `body`, sent with another body: only the body hash
+    // differs from a valid request.
+    headers.extend(device.headers(wire::path::REPLICA, &body, false, true));
+    let tampered = device.send(wire::path::REPLICA, headers, other_body).await;
     let reply: wire::ErrorReply = wire::decode("e", &tampered.body, false).unwrap();
     assert_eq!(
         reply.code(),
@@ -353,9 +346,26 @@ async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
         }
     }
     assert!(cursors.len() > 3, "{} pages", cursors.len());
-    paged.replica_cursor = cursors[cursors.len() / 2];
-    paged.sync_replica(4096).await.unwrap();
-    assert_eq!(paged.replica.len(), whole.replica.len());
+    assert_eq!(paged.replica, whole.replica);
+    // A device that stops half-way and resumes from an older page than its last one.
+    let mut resumed = enrolled(&server, AREA).await;
+    for _ in 0..cursors.len() / 2 {
+        let page: wire::ReplicaPage = resumed
+            .call(
+                wire::path::REPLICA,
+                &ReplicaRequest {
+                    cursor: resumed.replica_cursor,
+                    max_bytes: 4096,
+                },
+            )
+            .await
+            .unwrap();
+        resumed.apply_page(&page);
+    }
+    assert!(resumed.replica.len() < whole.replica.len());
+    resumed.replica_cursor = cursors[cursors.len() / 4];
+    resumed.sync_replica(4096).await.unwrap();
+    assert_eq!(resumed.replica, whole.replica);
 
     // Nothing new: an empty page; a cursor from the future is refused.
     let page: wire::ReplicaPage = whole
@@ -661,11 +671,22 @@ async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
         .json(&token, Method::GET, "/api/v1/devices", None)
         .await;
     let d = &devices.as_array().unwrap()[0];
-    assert_eq!(d["records_received"], 1);
+    assert_eq!(d["records_received"], 4);
     assert_eq!(
-        d["records_missing"], 3,
-        "numbers 1, 2, 4 were never accepted: {d}"
+        d["records_quarantined"], 3,
+        "numbers 1, 3, 4 were refused: {d}"
     );
+    assert_eq!(d["records_missing"], 0, "{d}");
+
+    // Record 10 arrives while 5 to 9 never did: the server can say which are missing.
+    let (_, _, mut tenth) = device.new_record(&payout_for(&e, collector));
+    tenth.device_seq = 10;
+    let r = device.push(vec![tenth]).await.unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Accepted);
+    let (_, devices) = server
+        .json(&token, Method::GET, "/api/v1/devices", None)
+        .await;
+    assert_eq!(devices[0]["records_missing"], 5, "{devices}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -924,4 +945,252 @@ async fn the_server_speaks_tls_with_rustls() {
     device.enrol(&code).await.expect("enrols over TLS");
     device.sync_replica(0).await.unwrap();
     assert!(device.rows(RowKind::Person).count() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn field_records_edge_cases_are_refused_per_document_not_per_server() {
+    let server = TestServer::start(80).await;
+    let mut device = enrolled(&server, AREA).await;
+    device.sync_replica(0).await.unwrap();
+    let at = DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").unwrap();
+
+    // A contact update for a household naming someone outside it: refused, not a server error.
+    let household_beneficiary = device
+        .rows(RowKind::Beneficiary)
+        .find_map(|r| match r {
+            Row::Beneficiary(b) if !b.household_id.is_empty() => Some(id(&b.id)),
+            _ => None,
+        })
+        .unwrap();
+    let (_, _, stranger) = device.new_record(&Record::ContactUpdate(records::ContactUpdate {
+        beneficiary_id: household_beneficiary,
+        individual_id: Uuid::now_v7(),
+        phone: Some("+221 77 000 00 00".into()),
+        address: None,
+        updated_at: at,
+    }));
+    // A record number no device reaches.
+    let (_, _, mut huge) = device.new_record(&payout_for(&payable(&device).0, payable(&device).1));
+    huge.device_seq = u64::MAX;
+    let r = device.push(vec![stranger, huge]).await.unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Rejected,
+        "{}",
+        r.results[0].reason
+    );
+    assert!(
+        r.results[0]
+            .reason
+            .contains("not this beneficiary or a member")
+    );
+    assert_eq!(r.results[1].outcome(), DocOutcome::Rejected);
+    let token = server.token(SUP).await;
+    let (status, list) = server
+        .json(&token, Method::GET, "/api/v1/quarantine", None)
+        .await;
+    assert_eq!(status, 200, "{list}");
+    let (_, devices) = server
+        .json(&token, Method::GET, "/api/v1/devices", None)
+        .await;
+    assert_eq!(
+        devices[0]["records_missing"], 0,
+        "refused numbers do not count: {devices}"
+    );
+
+    // A day's work voided in the field can be recorded again, and the void is not paid.
+    let project = device
+        .rows(RowKind::Project)
+        .find_map(|r| match r {
+            Row::Project(p) => Some(p.clone()),
+            _ => None,
+        })
+        .expect("the N-MZ road project");
+    let worker = device
+        .rows(RowKind::Beneficiary)
+        .find_map(|r| match r {
+            Row::Beneficiary(b) if b.plan_id == project.plan_id && b.status == "ACTIVE" => {
+                Some(id(&b.id))
+            }
+            _ => None,
+        })
+        .unwrap();
+    let day = Record::Timesheet(records::Timesheet {
+        project_id: id(&project.id),
+        beneficiary_id: worker,
+        work_date: chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap(),
+        day_hundredths: 100,
+        recorded_at: at,
+        void: None,
+    });
+    let (first_id, mut first, dc) = device.new_record(&day);
+    assert_eq!(
+        device.push(vec![dc.clone()]).await.unwrap().results[0].outcome(),
+        DocOutcome::Accepted
+    );
+    let (_, _, twice) = device.new_record(&day);
+    let r = device.push(vec![twice]).await.unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Rejected,
+        "one entry per worker and day"
+    );
+    records::void(
+        &mut first,
+        &records::Void {
+            reason: "wrong worker".into(),
+            at,
+        },
+    )
+    .unwrap();
+    let void = first.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let r = device
+        .push(vec![wire::DocChanges {
+            changes: vec![void],
+            ..dc
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    let (_, _, again) = device.new_record(&day);
+    let r = device.push(vec![again]).await.unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    let (status, body) = server
+        .json(
+            &token,
+            Method::POST,
+            &format!("/api/v1/timesheets/{first_id}/decision"),
+            Some(json!({"status": "APPROVED"})),
+        )
+        .await;
+    assert_eq!(status, 409, "a voided day is not decided: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
+    let server = TestServer::start(60).await;
+    let mut north = enrolled(&server, AREA).await;
+    let mut south = {
+        let code = server
+            .enrolment_code("sup.south1", "agent.s-ck", "S-CK")
+            .await;
+        let mut d = SimDevice::new(server.http.clone(), &server.base);
+        d.enrol(&code).await.unwrap();
+        d
+    };
+    // A grievance with no beneficiary belongs to the assignment it came from.
+    let grievance = Record::Grievance(Grievance {
+        beneficiary_id: None,
+        category: "OTHER".into(),
+        description: "Queue too long at the market".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    });
+    let (doc_id, mut doc, dc) = north.new_record(&grievance);
+    assert_eq!(
+        north.push(vec![dc]).await.unwrap().results[0].outcome(),
+        DocOutcome::Accepted
+    );
+    records::set_grievance_status(&mut doc, GrievanceStatus::Resolved, None).unwrap();
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let from_south = wire::DocChanges {
+        doc_id: doc_id.as_bytes().to_vec(),
+        kind: "grievance".into(),
+        changes: vec![change],
+        device_seq: 0,
+    };
+    let r = south.push(vec![from_south]).await.unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Rejected);
+    assert!(
+        r.results[0]
+            .reason
+            .contains("outside this device's assignment")
+    );
+
+    // A disabled agent's device is refused but not told to wipe (its records may be unsynced).
+    server
+        .state
+        .store
+        .write(|tx| {
+            Ok(tx.execute(
+                "UPDATE users SET disabled = 1 WHERE username = 'agent.n-mz'",
+                [],
+            )?)
+        })
+        .unwrap();
+    let r = north.sync_replica(0).await.unwrap_err();
+    assert_eq!((r.status, r.code()), (403, ErrorCode::AgentDisabled));
+    assert!(!r.reply.wipe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoked_cards_follow_their_beneficiary_to_a_new_area() {
+    let server = TestServer::start(80).await;
+    let mut mz = enrolled(&server, "N-MZ-01").await;
+    mz.sync_replica(0).await.unwrap();
+    let household = mz
+        .rows(RowKind::Beneficiary)
+        .find_map(|r| match r {
+            Row::Beneficiary(b) if !b.household_id.is_empty() => {
+                Some((id(&b.id), b.household_id.clone()))
+            }
+            _ => None,
+        })
+        .unwrap();
+    let token = server.token(SUP).await;
+    for _ in 0..2 {
+        let (status, _) = server
+            .json(
+                &token,
+                Method::POST,
+                "/api/v1/cards",
+                Some(json!({"beneficiary_id": household.0})),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
+    server
+        .state
+        .store
+        .write(|tx| {
+            Ok(tx.execute(
+                "UPDATE groups SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01') WHERE id = ?1",
+                [&household.1],
+            )?)
+        })
+        .unwrap();
+    let code = server.enrolment_code(SUP, "agent.n-ru", "N-RU").await;
+    let mut ru = SimDevice::new(server.http.clone(), &server.base);
+    ru.enrol(&code).await.unwrap();
+    ru.sync_replica(0).await.unwrap();
+    let revoked: Vec<Uuid> = ru
+        .rows(RowKind::RevokedCard)
+        .filter_map(|r| match r {
+            Row::RevokedCard(c) => Some(id(&c.beneficiary_id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        revoked,
+        vec![household.0],
+        "the new area knows the old card is revoked"
+    );
+    mz.sync_replica(0).await.unwrap();
+    assert_eq!(
+        mz.rows(RowKind::RevokedCard).count(),
+        0,
+        "the old area drops it with the rest"
+    );
 }

@@ -45,7 +45,7 @@ fn code_status(code: ErrorCode) -> StatusCode {
             StatusCode::BAD_REQUEST
         }
         UnknownDevice | BadSignature | ClockSkew => StatusCode::UNAUTHORIZED,
-        DeviceRevoked | OutOfScope => StatusCode::FORBIDDEN,
+        DeviceRevoked | OutOfScope | AgentDisabled => StatusCode::FORBIDDEN,
         Replayed => StatusCode::CONFLICT,
         EnrolmentCodeExpired | EnrolmentCodeUsed => StatusCode::GONE,
         BodyTooLarge | BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -190,15 +190,15 @@ pub fn enrol(
             "the public key must be 32 bytes (Ed25519)",
         ));
     }
-    let row: Option<(Uuid, Uuid, String, Option<String>, String)> = tx
+    let row: Option<(Uuid, Uuid, String, Option<String>, String, bool)> = tx
         .query_row(
-            "SELECT c.agent_id, c.assignment_id, c.expires_at, c.used_at, u.username
+            "SELECT c.agent_id, c.assignment_id, c.expires_at, c.used_at, u.username, u.disabled <> 0
              FROM enrolment_codes c JOIN users u ON u.id = c.agent_id WHERE c.code_hash = ?1",
             [code_hash(code)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()?;
-    let Some((agent_id, assignment_id, expires_at, used_at, username)) = row else {
+    let Some((agent_id, assignment_id, expires_at, used_at, username, disabled)) = row else {
         return Err(Error::refused(
             ErrorCode::EnrolmentCodeInvalid,
             "this enrolment code is not known; check it with your supervisor",
@@ -208,6 +208,12 @@ pub fn enrol(
         return Err(Error::refused(
             ErrorCode::EnrolmentCodeUsed,
             "this enrolment code was already used; ask your supervisor for a new one",
+        ));
+    }
+    if disabled {
+        return Err(Error::refused(
+            ErrorCode::AgentDisabled,
+            "this agent's account is disabled; ask your supervisor",
         ));
     }
     if expires_at < now() {
@@ -269,6 +275,7 @@ pub struct Device {
     pub assignment_path: String,
     pub public_key: Vec<u8>,
     pub revoked: bool,
+    pub agent_disabled: bool,
 }
 
 impl Device {
@@ -286,7 +293,8 @@ impl Device {
 fn device(conn: &Connection, id: Uuid) -> Result<Option<Device>> {
     Ok(conn
         .query_row(
-            "SELECT d.id, d.agent_id, u.username, l.path, d.public_key, d.revoked_at IS NOT NULL
+            "SELECT d.id, d.agent_id, u.username, l.path, d.public_key, d.revoked_at IS NOT NULL,
+                    u.disabled <> 0
              FROM devices d JOIN users u ON u.id = d.agent_id JOIN locations l ON l.id = d.assignment_id
              WHERE d.id = ?1",
             [id],
@@ -298,6 +306,7 @@ fn device(conn: &Connection, id: Uuid) -> Result<Option<Device>> {
                     assignment_path: r.get(3)?,
                     public_key: r.get(4)?,
                     revoked: r.get(5)?,
+                    agent_disabled: r.get(6)?,
                 })
             },
         )
@@ -357,6 +366,12 @@ pub fn authenticate(tx: &Transaction, req: &SignedRequest, now_ms: u64) -> Resul
             "this device was revoked by a supervisor; its local data must be wiped",
         ));
     }
+    if device.agent_disabled {
+        return Err(Error::refused(
+            ErrorCode::AgentDisabled,
+            "the agent's account is disabled; keep this device's data and ask a supervisor",
+        ));
+    }
     if timestamp.abs_diff(now_ms) > auth::TIMESTAMP_WINDOW_MS {
         return Err(Error::refused(
             ErrorCode::ClockSkew,
@@ -396,8 +411,10 @@ pub struct DeviceInfo {
     pub last_seen_at: Option<String>,
     pub revoked_at: Option<String>,
     pub revoke_reason: Option<String>,
-    /// Records received from the device.
+    /// Records received from the device, accepted or quarantined.
     pub records_received: u64,
+    /// Of those, records refused by validation (in quarantine).
+    pub records_quarantined: u64,
     /// Record numbers below the highest received that never arrived.
     pub records_missing: u64,
 }
@@ -407,13 +424,18 @@ pub fn list_devices(conn: &Connection, scope: &Scope) -> Result<Vec<DeviceInfo>>
     let mut stmt = conn.prepare(&format!(
         "SELECT d.id, u.username, l.code, d.label, d.app_version, d.enrolled_at, d.last_seen_at,
                 d.revoked_at, d.revoke_reason, d.max_device_seq,
-                (SELECT count(DISTINCT device_seq) FROM documents WHERE device_id = d.id AND device_seq > 0)
+                (SELECT count(*) FROM (
+                    SELECT device_seq FROM documents WHERE device_id = d.id AND device_seq > 0
+                    UNION SELECT device_seq FROM quarantine WHERE device_id = d.id AND device_seq > 0)),
+                (SELECT count(DISTINCT device_seq) FROM quarantine WHERE device_id = d.id AND device_seq > 0
+                    AND device_seq NOT IN (SELECT device_seq FROM documents WHERE device_id = d.id))
          FROM devices d JOIN users u ON u.id = d.agent_id JOIN locations l ON l.id = d.assignment_id
          WHERE {IN_SCOPE} ORDER BY d.enrolled_at DESC"
     ))?;
     let rows = stmt.query_map([scope.sql()], |r| {
         let max: u64 = r.get(9)?;
         let received: u64 = r.get(10)?;
+        let quarantined: u64 = r.get(11)?;
         Ok(DeviceInfo {
             id: r.get(0)?,
             agent: r.get(1)?,
@@ -425,6 +447,7 @@ pub fn list_devices(conn: &Connection, scope: &Scope) -> Result<Vec<DeviceInfo>>
             revoked_at: r.get(7)?,
             revoke_reason: r.get(8)?,
             records_received: received,
+            records_quarantined: quarantined,
             records_missing: max.saturating_sub(received),
         })
     })?;

@@ -362,7 +362,8 @@ fn load_days_worked(
 ) -> Result<HashMap<Uuid, i64>> {
     let mut stmt = conn.prepare(
         "SELECT beneficiary_id, SUM(day_hundredths) FROM timesheets
-         WHERE project_id = ?1 AND status = 'APPROVED' AND work_date BETWEEN ?2 AND ?3
+         WHERE project_id = ?1 AND status = 'APPROVED' AND voided_at IS NULL
+           AND work_date BETWEEN ?2 AND ?3
          GROUP BY beneficiary_id",
     )?;
     let rows = stmt.query_map(params![project_id, from.to_string(), to.to_string()], |r| {

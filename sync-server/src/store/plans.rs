@@ -467,15 +467,20 @@ pub fn decide_timesheet(
             "a timesheet is decided APPROVED or REJECTED".into(),
         ));
     }
-    let (beneficiary, status, recorded_by): (Uuid, String, String) = tx
+    let (beneficiary, status, recorded_by, voided): (Uuid, String, String, bool) = tx
         .query_row(
-            "SELECT beneficiary_id, status, recorded_by FROM timesheets WHERE id = ?1",
+            "SELECT beneficiary_id, status, recorded_by, voided_at IS NOT NULL FROM timesheets WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?
         .ok_or_else(|| Error::not_found("timesheet", id))?;
     super::registry::get_beneficiary(tx, scope, beneficiary)?;
+    if voided {
+        return Err(Error::Conflict(format!(
+            "timesheet {id} was voided in the field; there is nothing to decide"
+        )));
+    }
     if status != "PENDING" {
         return Err(Error::Conflict(format!(
             "timesheet {id} is already {status}"

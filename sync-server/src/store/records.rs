@@ -72,6 +72,12 @@ fn parse(
             "the document id must be 16 bytes".to_string(),
         )
     })?;
+    if dc.device_seq > MAX_DEVICE_SEQ {
+        return Err((
+            DocOutcome::Rejected,
+            format!("device_seq {} is beyond any device's count", dc.device_seq),
+        ));
+    }
     let kind = RecordKind::parse(&dc.kind).ok_or_else(|| {
         (
             DocOutcome::Rejected,
@@ -146,28 +152,44 @@ impl Ingest {
                             Err(_) => break,
                         }
                     }
-                    let mut replies = Vec::with_capacity(group.len());
-                    let outcome = store.write(|tx| {
-                        let mut results = Vec::with_capacity(group.len());
-                        for job in group {
-                            results.push(push(tx, &job.origin, job.docs)?);
-                            replies.push(job.reply);
-                        }
-                        Ok(results)
-                    });
-                    match outcome {
-                        Ok(results) => {
-                            for (reply, r) in replies.into_iter().zip(results) {
-                                let _ = reply.send(Ok(r));
+                    // Each batch runs inside a savepoint: one that fails rolls back alone and
+                    // only its device hears of it. A panic (a bug) fails the group, not the
+                    // thread.
+                    let (mut replies, mut answers) = (Vec::new(), Vec::new());
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        store.write(|tx| {
+                            for job in group {
+                                tx.execute_batch("SAVEPOINT batch")?;
+                                let answer = push(tx, &job.origin, job.docs);
+                                if answer.is_ok() {
+                                    tx.execute_batch("RELEASE batch")?;
+                                } else {
+                                    tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
+                                }
+                                replies.push(job.reply);
+                                answers.push(answer);
                             }
-                        }
-                        Err(e) => {
-                            // The whole group rolled back; every device retries its batch.
-                            tracing::error!(error = %e, "merging an upload group failed");
-                            for reply in replies {
-                                let _ = reply.send(Err(Error::Internal(e.to_string())));
+                            Ok(())
+                        })
+                    }));
+                    let failed = match outcome {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(_) => Some("a bug stopped the merge (panic)".to_string()),
+                    };
+                    if let Some(why) = &failed {
+                        tracing::error!(error = %why, "merging an upload group failed");
+                    }
+                    for (reply, answer) in replies.into_iter().zip(answers) {
+                        let answer = match (&failed, answer) {
+                            (Some(why), _) => Err(Error::Internal(why.clone())),
+                            (None, Err(e)) => {
+                                tracing::error!(error = %e, "merging an upload batch failed");
+                                Err(e)
                             }
-                        }
+                            (None, Ok(r)) => Ok(r),
+                        };
+                        let _ = reply.send(answer);
                     }
                 }
             })
@@ -195,13 +217,19 @@ impl Ingest {
     }
 }
 
+/// A device numbers its records 1, 2, 3...; more than this is a bug or an attack, and would
+/// not fit the database's signed integers.
+const MAX_DEVICE_SEQ: u64 = 1 << 40;
+
 /// Merges one prepared upload batch; one result per document, in order.
 pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<Prepared>) -> Result<Vec<DocResult>> {
     let received_at = now();
     let mut results = Vec::with_capacity(docs.len());
     let mut max_seq = 0u64;
     for doc in docs {
-        max_seq = max_seq.max(doc.dc.device_seq);
+        if doc.dc.device_seq <= MAX_DEVICE_SEQ {
+            max_seq = max_seq.max(doc.dc.device_seq);
+        }
         results.push(merge(tx, origin, &received_at, doc)?);
     }
     if let (Some(device), true) = (origin.device_id, max_seq > 0) {
@@ -241,12 +269,12 @@ fn merge(
         Ok(p) => p,
         Err((outcome, reason)) => return refuse(outcome, &[], reason),
     };
-    let existing: Option<(String, Vec<u8>)> = tx
-        .prepare_cached("SELECT kind, data FROM documents WHERE id = ?1")?
-        .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?)))
+    let existing: Option<(String, Vec<u8>, String)> = tx
+        .prepare_cached("SELECT kind, data, path FROM documents WHERE id = ?1")?
+        .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
     let (mut doc, before) = match &existing {
-        Some((stored_kind, data)) => {
+        Some((stored_kind, data, _)) => {
             if stored_kind != kind.as_str() {
                 let heads = Automerge::load(data)
                     .map(|d| d.get_heads())
@@ -324,7 +352,8 @@ fn merge(
     {
         return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
     }
-    let (path, payroll) = match validate(tx, origin, doc_id, &record) {
+    let stored_path = existing.as_ref().map(|(_, _, path)| path.as_str());
+    let (path, payroll) = match validate(tx, origin, doc_id, stored_path, &record) {
         Ok(found) => found,
         Err(Error::Invalid(reason)) => {
             return refuse(DocOutcome::Rejected, &heads_before, reason);
@@ -397,7 +426,8 @@ fn quarantine(
         dc.doc_id,
         dc.kind,
         origin.device_id,
-        dc.device_seq as i64,
+        // An impossible number is kept as 0 ("not numbered") with the refused record.
+        if dc.device_seq > MAX_DEVICE_SEQ { 0 } else { dc.device_seq as i64 },
         changes,
         hash.as_ref(),
         reason,
@@ -413,16 +443,27 @@ fn validate(
     tx: &Transaction,
     origin: &Origin,
     doc_id: Uuid,
+    stored_path: Option<&str>,
     record: &Record,
 ) -> Result<(String, Option<Uuid>)> {
+    // A record already held belongs where it was first accepted; only devices whose
+    // assignment covers that place may change it.
+    if let Some(stored) = stored_path
+        && !origin.scope.contains(Some(stored))
+    {
+        return Err(Error::Invalid(
+            "this record belongs outside this device's assignment".into(),
+        ));
+    }
     let beneficiary = match record.beneficiary_id() {
         Some(id) => Some(beneficiary(tx, &origin.scope, id)?),
         None => None,
     };
-    let path = beneficiary
-        .as_ref()
-        .map(|b| b.path.clone())
-        .unwrap_or_else(|| origin.home_path.clone());
+    let path = match (&beneficiary, stored_path) {
+        (Some(b), _) => b.path.clone(),
+        (None, Some(stored)) => stored.to_owned(),
+        (None, None) => origin.home_path.clone(),
+    };
     let mut payroll = None;
     match record {
         Record::Payout(records::Payout {
@@ -549,13 +590,12 @@ fn validate(
             let b = beneficiary
                 .as_ref()
                 .expect("contact updates name a beneficiary");
-            let member: bool = tx
-                .prepare_cached(
-                    "SELECT ?2 = ?3 OR EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND individual_id = ?2)",
-                )?
-                .query_row(params![b.group_id, c.individual_id, b.individual_id], |r| {
-                    r.get(0)
-                })?;
+            let member = b.individual_id == Some(c.individual_id)
+                || tx
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND individual_id = ?2)",
+                    )?
+                    .query_row(params![b.group_id, c.individual_id], |r| r.get::<_, bool>(0))?;
             if !member {
                 return Err(Error::Invalid(
                     "the person is not this beneficiary or a member of its household".into(),

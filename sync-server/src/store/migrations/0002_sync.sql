@@ -138,6 +138,12 @@ BEGIN
          locations l
     WHERE OLD.location_id IS NOT NEW.location_id AND b.individual_id = NEW.id
       AND l.id IN (OLD.location_id, NEW.location_id);
+    -- Revoked cards too, or the new area's devices would accept them again.
+    INSERT INTO replica_log (kind, row_id, path)
+    SELECT 9, c.id, l.path FROM beneficiaries b JOIN cards c ON c.beneficiary_id = b.id,
+         locations l
+    WHERE OLD.location_id IS NOT NEW.location_id AND b.individual_id = NEW.id
+      AND c.revoked_at IS NOT NULL AND l.id IN (OLD.location_id, NEW.location_id);
 END;
 
 CREATE TRIGGER replica_groups_ins AFTER INSERT ON groups WHEN NEW.location_id IS NOT NULL
@@ -158,6 +164,11 @@ BEGIN
          locations l
     WHERE OLD.location_id IS NOT NEW.location_id AND b.group_id = NEW.id
       AND l.id IN (OLD.location_id, NEW.location_id);
+    INSERT INTO replica_log (kind, row_id, path)
+    SELECT 9, c.id, l.path FROM beneficiaries b JOIN cards c ON c.beneficiary_id = b.id,
+         locations l
+    WHERE OLD.location_id IS NOT NEW.location_id AND b.group_id = NEW.id
+      AND c.revoked_at IS NOT NULL AND l.id IN (OLD.location_id, NEW.location_id);
 END;
 
 -- A membership change changes the person row (household, relationship, recipient).
@@ -333,9 +344,30 @@ CREATE TABLE distributions (
 ) WITHOUT ROWID;
 CREATE INDEX distributions_payroll ON distributions (payroll_id);
 
--- Field timesheets land in `timesheets` (id = document id); a void is kept, not deleted.
-ALTER TABLE timesheets ADD COLUMN voided_at TEXT;
-ALTER TABLE timesheets ADD COLUMN void_reason TEXT;
+-- Field timesheets land in `timesheets` (id = document id); a void is kept, not deleted, and
+-- the day can then be recorded again, so one entry per worker and day holds among the entries
+-- not voided. SQLite cannot drop a table constraint: the table is rebuilt.
+CREATE TABLE timesheets_v2 (
+    id              BLOB PRIMARY KEY,
+    project_id      BLOB NOT NULL REFERENCES work_projects (id),
+    beneficiary_id  BLOB NOT NULL REFERENCES beneficiaries (id),
+    work_date       TEXT NOT NULL,
+    -- Hundredths of a day: 100 is a full day, 50 half a day.
+    day_hundredths  INTEGER NOT NULL CHECK (day_hundredths BETWEEN 1 AND 100),
+    status          TEXT NOT NULL CHECK (status IN ('PENDING', 'APPROVED', 'REJECTED')),
+    recorded_by     TEXT NOT NULL,
+    recorded_at     TEXT NOT NULL,
+    voided_at       TEXT,
+    void_reason     TEXT
+);
+INSERT INTO timesheets_v2 (id, project_id, beneficiary_id, work_date, day_hundredths, status,
+    recorded_by, recorded_at)
+SELECT id, project_id, beneficiary_id, work_date, day_hundredths, status, recorded_by, recorded_at
+FROM timesheets;
+DROP TABLE timesheets;
+ALTER TABLE timesheets_v2 RENAME TO timesheets;
+CREATE UNIQUE INDEX timesheets_one_per_day ON timesheets (project_id, beneficiary_id, work_date)
+    WHERE voided_at IS NULL;
 
 CREATE TABLE grievances (
     doc_id          BLOB PRIMARY KEY,
