@@ -416,6 +416,52 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
             _ => None,
         })
         .collect();
+    // The north device has a grievance about the household, with a later comment.
+    let beneficiary = north
+        .rows(RowKind::Beneficiary)
+        .find_map(|r| match r {
+            Row::Beneficiary(b) if b.household_id == household.id => Some(id(&b.id)),
+            _ => None,
+        })
+        .unwrap();
+    let (_, mut doc, dc) = north.new_record(&Record::Grievance(Grievance {
+        beneficiary_id: Some(beneficiary),
+        category: "OTHER".into(),
+        description: "Moving to Rufisque".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    }));
+    records::add_comment(
+        &mut doc,
+        &Comment {
+            author: AGENT.into(),
+            at: DateTime::parse_from_rfc3339("2026-11-20T11:00:00Z").unwrap(),
+            text: "Address to update".into(),
+        },
+    )
+    .unwrap();
+    let all: Vec<Vec<u8>> = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let r = north
+        .push(vec![wire::DocChanges { changes: all, ..dc }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    assert!(
+        ru.pull_changes().await.unwrap().is_empty(),
+        "not yet in N-RU's area"
+    );
+
     // The household (and its people) move to a village in N-RU, as a re-import would do.
     server
         .state
@@ -464,6 +510,24 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
                 .contains_key(&(RowKind::Person as i32, m.clone()))
         );
     }
+
+    // The household's records moved with it: the new area's device receives their whole
+    // history, in an order it can apply.
+    let ru_changes = ru.pull_changes().await.unwrap();
+    assert_eq!(ru_changes.len(), 1, "the grievance, with both its changes");
+    let mut copy = automerge::AutoCommit::new();
+    copy.apply_changes(
+        ru_changes[0]
+            .changes
+            .iter()
+            .map(|c| automerge::Change::from_bytes(c.clone()).unwrap()),
+    )
+    .unwrap();
+    assert!(copy.get_missing_deps(&[]).is_empty());
+    let Record::Grievance(g) = Record::read(&copy).unwrap() else {
+        panic!("a grievance")
+    };
+    assert_eq!(g.comments.len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

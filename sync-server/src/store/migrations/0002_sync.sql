@@ -271,6 +271,8 @@ CREATE TABLE documents (
     updated_at      TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX documents_device ON documents (device_id, device_seq);
+-- A beneficiary's records: its detail page, and moving them with it (see records_follow_*).
+CREATE INDEX documents_beneficiary ON documents (beneficiary_id);
 
 -- Every accepted change once; seq is the cursor devices use to receive changes made elsewhere.
 -- A change is logged only when the document did not hold it, so the hash needs no index of
@@ -409,3 +411,40 @@ CREATE TABLE contact_updates (
     received_at     TEXT NOT NULL,
     decision        TEXT NOT NULL DEFAULT 'PENDING'
 ) WITHOUT ROWID;
+
+-- A beneficiary who moves takes its records along: their whole history is logged again under
+-- the new place (once per change, in the original order), so devices there can apply it;
+-- automerge needs every earlier change of a document, and the new area's devices saw none.
+CREATE INDEX doc_changes_doc ON doc_changes (doc_id, seq);
+CREATE TRIGGER records_follow_group AFTER UPDATE OF location_id ON groups
+WHEN OLD.location_id IS NOT NEW.location_id AND NEW.location_id IS NOT NULL
+BEGIN
+    UPDATE documents SET path = (SELECT path FROM locations WHERE id = NEW.location_id)
+    WHERE beneficiary_id IN (SELECT id FROM beneficiaries WHERE group_id = NEW.id);
+    UPDATE grievances SET path = (SELECT path FROM locations WHERE id = NEW.location_id)
+    WHERE beneficiary_id IN (SELECT id FROM beneficiaries WHERE group_id = NEW.id);
+    INSERT INTO doc_changes (doc_id, hash, data, device_id, path, received_at)
+    SELECT c.doc_id, c.hash, c.data, NULL, (SELECT path FROM locations WHERE id = NEW.location_id),
+           strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    FROM doc_changes c
+    WHERE c.doc_id IN (SELECT d.id FROM documents d JOIN beneficiaries b ON b.id = d.beneficiary_id
+                       WHERE b.group_id = NEW.id)
+    GROUP BY c.doc_id, c.hash
+    ORDER BY min(c.seq);
+END;
+CREATE TRIGGER records_follow_individual AFTER UPDATE OF location_id ON individuals
+WHEN OLD.location_id IS NOT NEW.location_id AND NEW.location_id IS NOT NULL
+BEGIN
+    UPDATE documents SET path = (SELECT path FROM locations WHERE id = NEW.location_id)
+    WHERE beneficiary_id IN (SELECT id FROM beneficiaries WHERE individual_id = NEW.id);
+    UPDATE grievances SET path = (SELECT path FROM locations WHERE id = NEW.location_id)
+    WHERE beneficiary_id IN (SELECT id FROM beneficiaries WHERE individual_id = NEW.id);
+    INSERT INTO doc_changes (doc_id, hash, data, device_id, path, received_at)
+    SELECT c.doc_id, c.hash, c.data, NULL, (SELECT path FROM locations WHERE id = NEW.location_id),
+           strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+    FROM doc_changes c
+    WHERE c.doc_id IN (SELECT d.id FROM documents d JOIN beneficiaries b ON b.id = d.beneficiary_id
+                       WHERE b.individual_id = NEW.id)
+    GROUP BY c.doc_id, c.hash
+    ORDER BY min(c.seq);
+END;
