@@ -245,25 +245,28 @@ impl SimDevice {
         Ok(reply)
     }
 
+    /// Downloads and applies one replica page from the device's cursor.
+    pub async fn replica_page(&mut self, max_bytes: u32) -> Result<ReplicaPage, Refusal> {
+        let page: ReplicaPage = self
+            .call(
+                wire::path::REPLICA,
+                &ReplicaRequest {
+                    cursor: self.replica_cursor,
+                    max_bytes,
+                },
+            )
+            .await?;
+        self.apply_page(&page);
+        Ok(page)
+    }
+
     /// Downloads replica pages until none is left; returns how many pages it took.
     pub async fn sync_replica(&mut self, max_bytes: u32) -> Result<usize, Refusal> {
-        let mut pages = 0;
-        loop {
-            let page: ReplicaPage = self
-                .call(
-                    wire::path::REPLICA,
-                    &ReplicaRequest {
-                        cursor: self.replica_cursor,
-                        max_bytes,
-                    },
-                )
-                .await?;
+        let mut pages = 1;
+        while self.replica_page(max_bytes).await?.more {
             pages += 1;
-            self.apply_page(&page);
-            if !page.more {
-                return Ok(pages);
-            }
         }
+        Ok(pages)
     }
 
     pub fn apply_page(&mut self, page: &ReplicaPage) {

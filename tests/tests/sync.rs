@@ -17,7 +17,17 @@ const AGENT: &str = "agent.n-mz";
 const AREA: &str = "N-MZ";
 
 async fn enrolled(server: &TestServer, assignment: &str) -> SimDevice {
-    let code = server.enrolment_code(SUP, AGENT, assignment).await;
+    enrolled_as(server, SUP, AGENT, assignment).await
+}
+
+/// A device enrolled for `agent` with a code from `supervisor`.
+async fn enrolled_as(
+    server: &TestServer,
+    supervisor: &str,
+    agent: &str,
+    assignment: &str,
+) -> SimDevice {
+    let code = server.enrolment_code(supervisor, agent, assignment).await;
     let mut device = SimDevice::new(server.http.clone(), &server.base);
     device.hello().await;
     device.enrol(&code).await.expect("enrols");
@@ -329,17 +339,7 @@ async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
     let mut paged = enrolled(&server, AREA).await;
     let mut cursors = vec![];
     loop {
-        let page: wire::ReplicaPage = paged
-            .call(
-                wire::path::REPLICA,
-                &ReplicaRequest {
-                    cursor: paged.replica_cursor,
-                    max_bytes: 4096,
-                },
-            )
-            .await
-            .unwrap();
-        paged.apply_page(&page);
+        let page = paged.replica_page(4096).await.unwrap();
         cursors.push(page.next_cursor);
         if !page.more {
             break;
@@ -350,17 +350,7 @@ async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
     // A device that stops half-way and resumes from an older page than its last one.
     let mut resumed = enrolled(&server, AREA).await;
     for _ in 0..cursors.len() / 2 {
-        let page: wire::ReplicaPage = resumed
-            .call(
-                wire::path::REPLICA,
-                &ReplicaRequest {
-                    cursor: resumed.replica_cursor,
-                    max_bytes: 4096,
-                },
-            )
-            .await
-            .unwrap();
-        resumed.apply_page(&page);
+        resumed.replica_page(4096).await.unwrap();
     }
     assert!(resumed.replica.len() < whole.replica.len());
     resumed.replica_cursor = cursors[cursors.len() / 4];
@@ -397,9 +387,7 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
     let server = TestServer::start(80).await;
     let mut north = enrolled(&server, "N-MZ-01").await;
     north.sync_replica(0).await.unwrap();
-    let code = server.enrolment_code(SUP, "agent.n-ru", "N-RU").await;
-    let mut ru = SimDevice::new(server.http.clone(), &server.base);
-    ru.enrol(&code).await.unwrap();
+    let mut ru = enrolled_as(&server, SUP, "agent.n-ru", "N-RU").await;
     ru.sync_replica(0).await.unwrap();
 
     let household = north
@@ -758,14 +746,7 @@ async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
     let server = TestServer::start(60).await;
     let mut a = enrolled(&server, AREA).await;
     let mut b = enrolled(&server, AREA).await;
-    let mut south = {
-        let code = server
-            .enrolment_code("sup.south1", "agent.s-ck", "S-CK")
-            .await;
-        let mut d = SimDevice::new(server.http.clone(), &server.base);
-        d.enrol(&code).await.unwrap();
-        d
-    };
+    let mut south = enrolled_as(&server, "sup.south1", "agent.s-ck", "S-CK").await;
     a.sync_replica(0).await.unwrap();
     let (e, _) = payable(&a);
     let grievance = Record::Grievance(Grievance {
@@ -933,6 +914,16 @@ async fn cards_verify_offline_and_a_reissue_revokes_the_old_serial() {
     let card =
         Card::verify(first["qr"].as_str().unwrap(), &device.programme_key).expect("a genuine card");
     assert_eq!(card.beneficiary_id, beneficiary);
+    // A card only goes to the beneficiary, its household's head or one of its recipients.
+    let (status, body) = server
+        .json(
+            &token,
+            Method::POST,
+            "/api/v1/cards",
+            Some(json!({"beneficiary_id": beneficiary, "holder_id": Uuid::now_v7()})),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
 
     let (_, second) = server
         .json(
@@ -1049,6 +1040,7 @@ async fn field_records_edge_cases_are_refused_per_document_not_per_server() {
             .contains("not this beneficiary or a member")
     );
     assert_eq!(r.results[1].outcome(), DocOutcome::Rejected);
+
     let token = server.token(SUP).await;
     let (status, list) = server
         .json(&token, Method::GET, "/api/v1/quarantine", None)
@@ -1060,6 +1052,35 @@ async fn field_records_edge_cases_are_refused_per_document_not_per_server() {
     assert_eq!(
         devices[0]["records_missing"], 0,
         "refused numbers do not count: {devices}"
+    );
+
+    // Goods the programme does not have, and a status change the lifecycle does not allow.
+    let (e, collector) = payable(&device);
+    let (_, _, gold) = device.new_record(&Record::Distribution(records::Distribution {
+        beneficiary_id: id(&e.beneficiary_id),
+        entitlement_id: id(&e.id),
+        collector_id: collector,
+        items: [("GOLD".to_string(), 1)].into(),
+        distributed_at: at,
+        void: None,
+    }));
+    let (_, _, backwards) = device.new_record(&Record::Verification(records::Verification {
+        beneficiary_id: id(&e.beneficiary_id),
+        answers: Default::default(),
+        proposed_status: Some(outpost_proto::BeneficiaryStatus::Potential),
+        note: String::new(),
+        verified_at: at,
+    }));
+    let r = device.push(vec![gold, backwards]).await.unwrap();
+    assert!(
+        r.results[0].reason.contains("goods item `GOLD` is unknown"),
+        "{}",
+        r.results[0].reason
+    );
+    assert!(
+        r.results[1].reason.contains("cannot become POTENTIAL"),
+        "{}",
+        r.results[1].reason
     );
 
     // A day's work voided in the field can be recorded again, and the void is not paid.
@@ -1144,14 +1165,7 @@ async fn field_records_edge_cases_are_refused_per_document_not_per_server() {
 async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
     let server = TestServer::start(60).await;
     let mut north = enrolled(&server, AREA).await;
-    let mut south = {
-        let code = server
-            .enrolment_code("sup.south1", "agent.s-ck", "S-CK")
-            .await;
-        let mut d = SimDevice::new(server.http.clone(), &server.base);
-        d.enrol(&code).await.unwrap();
-        d
-    };
+    let mut south = enrolled_as(&server, "sup.south1", "agent.s-ck", "S-CK").await;
     // A grievance with no beneficiary belongs to the assignment it came from.
     let grievance = Record::Grievance(Grievance {
         beneficiary_id: None,
@@ -1183,7 +1197,9 @@ async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
             .contains("outside this device's assignment")
     );
 
-    // A disabled agent's device is refused but not told to wipe (its records may be unsynced).
+    // A disabled agent's device is refused but not told to wipe (its records may be unsynced),
+    // and a code created before the account was disabled no longer enrols.
+    let code = server.enrolment_code(SUP, AGENT, AREA).await;
     server
         .state
         .store
@@ -1196,6 +1212,9 @@ async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
         .unwrap();
     let r = north.sync_replica(0).await.unwrap_err();
     assert_eq!((r.status, r.code()), (403, ErrorCode::AgentDisabled));
+    let mut late = SimDevice::new(server.http.clone(), &server.base);
+    let r = late.enrol(&code).await.unwrap_err();
+    assert_eq!(r.code(), ErrorCode::AgentDisabled);
     assert!(!r.reply.wipe);
 }
 
@@ -1235,9 +1254,7 @@ async fn revoked_cards_follow_their_beneficiary_to_a_new_area() {
             )?)
         })
         .unwrap();
-    let code = server.enrolment_code(SUP, "agent.n-ru", "N-RU").await;
-    let mut ru = SimDevice::new(server.http.clone(), &server.base);
-    ru.enrol(&code).await.unwrap();
+    let mut ru = enrolled_as(&server, SUP, "agent.n-ru", "N-RU").await;
     ru.sync_replica(0).await.unwrap();
     let revoked: Vec<Uuid> = ru
         .rows(RowKind::RevokedCard)

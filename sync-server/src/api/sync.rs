@@ -405,6 +405,9 @@ pub async fn not_found(uri: Uri) -> SyncFailure {
 // ---------------------------------------------------------------------------------------------
 // Supervisors' JSON endpoints
 
+/// Who manages devices, cards and the quarantine.
+const STAFF: &[Role] = &[Role::Supervisor, Role::Admin];
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewEnrolment {
@@ -419,7 +422,7 @@ pub async fn create_enrolment(
     caller: Caller,
     Json(body): Json<NewEnrolment>,
 ) -> Result<Response> {
-    caller.require(&[Role::Supervisor, Role::Admin])?;
+    caller.require(STAFF)?;
     write_json(&state, StatusCode::CREATED, move |tx| {
         devices::create_enrolment(
             tx,
@@ -434,7 +437,7 @@ pub async fn create_enrolment(
 }
 
 pub async fn list_devices(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    caller.require(&[Role::Supervisor, Role::Admin])?;
+    caller.require(STAFF)?;
     let scope = caller.0.scope();
     read_json(&state, move |c| devices::list_devices(c, &scope)).await
 }
@@ -451,7 +454,7 @@ pub async fn revoke_device(
     Path(id): Path<Uuid>,
     Json(body): Json<Revoke>,
 ) -> Result<Response> {
-    caller.require(&[Role::Supervisor, Role::Admin])?;
+    caller.require(STAFF)?;
     write_json(&state, StatusCode::OK, move |tx| {
         devices::revoke_device(tx, &caller.0.actor(), &caller.0.scope(), id, &body.reason)?;
         Ok(serde_json::json!({"revoked": id}))
@@ -473,7 +476,7 @@ pub async fn issue_card(
     caller: Caller,
     Json(body): Json<NewCard>,
 ) -> Result<Response> {
-    caller.require(&[Role::Supervisor, Role::Admin])?;
+    caller.require(STAFF)?;
     let key = state.programme.clone();
     write_json(&state, StatusCode::CREATED, move |tx| {
         devices::issue_card(
@@ -504,7 +507,7 @@ pub async fn card_sheet(
     caller: Caller,
     Json(body): Json<CardSheet>,
 ) -> Result<Response> {
-    caller.require(&[Role::Supervisor, Role::Admin])?;
+    caller.require(STAFF)?;
     let key = state.programme.clone();
     let pdf = db(&state, move |s| {
         let cards = s.write(|tx| {
@@ -551,7 +554,7 @@ pub async fn quarantine(
     caller: Caller,
     Query(q): Query<QuarantineQuery>,
 ) -> Result<Response> {
-    caller.require(&[Role::Supervisor, Role::Admin])?;
+    caller.require(STAFF)?;
     let scope = caller.0.scope();
     let limit = super::page_limit(q.limit);
     read_json(&state, move |c| records::quarantined(c, &scope, limit)).await

@@ -467,11 +467,21 @@ pub fn revoke_device(
             "give a reason for revoking the device".into(),
         ));
     }
-    let in_scope = list_devices(tx, scope)?.into_iter().find(|d| d.id == id);
-    let Some(info) = in_scope else {
+    let found: Option<(String, bool)> = tx
+        .query_row(
+            &format!(
+                "SELECT u.username, d.revoked_at IS NOT NULL FROM devices d
+                 JOIN users u ON u.id = d.agent_id JOIN locations l ON l.id = d.assignment_id
+                 WHERE {IN_SCOPE} AND d.id = ?2"
+            ),
+            params![scope.sql(), id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    let Some((agent, revoked)) = found else {
         return Err(Error::not_found("device", id));
     };
-    if info.revoked_at.is_some() {
+    if revoked {
         return Err(Error::Conflict("the device is already revoked".into()));
     }
     tx.execute(
@@ -484,7 +494,7 @@ pub fn revoke_device(
         "revoke",
         "device",
         Some(&id.to_string()),
-        &json!({"reason": reason.trim(), "agent": info.agent}),
+        &json!({"reason": reason.trim(), "agent": agent}),
     )?;
     Ok(())
 }
@@ -663,13 +673,13 @@ pub fn cards_for_area(
     let area_scope = Scope::Area { path: area.path };
     if issue_missing {
         let missing: Vec<Uuid> = {
-            let mut stmt = tx.prepare(
+            let mut stmt = tx.prepare(&format!(
                 "SELECT b.id FROM beneficiaries b JOIN beneficiary_paths bp ON bp.beneficiary_id = b.id
-                 WHERE b.plan_id = ?2 AND b.status = 'ACTIVE'
-                   AND (bp.path = ?1 OR substr(bp.path, 1, length(?1) + 1) = ?1 || '/')
+                 WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND {}
                    AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.beneficiary_id = b.id AND c.revoked_at IS NULL)
                  ORDER BY b.id",
-            )?;
+                registry::under_path("bp.path", "?1")
+            ))?;
             stmt.query_map(params![area_scope.sql(), plan.id], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
         };
@@ -679,9 +689,9 @@ pub fn cards_for_area(
     }
     let mut stmt = tx.prepare(&format!(
         "{CARD_SELECT} JOIN beneficiary_paths bp ON bp.beneficiary_id = b.id
-         WHERE c.revoked_at IS NULL AND b.plan_id = ?2
-           AND (bp.path = ?1 OR substr(bp.path, 1, length(?1) + 1) = ?1 || '/')
-         ORDER BY l.name, c.serial"
+         WHERE c.revoked_at IS NULL AND b.plan_id = ?2 AND {}
+         ORDER BY l.name, c.serial",
+        registry::under_path("bp.path", "?1")
     ))?;
     let cards = stmt
         .query_map(params![area_scope.sql(), plan.id], |r| {

@@ -84,6 +84,7 @@ fn parse(
             format!("record type `{}` is unknown", dc.kind),
         )
     })?;
+    let mut seen = std::collections::HashSet::with_capacity(dc.changes.len());
     let mut changes: Vec<Change> = Vec::with_capacity(dc.changes.len());
     for (i, bytes) in dc.changes.iter().enumerate() {
         match Change::from_bytes(bytes.clone()) {
@@ -91,7 +92,7 @@ fn parse(
             // magic); automerge does not check it when reading one change, so we do: a change
             // altered in transit or on the device is refused, not merged as a different change.
             Ok(c) if bytes.get(4..8) == Some(&c.hash().0[..4]) => {
-                if !changes.iter().any(|k| k.hash() == c.hash()) {
+                if seen.insert(c.hash()) {
                     changes.push(c);
                 }
             }
@@ -273,33 +274,31 @@ fn merge(
         .prepare_cached("SELECT kind, data, path FROM documents WHERE id = ?1")?
         .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
-    let (mut doc, before) = match &existing {
+    let (held, before) = match &existing {
         Some((stored_kind, data, _)) => {
-            if stored_kind != kind.as_str() {
-                let heads = Automerge::load(data)
-                    .map(|d| d.get_heads())
-                    .unwrap_or_default();
-                return refuse(
-                    DocOutcome::Rejected,
-                    &heads,
-                    format!("this record is a {stored_kind}, not a {}", kind.as_str()),
-                );
-            }
             let doc = Automerge::load(data).map_err(|e| {
                 Error::Internal(format!("stored document {doc_id} is unreadable: {e}"))
             })?;
+            if stored_kind != kind.as_str() {
+                return refuse(
+                    DocOutcome::Rejected,
+                    &doc.get_heads(),
+                    format!("this record is a {stored_kind}, not a {}", kind.as_str()),
+                );
+            }
             let old = Record::read(&doc).map_err(|e| {
                 Error::Internal(format!("stored document {doc_id} no longer reads: {e}"))
             })?;
-            (doc, Some(old))
+            (Some(doc), Some(old))
         }
-        None => (Automerge::new(), None),
+        None => (None, None),
     };
-    let heads_before = doc.get_heads();
-    let (doc, fresh, read) = match (before.is_none(), as_new) {
+    let heads_before = held.as_ref().map(|d| d.get_heads()).unwrap_or_default();
+    let (doc, fresh, read) = match (held, as_new) {
         // The common case, a new record: the document was built before the lock.
-        (true, Some((built, read))) => (built, changes, read),
-        (_, _) => {
+        (None, Some((built, read))) => (built, changes, read),
+        (held, _) => {
+            let mut doc = held.unwrap_or_default();
             let fresh: Vec<Change> = changes
                 .into_iter()
                 .filter(|c| doc.get_change_by_hash(&c.hash()).is_none())
@@ -837,12 +836,13 @@ pub fn changes_since(
             "the changes cursor is ahead of the server (restored from a backup?); start again from 0",
         ));
     }
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT c.seq, c.doc_id, d.kind, c.data FROM doc_changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)
-           AND (c.path = ?2 OR substr(c.path, 1, length(?2) + 1) = ?2 || '/')
+           AND {}
          ORDER BY c.seq",
-    )?;
+        super::registry::under_path("c.path", "?2")
+    ))?;
     let mut rows = stmt.query(params![device_id, assignment_path, cursor as i64])?;
     let mut reply = ChangesReply {
         next_cursor: cursor,
@@ -892,7 +892,7 @@ pub fn quarantined(conn: &Connection, scope: &Scope, limit: u32) -> Result<Vec<Q
         "SELECT q.doc_id, q.kind, q.device_id, q.device_seq, q.reason, q.received_at
          FROM quarantine q LEFT JOIN devices d ON d.id = q.device_id
          LEFT JOIN locations l ON l.id = d.assignment_id
-         WHERE q.resolved_at IS NULL AND (?1 IS NULL OR {})
+         WHERE q.resolved_at IS NULL AND {}
          ORDER BY q.id DESC LIMIT ?2",
         super::registry::IN_SCOPE
     ))?;

@@ -48,10 +48,16 @@ impl Scope {
     }
 }
 
-/// The scope filter on a location path column `l.path`, with the scope's path as `?1`.
-/// `substr` rather than LIKE, since codes may contain `_`.
+/// The scope filter on a location path column `l.path`, with the scope's path as `?1`
+/// (`NULL` = national): [`under_path`] spelled out, since `format!` needs a literal.
 pub const IN_SCOPE: &str =
     "(?1 IS NULL OR l.path = ?1 OR substr(l.path, 1, length(?1) + 1) = ?1 || '/')";
+
+/// SQL: the location path `column` is `path` or below it (both SQL expressions).
+/// `substr` rather than LIKE, since codes may contain `_`.
+pub fn under_path(column: &str, path: &str) -> String {
+    format!("({column} = {path} OR substr({column}, 1, length({path}) + 1) = {path} || '/')")
+}
 
 // ---------------------------------------------------------------------------------------------
 // Locations

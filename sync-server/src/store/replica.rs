@@ -14,7 +14,11 @@ use prost::Message;
 use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{date_column, devices::days_since_epoch, registry::Scope};
+use super::{
+    date_column,
+    devices::days_since_epoch,
+    registry::{Scope, under_path},
+};
 use crate::{Error, Result};
 
 /// A page stops growing once its rows reach this many encoded bytes, unless the device asks
@@ -48,12 +52,15 @@ pub fn page(
     let scope = Scope::Area {
         path: assignment_path.to_owned(),
     };
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT seq, kind, row_id FROM replica_log
-         WHERE seq > ?2 AND (path = '' OR path = ?1 OR substr(path, 1, length(?1) + 1) = ?1 || '/'
-               OR (kind = 1 AND substr(?1, 1, length(path) + 1) = path || '/'))
+         WHERE seq > ?2 AND (path = '' OR {}
+               -- locations above the assignment, whose names the device shows
+               OR (kind = 1 AND {}))
          ORDER BY seq",
-    )?;
+        under_path("path", "?1"),
+        under_path("?1", "path"),
+    ))?;
     let mut entries = stmt.query(params![assignment_path, cursor as i64])?;
     let mut page = ReplicaPage {
         next_cursor: cursor,
