@@ -312,19 +312,15 @@ fn cards_are_verified_offline() {
     let qr = server.card(&detail.summary.id, None);
     let other_qr = server.card(&other.summary.id, None);
     d.core.sync(None).unwrap();
+    let programme_key: Vec<u8> = d.core.with_connection(|c| {
+        c.query_row("SELECT programme_key FROM enrolments", [], |r| r.get(0))
+            .unwrap()
+    });
     let holder = |qr: &str| {
-        outpost_proto::auth::Card::verify(qr, &{
-            let st = d.core.with_connection(|c| {
-                c.query_row("SELECT programme_key FROM enrolments", [], |r| {
-                    r.get::<_, Vec<u8>>(0)
-                })
-                .unwrap()
-            });
-            st
-        })
-        .unwrap()
-        .holder_id
-        .to_string()
+        outpost_proto::auth::Card::verify(qr, &programme_key)
+            .unwrap()
+            .holder_id
+            .to_string()
     };
     let pay = |e: &EntitlementView, collector: String, text: String| {
         d.core.pay(PayoutInput {
@@ -606,4 +602,30 @@ fn timesheets_verifications_grievances_and_contacts() {
     assert!(report.refused.is_empty(), "{:?}", report.refused);
     assert_eq!(report.accepted, 6);
     assert!(report.status.up_to_date);
+}
+
+#[test]
+fn a_database_from_a_newer_app_is_refused_untouched_and_reopening_keeps_records() {
+    let server = Server::start(30);
+    let mut d = Device::enrolled(&server, "agent.n-mz", "N-MZ");
+    d.cash(100_000_000);
+    let (e, detail) = d.payable();
+    d.pay(&e, &collector(&detail)).unwrap();
+    let version = outpost_core::store::SCHEMA_VERSION;
+    d.core.with_connection(|c| {
+        c.pragma_update(None, "user_version", version + 1).unwrap();
+    });
+    let path = d.db_path();
+    assert!(matches!(
+        Outpost::open(path.clone(), d.key.clone()),
+        Err(Error::Invalid { reason }) if reason.contains("newer app")
+    ));
+    d.core.with_connection(|c| {
+        c.pragma_update(None, "user_version", version).unwrap();
+    });
+    // Reopened by this app (as after an upgrade that had nothing to migrate), the unsent
+    // payout is still there and still pending.
+    d.reopen();
+    assert_eq!(d.core.sync_status().unwrap().pending, 1);
+    assert_eq!(count(&d, "payouts"), 1);
 }

@@ -143,7 +143,9 @@ pub fn apply_remote(
             code: "BAD_CHANGES".into(),
             reason: format!("a change does not decode: {e}"),
         })?;
-    let held: Option<(Uuid, bool, Vec<u8>, Vec<u8>, Vec<u8>)> = tx
+    // Owner, own, saved document, heads, acknowledged heads.
+    type Stored = (Uuid, bool, Vec<u8>, Vec<u8>, Vec<u8>);
+    let held: Option<Stored> = tx
         .prepare_cached(
             "SELECT enrolment_id, seq IS NOT NULL, doc, heads, acked_heads FROM records WHERE id = ?1",
         )?
