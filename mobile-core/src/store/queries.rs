@@ -8,7 +8,7 @@ use outpost_proto::{
     auth::{CARD_PREFIX, Card},
     records::{Record, RecordKind},
 };
-use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
@@ -29,48 +29,72 @@ pub fn days_of_date(date: NaiveDate) -> i64 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
 }
 
-const SUMMARY_SQL: &str = "
-    SELECT b.id, COALESCE(pp.first_name || ' ' || pp.last_name, ''), COALESCE(pp.external_id, ''),
-           pl.code, pl.name, b.status, h.code, COALESCE(h.location_code, pp.location_code, '')
-    FROM beneficiaries b
-    JOIN plans pl ON pl.id = b.plan_id
-    LEFT JOIN people pp ON pp.rowid = CASE WHEN b.individual_id IS NOT NULL
-         THEN (SELECT rowid FROM people WHERE id = b.individual_id)
-         ELSE (SELECT rowid FROM people WHERE household_id = b.household_id
-               ORDER BY relationship <> 'HEAD', external_id LIMIT 1) END
-    LEFT JOIN households h ON h.id = COALESCE(b.household_id, pp.household_id)";
-
 /// Summaries of the given beneficiaries, in name order.
 pub fn summaries(conn: &Connection, ids: &[Uuid]) -> Result<Vec<BeneficiarySummary>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let marks = vec!["?"; ids.len()].join(",");
-    let mut stmt = conn.prepare(&format!(
-        "{SUMMARY_SQL} WHERE b.id IN ({marks}) ORDER BY 2, b.id"
-    ))?;
-    let rows = stmt.query_map(params_from_iter(ids), |r| {
-        Ok((
-            r.get::<_, Uuid>(0)?,
-            BeneficiarySummary {
-                id: r.get::<_, Uuid>(0)?.to_string(),
-                name: r.get(1)?,
-                external_id: r.get(2)?,
-                plan_code: r.get(3)?,
-                plan_name: r.get(4)?,
-                status: r.get(5)?,
-                household_code: r.get(6)?,
-                location_code: r.get(7)?,
-                due: Vec::new(),
-            },
-        ))
-    })?;
+    // A few indexed lookups per beneficiary: the person shown is the beneficiary person, or
+    // the household's head (else its first member).
+    let mut beneficiary = conn.prepare_cached(
+        "SELECT pl.code, pl.name, b.status, b.individual_id, b.household_id
+         FROM beneficiaries b JOIN plans pl ON pl.id = b.plan_id WHERE b.id = ?1",
+    )?;
+    let mut person = conn.prepare_cached(
+        "SELECT first_name || ' ' || last_name, external_id, location_code, household_id
+         FROM people WHERE id = ?1",
+    )?;
+    let mut head = conn.prepare_cached(
+        "SELECT first_name || ' ' || last_name, external_id, location_code, household_id
+         FROM people WHERE household_id = ?1 ORDER BY relationship <> 'HEAD', external_id LIMIT 1",
+    )?;
+    let mut household =
+        conn.prepare_cached("SELECT code, location_code FROM households WHERE id = ?1")?;
     let mut out = Vec::new();
-    for row in rows {
-        let (id, mut s) = row?;
-        s.due = due_of(conn, id)?;
-        out.push(s);
+    for id in ids {
+        let Some((plan_code, plan_name, status, individual, group)) = beneficiary
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, Option<Uuid>>(3)?,
+                    r.get::<_, Option<Uuid>>(4)?,
+                ))
+            })
+            .optional()?
+        else {
+            continue;
+        };
+        let shown =
+            |r: &rusqlite::Row| -> rusqlite::Result<(String, String, String, Option<Uuid>)> {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            };
+        let who = match (individual, group) {
+            (Some(i), _) => person.query_row([i], shown).optional()?,
+            (None, Some(g)) => head.query_row([g], shown).optional()?,
+            (None, None) => None,
+        };
+        let (name, external_id, person_location, person_household) =
+            who.unwrap_or_else(|| (String::new(), String::new(), String::new(), None));
+        let place = match group.or(person_household) {
+            Some(h) => household
+                .query_row([h], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                })
+                .optional()?,
+            None => None,
+        };
+        out.push(BeneficiarySummary {
+            id: id.to_string(),
+            name,
+            external_id,
+            plan_code,
+            plan_name,
+            status,
+            household_code: place.as_ref().map(|p| p.0.clone()),
+            location_code: place.map_or(person_location, |p| p.1),
+            due: due_of(conn, *id)?,
+        });
     }
+    out.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
     Ok(out)
 }
 
@@ -129,9 +153,10 @@ pub fn search(
         }
         // An external id, exactly (ids hold characters the name index splits on).
         let mut stmt = conn.prepare_cached(
-            "SELECT b.id FROM people p JOIN beneficiaries b
-                 ON b.individual_id = p.id OR b.household_id = p.household_id
-             WHERE p.external_id = ?1 COLLATE NOCASE",
+            "WITH persons AS (SELECT id, household_id FROM people WHERE external_id = ?1 COLLATE NOCASE)
+             SELECT id FROM beneficiaries WHERE individual_id IN (SELECT id FROM persons)
+             UNION
+             SELECT id FROM beneficiaries WHERE household_id IN (SELECT household_id FROM persons)",
         )?;
         ids.extend(
             stmt.query_map([q], |r| r.get::<_, Uuid>(0))?
@@ -144,7 +169,7 @@ pub fn search(
             .collect();
         if !terms.is_empty() {
             let mut stmt = conn.prepare_cached(
-                "WITH hits AS (SELECT rowid FROM people_search WHERE people_search MATCH ?1 LIMIT 2000),
+                "WITH hits AS (SELECT rowid FROM people_search WHERE people_search MATCH ?1 LIMIT ?2 * 4),
                       persons AS (SELECT id, household_id FROM people WHERE rowid IN (SELECT rowid FROM hits))
                  SELECT id FROM beneficiaries WHERE individual_id IN (SELECT id FROM persons)
                  UNION

@@ -48,7 +48,11 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod sync;
 
-const BENCHMARKS: &[&str] = &["import", "payroll", "sync-ingest", "replica"];
+const BENCHMARKS: &[&str] = &["import", "payroll", "sync-ingest", "replica", "device"];
+
+/// The device core's benchmark is a binary of the mobile-core workspace (which links
+/// SQLCipher, so it cannot be linked here); it prints the same figures as JSON.
+const DEVICE_BENCH: &str = "outpost-field-bench";
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -71,8 +75,13 @@ fn main() {
     let mut all = Vec::new();
     for name in BENCHMARKS {
         eprintln!("running {name}{}...", if quick { " (quick)" } else { "" });
-        let mut cmd = Command::new(&me);
-        cmd.args(["--only", name]);
+        let mut cmd = if *name == "device" {
+            Command::new(me.with_file_name(DEVICE_BENCH))
+        } else {
+            let mut cmd = Command::new(&me);
+            cmd.args(["--only", name]);
+            cmd
+        };
         if quick {
             cmd.arg("--quick");
         }

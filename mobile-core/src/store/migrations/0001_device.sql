@@ -89,6 +89,7 @@ CREATE TABLE people (
     recipient TEXT NOT NULL
 );
 CREATE INDEX people_household ON people (household_id);
+CREATE INDEX people_external_id ON people (external_id COLLATE NOCASE);
 
 -- Names and external ids, folded for accent- and case-insensitive prefix search.
 CREATE VIRTUAL TABLE people_search USING fts5 (
