@@ -404,3 +404,19 @@ impl Host for Outpost {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_comes_back_as_an_internal_error() {
+        let out: Result<()> = guard(|| panic!("index out of range"));
+        match out {
+            Err(Error::Internal { reason }) => assert_eq!(reason, "index out of range"),
+            other => panic!("{other:?}"),
+        }
+        let out: Result<()> = guard(|| panic!("{} of {}", 3, 2));
+        assert!(matches!(out, Err(Error::Internal { reason }) if reason == "3 of 2"));
+    }
+}

@@ -46,7 +46,27 @@ impl Drop for Server {
 impl Server {
     /// A server with the demo programme (`households` households), on a loopback port.
     pub fn start(households: usize) -> Server {
+        Self::start_with(households, tempfile::tempdir().unwrap(), &[])
+    }
+
+    /// A server speaking HTTPS with this certificate and key (PEM), written into its directory.
+    pub fn start_tls(households: usize, cert_pem: &str, key_pem: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let (cert, key) = (
+            cert.to_string_lossy().into_owned(),
+            key.to_string_lossy().into_owned(),
+        );
+        Self::start_with(
+            households,
+            dir,
+            &["--tls-cert", cert.as_str(), "--tls-key", key.as_str()],
+        )
+    }
+
+    fn start_with(households: usize, dir: TempDir, serve_args: &[&str]) -> Server {
         let data = dir.path().join("data");
         let out = Command::new(server_bin())
             .arg("--data")
@@ -63,6 +83,7 @@ impl Server {
             .arg("--data")
             .arg(&data)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(serve_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
