@@ -6,10 +6,11 @@
 
 use outpost_proto::auth::CardError;
 
-/// Every way a command can fail. Nothing is written when a command fails.
+/// Every way a command can fail. Nothing is written when a command fails. Named for Kotlin,
+/// where uniffi turns it into `OutpostException` (a bare `Error` would become `Exception`).
 #[derive(Debug, thiserror::Error, uniffi::Error)]
 #[uniffi(flat_error)]
-pub enum Error {
+pub enum OutpostError {
     #[error("this phone is not enrolled yet: enrol it with a code from your supervisor")]
     NotEnrolled,
     #[error("unlock the app with your PIN first")]
@@ -72,6 +73,7 @@ pub enum Error {
     Internal { reason: String },
 }
 
+pub type Error = OutpostError;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
