@@ -26,7 +26,8 @@ pub struct Outpost {
     /// The enrolment whose agent unlocked the app with their PIN.
     unlocked: Mutex<Option<Uuid>>,
     cancel: AtomicBool,
-    syncing: Mutex<()>,
+    /// Set while a sync runs: one at a time, and no enrolment under its feet.
+    syncing: AtomicBool,
     listener: Mutex<Option<Box<dyn SyncListener>>>,
     crash_points: Mutex<Vec<String>>,
 }
@@ -64,7 +65,7 @@ impl Outpost {
                 conn: Mutex::new(conn),
                 unlocked: Mutex::new(None),
                 cancel: AtomicBool::new(false),
-                syncing: Mutex::new(()),
+                syncing: AtomicBool::new(false),
                 listener: Mutex::new(None),
                 crash_points: Mutex::new(Vec::new()),
             }))
@@ -84,6 +85,8 @@ impl Outpost {
     ) -> Result<Enrolled> {
         guard(|| {
             store::pin::check_strength(&pin)?;
+            // The new assignment's replica replaces the old one: not while a sync writes it.
+            let _no_sync = self.claim_sync()?;
             let (pkcs8, _) = outpost_proto::auth::generate_key().map_err(|e| Error::Internal {
                 reason: e.to_string(),
             })?;
@@ -210,6 +213,13 @@ impl Outpost {
 
     /// Pays an entitlement; returns the payout's record id.
     pub fn pay(&self, input: PayoutInput) -> Result<String> {
+        if let ProofInput::AgentPin { pin } = &input.proof {
+            // Committed on its own: wrong witness PINs count towards the lockout.
+            guard(|| {
+                let e = self.unlocked_enrolment(&lock(&self.conn))?;
+                self.write(|tx| store::pin::verify(tx, e.id, pin, now().timestamp_millis()))?
+            })?;
+        }
         self.operate(|tx, ctx| ops::pay(tx, ctx, &input).map(|id| id.to_string()))
     }
 
@@ -292,10 +302,7 @@ impl Outpost {
     /// is wiped and gets `Revoked`.
     pub fn sync(&self, listener: Option<Box<dyn SyncListener>>) -> Result<SyncReport> {
         guard(|| {
-            let _one = self
-                .syncing
-                .try_lock()
-                .map_err(|_| Error::invalid("a sync is already running"))?;
+            let _one = self.claim_sync()?;
             self.cancel.store(false, Ordering::SeqCst);
             *lock(&self.listener) = listener;
             let outcome = sync::run(self);
@@ -328,6 +335,14 @@ impl Outpost {
     #[doc(hidden)]
     pub fn with_connection<T>(&self, f: impl FnOnce(&mut Connection) -> T) -> T {
         f(&mut lock(&self.conn))
+    }
+
+    /// Marks a sync as running until the returned guard is dropped (even by a panic).
+    fn claim_sync(&self) -> Result<SyncClaim<'_>> {
+        if self.syncing.swap(true, Ordering::SeqCst) {
+            return Err(Error::invalid("a sync is running: try again when it ends"));
+        }
+        Ok(SyncClaim(&self.syncing))
     }
 
     fn enrolment(&self) -> Result<Enrolment> {
@@ -372,6 +387,14 @@ impl Outpost {
                 Ok(out)
             })
         })
+    }
+}
+
+struct SyncClaim<'a>(&'a AtomicBool);
+
+impl Drop for SyncClaim<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 

@@ -256,8 +256,10 @@ impl<H: Host> Run<'_, H> {
 /// Syncs every enrolment on the phone: earlier agents' unsent records go up with their own
 /// identity, then the active one uploads, downloads its replica and receives changes.
 pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
+    // Earlier agents' enrolments still holding unsent records sync too, even when no agent
+    // is enrolled any more (the active one was revoked).
     let enrolments = host.with_conn(|c| store::enrolments(c))?;
-    if !enrolments.iter().any(|e| e.active) {
+    if enrolments.is_empty() {
         return Err(Error::NotEnrolled);
     }
     let mut run = Run {
@@ -270,6 +272,7 @@ pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
             replica_tombstones: 0,
             replica_pages: 0,
             changes_received: 0,
+            warnings: Vec::new(),
             bytes_sent: 0,
             bytes_received: 0,
             status: host.with_conn(|c| store::queries::sync_status(c))?,
@@ -283,7 +286,18 @@ pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
                 if e.active {
                     return Err(Error::Revoked { reason });
                 }
+                run.report.warnings.push(format!(
+                    "{}'s earlier enrolment was revoked and removed: {reason}",
+                    e.agent_username
+                ));
             }
+            // The current agent's sync stands on its own; an earlier agent's trouble is told,
+            // and its records wait for the next sync.
+            Err(Error::Cancelled) => return Err(Error::Cancelled),
+            Err(other) if !e.active => run.report.warnings.push(format!(
+                "{}'s unsent records could not be sent: {other}",
+                e.agent_username
+            )),
             other => other?,
         }
     }
@@ -331,8 +345,8 @@ fn upload<H: Host>(
     let max_docs = (hello.max_batch_docs as usize).clamp(1, 500);
     let total: u64 = host.with_conn(|c| {
         Ok(c.query_row(
-            "SELECT count(*) FROM records WHERE enrolment_id = ?1 AND heads <> acked_heads",
-            [e.id],
+            &format!("SELECT count(*) FROM records WHERE {}", docs::UPLOADS),
+            rusqlite::params![e.id, e.active],
             |r| r.get::<_, i64>(0),
         )? as u64)
     })?;
@@ -346,7 +360,7 @@ fn upload<H: Host>(
         host.check_cancelled()?;
         let pending = host.with_conn(|c| {
             let tx = c.transaction()?;
-            docs::pending(&tx, e.id, max_docs, &skip)
+            docs::pending(&tx, e.id, e.active, max_docs, &skip)
         })?;
         if pending.is_empty() {
             return Ok(());
@@ -381,6 +395,15 @@ fn upload<H: Host>(
         let mut accepted = 0;
         host.with_conn(|c| {
             store::write(c, |tx| {
+                if reply.results.len() != batch.len() {
+                    return Err(Error::Network {
+                        reason: format!(
+                            "the server answered for {} documents of {} sent",
+                            reply.results.len(),
+                            batch.len()
+                        ),
+                    });
+                }
                 for (p, result) in batch.iter().zip(&reply.results) {
                     if result.doc_id != p.id.as_bytes() {
                         return Err(Error::Network {
@@ -490,13 +513,28 @@ fn receive<H: Host>(run: &mut Run<H>, client: &mut Client, e: &Enrolment) -> Res
                 |r| r.get(0),
             )?)
         })?;
-        let reply: ChangesReply = client.call(
+        let reply: ChangesReply = match client.call(
             wire::path::CHANGES,
             &ChangesRequest {
                 cursor: cursor as u64,
                 max_bytes: 0,
             },
-        )?;
+        ) {
+            Err(Error::ServerRefused { code, .. })
+                if code == code_name(ErrorCode::CursorInvalid) && cursor > 0 =>
+            {
+                // A server restored from an older backup: receive everything again (changes
+                // already held are no-ops in automerge).
+                host.with_conn(|c| {
+                    Ok(c.execute(
+                        "UPDATE enrolments SET changes_cursor = 0 WHERE id = ?1",
+                        [e.id],
+                    )?)
+                })?;
+                continue;
+            }
+            other => other?,
+        };
         host.crash_point("changes:before-apply")?;
         let now = chrono::Local::now().fixed_offset();
         host.with_conn(|c| {

@@ -286,6 +286,7 @@ pub struct RecordView {
     pub kind: String,
     /// This device's number for the record (per enrolment).
     pub seq: u64,
+    /// Who made it; empty once that agent's enrolment is gone from the phone.
     pub agent_username: String,
     pub created_at: String,
     pub pending: bool,
@@ -332,6 +333,8 @@ pub struct SyncReport {
     pub changes_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// What went wrong for an earlier agent's enrolment on this phone (its records wait).
+    pub warnings: Vec<String>,
     pub status: SyncStatus,
 }
 

@@ -34,11 +34,15 @@ pub fn open(path: &Path, key: &[u8]) -> Result<Connection> {
     // which the Keystore-held random key does not need.
     let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
     conn.execute_batch(&format!("PRAGMA key = \"x'{hex}'\";"))?;
+    // A wrong key is reported as an error; SQLCipher need not also print it to stderr.
+    conn.execute_batch("PRAGMA cipher_log_level = NONE;")?;
     // A wrong key shows only on the first read of the file.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |_| Ok(()))?;
+    // FULL: a payout the agent saw recorded survives a power cut too, not only an app crash
+    // (NORMAL in WAL mode may lose the last commits when the battery dies).
     conn.execute_batch(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = FULL;
          PRAGMA secure_delete = ON;
          PRAGMA foreign_keys = OFF;
          PRAGMA busy_timeout = 5000;",

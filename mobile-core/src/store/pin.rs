@@ -17,6 +17,11 @@ pub const ATTEMPTS: u32 = 5;
 pub const FIRST_LOCKOUT_SECONDS: u64 = 30;
 const MAX_LOCKOUT_SECONDS: u64 = 24 * 3600;
 
+/// The length of lockout number `n` (from 0), in ms.
+fn lockout_ms(n: u32) -> i64 {
+    ((FIRST_LOCKOUT_SECONDS << n.min(16)).min(MAX_LOCKOUT_SECONDS) * 1000) as i64
+}
+
 /// Refuses PINs a bystander would guess: too short, one repeated digit, or a straight run.
 pub fn check_strength(pin: &str) -> Result<()> {
     if !(4..=12).contains(&pin.len()) || !pin.bytes().all(|b| b.is_ascii_digit()) {
@@ -52,6 +57,8 @@ pub fn verify(tx: &Transaction, enrolment: Uuid, pin: &str, now_ms: i64) -> Resu
         [enrolment],
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
+    // A clock set back only lengthens the wait; one set forward shortens it (the phone has no
+    // other clock to trust offline).
     if now_ms < locked_until {
         return Ok(Err(Error::PinLocked {
             retry_after_seconds: ((locked_until - now_ms) as u64).div_ceil(1000),
@@ -69,7 +76,7 @@ pub fn verify(tx: &Transaction, enrolment: Uuid, pin: &str, now_ms: i64) -> Resu
     }
     let failed = failed + 1;
     if failed >= ATTEMPTS {
-        let seconds = (FIRST_LOCKOUT_SECONDS << lockouts.min(16)).min(MAX_LOCKOUT_SECONDS);
+        let seconds = lockout_ms(lockouts) as u64 / 1000;
         tx.execute(
             "UPDATE enrolments SET failed_pins = 0, lockouts = lockouts + 1, locked_until_ms = ?2
              WHERE id = ?1",

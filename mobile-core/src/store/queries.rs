@@ -163,7 +163,7 @@ pub fn search(
                 .collect::<rusqlite::Result<Vec<_>>>()?,
         );
         let terms: Vec<String> = q
-            .split(|c: char| c.is_whitespace() || c == ',' || c == '"')
+            .split(|c: char| c.is_whitespace() || c.is_control() || c == ',' || c == '"')
             .filter(|t| !t.is_empty())
             .map(|t| format!("\"{t}\"*"))
             .collect();
@@ -189,17 +189,9 @@ pub fn search(
     Ok(out)
 }
 
-/// The people who may collect for a beneficiary: the beneficiary person, the household head,
-/// its named recipients, and whoever an entitlement names.
-pub fn may_collect(
-    conn: &Connection,
-    beneficiary: Uuid,
-    person: Uuid,
-    entitlement_recipient: Option<Uuid>,
-) -> Result<bool> {
-    if entitlement_recipient == Some(person) {
-        return Ok(true);
-    }
+/// The people who may collect for a beneficiary: the beneficiary person, the household head
+/// and its named recipients, as they are now (the server applies the same rule).
+pub fn may_collect(conn: &Connection, beneficiary: Uuid, person: Uuid) -> Result<bool> {
     Ok(conn
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM beneficiaries b WHERE b.id = ?1 AND (b.individual_id = ?2
@@ -315,7 +307,7 @@ pub fn beneficiary(conn: &Connection, id: Uuid) -> Result<BeneficiaryDetail> {
                 date_of_birth: date_of_days(r.get(4)?).map(|d| d.to_string()),
                 relationship: r.get(5)?,
                 recipient: r.get(6)?,
-                may_collect: may_collect(conn, id, person, None)?,
+                may_collect: may_collect(conn, id, person)?,
             });
         }
     }
@@ -436,8 +428,9 @@ pub fn due_on(conn: &Connection, day: NaiveDate, limit: u32) -> Result<Vec<DueEn
     Ok(out)
 }
 
-/// Cash each currency in hand for an enrolment: received − returned − paid (voided payouts
-/// give the money back), counting only days before `before` when given.
+/// Cash in hand per currency for an enrolment: received − returned − paid (voided payouts
+/// give the money back). `in_hand` counts every move, whatever day the phone's clock gave it
+/// (a clock corrected backwards must not make money reappear); the other columns are `day`'s.
 pub fn float(conn: &Connection, enrolment: Uuid, day: NaiveDate) -> Result<Vec<FloatLine>> {
     let day = day.to_string();
     let mut stmt = conn.prepare_cached(
@@ -453,7 +446,7 @@ pub fn float(conn: &Connection, enrolment: Uuid, day: NaiveDate) -> Result<Vec<F
                 SUM(CASE WHEN day = ?2 THEN received ELSE 0 END),
                 SUM(CASE WHEN day = ?2 THEN paid ELSE 0 END),
                 SUM(CASE WHEN day = ?2 THEN returned ELSE 0 END),
-                SUM(CASE WHEN day <= ?2 THEN received - returned - paid ELSE 0 END)
+                SUM(received - returned - paid)
          FROM moves GROUP BY currency ORDER BY currency",
     )?;
     let rows = stmt.query_map(params![enrolment, day], |r| {
@@ -486,7 +479,7 @@ pub fn stock(conn: &Connection, enrolment: Uuid, day: NaiveDate) -> Result<Vec<S
                 SUM(CASE WHEN day = ?2 THEN received ELSE 0 END),
                 SUM(CASE WHEN day = ?2 THEN handed ELSE 0 END),
                 SUM(CASE WHEN day = ?2 THEN returned ELSE 0 END),
-                SUM(CASE WHEN day <= ?2 THEN received - returned - handed ELSE 0 END)
+                SUM(received - returned - handed)
          FROM moves GROUP BY item_code ORDER BY item_code",
     )?;
     let rows = stmt.query_map(params![enrolment, day], |r| {
@@ -572,8 +565,9 @@ pub fn sync_status(conn: &Connection) -> Result<SyncStatus> {
 /// This phone's own records, newest first, for the sync screen.
 pub fn records(conn: &Connection, only_pending: bool, limit: u32) -> Result<Vec<RecordView>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.kind, r.seq, e.agent_username, r.created_at, r.heads <> r.acked_heads, r.refused
-         FROM records r JOIN enrolments e ON e.id = r.enrolment_id
+        "SELECT r.id, r.kind, r.seq, COALESCE(e.agent_username, ''), r.created_at,
+                r.heads <> r.acked_heads, r.refused
+         FROM records r LEFT JOIN enrolments e ON e.id = r.enrolment_id
          WHERE r.seq IS NOT NULL AND (?1 = 0 OR r.heads <> r.acked_heads OR r.refused IS NOT NULL)
          ORDER BY r.created_at DESC, r.id DESC LIMIT ?2",
     )?;

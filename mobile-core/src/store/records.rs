@@ -122,7 +122,9 @@ fn save(
 }
 
 /// Applies changes made elsewhere (the office, another device) to a document this device
-/// follows. A document the device did not hold is stored as someone else's record.
+/// follows. A document the device did not hold is stored as someone else's record. Changes
+/// whose dependencies have not arrived are kept aside until they do; a document this build
+/// cannot read (a newer schema) is kept as it is, without a row, rather than stopping the feed.
 pub fn apply_remote(
     tx: &Transaction,
     enrolment: Uuid,
@@ -134,44 +136,55 @@ pub fn apply_remote(
         code: "BAD_CHANGES".into(),
         reason: "a document id is not 16 bytes".into(),
     })?;
-    let changes = dc
-        .changes
-        .iter()
-        .map(|c| Change::from_bytes(c.clone()))
+    let mut raw: Vec<Vec<u8>> = tx
+        .prepare_cached("DELETE FROM deferred_changes WHERE doc_id = ?1 RETURNING change")?
+        .query_map([id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    raw.extend(dc.changes.iter().cloned());
+    let changes = raw
+        .into_iter()
+        .map(Change::from_bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::ServerRefused {
             code: "BAD_CHANGES".into(),
             reason: format!("a change does not decode: {e}"),
         })?;
-    // Owner, own, saved document, heads, acknowledged heads.
-    type Stored = (Uuid, bool, Vec<u8>, Vec<u8>, Vec<u8>);
+    // Owner, own, saved document, heads, acknowledged heads, kind.
+    type Stored = (Uuid, bool, Vec<u8>, Vec<u8>, Vec<u8>, String);
     let held: Option<Stored> = tx
         .prepare_cached(
-            "SELECT enrolment_id, seq IS NOT NULL, doc, heads, acked_heads FROM records WHERE id = ?1",
+            "SELECT enrolment_id, seq IS NOT NULL, doc, heads, acked_heads, kind FROM records WHERE id = ?1",
         )?
         .query_row([id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
         })
         .optional()?;
-    let (owner, own, doc, was_synced) = match held {
-        Some((owner, own, bytes, heads, acked)) => {
-            (owner, own, AutoCommit::load(&bytes)?, heads == acked)
+    let (owner, own, doc, was_synced, kind) = match held {
+        Some((owner, own, bytes, heads, acked, kind)) => {
+            (owner, own, AutoCommit::load(&bytes)?, heads == acked, kind)
         }
-        None => (enrolment, false, AutoCommit::new(), true),
+        None => (enrolment, false, AutoCommit::new(), true, dc.kind.clone()),
     };
     let mut doc = doc.with_actor(ActorId::from(actor));
     let before = doc.get_heads();
+    let hashes: Vec<(ChangeHash, Vec<u8>)> = changes
+        .iter()
+        .map(|c| (c.hash(), c.raw_bytes().to_vec()))
+        .collect();
     doc.apply_changes(changes)?;
+    for (hash, bytes) in hashes {
+        if doc.get_change_by_hash(&hash).is_none() {
+            tx.prepare_cached("INSERT INTO deferred_changes (doc_id, change) VALUES (?1, ?2)")?
+                .execute(params![id, bytes])?;
+        }
+    }
     if doc.get_heads() == before {
         return Ok(());
     }
-    let record = match Record::read(&doc) {
-        Ok(r) => r,
-        // Changes that do not make a whole record yet (their dependencies come in a later
-        // page) are kept only once they do.
-        Err(_) if !doc.get_missing_deps(&[]).is_empty() => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
+    let record = Record::read(&doc).ok();
+    let kind = record
+        .as_ref()
+        .map_or(kind, |r| r.kind().as_str().to_owned());
     let heads = heads_bytes(&doc.get_heads());
     let at = now.to_rfc3339();
     tx.prepare_cached(
@@ -181,16 +194,10 @@ pub fn apply_remote(
              acked_heads = CASE WHEN ?7 THEN excluded.heads ELSE records.acked_heads END,
              updated_at = excluded.updated_at",
     )?
-    .execute(params![
-        id,
-        owner,
-        record.kind().as_str(),
-        doc.save(),
-        heads,
-        at,
-        was_synced
-    ])?;
-    materialise(tx, id, owner, own, &record)?;
+    .execute(params![id, owner, kind, doc.save(), heads, at, was_synced])?;
+    if let Some(record) = record {
+        materialise(tx, id, owner, own, &record)?;
+    }
     Ok(())
 }
 
@@ -204,19 +211,28 @@ pub struct Pending {
     pub heads: Vec<u8>,
 }
 
-/// Up to `limit` pending documents of an enrolment, oldest first, with the changes since what
-/// the server confirmed (all of them when `whole` lists the document).
+/// The records an enrolment uploads: its own, and (for the active one) records whose
+/// enrolment is gone, such as an earlier agent's grievance the current agent commented on.
+pub const UPLOADS: &str =
+    "(enrolment_id = ?1 OR (?2 AND enrolment_id NOT IN (SELECT id FROM enrolments)))
+     AND heads <> acked_heads";
+
+/// Up to `limit` pending documents an enrolment uploads, oldest first, with the changes since
+/// what the server confirmed; `skip` lists documents not to send again in this sync.
 pub fn pending(
     tx: &Transaction,
     enrolment: Uuid,
+    active: bool,
     limit: usize,
     skip: &[Uuid],
 ) -> Result<Vec<Pending>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT id, kind, COALESCE(seq, 0), doc, heads, acked_heads FROM records
-         WHERE enrolment_id = ?1 AND heads <> acked_heads ORDER BY created_at, id",
-    )?;
-    let mut rows = stmt.query([enrolment])?;
+    // Only the enrolment's own records carry its record numbers.
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT id, kind, CASE WHEN enrolment_id = ?1 THEN COALESCE(seq, 0) ELSE 0 END, doc, heads,
+                acked_heads
+         FROM records WHERE {UPLOADS} ORDER BY created_at, id"
+    ))?;
+    let mut rows = stmt.query(params![enrolment, active])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         if out.len() >= limit {

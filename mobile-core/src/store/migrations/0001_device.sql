@@ -172,6 +172,13 @@ CREATE TABLE records (
 ) STRICT;
 CREATE INDEX records_pending ON records (enrolment_id) WHERE heads <> acked_heads;
 
+-- Changes received for a document before the changes they build on: applied once those come.
+CREATE TABLE deferred_changes (
+    doc_id BLOB NOT NULL,
+    change BLOB NOT NULL
+) STRICT;
+CREATE INDEX deferred_changes_doc ON deferred_changes (doc_id);
+
 CREATE TABLE payouts (
     record_id BLOB PRIMARY KEY,
     enrolment_id BLOB NOT NULL,
