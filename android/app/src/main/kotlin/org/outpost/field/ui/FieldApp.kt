@@ -1,0 +1,123 @@
+package org.outpost.field.ui
+
+import androidx.compose.foundation.layout.Arrangement
+import androidx.compose.foundation.layout.Column
+import androidx.compose.foundation.layout.PaddingValues
+import androidx.compose.foundation.layout.fillMaxSize
+import androidx.compose.foundation.layout.padding
+import androidx.compose.material3.ExperimentalMaterial3Api
+import androidx.compose.material3.MaterialTheme
+import androidx.compose.material3.Scaffold
+import androidx.compose.material3.Text
+import androidx.compose.material3.TextButton
+import androidx.compose.material3.TopAppBar
+import androidx.compose.runtime.Composable
+import androidx.compose.runtime.LaunchedEffect
+import androidx.compose.runtime.getValue
+import androidx.compose.runtime.remember
+import androidx.compose.runtime.rememberCoroutineScope
+import androidx.compose.runtime.collectAsState
+import androidx.compose.ui.Modifier
+import androidx.compose.ui.unit.dp
+import androidx.navigation.compose.NavHost
+import androidx.navigation.compose.composable
+import androidx.navigation.compose.rememberNavController
+import kotlinx.coroutines.CoroutineScope
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.launch
+import org.outpost.core.OutpostInterface
+import org.outpost.field.shared.SessionModel
+
+/** Runs a core call off the main thread: every core call blocks. */
+fun CoroutineScope.io(block: () -> Unit) {
+    launch(Dispatchers.IO) { block() }
+}
+
+/** The app: enrol, unlock, then the field screens. */
+@Composable
+fun FieldApp(core: OutpostInterface, onRecordWritten: () -> Unit) {
+    val session = remember { SessionModel(core) }
+    val scope = rememberCoroutineScope()
+    LaunchedEffect(Unit) { scope.io { session.refresh() } }
+    val state by session.state.collectAsState()
+    val status = state.status ?: return
+    when {
+        !status.enrolled -> EnrolScreen(session)
+        !status.unlocked -> UnlockScreen(session)
+        else -> FieldNavigation(core, onRecordWritten, onLock = { scope.io { session.lock() } })
+    }
+}
+
+@Composable
+private fun FieldNavigation(core: OutpostInterface, onRecordWritten: () -> Unit, onLock: () -> Unit) {
+    val nav = rememberNavController()
+    val back: () -> Unit = { nav.popBackStack() }
+    val written: () -> Unit = {
+        onRecordWritten()
+        nav.popBackStack()
+    }
+    NavHost(nav, startDestination = "search") {
+        composable("search") {
+            SearchScreen(
+                core,
+                open = { nav.navigate("beneficiary/$it") },
+                goTo = { nav.navigate(it) },
+                onLock = onLock,
+            )
+        }
+        composable("beneficiary/{id}") { entry ->
+            val id = entry.arguments?.getString("id").orEmpty()
+            BeneficiaryScreen(core, id, back = back, goTo = { nav.navigate(it) })
+        }
+        composable("payout/{b}/{e}") { entry ->
+            PayoutScreen(core, entry.arguments?.getString("b").orEmpty(), entry.arguments?.getString("e").orEmpty(), back, written)
+        }
+        composable("distribute/{b}/{e}") { entry ->
+            DistributionScreen(core, entry.arguments?.getString("b").orEmpty(), entry.arguments?.getString("e").orEmpty(), back, written)
+        }
+        composable("timesheet/{b}") { entry ->
+            TimesheetScreen(core, entry.arguments?.getString("b").orEmpty(), back, written)
+        }
+        composable("verify/{b}") { entry ->
+            VerificationScreen(core, entry.arguments?.getString("b").orEmpty(), back, written)
+        }
+        composable("grievances") { GrievanceListScreen(core, back, open = { nav.navigate("grievance/$it") }, create = { nav.navigate("grievance-new/-") }) }
+        composable("grievance-new/{b}") { entry ->
+            val b = entry.arguments?.getString("b")?.takeIf { it != "-" }
+            GrievanceNewScreen(core, b, back) { id ->
+                onRecordWritten()
+                nav.navigate("grievance/$id") { popUpTo("grievance-new/{b}") { inclusive = true } }
+            }
+        }
+        composable("grievance/{id}") { entry ->
+            GrievanceScreen(core, entry.arguments?.getString("id").orEmpty(), back, onRecordWritten)
+        }
+        composable("sync") { SyncScreen(core, back) }
+        composable("summary") { SummaryScreen(core, back) }
+    }
+}
+
+/** Every screen's frame: a title, a way back, and the content in a padded column. */
+@OptIn(ExperimentalMaterial3Api::class)
+@Composable
+fun Screen(title: String, back: (() -> Unit)?, actions: @Composable () -> Unit = {}, content: @Composable (PaddingValues) -> Unit) {
+    Scaffold(
+        topBar = {
+            TopAppBar(
+                title = { Text(title) },
+                navigationIcon = { if (back != null) TextButton(onClick = back) { Text("Back") } },
+                actions = { actions() },
+            )
+        },
+    ) { padding ->
+        Column(Modifier.fillMaxSize().padding(padding).padding(16.dp), verticalArrangement = Arrangement.spacedBy(12.dp)) {
+            content(padding)
+        }
+    }
+}
+
+/** A refusal or failure, in the core's words. */
+@Composable
+fun ErrorLine(message: String?) {
+    if (message != null) Text(message, color = MaterialTheme.colorScheme.error)
+}
