@@ -1,37 +1,17 @@
 package org.outpost.field.ui
 
-import androidx.compose.foundation.layout.Arrangement
-import androidx.compose.foundation.layout.Column
-import androidx.compose.foundation.layout.PaddingValues
-import androidx.compose.foundation.layout.fillMaxSize
-import androidx.compose.foundation.layout.padding
-import androidx.compose.material3.ExperimentalMaterial3Api
-import androidx.compose.material3.MaterialTheme
-import androidx.compose.material3.Scaffold
-import androidx.compose.material3.Text
-import androidx.compose.material3.TextButton
-import androidx.compose.material3.TopAppBar
 import androidx.compose.runtime.Composable
+import androidx.compose.runtime.CompositionLocalProvider
 import androidx.compose.runtime.LaunchedEffect
 import androidx.compose.runtime.getValue
 import androidx.compose.runtime.remember
 import androidx.compose.runtime.rememberCoroutineScope
 import androidx.compose.runtime.collectAsState
-import androidx.compose.ui.Modifier
-import androidx.compose.ui.unit.dp
 import androidx.navigation.compose.NavHost
 import androidx.navigation.compose.composable
 import androidx.navigation.compose.rememberNavController
-import kotlinx.coroutines.CoroutineScope
-import kotlinx.coroutines.Dispatchers
-import kotlinx.coroutines.launch
 import org.outpost.core.OutpostInterface
 import org.outpost.field.shared.SessionModel
-
-/** Runs a core call off the main thread: every core call blocks. */
-fun CoroutineScope.io(block: () -> Unit) {
-    launch(Dispatchers.IO) { block() }
-}
 
 /** The app: enrol, unlock, then the field screens. */
 @Composable
@@ -41,10 +21,12 @@ fun FieldApp(core: OutpostInterface, onRecordWritten: () -> Unit) {
     LaunchedEffect(Unit) { scope.io { session.refresh() } }
     val state by session.state.collectAsState()
     val status = state.status ?: return
-    when {
-        !status.enrolled -> EnrolScreen(session)
-        !status.unlocked -> UnlockScreen(session)
-        else -> FieldNavigation(core, onRecordWritten, onLock = { scope.io { session.lock() } })
+    CompositionLocalProvider(LocalFieldPlatform provides AndroidPlatform) {
+        when {
+            !status.enrolled -> EnrolScreen(session)
+            !status.unlocked -> UnlockScreen(session)
+            else -> FieldNavigation(core, onRecordWritten, onLock = { scope.io { session.lock() } })
+        }
     }
 }
 
@@ -97,27 +79,3 @@ private fun FieldNavigation(core: OutpostInterface, onRecordWritten: () -> Unit,
     }
 }
 
-/** Every screen's frame: a title, a way back, and the content in a padded column. */
-@OptIn(ExperimentalMaterial3Api::class)
-@Composable
-fun Screen(title: String, back: (() -> Unit)?, actions: @Composable () -> Unit = {}, content: @Composable (PaddingValues) -> Unit) {
-    Scaffold(
-        topBar = {
-            TopAppBar(
-                title = { Text(title) },
-                navigationIcon = { if (back != null) TextButton(onClick = back) { Text("Back") } },
-                actions = { actions() },
-            )
-        },
-    ) { padding ->
-        Column(Modifier.fillMaxSize().padding(padding).padding(16.dp), verticalArrangement = Arrangement.spacedBy(12.dp)) {
-            content(padding)
-        }
-    }
-}
-
-/** A refusal or failure, in the core's words. */
-@Composable
-fun ErrorLine(message: String?) {
-    if (message != null) Text(message, color = MaterialTheme.colorScheme.error)
-}

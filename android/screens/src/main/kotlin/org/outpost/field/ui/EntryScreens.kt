@@ -26,6 +26,7 @@ fun EnrolScreen(session: SessionModel) {
     var pin by remember { mutableStateOf("") }
     var pinAgain by remember { mutableStateOf("") }
     val scan = rememberQrScanner { code = session.codeFromScan(it) }
+    val label = LocalFieldPlatform.current.deviceLabel
     Screen("Enrol this phone", back = null) {
         Text("Ask your supervisor for an enrolment code and scan it.")
         OutlinedTextField(server, { server = it }, label = { Text("Server address") }, singleLine = true)
@@ -34,7 +35,7 @@ fun EnrolScreen(session: SessionModel) {
         PinField("New PIN (4-12 digits)", pin) { pin = it }
         PinField("PIN again", pinAgain) { pinAgain = it }
         ErrorLine(state.error)
-        Button(enabled = !state.busy, onClick = { scope.io { session.enrol(server, code, pin, pinAgain, android.os.Build.MODEL) } }) {
+        Button(enabled = !state.busy, onClick = { scope.io { session.enrol(server, code, pin, pinAgain, label) } }) {
             Text(if (state.busy) "Enrolling…" else "Enrol")
         }
     }
