@@ -25,8 +25,12 @@ object DatabaseKey {
         val wrapped = prefs.getString("wrapped", null)
         val iv = prefs.getString("iv", null)
         if (wrapped != null && iv != null) {
+            // Never make a new wrapping key here: it could not open the stored key, and the
+            // database would be lost behind a crash loop. Say so instead.
+            val existing = (keyStore().getEntry(ALIAS, null) as? KeyStore.SecretKeyEntry)?.secretKey
+                ?: throw IllegalStateException("the Keystore lost the database key: this phone must be wiped and enrolled again")
             val cipher = Cipher.getInstance("AES/GCM/NoPadding")
-            cipher.init(Cipher.DECRYPT_MODE, wrapper(), GCMParameterSpec(128, Base64.decode(iv, Base64.NO_WRAP)))
+            cipher.init(Cipher.DECRYPT_MODE, existing, GCMParameterSpec(128, Base64.decode(iv, Base64.NO_WRAP)))
             return cipher.doFinal(Base64.decode(wrapped, Base64.NO_WRAP))
         }
         val key = ByteArray(32).also { SecureRandom().nextBytes(it) }
@@ -43,9 +47,10 @@ object DatabaseKey {
         return key
     }
 
+    private fun keyStore(): KeyStore = KeyStore.getInstance("AndroidKeyStore").apply { load(null) }
+
     private fun wrapper(): SecretKey {
-        val store = KeyStore.getInstance("AndroidKeyStore").apply { load(null) }
-        (store.getEntry(ALIAS, null) as? KeyStore.SecretKeyEntry)?.let { return it.secretKey }
+        (keyStore().getEntry(ALIAS, null) as? KeyStore.SecretKeyEntry)?.let { return it.secretKey }
         val generator = KeyGenerator.getInstance(KeyProperties.KEY_ALGORITHM_AES, "AndroidKeyStore")
         generator.init(
             KeyGenParameterSpec.Builder(ALIAS, KeyProperties.PURPOSE_ENCRYPT or KeyProperties.PURPOSE_DECRYPT)

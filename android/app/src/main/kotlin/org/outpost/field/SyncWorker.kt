@@ -30,6 +30,11 @@ class SyncWorker(context: Context, params: WorkerParameters) : CoroutineWorker(c
             Result.success()
         } catch (e: OutpostException.Network) {
             Result.retry()
+        } catch (e: OutpostException.Cancelled) {
+            Result.retry()
+        } catch (e: OutpostException.Invalid) {
+            // Another sync (the screen's, or the hourly one) is running: try again later.
+            Result.retry()
         } catch (e: OutpostException.Revoked) {
             Result.success()
         } catch (e: OutpostException) {
@@ -52,7 +57,8 @@ class SyncWorker(context: Context, params: WorkerParameters) : CoroutineWorker(c
         /** After a record is written: sync once the network is there. */
         fun soon(context: Context) {
             val once = OneTimeWorkRequestBuilder<SyncWorker>().setConstraints(online).build()
-            WorkManager.getInstance(context).enqueueUniqueWork("outpost-sync-soon", ExistingWorkPolicy.REPLACE, once)
+            // Appended after a sync already running rather than cancelling it half way.
+            WorkManager.getInstance(context).enqueueUniqueWork("outpost-sync-soon", ExistingWorkPolicy.APPEND_OR_REPLACE, once)
         }
     }
 }

@@ -124,6 +124,9 @@ class FieldScenarioTest {
         assertTrue(payout.confirm(), payout.state.value.error)
         assertNotNull(payout.state.value.paidRecordId)
 
+        // A second tap on Confirm does not pay twice.
+        assertFalse(payout.confirm())
+
         // Paying the same entitlement again asks for an override reason.
         val again = PayoutModel(core)
         again.start(due.beneficiary.id, due.entitlement.id)

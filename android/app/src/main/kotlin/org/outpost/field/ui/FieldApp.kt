@@ -21,6 +21,8 @@ fun FieldApp(core: OutpostInterface, onRecordWritten: () -> Unit) {
     LaunchedEffect(Unit) { scope.io { session.refresh() } }
     val state by session.state.collectAsState()
     val status = state.status ?: return
+    // Just enrolled: fetch the assignment as soon as there is a network.
+    LaunchedEffect(status.enrolled) { if (status.enrolled) onRecordWritten() }
     CompositionLocalProvider(LocalFieldPlatform provides AndroidPlatform) {
         when {
             !status.enrolled -> EnrolScreen(session)

@@ -4,6 +4,7 @@ import androidx.compose.foundation.layout.Arrangement
 import androidx.compose.foundation.layout.Column
 import androidx.compose.foundation.layout.PaddingValues
 import androidx.compose.foundation.layout.fillMaxSize
+import androidx.compose.foundation.layout.imePadding
 import androidx.compose.foundation.layout.padding
 import androidx.compose.material3.ExperimentalMaterial3Api
 import androidx.compose.material3.MaterialTheme
@@ -15,6 +16,7 @@ import androidx.compose.runtime.Composable
 import androidx.compose.runtime.staticCompositionLocalOf
 import androidx.compose.ui.Modifier
 import androidx.compose.ui.unit.dp
+import kotlinx.coroutines.CoroutineExceptionHandler
 import kotlinx.coroutines.CoroutineScope
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.launch
@@ -37,9 +39,15 @@ val LocalFieldPlatform = staticCompositionLocalOf<FieldPlatform> { error("no Fie
 @Composable
 fun rememberQrScanner(onResult: (String) -> Unit): () -> Unit = LocalFieldPlatform.current.rememberQrScanner(onResult)
 
+/**
+ * A failure nothing else caught (the core's refusals are caught by the models): reported,
+ * never a crash of the whole app in front of a beneficiary.
+ */
+private val reportFailure = CoroutineExceptionHandler { _, e -> System.err.println("outpost: ${e.stackTraceToString()}") }
+
 /** Runs a core call off the main thread: every core call blocks. */
 fun CoroutineScope.io(block: () -> Unit) {
-    launch(Dispatchers.IO) { block() }
+    launch(Dispatchers.IO + reportFailure) { block() }
 }
 
 /** Every screen's frame: a title, a way back, and the content in a padded column. */
@@ -55,7 +63,7 @@ fun Screen(title: String, back: (() -> Unit)?, actions: @Composable () -> Unit =
             )
         },
     ) { padding ->
-        Column(Modifier.fillMaxSize().padding(padding).padding(16.dp), verticalArrangement = Arrangement.spacedBy(12.dp)) {
+        Column(Modifier.fillMaxSize().padding(padding).imePadding().padding(16.dp), verticalArrangement = Arrangement.spacedBy(12.dp)) {
             content(padding)
         }
     }

@@ -35,6 +35,7 @@ data class PayoutState(
 
 /** Payout: pick the collector, confirm the amount, capture proof, pay. */
 class PayoutModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow(PayoutState())
     val state: StateFlow<PayoutState> = _state
 
@@ -56,11 +57,15 @@ class PayoutModel(private val core: OutpostInterface) {
 
     fun chooseCollector(id: String) { _state.value = _state.value.copy(collectorId = id) }
     fun setAmount(text: String) { _state.value = _state.value.copy(amountText = text) }
-    fun setProof(proof: Proof) { _state.value = _state.value.copy(proof = proof) }
+    fun setProof(proof: Proof?) { _state.value = _state.value.copy(proof = proof) }
     fun setOverride(reason: String?) { _state.value = _state.value.copy(overrideReason = reason) }
 
-    fun confirm(): Boolean {
+    /** Pays; a second call while one runs (a double tap) does nothing. */
+    fun confirm(): Boolean = once.run { pay() } ?: false
+
+    private fun pay(): Boolean {
         val s = _state.value
+        if (s.paidRecordId != null) return false
         val e = s.entitlement ?: return false
         val amount = MoneyText.parse(s.amountText, e.amount.currency)
         if (amount == null) {

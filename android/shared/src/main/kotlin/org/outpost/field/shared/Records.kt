@@ -31,6 +31,7 @@ data class DistributionState(
 
 /** Goods handed out against an entitlement, from the agent's stock. */
 class DistributionModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow(DistributionState())
     val state: StateFlow<DistributionState> = _state
 
@@ -51,8 +52,11 @@ class DistributionModel(private val core: OutpostInterface) {
 
     fun chooseCollector(id: String) { _state.value = _state.value.copy(collectorId = id) }
 
-    fun confirm(): Boolean {
+    fun confirm(): Boolean = once.run { handOut() } ?: false
+
+    private fun handOut(): Boolean {
         val s = _state.value
+        if (s.outcome.recordId != null) return false
         val e = s.entitlement ?: return false
         val items = s.quantities.filterValues { it > 0 }.map { (code, qty) -> ItemQuantity(code, qty) }
         val outcome = attempt { core.distribute(DistributionInput(e.id, s.collectorId ?: "", items)) }.outcome { it }
@@ -72,6 +76,7 @@ data class TimesheetState(
 
 /** Cash-for-work days: one entry per worker per day. */
 class TimesheetModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow(TimesheetState())
     val state: StateFlow<TimesheetState> = _state
 
@@ -89,7 +94,9 @@ class TimesheetModel(private val core: OutpostInterface) {
         )
     }
 
-    fun record(workerBeneficiaryId: String): Boolean {
+    fun record(workerBeneficiaryId: String): Boolean = once.run { write(workerBeneficiaryId) } ?: false
+
+    private fun write(workerBeneficiaryId: String): Boolean {
         val s = _state.value
         val outcome = attempt {
             core.recordTimesheet(TimesheetInput(s.projectId ?: "", workerBeneficiaryId, s.workDate, s.dayHundredths))
@@ -110,6 +117,7 @@ data class VerificationState(
 
 /** An eligibility check: the plan's questions, and maybe a status change for the office. */
 class VerificationModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow(VerificationState())
     val state: StateFlow<VerificationState> = _state
 
@@ -132,8 +140,11 @@ class VerificationModel(private val core: OutpostInterface) {
     fun propose(status: String?) { _state.value = _state.value.copy(proposedStatus = status) }
     fun setNote(note: String) { _state.value = _state.value.copy(note = note) }
 
-    fun submit(): Boolean {
+    fun submit(): Boolean = once.run { write() } ?: false
+
+    private fun write(): Boolean {
         val s = _state.value
+        if (s.outcome.recordId != null) return false
         val answers = s.answers.filterValues { it.isNotBlank() }.map { (q, a) -> Answer(q, a) }
         val outcome = attempt { core.verify(VerificationInput(s.beneficiaryId, answers, s.proposedStatus, s.note)) }.outcome { it }
         _state.value = s.copy(outcome = outcome)
@@ -150,6 +161,7 @@ data class GrievanceState(
 
 /** Grievances: the list, a new one, comments and status moves (merged with the office's). */
 class GrievanceModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow(GrievanceState())
     val state: StateFlow<GrievanceState> = _state
 
@@ -171,7 +183,10 @@ class GrievanceModel(private val core: OutpostInterface) {
         )
     }
 
-    fun create(beneficiaryId: String?, category: String, description: String): String? {
+    fun create(beneficiaryId: String?, category: String, description: String): String? =
+        once.run { write(beneficiaryId, category, description) }
+
+    private fun write(beneficiaryId: String?, category: String, description: String): String? {
         val id = attempt { core.createGrievance(GrievanceInput(beneficiaryId, category, description)) }
         _state.value = _state.value.copy(error = id.exceptionOrNull()?.message)
         id.getOrNull()?.let { show(it) }
@@ -188,7 +203,9 @@ class GrievanceModel(private val core: OutpostInterface) {
 
     fun move(status: String, assignee: String? = null): Boolean = edit { core.setGrievanceStatus(it, status, assignee) }
 
-    private fun edit(change: (String) -> Unit): Boolean {
+    private fun edit(change: (String) -> Unit): Boolean = once.run { apply(change) } ?: false
+
+    private fun apply(change: (String) -> Unit): Boolean {
         val id = _state.value.open?.recordId ?: return false
         val done = attempt { change(id) }
         show(id)
@@ -201,10 +218,14 @@ data class ContactState(val outcome: Outcome = Outcome())
 
 /** A beneficiary's new phone number or address, for the office to approve. */
 class ContactModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow(ContactState())
     val state: StateFlow<ContactState> = _state
 
-    fun submit(beneficiaryId: String, personId: String, phone: String?, address: String?): Boolean {
+    fun submit(beneficiaryId: String, personId: String, phone: String?, address: String?): Boolean =
+        once.run { write(beneficiaryId, personId, phone, address) } ?: false
+
+    private fun write(beneficiaryId: String, personId: String, phone: String?, address: String?): Boolean {
         val outcome = attempt {
             core.updateContact(ContactInput(beneficiaryId, personId, phone?.ifBlank { null }, address?.ifBlank { null }))
         }.outcome { it }

@@ -24,7 +24,8 @@ class SessionModel(private val core: OutpostInterface) {
     val state: StateFlow<SessionState> = _state
 
     fun refresh() {
-        _state.value = _state.value.copy(status = core.status())
+        val status = attempt { core.status() }
+        _state.value = _state.value.copy(status = status.getOrNull() ?: _state.value.status, error = status.exceptionOrNull()?.message)
     }
 
     /** The QR payload is `outpost:enrol?code=XXXX-XXXX-XXXX`; a typed code works too. */
@@ -38,14 +39,16 @@ class SessionModel(private val core: OutpostInterface) {
         }
         _state.value = _state.value.copy(busy = true, error = null)
         val outcome = attempt { core.enrol(serverUrl.trim(), codeFromScan(scannedOrTyped), pin, label, null) }
-        _state.value = _state.value.copy(busy = false, error = outcome.exceptionOrNull()?.message, status = core.status())
+        _state.value = _state.value.copy(busy = false, error = outcome.exceptionOrNull()?.message)
+        refresh()
         return outcome.isSuccess
     }
 
     fun unlock(pin: String): Boolean {
         return try {
             core.unlock(pin)
-            _state.value = SessionState(status = core.status())
+            _state.value = SessionState()
+            refresh()
             true
         } catch (e: OutpostException.PinLocked) {
             val seconds = Regex("""(\d+) seconds""").find(e.message.orEmpty())?.groupValues?.get(1)?.toLong()

@@ -77,6 +77,7 @@ class SyncModel(private val core: OutpostInterface) {
 
 /** The agent's day at a glance. */
 class SummaryModel(private val core: OutpostInterface) {
+    private val once = OneAtATime()
     private val _state = MutableStateFlow<Result<DaySummary>?>(null)
     val state: StateFlow<Result<DaySummary>?> = _state
 
@@ -84,9 +85,13 @@ class SummaryModel(private val core: OutpostInterface) {
         _state.value = attempt { core.daySummary(day) }
     }
 
+    /** Records cash received; null when done, else why not. A double tap records it once. */
     fun receiveCash(amountText: String, currency: String, note: String): String? {
         val minor = MoneyText.parse(amountText, currency) ?: return "\"$amountText\" is not an amount"
-        return attempt { core.recordCash(true, minor, currency, note) }.exceptionOrNull()?.message.also { load() }
+        val outcome = once.run { attempt { core.recordCash(true, minor, currency, note) } }
+            ?: return "Already recording"
+        load()
+        return outcome.exceptionOrNull()?.message
     }
 
     fun receiveStock(item: String, quantity: Long, note: String): String? =
