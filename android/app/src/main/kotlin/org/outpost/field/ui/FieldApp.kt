@@ -35,10 +35,11 @@ fun FieldApp(core: OutpostInterface, onRecordWritten: () -> Unit) {
 @Composable
 private fun FieldNavigation(core: OutpostInterface, onRecordWritten: () -> Unit, onLock: () -> Unit) {
     val nav = rememberNavController()
-    val back: () -> Unit = { nav.popBackStack() }
+    // Never pop the first screen: two quick Backs would leave an empty one.
+    val back: () -> Unit = { if (nav.previousBackStackEntry != null) nav.popBackStack() }
     val written: () -> Unit = {
         onRecordWritten()
-        nav.popBackStack()
+        back()
     }
     NavHost(nav, startDestination = "search") {
         composable("search") {

@@ -24,6 +24,9 @@ import androidx.compose.runtime.rememberCoroutineScope
 import androidx.compose.runtime.setValue
 import androidx.compose.ui.Modifier
 import androidx.compose.ui.unit.dp
+import kotlinx.coroutines.Dispatchers
+import kotlinx.coroutines.delay
+import kotlinx.coroutines.withContext
 import org.outpost.core.BeneficiarySummary
 import org.outpost.core.OutpostInterface
 import org.outpost.field.shared.BeneficiaryModel
@@ -38,6 +41,12 @@ fun SearchScreen(core: OutpostInterface, open: (String) -> Unit, goTo: (String) 
     val scope = rememberCoroutineScope()
     var query by remember { mutableStateOf("") }
     LaunchedEffect(Unit) { scope.io { model.loadDue() } }
+    // Search once typing pauses; a newer query cancels the older one, so a slow answer never
+    // replaces a newer one.
+    LaunchedEffect(query) {
+        delay(250)
+        withContext(Dispatchers.IO) { model.search(query) }
+    }
     val scan = rememberQrScanner { text -> scope.io { model.search(text) } }
     Screen("Beneficiaries", back = null, actions = {
         TextButton(onClick = { goTo("sync") }) { Text("Sync") }
@@ -47,10 +56,7 @@ fun SearchScreen(core: OutpostInterface, open: (String) -> Unit, goTo: (String) 
     }) {
         OutlinedTextField(
             query,
-            { q ->
-                query = q
-                scope.io { model.search(q) }
-            },
+            { q -> query = q },
             label = { Text("Name, card number or id") },
             singleLine = true,
             modifier = Modifier.fillMaxWidth(),
