@@ -319,6 +319,10 @@ fn sync_enrolment<H: Host>(run: &mut Run<H>, e: &Enrolment) -> Result<()> {
     let outcome = (|| {
         let hello = client.hello()?;
         upload(run, &mut client, e, &hello)?;
+        if !e.active {
+            // Everything of the earlier agent is on the server: its identity can go.
+            host.with_conn(|c| store::write(c, |tx| store::forget_if_drained(tx, e.id)))?;
+        }
         if e.active {
             download(run, &mut client, e)?;
             receive(run, &mut client, e)?;

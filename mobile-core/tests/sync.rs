@@ -286,6 +286,12 @@ fn another_agent_enrolling_on_the_phone_loses_none_of_the_first_agents_records()
     assert_eq!(report.accepted, 4);
     assert!(report.status.up_to_date);
     assert_eq!(server_payouts(&server, &first), 4);
+    // With nothing left to send, the first agent's identity is gone from the phone.
+    let enrolments: i64 = d.core.with_connection(|c| {
+        c.query_row("SELECT count(*) FROM enrolments", [], |r| r.get(0))
+            .unwrap()
+    });
+    assert_eq!(enrolments, 1);
     // The replica is the second agent's: nothing of Mzimba stays.
     let mz: i64 = d.core.with_connection(|c| {
         c.query_row(

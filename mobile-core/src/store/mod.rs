@@ -216,6 +216,16 @@ fn clear_replica(tx: &Transaction) -> Result<()> {
     Ok(())
 }
 
+/// Forgets an earlier (inactive) enrolment once none of its records waits to be sent.
+pub fn forget_if_drained(tx: &Transaction, id: Uuid) -> Result<()> {
+    tx.execute(
+        "DELETE FROM enrolments WHERE id = ?1 AND active = 0 AND NOT EXISTS
+             (SELECT 1 FROM records r WHERE r.enrolment_id = ?1 AND r.heads <> r.acked_heads)",
+        [id],
+    )?;
+    Ok(())
+}
+
 /// Forgets the replica and its cursor, to download it again from the start.
 pub fn reset_replica(tx: &Transaction, enrolment: Uuid) -> Result<()> {
     clear_replica(tx)?;
