@@ -457,18 +457,23 @@ fn upload<H: Host>(
     }
 }
 
+/// A feed's cursor as last committed (read again each page: the page before moved it).
+fn stored_cursor<H: Host>(host: &H, enrolment: Uuid, column: &'static str) -> Result<i64> {
+    host.with_conn(|c| {
+        Ok(c.query_row(
+            &format!("SELECT {column} FROM enrolments WHERE id = ?1"),
+            [enrolment],
+            |r| r.get(0),
+        )?)
+    })
+}
+
 fn download<H: Host>(run: &mut Run<H>, client: &mut Client, e: &Enrolment) -> Result<()> {
     let host = run.host;
     let mut rows = 0;
     loop {
         host.check_cancelled()?;
-        let cursor: i64 = host.with_conn(|c| {
-            Ok(c.query_row(
-                "SELECT replica_cursor FROM enrolments WHERE id = ?1",
-                [e.id],
-                |r| r.get(0),
-            )?)
-        })?;
+        let cursor = stored_cursor(host, e.id, "replica_cursor")?;
         let page: ReplicaPage = match client.call(
             wire::path::REPLICA,
             &ReplicaRequest {
@@ -510,13 +515,7 @@ fn receive<H: Host>(run: &mut Run<H>, client: &mut Client, e: &Enrolment) -> Res
     let mut received = 0;
     loop {
         host.check_cancelled()?;
-        let cursor: i64 = host.with_conn(|c| {
-            Ok(c.query_row(
-                "SELECT changes_cursor FROM enrolments WHERE id = ?1",
-                [e.id],
-                |r| r.get(0),
-            )?)
-        })?;
+        let cursor = stored_cursor(host, e.id, "changes_cursor")?;
         let reply: ChangesReply = match client.call(
             wire::path::CHANGES,
             &ChangesRequest {

@@ -74,6 +74,16 @@ pub struct Void {
     pub at: DateTime<FixedOffset>,
 }
 
+impl Void {
+    /// A fact's void as the two columns both ends store: `voided_at` (RFC 3339) and the reason.
+    pub fn columns(void: &Option<Void>) -> (Option<String>, Option<String>) {
+        (
+            void.as_ref().map(|v| v.at.to_rfc3339()),
+            void.as_ref().map(|v| v.reason.clone()),
+        )
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Payout {
     pub beneficiary_id: Uuid,

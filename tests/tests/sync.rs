@@ -412,15 +412,11 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
             _ => None,
         })
         .unwrap();
-    let (_, mut doc, dc) = north.new_record(&Record::Grievance(Grievance {
-        beneficiary_id: Some(beneficiary),
-        category: "OTHER".into(),
-        description: "Moving to Rufisque".into(),
-        status: GrievanceStatus::Open,
-        assignee: None,
-        comments: vec![],
-        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
-    }));
+    let (_, mut doc, dc) = north.new_record(&open_grievance(
+        Some(beneficiary),
+        "OTHER",
+        "Moving to Rufisque",
+    ));
     records::add_comment(
         &mut doc,
         &Comment {
@@ -668,15 +664,7 @@ async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
             )?)
         })
         .unwrap();
-    let outside = Record::Grievance(Grievance {
-        beneficiary_id: Some(south),
-        category: "OTHER".into(),
-        description: "not mine".into(),
-        status: GrievanceStatus::Open,
-        assignee: None,
-        comments: vec![],
-        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
-    });
+    let outside = open_grievance(Some(south), "OTHER", "not mine");
     let (_, _, outside) = device.new_record(&outside);
     let (_, _, unknown_kind) = {
         let (a, b, mut c) = device.new_record(&payout_for(&e, collector));
@@ -749,15 +737,11 @@ async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
     let mut south = enrolled_as(&server, "sup.south1", "agent.s-ck", "S-CK").await;
     a.sync_replica(0).await.unwrap();
     let (e, _) = payable(&a);
-    let grievance = Record::Grievance(Grievance {
-        beneficiary_id: Some(id(&e.beneficiary_id)),
-        category: "WRONG_AMOUNT".into(),
-        description: "Le montant est faux".into(),
-        status: GrievanceStatus::Open,
-        assignee: None,
-        comments: vec![],
-        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
-    });
+    let grievance = open_grievance(
+        Some(id(&e.beneficiary_id)),
+        "WRONG_AMOUNT",
+        "Le montant est faux",
+    );
     let (doc_id, mut doc, dc) = a.new_record(&grievance);
     assert_eq!(
         a.push(vec![dc]).await.unwrap().results[0].outcome(),
@@ -1167,15 +1151,7 @@ async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
     let mut north = enrolled(&server, AREA).await;
     let mut south = enrolled_as(&server, "sup.south1", "agent.s-ck", "S-CK").await;
     // A grievance with no beneficiary belongs to the assignment it came from.
-    let grievance = Record::Grievance(Grievance {
-        beneficiary_id: None,
-        category: "OTHER".into(),
-        description: "Queue too long at the market".into(),
-        status: GrievanceStatus::Open,
-        assignee: None,
-        comments: vec![],
-        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
-    });
+    let grievance = open_grievance(None, "OTHER", "Queue too long at the market");
     let (doc_id, mut doc, dc) = north.new_record(&grievance);
     assert_eq!(
         north.push(vec![dc]).await.unwrap().results[0].outcome(),
@@ -1274,4 +1250,17 @@ async fn revoked_cards_follow_their_beneficiary_to_a_new_area() {
         0,
         "the old area drops it with the rest"
     );
+}
+
+/// A new OPEN grievance as a device records it (fixed time, no comments).
+fn open_grievance(beneficiary_id: Option<Uuid>, category: &str, description: &str) -> Record {
+    Record::Grievance(Grievance {
+        beneficiary_id,
+        category: category.into(),
+        description: description.into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    })
 }

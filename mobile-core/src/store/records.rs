@@ -293,12 +293,7 @@ fn materialise(
     own: bool,
     record: &Record,
 ) -> Result<()> {
-    let void = |v: &Option<records::Void>| {
-        (
-            v.as_ref().map(|v| v.at.to_rfc3339()),
-            v.as_ref().map(|v| v.reason.clone()),
-        )
-    };
+    let void = records::Void::columns;
     match record {
         Record::Payout(p) => {
             let (voided_at, void_reason) = void(&p.void);

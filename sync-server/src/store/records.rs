@@ -662,12 +662,7 @@ fn materialise(
     payroll: Option<Uuid>,
     record: &Record,
 ) -> Result<()> {
-    let void = |v: &Option<records::Void>| {
-        (
-            v.as_ref().map(|v| v.at.to_rfc3339()),
-            v.as_ref().map(|v| v.reason.clone()),
-        )
-    };
+    let void = records::Void::columns;
     match record {
         Record::Payout(p) => {
             let (proof, serial, reference) = match &p.proof {
