@@ -15,6 +15,65 @@ impl Currency {
     }
 }
 
+impl Currency {
+    /// Digits after the decimal point (ISO 4217's exponent): 0 for the yen or the CFA franc,
+    /// 3 for the dinars, 2 for the rest.
+    pub fn minor_digits(&self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            _ => 2,
+        }
+    }
+
+    /// Minor units as a plain decimal ("1500.00" for 150000 MWK), for files and pages; no
+    /// grouping, so what is written can be read back.
+    pub fn format_minor(&self, minor: i64) -> String {
+        let digits = self.minor_digits();
+        if digits == 0 {
+            return minor.to_string();
+        }
+        let unit = 10i64.pow(digits);
+        let sign = if minor < 0 { "-" } else { "" };
+        let abs = minor.unsigned_abs();
+        format!(
+            "{sign}{}.{:0width$}",
+            abs / unit as u64,
+            abs % unit as u64,
+            width = digits as usize
+        )
+    }
+
+    /// Reads a decimal amount ("1500", "1500.5", "1,500.00") into minor units; more decimals
+    /// than the currency has, or anything else, is an error rather than a rounding.
+    pub fn parse_minor(&self, text: &str) -> Result<i64, MoneyError> {
+        let bad = || MoneyError::BadAmount(text.to_owned());
+        let t = text.trim().replace(',', "");
+        let (negative, t) = match t.strip_prefix('-') {
+            Some(rest) => (true, rest.to_owned()),
+            None => (false, t),
+        };
+        let (whole, frac) = t.split_once('.').unwrap_or((&t, ""));
+        let digits = self.minor_digits() as usize;
+        if whole.is_empty()
+            || !whole.bytes().all(|b| b.is_ascii_digit())
+            || !frac.bytes().all(|b| b.is_ascii_digit())
+            || frac.len() > digits
+        {
+            return Err(bad());
+        }
+        let frac = format!("{frac:0<digits$}");
+        let value = whole
+            .parse::<i64>()
+            .ok()
+            .and_then(|w| w.checked_mul(10i64.pow(digits as u32)))
+            .and_then(|w| w.checked_add(if digits == 0 { 0 } else { frac.parse().ok()? }))
+            .ok_or_else(bad)?;
+        Ok(if negative { -value } else { value })
+    }
+}
+
 impl FromStr for Currency {
     type Err = MoneyError;
 
@@ -93,11 +152,31 @@ pub enum MoneyError {
     CurrencyMismatch(Currency, Currency),
     #[error("amount overflows")]
     Overflow,
+    #[error("'{0}' is not an amount (digits, and at most the currency's decimals)")]
+    BadAmount(String),
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_amounts_round_trip_with_the_currency_exponent() {
+        let mwk: Currency = "MWK".parse().unwrap();
+        let xof: Currency = "XOF".parse().unwrap();
+        let kwd: Currency = "KWD".parse().unwrap();
+        assert_eq!(mwk.format_minor(150005), "1500.05");
+        assert_eq!(mwk.format_minor(-5), "-0.05");
+        assert_eq!(xof.format_minor(2500), "2500");
+        assert_eq!(kwd.format_minor(1234), "1.234");
+        assert_eq!(mwk.parse_minor("1,500.5"), Ok(150050));
+        assert_eq!(mwk.parse_minor("1500"), Ok(150000));
+        assert_eq!(xof.parse_minor("2500"), Ok(2500));
+        for bad in ["", "1.234", "1e3", "abc", "99999999999999999999", ".5"] {
+            assert!(mwk.parse_minor(bad).is_err(), "{bad}");
+        }
+        assert!(xof.parse_minor("1.5").is_err());
+    }
 
     #[test]
     fn currency_codes_are_three_capitals() {

@@ -9,6 +9,7 @@
 pub mod api;
 pub mod demo;
 mod error;
+pub mod reconcile;
 pub mod registry;
 pub mod server;
 pub mod store;
