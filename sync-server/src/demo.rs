@@ -12,10 +12,12 @@ use serde_json::json;
 
 use crate::{
     Result,
+    approvals::{TaskKind, Verdict},
     registry::import::{FileFormat, parse_individuals},
     store::{
         Store, payroll, plans,
         registry::{self, ImportOptions, LocationLevel, NewLocation, Scope},
+        sessions, tasks,
         users::{self, NewUser, Role},
     },
 };
@@ -366,10 +368,15 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             add_user(format!("sup.north{}", i + 1), name, Role::Supervisor, Some("N"))?;
         }
         add_user("sup.south1".into(), "Dalitso Mwale", Role::Supervisor, Some("S"))?;
+        add_user("sup.south2".into(), "Esther Nkhoma", Role::Supervisor, Some("S"))?;
         for (_, _, districts) in GEOGRAPHY {
             for (dc, dn, _) in *districts {
                 add_user(format!("agent.{}", dc.to_lowercase()), &format!("Agent {dn}"), Role::FieldAgent, Some(dc))?;
             }
+        }
+        // Staff log in to the web with a TOTP second factor; the demo's is published.
+        for username in usernames.iter().filter(|u| !u.starts_with("agent.")) {
+            sessions::set_secret(tx, username, sessions::DEMO_TOTP_SECRET)?;
         }
         for plan in demo_plans() {
             plans::create_plan(tx, actor, &plan)?;
@@ -414,6 +421,8 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             .query_map([], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
+        let checker = users::user_by_username(tx, "sup.north2")?;
+        let second_checker = users::user_by_username(tx, "sup.north3")?;
         for (w, worker) in workers.iter().enumerate() {
             registry::enrol_if_new(tx, actor, cfw.id, registry::BeneficiaryTarget::Individual(*worker), BeneficiaryStatus::Active, "public works enrolment")?;
             let beneficiary: uuid::Uuid = tx.query_row(
@@ -428,7 +437,7 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
                     work_date: NaiveDate::from_ymd_opt(2026, 11, 2 + day as u32).expect("date"),
                     day_hundredths: if day == 0 && w % 3 == 0 { 50 } else { 100 },
                 })?;
-                plans::decide_timesheet(tx, "user:sup.north2", &national, id, plans::TimesheetStatus::Approved)?;
+                tasks::decide_subject(tx, &checker, TaskKind::Timesheet, id, Verdict::Approve, "", false)?;
             }
         }
 
@@ -443,14 +452,11 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             for id in r.payrolls {
                 let p = payroll::get_payroll(tx, &national, id)?;
                 if p.location.starts_with("N-") && plan != "CFW-ROADS" {
-                    payroll::set_payroll_status(
-                        tx,
-                        "user:sup.north2",
-                        &national,
-                        id,
-                        outpost_proto::PayrollStatus::Approved,
-                        "demo: approved so the field has something to pay",
-                    )?;
+                    // Through the same four-eyes task as on the web; the demo supervisors'
+                    // second factor is the published demo secret.
+                    for who in [&checker, &second_checker] {
+                        tasks::decide_subject(tx, who, TaskKind::PayrollApproval, id, Verdict::Approve, "demo", true)?;
+                    }
                 }
             }
         }

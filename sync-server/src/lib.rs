@@ -7,6 +7,7 @@
 //!   under `/sync/v1`; [`server`] serves it over HTTP or HTTPS; [`demo`] is the demo programme.
 
 pub mod api;
+pub mod approvals;
 pub mod demo;
 mod error;
 pub mod reconcile;

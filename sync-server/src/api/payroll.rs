@@ -11,10 +11,12 @@ use uuid::Uuid;
 
 use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
 use crate::{
-    Result,
+    Error, Result,
+    approvals::{TaskKind, Verdict},
     store::{
         payroll,
         plans::{self, Cycle, GoodsItem, NewPlan, TimesheetEntry, TimesheetStatus, WorkProject},
+        tasks,
         users::Role,
     },
 };
@@ -118,6 +120,9 @@ pub async fn record_timesheet(
 #[serde(deny_unknown_fields)]
 pub struct Decision {
     status: TimesheetStatus,
+    /// Needed to reject.
+    #[serde(default)]
+    reason: String,
 }
 
 /// Approves or rejects a pending timesheet; whoever recorded it cannot decide it.
@@ -128,9 +133,29 @@ pub async fn decide_timesheet(
     Json(d): Json<Decision>,
 ) -> Result<Response> {
     caller.require(OFFICE)?;
-    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let verdict = match d.status {
+        TimesheetStatus::Approved => Verdict::Approve,
+        TimesheetStatus::Rejected => Verdict::Reject,
+        TimesheetStatus::Pending => {
+            return Err(Error::Invalid(
+                "a timesheet is decided APPROVED or REJECTED".into(),
+            ));
+        }
+    };
+    let user = caller.0;
+    // Through its four-eyes task, so the API and the web apply the same rules.
     db(&state, move |s| {
-        s.write(|tx| plans::decide_timesheet(tx, &actor, &scope, id, d.status))
+        s.write(|tx| {
+            tasks::decide_subject(
+                tx,
+                &user,
+                TaskKind::Timesheet,
+                id,
+                verdict,
+                &d.reason,
+                false,
+            )
+        })
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())

@@ -9,9 +9,12 @@ pub mod audit;
 pub mod devices;
 pub mod payroll;
 pub mod plans;
+pub mod reconciliation;
 pub mod records;
 pub mod registry;
 pub mod replica;
+pub mod sessions;
+pub mod tasks;
 pub mod users;
 
 use std::{
@@ -34,6 +37,7 @@ use crate::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_registry.sql"),
     include_str!("migrations/0002_sync.sql"),
+    include_str!("migrations/0003_office.sql"),
 ];
 
 /// The schema version this build writes.

@@ -173,6 +173,34 @@ pub fn generate(
             .ok_or_else(|| Error::Invalid("the payroll total overflows".into()))?;
     }
     insert.flush(tx)?;
+    // Nothing reaches the field before four eyes approve it.
+    let maker_id = super::tasks::actor_user(tx, actor)?;
+    for id in &report.payrolls {
+        let p = get_payroll(tx, &Scope::National, *id)?;
+        if p.status == PayrollStatus::PendingApproval {
+            let path: String = tx.query_row(
+                "SELECT l.path FROM payrolls p JOIN locations l ON l.id = p.location_id WHERE p.id = ?1",
+                [id],
+                |r| r.get(0),
+            )?;
+            let summary = format!(
+                "{}: {} entitlements, {} {}",
+                p.name,
+                p.entitlements,
+                p.currency.format_minor(p.total_minor),
+                p.currency
+            );
+            super::tasks::open(
+                tx,
+                crate::approvals::TaskKind::PayrollApproval,
+                *id,
+                &path,
+                &summary,
+                actor,
+                maker_id,
+            )?;
+        }
+    }
     audit::append(
         tx,
         actor,
@@ -655,8 +683,11 @@ pub fn set_payroll_status(
     let current = get_payroll(tx, scope, id)?;
     current.status.transition(to)?;
     tx.execute(
-        "UPDATE payrolls SET status = ?2 WHERE id = ?1",
-        params![id, to.as_str()],
+        "UPDATE payrolls SET status = ?2,
+             approved_at = CASE WHEN ?2 = 'APPROVED' THEN ?3 ELSE approved_at END,
+             closed_at = CASE WHEN ?2 = 'CLOSED' THEN ?3 ELSE closed_at END
+         WHERE id = ?1",
+        params![id, to.as_str(), now()],
     )?;
     audit::append(
         tx,

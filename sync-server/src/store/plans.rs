@@ -451,6 +451,27 @@ pub fn record_timesheet(
         Some(&id.to_string()),
         &json!(e),
     )?;
+    let path: String = tx.query_row(
+        "SELECT l.path FROM work_projects w JOIN locations l ON l.id = w.location_id WHERE w.id = ?1",
+        [project_id],
+        |r| r.get(0),
+    )?;
+    let summary = format!(
+        "{} of a day on {} ({})",
+        e.day_hundredths as f64 / 100.0,
+        e.work_date,
+        e.project
+    );
+    let maker_id = super::tasks::actor_user(tx, actor)?;
+    super::tasks::open(
+        tx,
+        crate::approvals::TaskKind::Timesheet,
+        id,
+        &path,
+        &summary,
+        actor,
+        maker_id,
+    )?;
     Ok(id)
 }
 

@@ -17,8 +17,8 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{now, registry::Scope};
-use crate::{Error, Result};
+use super::{now, registry::Scope, tasks};
+use crate::{Error, Result, approvals::TaskKind};
 
 /// Who sent the changes: a device (with its assignment) or the office.
 pub struct Origin {
@@ -28,6 +28,8 @@ pub struct Origin {
     pub home_path: String,
     /// How timesheets and audit entries name the author.
     pub actor: String,
+    /// The user who made the records (the device's agent): the maker of the tasks they open.
+    pub user_id: Option<Uuid>,
 }
 
 /// The CPU-only part of merging one document (decoding its changes, and reading it as a new
@@ -742,6 +744,22 @@ fn materialise(
                 voided_at,
                 void_reason,
             ])?;
+            if t.void.is_none() {
+                let summary = format!(
+                    "{} of a day on {}",
+                    t.day_hundredths as f64 / 100.0,
+                    t.work_date
+                );
+                tasks::open(
+                    tx,
+                    TaskKind::Timesheet,
+                    doc_id,
+                    path,
+                    &summary,
+                    &origin.actor,
+                    origin.user_id,
+                )?;
+            }
         }
         Record::Grievance(g) => {
             let comments: Vec<_> = g
@@ -772,7 +790,7 @@ fn materialise(
             ])?;
         }
         Record::Verification(v) => {
-            tx.prepare_cached(
+            let inserted = tx.prepare_cached(
                 "INSERT OR IGNORE INTO verifications (doc_id, device_id, beneficiary_id, answers,
                      proposed_status, note, verified_at, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -787,9 +805,23 @@ fn materialise(
                 v.verified_at.to_rfc3339(),
                 received_at,
             ])?;
+            if inserted == 1
+                && let Some(to) = v.proposed_status
+            {
+                let summary = format!("become {to}: {}", v.note);
+                tasks::open(
+                    tx,
+                    TaskKind::StatusChange,
+                    doc_id,
+                    path,
+                    &summary,
+                    &origin.actor,
+                    origin.user_id,
+                )?;
+            }
         }
         Record::ContactUpdate(c) => {
-            tx.prepare_cached(
+            let inserted = tx.prepare_cached(
                 "INSERT OR IGNORE INTO contact_updates (doc_id, device_id, beneficiary_id, individual_id,
                      phone, address, updated_at, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -804,6 +836,22 @@ fn materialise(
                 c.updated_at.to_rfc3339(),
                 received_at,
             ])?;
+            if inserted == 1 {
+                let what: Vec<&str> = [c.phone.as_deref(), c.address.as_deref()]
+                    .into_iter()
+                    .flatten()
+                    .collect();
+                let summary = format!("new contact: {}", what.join(", "));
+                tasks::open(
+                    tx,
+                    TaskKind::ContactUpdate,
+                    doc_id,
+                    path,
+                    &summary,
+                    &origin.actor,
+                    origin.user_id,
+                )?;
+            }
         }
     }
     Ok(())
@@ -903,4 +951,133 @@ pub fn quarantined(conn: &Connection, scope: &Scope, limit: u32) -> Result<Vec<Q
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The office's side of shared records (grievances): it edits the same automerge document the
+// devices do, through the same merge, so its comments reach the devices on their next sync.
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct GrievanceRow {
+    pub id: Uuid,
+    pub beneficiary_id: Option<Uuid>,
+    pub beneficiary_name: Option<String>,
+    pub category: String,
+    pub description: String,
+    pub status: String,
+    pub assignee: Option<String>,
+    pub comments: Vec<serde_json::Value>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+const GRIEVANCE_SELECT: &str = "SELECT g.doc_id, g.beneficiary_id,
+        (SELECT i.first_name || ' ' || i.last_name FROM beneficiaries b
+           LEFT JOIN group_members m ON m.group_id = b.group_id AND m.relationship = 'HEAD'
+           JOIN individuals i ON i.id = COALESCE(b.individual_id, m.individual_id)
+          WHERE b.id = g.beneficiary_id),
+        g.category, g.description, g.status, g.assignee, g.comments, g.created_at, g.updated_at
+    FROM grievances g";
+
+fn grievance_from_row(r: &rusqlite::Row) -> rusqlite::Result<GrievanceRow> {
+    Ok(GrievanceRow {
+        id: r.get(0)?,
+        beneficiary_id: r.get(1)?,
+        beneficiary_name: r.get(2)?,
+        category: r.get(3)?,
+        description: r.get(4)?,
+        status: r.get(5)?,
+        assignee: r.get(6)?,
+        comments: super::json_column(r, 7)?,
+        created_at: r.get(8)?,
+        updated_at: r.get(9)?,
+    })
+}
+
+/// Grievances in `scope`, oldest update first (what waits longest comes first).
+pub fn list_grievances(
+    conn: &Connection,
+    scope: &Scope,
+    status: Option<&str>,
+    limit: u32,
+) -> Result<Vec<GrievanceRow>> {
+    let mut stmt = conn.prepare(&format!(
+        "{GRIEVANCE_SELECT} WHERE (?1 IS NULL OR {}) AND (?2 IS NULL OR g.status = ?2)
+         ORDER BY g.updated_at LIMIT ?3",
+        super::registry::under_path("g.path", "?1")
+    ))?;
+    let rows = stmt.query_map(params![scope.sql(), status, limit], grievance_from_row)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+pub fn get_grievance(conn: &Connection, scope: &Scope, id: Uuid) -> Result<GrievanceRow> {
+    conn.query_row(
+        &format!(
+            "{GRIEVANCE_SELECT} WHERE g.doc_id = ?2 AND (?1 IS NULL OR {})",
+            super::registry::under_path("g.path", "?1")
+        ),
+        params![scope.sql(), id],
+        grievance_from_row,
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("grievance", id))
+}
+
+/// Applies an office edit to a record document through the same merge and validation as a
+/// device's upload; a refused edit changes nothing.
+pub fn office_edit(
+    tx: &Transaction,
+    user: &super::users::User,
+    doc_id: Uuid,
+    edit: impl FnOnce(&mut automerge::AutoCommit) -> std::result::Result<(), records::RecordError>,
+) -> Result<()> {
+    let scope = user.scope();
+    let (kind, data, path): (String, Vec<u8>, String) = tx
+        .query_row(
+            "SELECT kind, data, path FROM documents WHERE id = ?1",
+            [doc_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .optional()?
+        .filter(|(_, _, path): &(String, Vec<u8>, String)| scope.contains(Some(path.as_str())))
+        .ok_or_else(|| Error::not_found("record", doc_id))?;
+    let mut doc = automerge::AutoCommit::load(&data)
+        .map_err(|e| Error::Internal(format!("stored document {doc_id} is unreadable: {e}")))?;
+    let before = doc.get_heads();
+    edit(&mut doc).map_err(|e| Error::Invalid(e.to_string()))?;
+    let changes: Vec<Vec<u8>> = doc
+        .get_changes(&before)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let origin = Origin {
+        device_id: None,
+        scope,
+        home_path: path,
+        actor: user.actor(),
+        user_id: Some(user.id),
+    };
+    let docs = prepare(vec![DocChanges {
+        doc_id: doc_id.as_bytes().to_vec(),
+        kind,
+        changes,
+        device_seq: 0,
+    }]);
+    let result = push(tx, &origin, docs)?;
+    match result.first() {
+        Some(r) if r.outcome == DocOutcome::Accepted as i32 => {}
+        Some(r) => return Err(Error::Invalid(r.reason.clone())),
+        None => return Err(Error::Internal("the merge answered nothing".into())),
+    }
+    super::audit::append(
+        tx,
+        &user.actor(),
+        "record.office_edit",
+        "record",
+        Some(&doc_id.to_string()),
+        &json!({}),
+    )
 }

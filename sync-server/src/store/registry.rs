@@ -1098,3 +1098,30 @@ pub(crate) fn unique_to_conflict(e: rusqlite::Error, message: String) -> Error {
         e
     }
 }
+
+/// Beneficiaries whose person (or household head) matches a name prefix, an external id or a
+/// household code, for the supervisors' search.
+pub fn search_beneficiaries(
+    conn: &Connection,
+    scope: &Scope,
+    query: &str,
+    limit: u32,
+) -> Result<Vec<Beneficiary>> {
+    let q = query.trim();
+    if q.is_empty() {
+        return Ok(Vec::new());
+    }
+    let pattern = format!("{}%", escape_like(q));
+    let mut stmt = conn.prepare(&format!(
+        "{BENEFICIARY_SELECT} WHERE {} AND (i.external_id = ?2 OR g.code = ?2 OR h.external_id = ?2
+            OR COALESCE(i.first_name, h.first_name) LIKE ?3 ESCAPE '\\'
+            OR COALESCE(i.last_name, h.last_name) LIKE ?3 ESCAPE '\\')
+         ORDER BY COALESCE(i.last_name, h.last_name), p.code LIMIT ?4",
+        in_scope_or_unplaced()
+    ))?;
+    let rows = stmt.query_map(
+        params![scope.sql(), q, pattern, limit],
+        beneficiary_from_row,
+    )?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

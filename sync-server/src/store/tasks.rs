@@ -1,0 +1,520 @@
+//! Four-eyes tasks: opened when a change that needs approval is made, decided by people other
+//! than its maker under the kind's policy ([`crate::approvals`]), and applied in the same
+//! transaction as the decision that completes them. Nothing is applied before that.
+
+use outpost_proto::{BeneficiaryStatus, PayrollStatus};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::Serialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::{
+    audit, json_column, now, payroll, plans,
+    registry::{self, Scope, under_path},
+    users::{Role, User},
+};
+use crate::{
+    Error, Result,
+    approvals::{self, Decision, Level, Outcome, Policy, TaskKind, Verdict},
+};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Task {
+    pub id: Uuid,
+    pub kind: TaskKind,
+    pub subject_id: Uuid,
+    pub path: String,
+    pub summary: String,
+    pub maker: String,
+    #[serde(skip)]
+    pub maker_id: Option<Uuid>,
+    pub status: String,
+    pub policy: Policy,
+    pub created_at: String,
+    pub decided_at: Option<String>,
+    pub decisions: Vec<TaskDecision>,
+    /// Where the task stands under its policy (for a pending task: which tier, how many).
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TaskDecision {
+    pub username: String,
+    #[serde(skip)]
+    pub user_id: Uuid,
+    pub tier: usize,
+    pub verdict: Verdict,
+    pub reason: String,
+    pub second_factor: bool,
+    pub at: String,
+}
+
+pub fn policy(conn: &Connection, kind: TaskKind) -> Result<Policy> {
+    conn.query_row(
+        "SELECT policy FROM task_policies WHERE kind = ?1",
+        [kind.as_str()],
+        |r| json_column(r, 0),
+    )
+    .optional()?
+    .ok_or_else(|| Error::not_found("task policy", kind.as_str()))
+}
+
+/// Sets a kind's policy; tasks already open keep the policy they opened with.
+pub fn set_policy(tx: &Transaction, actor: &str, kind: TaskKind, policy: &Policy) -> Result<()> {
+    policy.check().map_err(Error::Invalid)?;
+    tx.execute(
+        "INSERT INTO task_policies (kind, policy, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (kind) DO UPDATE SET policy = excluded.policy, updated_by = excluded.updated_by,
+             updated_at = excluded.updated_at",
+        params![kind.as_str(), json!(policy).to_string(), actor, now()],
+    )?;
+    audit::append(
+        tx,
+        actor,
+        "task.policy",
+        "task_policy",
+        Some(kind.as_str()),
+        &json!(policy),
+    )
+}
+
+/// Opens a task unless one is already open for the subject. `maker_id` is the user who made
+/// the change (a field agent, for records from a device).
+pub fn open(
+    tx: &Transaction,
+    kind: TaskKind,
+    subject: Uuid,
+    path: &str,
+    summary: &str,
+    maker: &str,
+    maker_id: Option<Uuid>,
+) -> Result<Uuid> {
+    let policy = policy(tx, kind)?;
+    let id = Uuid::now_v7();
+    let inserted = tx
+        .prepare_cached(
+            "INSERT OR IGNORE INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', ?8, ?9)",
+        )?
+        .execute(params![
+            id,
+            kind.as_str(),
+            subject,
+            path,
+            summary,
+            maker_id,
+            maker,
+            json!(policy).to_string(),
+            now()
+        ])?;
+    if inserted == 0 {
+        return tx
+            .query_row(
+                "SELECT id FROM tasks WHERE kind = ?1 AND subject_id = ?2 AND status = 'PENDING'",
+                params![kind.as_str(), subject],
+                |r| r.get(0),
+            )
+            .map_err(Error::from);
+    }
+    audit::append(
+        tx,
+        maker,
+        "task.open",
+        "task",
+        Some(&id.to_string()),
+        &json!({ "kind": kind, "subject": subject, "summary": summary }),
+    )?;
+    Ok(id)
+}
+
+/// The user id behind an actor string (`user:name`), if it names a user.
+pub fn actor_user(conn: &Connection, actor: &str) -> Result<Option<Uuid>> {
+    let Some(name) = actor.strip_prefix("user:") else {
+        return Ok(None);
+    };
+    Ok(conn
+        .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
+            r.get(0)
+        })
+        .optional()?)
+}
+
+const TASK_SELECT: &str =
+    "SELECT t.id, t.kind, t.subject_id, t.path, t.summary, t.maker, t.maker_id,
+        t.status, t.policy, t.created_at, t.decided_at FROM tasks t";
+
+fn task_from_row(r: &rusqlite::Row) -> rusqlite::Result<Task> {
+    let kind: String = r.get(1)?;
+    Ok(Task {
+        id: r.get(0)?,
+        kind: TaskKind::parse(&kind).ok_or_else(|| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                format!("unknown task kind {kind}").into(),
+            )
+        })?,
+        subject_id: r.get(2)?,
+        path: r.get(3)?,
+        summary: r.get(4)?,
+        maker: r.get(5)?,
+        maker_id: r.get(6)?,
+        status: r.get(7)?,
+        policy: json_column(r, 8)?,
+        created_at: r.get(9)?,
+        decided_at: r.get(10)?,
+        decisions: Vec::new(),
+        outcome: Outcome::Approved,
+    })
+}
+
+fn complete(conn: &Connection, mut task: Task) -> Result<Task> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT username, user_id, tier, decision, reason, second_factor, at FROM task_decisions
+         WHERE task_id = ?1 ORDER BY at",
+    )?;
+    task.decisions = stmt
+        .query_map([task.id], |r| {
+            let verdict: String = r.get(3)?;
+            Ok(TaskDecision {
+                username: r.get(0)?,
+                user_id: r.get(1)?,
+                tier: r.get::<_, i64>(2)? as usize,
+                verdict: if verdict == "REJECT" {
+                    Verdict::Reject
+                } else {
+                    Verdict::Approve
+                },
+                reason: r.get(4)?,
+                second_factor: r.get(5)?,
+                at: r.get(6)?,
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let eligible = eligible(conn, &task)?;
+    task.outcome = approvals::outcome(&task.policy, &decisions(&task), &eligible);
+    Ok(task)
+}
+
+fn decisions(task: &Task) -> Vec<Decision> {
+    task.decisions
+        .iter()
+        .map(|d| Decision {
+            by: d.user_id,
+            tier: d.tier,
+            verdict: d.verdict,
+        })
+        .collect()
+}
+
+/// How many people may approve at each tier: supervisors and administrators, not disabled,
+/// not the maker, whose area covers the task (and is at the tier's level, if it names one).
+fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
+    let mut out = Vec::with_capacity(task.policy.tiers.len());
+    for tier in &task.policy.tiers {
+        let level = tier.level.map(level_sql);
+        let n: u32 = conn.query_row(
+            &format!(
+                "SELECT count(*) FROM users u LEFT JOIN locations l ON l.id = u.area_id
+                 WHERE u.role IN ('SUPERVISOR', 'ADMIN') AND u.disabled = 0
+                   AND (?2 IS NULL OR u.id <> ?2)
+                   AND (l.path IS NULL OR {})
+                   AND (?3 IS NULL OR COALESCE(l.level, 'NATIONAL') = ?3)",
+                under_path("?1", "l.path")
+            ),
+            params![task.path, task.maker_id, level],
+            |r| r.get(0),
+        )?;
+        out.push(n);
+    }
+    Ok(out)
+}
+
+fn level_sql(l: Level) -> &'static str {
+    match l {
+        Level::Village => "VILLAGE",
+        Level::District => "DISTRICT",
+        Level::Region => "REGION",
+        Level::National => "NATIONAL",
+    }
+}
+
+fn user_level(conn: &Connection, user: &User) -> Result<Level> {
+    let level: Option<String> = conn
+        .query_row(
+            "SELECT l.level FROM users u LEFT JOIN locations l ON l.id = u.area_id WHERE u.id = ?1",
+            [user.id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(match level.as_deref() {
+        Some("VILLAGE") => Level::Village,
+        Some("DISTRICT") => Level::District,
+        Some("REGION") => Level::Region,
+        _ => Level::National,
+    })
+}
+
+pub fn get(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Task> {
+    let task = conn
+        .query_row(
+            &format!("{TASK_SELECT} WHERE t.id = ?1"),
+            [id],
+            task_from_row,
+        )
+        .optional()?
+        .filter(|t| scope.contains(Some(&t.path)))
+        .ok_or_else(|| Error::not_found("task", id))?;
+    complete(conn, task)
+}
+
+/// The open task about `subject`, if any.
+pub fn open_for(conn: &Connection, kind: TaskKind, subject: Uuid) -> Result<Option<Task>> {
+    let task = conn
+        .query_row(
+            &format!("{TASK_SELECT} WHERE t.kind = ?1 AND t.subject_id = ?2 ORDER BY t.created_at DESC LIMIT 1"),
+            params![kind.as_str(), subject],
+            task_from_row,
+        )
+        .optional()?;
+    task.map(|t| complete(conn, t)).transpose()
+}
+
+/// Tasks in the caller's area, oldest first; `status` PENDING for the inbox.
+pub fn list(
+    conn: &Connection,
+    scope: &Scope,
+    status: &str,
+    kind: Option<TaskKind>,
+    limit: u32,
+) -> Result<Vec<Task>> {
+    let mut stmt = conn.prepare(&format!(
+        "{TASK_SELECT} WHERE t.status = ?2 AND (?3 IS NULL OR t.kind = ?3)
+           AND (?1 IS NULL OR {})
+         ORDER BY t.created_at LIMIT ?4",
+        under_path("t.path", "?1")
+    ))?;
+    let tasks: Vec<Task> = stmt
+        .query_map(
+            params![scope.sql(), status, kind.map(TaskKind::as_str), limit],
+            task_from_row,
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    tasks.into_iter().map(|t| complete(conn, t)).collect()
+}
+
+pub fn count_pending(conn: &Connection, scope: &Scope) -> Result<i64> {
+    Ok(conn.query_row(
+        &format!(
+            "SELECT count(*) FROM tasks t WHERE t.status = 'PENDING' AND (?1 IS NULL OR {})",
+            under_path("t.path", "?1")
+        ),
+        [scope.sql()],
+        |r| r.get(0),
+    )?)
+}
+
+/// Records `user`'s decision. `second_factor` is true only when the caller checked a TOTP
+/// code with this request. When the decision completes the task, its change is applied (or,
+/// on a rejection, refused) in the same transaction.
+pub fn decide(
+    tx: &Transaction,
+    user: &User,
+    id: Uuid,
+    verdict: Verdict,
+    reason: &str,
+    second_factor: bool,
+) -> Result<Task> {
+    if !matches!(user.role, Role::Supervisor | Role::Admin) {
+        return Err(Error::Forbidden(
+            "only supervisors and administrators decide tasks".into(),
+        ));
+    }
+    let task = get(tx, &user.scope(), id)?;
+    if task.status != "PENDING" {
+        return Err(Error::Conflict(format!(
+            "this task is already {}",
+            task.status
+        )));
+    }
+    let eligible = eligible(tx, &task)?;
+    let level = user_level(tx, user)?;
+    let tier = approvals::may_decide(
+        &task.policy,
+        task.maker_id,
+        &decisions(&task),
+        &eligible,
+        user.id,
+        level,
+        verdict,
+        second_factor,
+        reason,
+    )
+    .map_err(|e| match e {
+        approvals::RuleError::SecondFactor | approvals::RuleError::NoReason => {
+            Error::Invalid(e.to_string())
+        }
+        approvals::RuleError::Closed(_) | approvals::RuleError::AlreadyDecided => {
+            Error::Conflict(e.to_string())
+        }
+        _ => Error::Forbidden(e.to_string()),
+    })?;
+    let at = now();
+    tx.execute(
+        "INSERT INTO task_decisions (task_id, user_id, username, tier, decision, reason, second_factor, at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        params![
+            id,
+            user.id,
+            user.username,
+            tier as i64,
+            if verdict == Verdict::Approve { "APPROVE" } else { "REJECT" },
+            reason.trim(),
+            second_factor,
+            at
+        ],
+    )?;
+    audit::append(
+        tx,
+        &user.actor(),
+        "task.decide",
+        "task",
+        Some(&id.to_string()),
+        &json!({ "kind": task.kind, "verdict": verdict, "tier": tier, "reason": reason.trim(),
+                 "second_factor": second_factor }),
+    )?;
+    let task = get(tx, &user.scope(), id)?;
+    let done = match task.outcome {
+        Outcome::Approved => "APPROVED",
+        Outcome::Rejected => "REJECTED",
+        Outcome::Pending { .. } => return Ok(task),
+    };
+    apply(
+        tx,
+        user,
+        &task,
+        task.outcome == Outcome::Approved,
+        reason.trim(),
+    )?;
+    tx.execute(
+        "UPDATE tasks SET status = ?2, decided_at = ?3 WHERE id = ?1",
+        params![id, done, at],
+    )?;
+    audit::append(
+        tx,
+        &user.actor(),
+        "task.complete",
+        "task",
+        Some(&id.to_string()),
+        &json!({ "kind": task.kind, "status": done }),
+    )?;
+    get(tx, &user.scope(), id)
+}
+
+/// Applies an approved task's change, or marks a rejected one's subject as refused.
+fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &str) -> Result<()> {
+    let actor = user.actor();
+    let national = Scope::National;
+    let subject = task.subject_id;
+    match task.kind {
+        TaskKind::PayrollApproval => {
+            let to = if approved {
+                PayrollStatus::Approved
+            } else {
+                PayrollStatus::Rejected
+            };
+            let why = if approved {
+                "approved by four eyes"
+            } else {
+                reason
+            };
+            payroll::set_payroll_status(tx, &actor, &national, subject, to, why)?;
+        }
+        TaskKind::PayrollSignOff => {
+            if approved {
+                payroll::set_payroll_status(
+                    tx,
+                    &actor,
+                    &national,
+                    subject,
+                    PayrollStatus::Reconciled,
+                    "reconciled",
+                )?;
+                payroll::set_payroll_status(
+                    tx,
+                    &actor,
+                    &national,
+                    subject,
+                    PayrollStatus::Closed,
+                    "signed off",
+                )?;
+            }
+        }
+        TaskKind::StatusChange => {
+            let (beneficiary, proposed, note): (Uuid, Option<String>, String) = tx.query_row(
+                "SELECT beneficiary_id, proposed_status, note FROM verifications WHERE doc_id = ?1",
+                [subject],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            if approved && let Some(to) = proposed {
+                let to: BeneficiaryStatus = to
+                    .parse()
+                    .map_err(|e: outpost_proto::UnknownName| Error::Internal(e.to_string()))?;
+                let why = if note.trim().is_empty() {
+                    "field verification".to_owned()
+                } else {
+                    format!("field verification: {note}")
+                };
+                registry::change_status(tx, &actor, &national, beneficiary, to, &why)?;
+            }
+            tx.execute(
+                "UPDATE verifications SET decision = ?2 WHERE doc_id = ?1",
+                params![subject, if approved { "APPROVED" } else { "REJECTED" }],
+            )?;
+        }
+        TaskKind::ContactUpdate => {
+            if approved {
+                let (individual, phone, address): (Uuid, Option<String>, Option<String>) = tx.query_row(
+                    "SELECT individual_id, phone, address FROM contact_updates WHERE doc_id = ?1",
+                    [subject],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )?;
+                tx.execute(
+                    "UPDATE individuals SET phone = COALESCE(?2, phone), address = COALESCE(?3, address),
+                         updated_at = ?4 WHERE id = ?1",
+                    params![individual, phone, address, now()],
+                )?;
+            }
+            tx.execute(
+                "UPDATE contact_updates SET decision = ?2 WHERE doc_id = ?1",
+                params![subject, if approved { "APPROVED" } else { "REJECTED" }],
+            )?;
+        }
+        TaskKind::Timesheet => {
+            let to = if approved {
+                plans::TimesheetStatus::Approved
+            } else {
+                plans::TimesheetStatus::Rejected
+            };
+            plans::decide_timesheet(tx, &actor, &national, subject, to)?;
+        }
+    }
+    Ok(())
+}
+
+/// Decides the open task about `subject` (for callers that know the thing, not the task).
+pub fn decide_subject(
+    tx: &Transaction,
+    user: &User,
+    kind: TaskKind,
+    subject: Uuid,
+    verdict: Verdict,
+    reason: &str,
+    second_factor: bool,
+) -> Result<Task> {
+    let task = open_for(tx, kind, subject)?
+        .filter(|t| t.status == "PENDING")
+        .ok_or_else(|| Error::Conflict(format!("nothing waits for a decision on {subject}")))?;
+    decide(tx, user, task.id, verdict, reason, second_factor)
+}
