@@ -14,5 +14,6 @@ pub mod reconcile;
 pub mod registry;
 pub mod server;
 pub mod store;
+pub mod web;
 
 pub use error::{Error, FieldError, Result};

@@ -100,6 +100,12 @@ enum Command {
     },
     /// Check that the audit log's hash chain is intact.
     AuditVerify,
+    /// Print the current TOTP code for a base32 secret (by default the demo staff's published
+    /// one), for trying the demo without an authenticator app. Reads no database.
+    TotpCode {
+        #[arg(long, default_value = outpost_server::store::sessions::DEMO_TOTP_SECRET)]
+        secret: String,
+    },
     /// Create a one-time enrolment code for a field agent's device.
     EnrolCode {
         /// The field agent's username.
@@ -263,6 +269,13 @@ fn run(cli: Cli) -> Result<()> {
                 api::sync::render_sheet(&format!("{plan} - {area}"), &cards)?,
             )?;
             println!("{} card(s) written to {}", cards.len(), out.display());
+            Ok(())
+        }
+        Command::TotpCode { secret } => {
+            println!(
+                "{}",
+                outpost_server::store::sessions::current_code(&secret)?
+            );
             Ok(())
         }
         Command::Demo { households, seed } => {

@@ -24,6 +24,10 @@ pub async fn run(
     handle: Handle<std::net::SocketAddr>,
 ) -> Result<()> {
     listener.set_nonblocking(true)?;
+    let state = AppState {
+        secure_cookies: tls.is_some(),
+        ..state
+    };
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     let service = app.into_make_service();
     match tls {

@@ -39,6 +39,10 @@ pub struct AppState {
     pub programme: Arc<ProgrammeKey>,
     /// Merges device uploads, several batches per commit.
     pub ingest: Arc<Ingest>,
+    /// Reconciliation reports the web pages reuse until something they read changes.
+    pub reports: Arc<crate::web::ReportCache>,
+    /// Session cookies are `Secure` when the server speaks HTTPS.
+    pub secure_cookies: bool,
 }
 
 impl AppState {
@@ -48,6 +52,8 @@ impl AppState {
             ingest: Arc::new(Ingest::start(store.clone())),
             store,
             programme: Arc::new(programme),
+            reports: Arc::default(),
+            secure_cookies: false,
         }
     }
 }
@@ -131,6 +137,8 @@ pub fn router(state: AppState) -> Router {
         .route(wire::path::PUSH, post(sync::push))
         .route(wire::path::CHANGES, post(sync::changes))
         .route("/sync/{*rest}", any(sync::not_found))
+        // The supervisors' web pages.
+        .merge(crate::web::router())
         // "endpoint '/api/v1/x' not found"; the API is described at /api/v1/openapi.json.
         .fallback(|uri: axum::http::Uri| async move { Error::not_found("endpoint", uri.path()) })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))

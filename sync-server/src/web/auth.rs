@@ -1,0 +1,262 @@
+//! Log-in with password then TOTP; first log-in enrols the authenticator app from a QR code.
+
+use axum::{
+    Form,
+    extract::{Query, State},
+    http::{HeaderMap, header},
+    response::{IntoResponse, Redirect, Response},
+};
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::{
+    Flash, LANGUAGE_COOKIE, LANGUAGES, SESSION_COOKIE, Staff, View, check_csrf, guest_language,
+    render, server_error, session, set_cookie,
+};
+use crate::{
+    Error,
+    api::{AppState, db},
+    store::sessions::{self, Stage},
+};
+
+pub async fn login_page(headers: HeaderMap, Query(flash): Query<Flash>) -> Response {
+    let lang = guest_language(&headers);
+    render(
+        View {
+            lang: &lang,
+            session: None,
+            nav: "login",
+            flash,
+        },
+        "login.html",
+        context! {},
+    )
+}
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+pub async fn log_in(State(state): State<AppState>, Form(c): Form<Credentials>) -> Response {
+    let outcome = db(&state, move |s| {
+        s.write(|tx| sessions::log_in(tx, &c.username, &c.password))
+    })
+    .await;
+    match outcome {
+        Ok(token) => {
+            let mut r = Redirect::to("/login/totp").into_response();
+            let max_age = sessions::SESSION_HOURS * 3600;
+            r.headers_mut().insert(
+                header::SET_COOKIE,
+                set_cookie(&state, SESSION_COOKIE, &token, max_age),
+            );
+            r
+        }
+        Err(Error::Unauthenticated) => super::after(
+            "/login",
+            Err(Error::Invalid(
+                "the username or password is not right".into(),
+            )),
+        ),
+        Err(e) => super::after("/login", Err(e)),
+    }
+}
+
+pub async fn totp_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(flash): Query<Flash>,
+) -> Response {
+    match session(&state, &headers).await {
+        Ok(Some(s)) if s.stage == Stage::SecondFactor => render(
+            View {
+                lang: &s.language,
+                session: Some(&s),
+                nav: "login",
+                flash,
+            },
+            "totp.html",
+            context! { enrol => false },
+        ),
+        Ok(Some(s)) if s.stage == Stage::EnrolSecondFactor => {
+            Redirect::to("/account/totp").into_response()
+        }
+        Ok(Some(_)) => Redirect::to("/").into_response(),
+        Ok(None) => Redirect::to("/login").into_response(),
+        Err(e) => server_error(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Code {
+    code: String,
+    #[serde(rename = "_csrf")]
+    csrf: String,
+}
+
+pub async fn totp(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<Code>,
+) -> Response {
+    let s = match session(&state, &headers).await {
+        Ok(Some(s)) if s.stage == Stage::SecondFactor => s,
+        Ok(_) => return Redirect::to("/login").into_response(),
+        Err(e) => return server_error(e),
+    };
+    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
+        return super::after("/login/totp", Err(e));
+    }
+    match db(&state, move |st| {
+        st.write(|tx| sessions::second_factor(tx, &s, &f.code))
+    })
+    .await
+    {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => super::after("/login/totp", Err(e)),
+    }
+}
+
+pub async fn enrol_page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(flash): Query<Flash>,
+) -> Response {
+    let s = match session(&state, &headers).await {
+        Ok(Some(s)) if s.stage == Stage::EnrolSecondFactor => s,
+        Ok(Some(_)) => return Redirect::to("/").into_response(),
+        Ok(None) => return Redirect::to("/login").into_response(),
+        Err(e) => return server_error(e),
+    };
+    let s2 = s.clone();
+    let offer = db(&state, move |st| {
+        st.write(|tx| sessions::enrolment_offer(tx, &s2))
+    })
+    .await;
+    let (secret, url) = match offer {
+        Ok(o) => o,
+        Err(e) => return server_error(e),
+    };
+    let qr = match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color>()
+            .min_dimensions(200, 200)
+            .quiet_zone(true)
+            .build(),
+        Err(e) => return server_error(Error::Internal(format!("QR code: {e}"))),
+    };
+    render(
+        View {
+            lang: &s.language,
+            session: Some(&s),
+            nav: "login",
+            flash,
+        },
+        "totp.html",
+        context! { enrol => true, secret => secret, qr => Value::from_safe_string(qr) },
+    )
+}
+
+pub async fn enrol(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<Code>,
+) -> Response {
+    let s = match session(&state, &headers).await {
+        Ok(Some(s)) if s.stage == Stage::EnrolSecondFactor => s,
+        Ok(_) => return Redirect::to("/login").into_response(),
+        Err(e) => return server_error(e),
+    };
+    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
+        return super::after("/account/totp", Err(e));
+    }
+    match db(&state, move |st| {
+        st.write(|tx| sessions::enrol_second_factor(tx, &s, &f.code))
+    })
+    .await
+    {
+        Ok(()) => Redirect::to("/").into_response(),
+        Err(e) => super::after("/account/totp", Err(e)),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Csrf {
+    #[serde(rename = "_csrf")]
+    csrf: String,
+}
+
+pub async fn log_out(
+    State(state): State<AppState>,
+    Staff(s): Staff,
+    headers: HeaderMap,
+    Form(f): Form<Csrf>,
+) -> Response {
+    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
+        return super::after("/", Err(e));
+    }
+    if let Err(e) = db(&state, move |st| st.write(|tx| sessions::log_out(tx, &s))).await {
+        return server_error(e);
+    }
+    let mut r = Redirect::to("/login").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&state, SESSION_COOKIE, "", 0),
+    );
+    r
+}
+
+#[derive(Deserialize)]
+pub struct Language {
+    lang: String,
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+    #[serde(default)]
+    back: Option<String>,
+}
+
+/// Switches the language: saved on the account when logged in, in a cookie before.
+pub async fn language(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(f): Form<Language>,
+) -> Response {
+    if !LANGUAGES.contains(&f.lang.as_str()) {
+        return super::after(
+            "/",
+            Err(Error::Invalid(format!(
+                "'{}' is not a language of this site",
+                f.lang
+            ))),
+        );
+    }
+    let back = f
+        .back
+        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
+        .unwrap_or_else(|| "/".into());
+    let mut r = Redirect::to(&back).into_response();
+    match session(&state, &headers).await {
+        Ok(Some(s)) if s.stage == Stage::Full => {
+            if let Err(e) = check_csrf(&s, &headers, f.csrf.as_deref()) {
+                return super::after(&back, Err(e));
+            }
+            let lang = f.lang.clone();
+            if let Err(e) = db(&state, move |st| {
+                st.write(|tx| sessions::set_language(tx, &s.user, &lang))
+            })
+            .await
+            {
+                return server_error(e);
+            }
+        }
+        Ok(_) => {}
+        Err(e) => return server_error(e),
+    }
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        set_cookie(&state, LANGUAGE_COOKIE, &f.lang, 365 * 86400),
+    );
+    r
+}

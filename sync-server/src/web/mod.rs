@@ -1,0 +1,493 @@
+//! The supervisors' web: server-rendered pages (minijinja templates, a little htmx), small
+//! enough for a slow office link. Every page needs a full session (password and TOTP), every
+//! form carries the session's CSRF token, and every query is scoped to the user's area by the
+//! store functions it calls. Strings come from `locales/*.toml` (English and French).
+//!
+//! - [`auth`]: log-in, the second factor and its enrolment, log-out, language.
+//! - [`pages`]: everything after log-in.
+
+mod auth;
+mod pages;
+
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex},
+};
+
+use axum::{
+    Router,
+    extract::FromRequestParts,
+    http::{HeaderMap, HeaderValue, StatusCode, header, request::Parts},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use minijinja::{Environment, UndefinedBehavior, Value};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    Error, Result,
+    api::{AppState, db},
+    reconcile::Report,
+    store::{
+        sessions::{self, Session, Stage},
+        users::Role,
+    },
+};
+
+pub const SESSION_COOKIE: &str = "outpost_session";
+pub const LANGUAGE_COOKIE: &str = "outpost_lang";
+pub const LANGUAGES: [&str; 2] = ["en", "fr"];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::dashboard))
+        .route("/login", get(auth::login_page).post(auth::log_in))
+        .route("/login/totp", get(auth::totp_page).post(auth::totp))
+        .route("/account/totp", get(auth::enrol_page).post(auth::enrol))
+        .route("/logout", post(auth::log_out))
+        .route("/language", post(auth::language))
+        .route("/payrolls", get(pages::payrolls))
+        .route("/payrolls/generate", post(pages::generate))
+        .route("/payrolls/{id}", get(pages::payroll))
+        .route("/payrolls/{id}/reconciliation", get(pages::reconciliation))
+        .route(
+            "/payrolls/{id}/reconciliation.csv",
+            get(pages::reconciliation_csv),
+        )
+        .route("/payrolls/{id}/openimis.csv", get(pages::openimis_csv))
+        .route("/payrolls/{id}/openimis", post(pages::openimis_import))
+        .route("/payrolls/{id}/statement", post(pages::statement_import))
+        .route("/payrolls/{id}/resolve", post(pages::resolve))
+        .route("/payrolls/{id}/float", post(pages::float))
+        .route("/payrolls/{id}/sign-off", post(pages::sign_off))
+        .route("/tasks", get(pages::tasks))
+        .route("/tasks/{id}/decide", post(pages::decide))
+        .route("/grievances", get(pages::grievances))
+        .route("/grievances/{id}", get(pages::grievance))
+        .route("/grievances/{id}/comment", post(pages::grievance_comment))
+        .route("/grievances/{id}/status", post(pages::grievance_status))
+        .route("/beneficiaries", get(pages::beneficiaries))
+        .route("/beneficiaries/{id}", get(pages::beneficiary))
+        .route("/devices", get(pages::devices))
+        .route("/devices/enrol", post(pages::enrol_device))
+        .route("/devices/{id}/revoke", post(pages::revoke_device))
+        .route("/assets/{file}", get(asset))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Templates and strings
+
+static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
+    let mut env = Environment::new();
+    // A missing string or variable is an error, so a page never shows a blank where a word
+    // should be (and the browser tests catch it).
+    env.set_undefined_behavior(UndefinedBehavior::SemiStrict);
+    macro_rules! templates {
+        ($($name:literal),+ $(,)?) => {
+            $(env.add_template($name, include_str!(concat!("templates/", $name)))
+                .expect(concat!("template ", $name, " parses"));)+
+        };
+    }
+    templates!(
+        "base.html",
+        "login.html",
+        "totp.html",
+        "dashboard.html",
+        "payrolls.html",
+        "payroll.html",
+        "reconciliation.html",
+        "tasks.html",
+        "grievances.html",
+        "grievance.html",
+        "beneficiaries.html",
+        "beneficiary.html",
+        "devices.html",
+        "error.html",
+        "task.html",
+    );
+    env.add_filter("when", |s: Option<String>| -> String {
+        match s {
+            Some(s) if s.len() >= 16 => format!("{} {}", &s[..10], &s[11..16]),
+            Some(s) => s,
+            None => "—".into(),
+        }
+    });
+    env.add_filter("money", |minor: i64, currency: String| -> String {
+        match currency.parse::<outpost_proto::Currency>() {
+            Ok(c) => format!("{} {c}", group(&c.format_minor(minor))),
+            Err(_) => format!("{minor} {currency}"),
+        }
+    });
+    env
+});
+
+/// Thousands separated by a thin space: readable in English and French alike.
+fn group(decimal: &str) -> String {
+    let (sign, rest) = decimal
+        .strip_prefix('-')
+        .map_or(("", decimal), |r| ("-", r));
+    let (whole, frac) = rest
+        .split_once('.')
+        .map_or((rest, None), |(w, f)| (w, Some(f)));
+    let mut out = String::new();
+    for (i, ch) in whole.chars().enumerate() {
+        if i > 0 && (whole.len() - i) % 3 == 0 {
+            out.push('\u{202f}');
+        }
+        out.push(ch);
+    }
+    match frac {
+        Some(f) => format!("{sign}{out}.{f}"),
+        None => format!("{sign}{out}"),
+    }
+}
+
+static LOCALES: LazyLock<HashMap<&'static str, HashMap<String, String>>> = LazyLock::new(|| {
+    let mut all = HashMap::new();
+    for (lang, text) in [
+        ("en", include_str!("../../locales/en.toml")),
+        ("fr", include_str!("../../locales/fr.toml")),
+    ] {
+        let strings: HashMap<String, String> =
+            toml::from_str(text).unwrap_or_else(|e| panic!("locales/{lang}.toml: {e}"));
+        all.insert(lang, strings);
+    }
+    all
+});
+
+fn strings(lang: &str) -> Value {
+    let lang = if LANGUAGES.contains(&lang) {
+        lang
+    } else {
+        "en"
+    };
+    Value::from(minijinja::value::Serde(&LOCALES[lang]))
+}
+
+/// One string in a language, for messages built in code.
+pub fn tr(lang: &str, key: &str) -> String {
+    LOCALES
+        .get(lang)
+        .and_then(|s| s.get(key))
+        .or_else(|| LOCALES["en"].get(key))
+        .cloned()
+        .unwrap_or_else(|| key.to_owned())
+}
+
+/// What every page's frame needs, plus the page's own values.
+pub struct View<'a> {
+    pub lang: &'a str,
+    pub session: Option<&'a Session>,
+    pub nav: &'a str,
+    pub flash: Flash,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+pub struct Flash {
+    #[serde(default)]
+    pub ok: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+pub fn render(view: View, template: &str, page: Value) -> Response {
+    let user = view.session.map(|s| {
+        minijinja::context! {
+            username => s.user.username.clone(),
+            display_name => s.user.display_name.clone(),
+            role => format!("{:?}", s.user.role),
+            area => s.user.area.clone().unwrap_or_default(),
+        }
+    });
+    let ok = view
+        .flash
+        .ok
+        .as_deref()
+        .map(|k| tr(view.lang, &format!("ok_{k}")));
+    let ctx = minijinja::context! {
+        tr => strings(view.lang),
+        lang => view.lang,
+        user => user,
+        csrf => view.session.map(|s| s.csrf.clone()),
+        nav => view.nav,
+        flash_ok => ok,
+        flash_error => view.flash.error,
+        ..page
+    };
+    match TEMPLATES.get_template(template).and_then(|t| t.render(ctx)) {
+        Ok(html) => html_response(StatusCode::OK, html),
+        Err(e) => {
+            tracing::error!(error = %e, template, "page failed to render");
+            html_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "<h1>Something went wrong on the server; the error is logged.</h1>".into(),
+            )
+        }
+    }
+}
+
+fn html_response(status: StatusCode, html: String) -> Response {
+    let mut r = (status, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    secure_headers(h);
+    r
+}
+
+/// No framing, no inline script, nothing cached: pages hold personal data.
+fn secure_headers(h: &mut HeaderMap) {
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+async fn asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    let (body, kind): (&'static [u8], &str) = match file.as_str() {
+        "htmx.min.js" => (include_bytes!("assets/htmx.min.js"), "text/javascript"),
+        "style.css" => (include_bytes!("assets/style.css"), "text/css"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
+    };
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Sessions
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_owned())
+}
+
+/// The session behind the request's cookie, at any stage.
+pub async fn session(state: &AppState, headers: &HeaderMap) -> Result<Option<Session>> {
+    let Some(token) = cookie(headers, SESSION_COOKIE) else {
+        return Ok(None);
+    };
+    db(state, move |s| s.read(|c| sessions::session(c, &token))).await
+}
+
+/// The language for pages before log-in: a cookie, else the browser's first choice we have.
+fn guest_language(headers: &HeaderMap) -> String {
+    if let Some(l) = cookie(headers, LANGUAGE_COOKIE).filter(|l| LANGUAGES.contains(&l.as_str())) {
+        return l;
+    }
+    headers
+        .get(header::ACCEPT_LANGUAGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .map(|part| part.trim().get(..2).unwrap_or("").to_ascii_lowercase())
+                .find(|l| LANGUAGES.contains(&l.as_str()))
+        })
+        .unwrap_or_else(|| "en".into())
+}
+
+/// A logged-in supervisor or administrator with a full session (password and TOTP).
+pub struct Staff(pub Session);
+
+impl FromRequestParts<AppState> for Staff {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let found = session(state, &parts.headers).await.map_err(server_error)?;
+        match found {
+            Some(s) if s.stage == Stage::Full => {
+                if matches!(s.user.role, Role::Supervisor | Role::Admin) {
+                    Ok(Staff(s))
+                } else {
+                    Err(Redirect::to("/login").into_response())
+                }
+            }
+            Some(s) if s.stage == Stage::EnrolSecondFactor => {
+                Err(Redirect::to("/account/totp").into_response())
+            }
+            Some(_) => Err(Redirect::to("/login/totp").into_response()),
+            None => Err(Redirect::to("/login").into_response()),
+        }
+    }
+}
+
+fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// Refuses a state-changing request without the session's CSRF token (a form field or the
+/// `X-CSRF-Token` header htmx sends) or from another origin.
+pub fn check_csrf(session: &Session, headers: &HeaderMap, form_token: Option<&str>) -> Result<()> {
+    if let (Some(origin), Some(host)) = (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) && origin != "null"
+        && origin.split("://").nth(1) != Some(host)
+    {
+        return Err(Error::Forbidden(
+            "this form was sent from another site".into(),
+        ));
+    }
+    let sent = form_token
+        .map(str::to_owned)
+        .or_else(|| {
+            headers
+                .get("x-csrf-token")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    if constant_time_eq(&sent, &session.csrf) {
+        Ok(())
+    } else {
+        Err(Error::Forbidden(
+            "the form has expired; reload the page and try again".into(),
+        ))
+    }
+}
+
+pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
+    let secure = if state.secure_cookies { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+
+pub fn server_error(e: Error) -> Response {
+    tracing::error!(error = %e, "page failed");
+    html_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "<h1>Something went wrong on the server; the error is logged.</h1>".into(),
+    )
+}
+
+/// After a form: back to `to`, with a message. A refusal (bad input, a rule) is shown on the
+/// page it came from; a fault of ours is an error page.
+pub fn after(to: &str, outcome: Result<&str>) -> Response {
+    let query = match outcome {
+        Ok(key) => serde_urlencoded::to_string([("ok", key)]),
+        Err(e @ (Error::Database(_) | Error::Io(_) | Error::Internal(_))) => {
+            return server_error(e);
+        }
+        Err(e) => serde_urlencoded::to_string([("error", e.to_string())]),
+    }
+    .unwrap_or_default();
+    let sep = if to.contains('?') { '&' } else { '?' };
+    Redirect::to(&format!("{to}{sep}{query}")).into_response()
+}
+
+/// A page that could not be shown: not found, forbidden, or our fault.
+pub fn error_page(session: &Session, e: Error) -> Response {
+    let status = match &e {
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::Database(_) | Error::Io(_) | Error::Internal(_) => return server_error(e),
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let mut r = render(
+        View {
+            lang: &session.language,
+            session: Some(session),
+            nav: "",
+            flash: Flash::default(),
+        },
+        "error.html",
+        minijinja::context! { message => e.to_string() },
+    );
+    *r.status_mut() = status;
+    r
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reports, kept while nothing they read changes
+
+/// Reconciliation reports by payroll, each with the stamp it was computed at
+/// ([`crate::store::reconciliation::stamp`]): recomputed whenever records arrive or the
+/// office writes, never otherwise.
+#[derive(Default)]
+pub struct ReportCache {
+    inner: Mutex<
+        HashMap<
+            Uuid,
+            (
+                (i64, i64),
+                Arc<crate::store::reconciliation::Reconciliation>,
+            ),
+        >,
+    >,
+}
+
+impl ReportCache {
+    pub fn get(
+        &self,
+        conn: &rusqlite::Connection,
+        scope: &crate::store::registry::Scope,
+        payroll: Uuid,
+    ) -> Result<Arc<crate::store::reconciliation::Reconciliation>> {
+        use crate::store::reconciliation as rec;
+        // Scope first: a cached report must not leak to someone who may not see the payroll.
+        crate::store::payroll::get_payroll(conn, scope, payroll)?;
+        let stamp = rec::stamp(conn)?;
+        if let Some((at, r)) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&payroll)
+            && *at == stamp
+        {
+            return Ok(r.clone());
+        }
+        let fresh = Arc::new(rec::reconcile_payroll(conn, scope, payroll)?);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(payroll, (stamp, fresh.clone()));
+        Ok(fresh)
+    }
+}
+
+/// Open exception count of a report with its resolutions.
+pub fn open_exceptions(
+    report: &Report,
+    resolved: &HashMap<String, crate::store::reconciliation::Resolution>,
+) -> usize {
+    report
+        .exceptions
+        .iter()
+        .filter(|e| !resolved.contains_key(&e.key))
+        .count()
+}
