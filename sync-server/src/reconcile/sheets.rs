@@ -132,7 +132,10 @@ pub struct SheetError {
 
 /// Reads a sheet. Columns are found by header name, so extra-info columns may follow; rows
 /// that cannot be read are errors, the rest are returned.
-pub fn read_openimis(bytes: &[u8]) -> Result<(Vec<(usize, SheetRow)>, Vec<SheetError>), String> {
+/// Rows read (with their line number) and rows refused.
+pub type SheetRead = (Vec<(usize, SheetRow)>, Vec<SheetError>);
+
+pub fn read_openimis(bytes: &[u8]) -> Result<SheetRead, String> {
     let mut r = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
     let headers = r
         .headers()

@@ -161,16 +161,16 @@ pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<String
 
 /// The session behind a cookie's token, if it is live.
 pub fn session(conn: &Connection, token: &str) -> Result<Option<Session>> {
-    let found: Option<(Vec<u8>, String, String, String, Option<String>)> = conn
+    let found: Option<(String, String, String, Option<String>)> = conn
         .query_row(
-            "SELECT s.user_id, s.stage, s.csrf, u.username, s.pending_totp FROM web_sessions s
+            "SELECT s.stage, s.csrf, u.username, s.pending_totp FROM web_sessions s
              JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
             params![hash(token), stamp(Utc::now())],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?;
-    let Some((_, stage, csrf, username, pending_totp)) = found else {
+    let Some((stage, csrf, username, pending_totp)) = found else {
         return Ok(None);
     };
     let user = users::user_by_username(conn, &username)?;

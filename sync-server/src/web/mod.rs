@@ -438,17 +438,14 @@ pub fn error_page(session: &Session, e: Error) -> Response {
 /// Reconciliation reports by payroll, each with the stamp it was computed at
 /// ([`crate::store::reconciliation::stamp`]): recomputed whenever records arrive or the
 /// office writes, never otherwise.
+type Cached = (
+    (i64, i64),
+    Arc<crate::store::reconciliation::Reconciliation>,
+);
+
 #[derive(Default)]
 pub struct ReportCache {
-    inner: Mutex<
-        HashMap<
-            Uuid,
-            (
-                (i64, i64),
-                Arc<crate::store::reconciliation::Reconciliation>,
-            ),
-        >,
-    >,
+    inner: Mutex<HashMap<Uuid, Cached>>,
 }
 
 impl ReportCache {
@@ -490,4 +487,37 @@ pub fn open_exceptions(
         .iter()
         .filter(|e| !resolved.contains_key(&e.key))
         .count()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn english_and_french_have_the_same_strings_and_every_template_parses() {
+        let en: std::collections::BTreeSet<&String> = LOCALES["en"].keys().collect();
+        let fr: std::collections::BTreeSet<&String> = LOCALES["fr"].keys().collect();
+        assert_eq!(
+            en, fr,
+            "locales/en.toml and locales/fr.toml must hold the same keys"
+        );
+        for key in [
+            "status_PENDING_APPROVAL",
+            "line_OVERPAID",
+            "exception_PAID_TWICE",
+            "task_kind_TIMESHEET",
+        ] {
+            assert!(en.contains(&key.to_owned()), "{key}");
+        }
+        for name in [
+            "base.html",
+            "dashboard.html",
+            "reconciliation.html",
+            "task.html",
+        ] {
+            TEMPLATES.get_template(name).expect(name);
+        }
+        assert_eq!(group("-1234567.50"), "-1\u{202f}234\u{202f}567.50");
+        assert_eq!(tr("fr", "nav_tasks"), "Tâches");
+    }
 }
