@@ -707,9 +707,9 @@ fn goods_status(due: &[(String, i64)], got: Option<&BTreeMap<&str, i64>>) -> Lin
     }
 }
 
-/// "15000 MWK": minor units as stored, with the currency, for exception texts.
+/// "150.00 MWK": in the currency's unit, as people read amounts.
 fn money(minor: i64, currency: Currency) -> String {
-    format!("{minor} {}", currency.as_str())
+    format!("{} {}", currency.format_minor(minor), currency.as_str())
 }
 
 /// Each beneficiary's status over time, for "was it ACTIVE when paid".

@@ -328,7 +328,7 @@ fn float_that_does_not_add_up() {
         (40000, 30000, 5000, 5000)
     );
     assert!(
-        r.exceptions[0].detail.contains("issued 40000 MWK"),
+        r.exceptions[0].detail.contains("issued 400.00 MWK"),
         "{}",
         r.exceptions[0].detail
     );
