@@ -1,0 +1,541 @@
+//! The office's rules against a real SQLite file with the demo programme: four-eyes tasks
+//! (nothing applied before approval, nothing applied after a rejection), second-factor codes,
+//! and reconciliation's writes (float, resolutions, openIMIS sheets, statements, sign-off).
+
+use automerge::AutoCommit;
+use outpost_proto::{
+    BeneficiaryStatus, PayrollStatus,
+    records::{Record, Verification},
+    wire::{DocChanges, DocOutcome},
+};
+use outpost_server::{
+    Error,
+    approvals::{Outcome, TaskKind, Verdict},
+    demo::{self, DemoOptions},
+    reconcile::{ExceptionKind, LineStatus, sheets},
+    registry::import::{FileFormat, parse_individuals},
+    store::{
+        Store, payroll,
+        reconciliation::{self as rec},
+        records::{self, Origin},
+        registry::{self, ImportOptions, Scope},
+        sessions, tasks,
+        users::{self, User},
+    },
+};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+struct Office {
+    _dir: TempDir,
+    store: Store,
+}
+
+fn office() -> Office {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    demo::load(
+        &store,
+        &DemoOptions {
+            households: 30,
+            seed: 3,
+        },
+    )
+    .unwrap();
+    Office { _dir: dir, store }
+}
+
+impl Office {
+    fn user(&self, name: &str) -> User {
+        self.store
+            .read(|c| users::user_by_username(c, name))
+            .unwrap()
+    }
+
+    /// A new household in Ekwendeni, ACTIVE in CT-HH, and the supplementary payroll
+    /// `sup.north1` generates for it.
+    fn new_payroll(&self) -> Uuid {
+        let csv = "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
+                   T-1,Thandiwe,Mhango,1981-02-03,F,N-MZ-01,HH-T-1,HEAD,1,no,OWNED\n";
+        let maker = self.user("sup.north1");
+        self.store
+            .write(|tx| {
+                let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
+                let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
+                registry::apply_import(
+                    tx,
+                    "test",
+                    &Scope::National,
+                    &parsed,
+                    &ImportOptions {
+                        plan: Some("CT-HH".into()),
+                        status: Some(BeneficiaryStatus::Active),
+                        partial: false,
+                    },
+                )?;
+                let r = payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", "2026-11")?;
+                assert_eq!(r.entitlements_created, 1);
+                Ok(r.payrolls[0])
+            })
+            .unwrap()
+    }
+
+    fn decide(
+        &self,
+        who: &str,
+        task: Uuid,
+        verdict: Verdict,
+        reason: &str,
+        code: bool,
+    ) -> Result<tasks::Task, Error> {
+        let u = self.user(who);
+        self.store
+            .write(|tx| tasks::decide(tx, &u, task, verdict, reason, code))
+    }
+
+    fn payroll_status(&self, id: Uuid) -> PayrollStatus {
+        self.store
+            .read(|c| payroll::get_payroll(c, &Scope::National, id))
+            .unwrap()
+            .status
+    }
+
+    /// Entitlement rows of the payroll in the devices' feed.
+    fn in_the_field(&self, payroll: Uuid) -> i64 {
+        self.store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM replica_log r JOIN entitlements e ON e.id = r.row_id
+                     WHERE r.kind = 8 AND e.payroll_id = ?1",
+                    [payroll],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    }
+
+    fn approval_task(&self, payroll: Uuid) -> tasks::Task {
+        self.store
+            .read(|c| tasks::open_for(c, TaskKind::PayrollApproval, payroll))
+            .unwrap()
+            .expect("generation opens an approval task")
+    }
+}
+
+#[test]
+fn a_payroll_needs_two_approvers_who_are_not_its_maker_each_with_a_code() {
+    let o = office();
+    let payroll = o.new_payroll();
+    let task = o.approval_task(payroll);
+    assert_eq!(task.maker, "user:sup.north1");
+    assert_eq!(o.payroll_status(payroll), PayrollStatus::PendingApproval);
+
+    let err = o
+        .decide("sup.north1", task.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("four eyes")),
+        "{err}"
+    );
+    let err = o
+        .decide("sup.north2", task.id, Verdict::Approve, "", false)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref m) if m.contains("authenticator")),
+        "{err}"
+    );
+    // Another region's supervisor cannot even see it.
+    let err = o
+        .decide("sup.south1", task.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+
+    let one = o
+        .decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(
+        one.outcome,
+        Outcome::Pending {
+            tier: 0,
+            approvals: 1,
+            needed: 2
+        }
+    );
+    assert_eq!(o.payroll_status(payroll), PayrollStatus::PendingApproval);
+    assert_eq!(
+        o.in_the_field(payroll),
+        0,
+        "nothing reaches the field before approval"
+    );
+    let err = o
+        .decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+
+    let done = o
+        .decide("sup.north3", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(done.status, "APPROVED");
+    assert_eq!(o.payroll_status(payroll), PayrollStatus::Approved);
+    assert_eq!(o.in_the_field(payroll), 1);
+    let audit = o
+        .store
+        .read(|c| outpost_server::store::audit::list(c, Some(&task.id.to_string()), 20))
+        .unwrap();
+    assert!(audit.iter().filter(|e| e.action == "task.decide").count() == 2);
+}
+
+#[test]
+fn a_rejected_payroll_never_reaches_the_field() {
+    let o = office();
+    let payroll = o.new_payroll();
+    let task = o.approval_task(payroll);
+    o.decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    let err = o
+        .decide("sup.north3", task.id, Verdict::Reject, "  ", false)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref m) if m.contains("reason")),
+        "{err}"
+    );
+    let rejected = o
+        .decide("sup.north3", task.id, Verdict::Reject, "wrong cycle", false)
+        .unwrap();
+    assert_eq!(rejected.status, "REJECTED");
+    assert_eq!(o.payroll_status(payroll), PayrollStatus::Rejected);
+    assert_eq!(o.in_the_field(payroll), 0);
+    let err = o
+        .decide("admin", task.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict(_)), "{err}");
+}
+
+#[test]
+fn a_totp_code_is_checked_and_accepted_once() {
+    let o = office();
+    let u = o.user("sup.north2");
+    let wrong = o.store.write(|tx| sessions::check_code(tx, &u, "000000"));
+    let right = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
+    // A wrong code is only wrong if it is not, by chance, the right one.
+    if right != "000000" {
+        assert!(matches!(wrong, Err(Error::Invalid(_))));
+    }
+    o.store
+        .write(|tx| sessions::check_code(tx, &u, &right))
+        .unwrap();
+    let again = o
+        .store
+        .write(|tx| sessions::check_code(tx, &u, &right))
+        .unwrap_err();
+    assert!(again.to_string().contains("already used"), "{again}");
+}
+
+/// A field verification proposing `to` for `beneficiary`, merged as a device's upload is.
+fn propose(o: &Office, beneficiary: Uuid, to: BeneficiaryStatus) -> Uuid {
+    let agent = o.user("agent.n-mz");
+    let mut doc = AutoCommit::new();
+    Record::Verification(Verification {
+        beneficiary_id: beneficiary,
+        answers: Default::default(),
+        proposed_status: Some(to),
+        note: "moved to town".into(),
+        verified_at: chrono::Utc::now().fixed_offset(),
+    })
+    .write_new(&mut doc)
+    .unwrap();
+    let id = Uuid::now_v7();
+    let changes = doc
+        .get_changes(&[])
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let origin = Origin {
+        device_id: None,
+        scope: agent.scope(),
+        home_path: "N/N-MZ".into(),
+        actor: "agent:agent.n-mz".into(),
+        user_id: Some(agent.id),
+    };
+    let dc = DocChanges {
+        doc_id: id.as_bytes().to_vec(),
+        kind: "verification".into(),
+        changes,
+        device_seq: 0,
+    };
+    let result = o
+        .store
+        .write(|tx| records::push(tx, &origin, records::prepare(vec![dc])))
+        .unwrap();
+    assert_eq!(
+        result[0].outcome,
+        DocOutcome::Accepted as i32,
+        "{}",
+        result[0].reason
+    );
+    id
+}
+
+#[test]
+fn a_field_status_proposal_is_applied_only_when_approved() {
+    let o = office();
+    let b = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
+                 WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
+                [],
+                |r| r.get::<_, Uuid>(0),
+            )?)
+        })
+        .unwrap();
+    let status = |o: &Office| {
+        o.store
+            .read(|c| registry::get_beneficiary(c, &Scope::National, b))
+            .unwrap()
+            .status
+    };
+
+    let first = propose(&o, b, BeneficiaryStatus::Suspended);
+    let task = o
+        .store
+        .read(|c| tasks::open_for(c, TaskKind::StatusChange, first))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        status(&o),
+        BeneficiaryStatus::Active,
+        "not applied before approval"
+    );
+    o.decide(
+        "sup.north1",
+        task.id,
+        Verdict::Reject,
+        "seen at the market last week",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        status(&o),
+        BeneficiaryStatus::Active,
+        "not applied after a rejection"
+    );
+
+    let second = propose(&o, b, BeneficiaryStatus::Suspended);
+    let task = o
+        .store
+        .read(|c| tasks::open_for(c, TaskKind::StatusChange, second))
+        .unwrap()
+        .unwrap();
+    // The agent who made the proposal cannot decide it (nor can any field agent).
+    assert!(
+        o.decide("agent.n-mz", task.id, Verdict::Approve, "", false)
+            .is_err()
+    );
+    o.decide("sup.north1", task.id, Verdict::Approve, "", false)
+        .unwrap();
+    assert_eq!(status(&o), BeneficiaryStatus::Suspended);
+    let history = o.store.read(|c| registry::status_history(c, b)).unwrap();
+    assert!(history.last().unwrap().reason.contains("moved to town"));
+}
+
+fn approved_north_payroll(o: &Office) -> Uuid {
+    o.store
+        .read(|c| {
+            payroll::list_payrolls(
+                c,
+                &Scope::National,
+                Some("CT-HH"),
+                None,
+                Some(PayrollStatus::Approved),
+            )
+        })
+        .unwrap()
+        .into_iter()
+        .filter(|p| p.location.starts_with("N-"))
+        .max_by_key(|p| p.entitlements)
+        .unwrap()
+        .id
+}
+
+#[test]
+fn float_resolutions_and_sign_off() {
+    let o = office();
+    let p = approved_north_payroll(&o);
+    let sup = o.user("sup.north1");
+    let report = |o: &Office| {
+        o.store
+            .read(|c| rec::reconcile_payroll(c, &Scope::National, p))
+            .unwrap()
+    };
+    assert!(
+        report(&o)
+            .report
+            .lines
+            .iter()
+            .all(|l| l.status == LineStatus::Unpaid)
+    );
+
+    // Cash issued and never paid out nor returned does not add up.
+    o.store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", 50_000, "float"))
+        .unwrap();
+    let err = o
+        .store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "USD", 5, ""))
+        .unwrap_err();
+    assert!(err.to_string().contains("pays in MWK"), "{err}");
+    let r = report(&o);
+    let float = r
+        .report
+        .exceptions
+        .iter()
+        .find(|e| e.kind == ExceptionKind::FloatMismatch)
+        .unwrap()
+        .key
+        .clone();
+    assert_eq!(r.open_exceptions(), 1);
+
+    let err = o
+        .store
+        .write(|tx| rec::request_sign_off(tx, &sup, p))
+        .unwrap_err();
+    assert!(err.to_string().contains("still open"), "{err}");
+    assert!(
+        o.store
+            .write(|tx| rec::resolve(tx, &sup, p, &float, " "))
+            .is_err()
+    );
+    assert!(matches!(
+        o.store
+            .write(|tx| rec::resolve(tx, &sup, p, "PAID_TWICE:nothing", "x")),
+        Err(Error::NotFound { .. })
+    ));
+    o.store
+        .write(|tx| rec::resolve(tx, &sup, p, &float, "cash counted back at the office"))
+        .unwrap();
+    assert_eq!(report(&o).open_exceptions(), 0);
+
+    let task = o
+        .store
+        .write(|tx| rec::request_sign_off(tx, &sup, p))
+        .unwrap();
+    assert!(
+        o.decide("sup.north1", task, Verdict::Approve, "", true)
+            .is_err(),
+        "the maker cannot sign off"
+    );
+    o.decide("sup.north2", task, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(o.payroll_status(p), PayrollStatus::Closed);
+    assert!(report(&o).payroll.status == PayrollStatus::Closed);
+}
+
+#[test]
+fn an_openimis_sheet_round_trips_with_row_errors_and_a_statement_is_all_or_nothing() {
+    let o = office();
+    let p = approved_north_payroll(&o);
+    let sup = o.user("sup.north1");
+    let rows = o
+        .store
+        .read(|c| rec::openimis_rows(c, &Scope::National, p))
+        .unwrap();
+    assert!(rows.len() >= 3);
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "APPROVE_FOR_PAYMENT" && r.paid == Some(false))
+    );
+
+    // Row 1 paid with a receipt; row 2 with the wrong status; an unknown code.
+    let mut edited = rows.clone();
+    edited[0].paid = Some(true);
+    edited[0].receipt = "MOMO-1".into();
+    edited[1].paid = Some(true);
+    edited[1].receipt = "MOMO-2".into();
+    edited[1].status = "RECONCILED".into();
+    edited[2].code = Uuid::now_v7().to_string();
+    edited[2].paid = Some(true);
+    edited[2].receipt = "MOMO-3".into();
+    let sheet = sheets::openimis_csv(&edited);
+    let outcome = o
+        .store
+        .write(|tx| rec::import_openimis(tx, &sup, p, &sheet))
+        .unwrap();
+    assert_eq!(outcome.imported, 1);
+    assert_eq!(outcome.errors.len(), 2, "{:?}", outcome.errors);
+    let again = o
+        .store
+        .write(|tx| rec::import_openimis(tx, &sup, p, &sheet))
+        .unwrap();
+    assert_eq!(
+        again.imported, 0,
+        "a sheet imported twice pays nothing twice"
+    );
+    let r = o
+        .store
+        .read(|c| rec::reconcile_payroll(c, &Scope::National, p))
+        .unwrap();
+    let first: Uuid = rows[0].code.parse().unwrap();
+    let line = r
+        .report
+        .lines
+        .iter()
+        .find(|l| l.entitlement == first)
+        .unwrap();
+    assert_eq!((line.status, line.payouts), (LineStatus::Paid, 1));
+
+    // A statement with one bad line is refused whole; the good one then imports.
+    let mapping = sheets::ProviderMapping {
+        reference: "Txn".into(),
+        amount: "Amount".into(),
+        our_reference: Some("Ref".into()),
+        beneficiary: None,
+        currency: None,
+    };
+    let second = &rows[1];
+    let bad = format!(
+        "Txn,Amount,Ref\nT1,{},{}\nT2,abc,{}\n",
+        second.amount, second.code, second.code
+    );
+    let refused = o
+        .store
+        .write(|tx| rec::import_statement(tx, &sup, p, "mpamba", &mapping, bad.as_bytes()))
+        .unwrap();
+    assert_eq!((refused.imported, refused.errors.len()), (0, 1));
+    let good = format!(
+        "Txn,Amount,Ref\nT1,{},{}\nT9,10.00,nobody\n",
+        second.amount, second.code
+    );
+    let ok = o
+        .store
+        .write(|tx| rec::import_statement(tx, &sup, p, "mpamba", &mapping, good.as_bytes()))
+        .unwrap();
+    assert_eq!(ok.imported, 2);
+    assert!(
+        o.store
+            .read(|c| rec::provider_mapping(c, "MPAMBA"))
+            .unwrap()
+            .is_some()
+    );
+    let r = o
+        .store
+        .read(|c| rec::reconcile_payroll(c, &Scope::National, p))
+        .unwrap();
+    assert!(
+        r.report
+            .exceptions
+            .iter()
+            .any(|e| e.kind == ExceptionKind::ExternalUnmatched)
+    );
+    let second_id: Uuid = second.code.parse().unwrap();
+    assert_eq!(
+        r.report
+            .lines
+            .iter()
+            .find(|l| l.entitlement == second_id)
+            .unwrap()
+            .status,
+        LineStatus::Paid
+    );
+}
