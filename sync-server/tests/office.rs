@@ -539,3 +539,123 @@ fn an_openimis_sheet_round_trips_with_row_errors_and_a_statement_is_all_or_nothi
         LineStatus::Paid
     );
 }
+
+#[test]
+fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_stays_closed() {
+    use outpost_proto::records::{self as r, Comment, Grievance, GrievanceStatus};
+    let o = office();
+    let agent = o.user("agent.n-mz");
+    let sup = o.user("sup.north1");
+    let origin = Origin {
+        device_id: None,
+        scope: agent.scope(),
+        home_path: "N/N-MZ".into(),
+        actor: "agent:agent.n-mz".into(),
+        user_id: Some(agent.id),
+    };
+    let send = |changes: Vec<Vec<u8>>, id: Uuid| {
+        let dc = DocChanges {
+            doc_id: id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes,
+            device_seq: 0,
+        };
+        o.store
+            .write(|tx| records::push(tx, &origin, records::prepare(vec![dc])))
+            .unwrap()
+    };
+    let mut device = AutoCommit::new();
+    Record::Grievance(Grievance {
+        beneficiary_id: None,
+        category: "PAYMENT_NOT_RECEIVED".into(),
+        description: "no cash in October".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: chrono::Utc::now().fixed_offset(),
+    })
+    .write_new(&mut device)
+    .unwrap();
+    let id = Uuid::now_v7();
+    let sent = device.get_heads();
+    send(
+        device
+            .get_changes(&[])
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect(),
+        id,
+    );
+
+    // The office resolves and closes it...
+    for to in [GrievanceStatus::Resolved, GrievanceStatus::Closed] {
+        o.store
+            .write(|tx| {
+                records::office_edit(tx, &sup, id, |d| r::set_grievance_status(d, to, None))
+            })
+            .unwrap();
+    }
+    // ...while the phone, offline, comments and moves it along and back to open.
+    r::add_comment(
+        &mut device,
+        &Comment {
+            author: "agent.n-mz".into(),
+            at: chrono::Utc::now().fixed_offset(),
+            text: "still not paid".into(),
+        },
+    )
+    .unwrap();
+    for to in [
+        GrievanceStatus::InProgress,
+        GrievanceStatus::Resolved,
+        GrievanceStatus::Open,
+    ] {
+        r::set_grievance_status(&mut device, to, None).unwrap();
+    }
+    let result = send(
+        device
+            .get_changes(&sent)
+            .iter()
+            .map(|c| c.raw_bytes().to_vec())
+            .collect(),
+        id,
+    );
+    assert_eq!(
+        result[0].outcome,
+        DocOutcome::Accepted as i32,
+        "{}",
+        result[0].reason
+    );
+
+    let g = o
+        .store
+        .read(|c| records::get_grievance(c, &Scope::National, id))
+        .unwrap();
+    assert_eq!(g.status, "CLOSED", "a closed grievance stays closed");
+    assert!(
+        g.comments.iter().any(|c| c["text"] == "still not paid"),
+        "the comment is kept"
+    );
+    let conflicts = o
+        .store
+        .read(|c| outpost_server::store::audit::list(c, Some(&id.to_string()), 20))
+        .unwrap();
+    assert!(
+        conflicts
+            .iter()
+            .any(|e| e.action == "grievance.status_conflict")
+    );
+    // Every change is kept (the report, two office moves, the phone's four) plus the server's
+    // correction, logged as the office's so every device receives it.
+    let logged: i64 = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM doc_changes WHERE doc_id = ?1",
+                [id],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(logged, 8);
+}

@@ -333,7 +333,8 @@ fn merge(
             (doc, fresh, read)
         }
     };
-    let record = match read {
+    let mut doc = doc;
+    let mut record = match read {
         Ok(r) => r,
         Err(e) => return refuse(DocOutcome::Rejected, &heads_before, e.to_string()),
     };
@@ -348,10 +349,40 @@ fn merge(
             ),
         );
     }
+    // A grievance moved in two places at once can merge to a status neither could reach
+    // (closed at the office, reopened offline). That is a conflict, not a bad record: keep
+    // every change sent (their comments above all), put the status back where it was with
+    // a change of the server's own, which every device then receives, and tell the office.
+    let mut corrective: Vec<Change> = Vec::new();
     if let Some(old) = &before
         && let Err(e) = records::check_update(old, &record)
     {
-        return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
+        match (&e, old, &record) {
+            (
+                records::RecordError::GrievanceTransition { .. },
+                Record::Grievance(was),
+                Record::Grievance(merged),
+            ) => {
+                let merged_status = merged.status;
+                corrective = restore_status(&doc, was.status)?;
+                doc.apply_changes(corrective.iter().cloned())
+                    .map_err(|e| Error::Internal(format!("restoring a grievance status: {e}")))?;
+                record = Record::read(&doc).map_err(|e| Error::Internal(e.to_string()))?;
+                super::audit::append(
+                    tx,
+                    &origin.actor,
+                    "grievance.status_conflict",
+                    "grievance",
+                    Some(&doc_id.to_string()),
+                    &json!({ "was": was.status.as_str(), "merged": merged_status.as_str(),
+                             "kept": was.status.as_str() }),
+                )?;
+                if let Err(e) = records::check_update(old, &record) {
+                    return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
+                }
+            }
+            _ => return refuse(DocOutcome::Rejected, &heads_before, e.to_string()),
+        }
     }
     let stored_path = existing.as_ref().map(|(_, _, path)| path.as_str());
     let (path, payroll) = match validate(tx, origin, doc_id, stored_path, &record) {
@@ -401,6 +432,17 @@ fn merge(
             received_at,
         ])?;
     }
+    // The server's own correction reaches every device, the sender's too.
+    for change in &corrective {
+        log.execute(params![
+            doc_id,
+            &change.hash().0[..],
+            change.raw_bytes(),
+            None::<Uuid>,
+            path,
+            received_at,
+        ])?;
+    }
     materialise(tx, origin, received_at, doc_id, &path, payroll, &record)?;
     Ok(result(
         &dc.doc_id,
@@ -408,6 +450,16 @@ fn merge(
         &heads,
         String::new(),
     ))
+}
+
+/// A change, by the server, setting a grievance's status back to `status`.
+fn restore_status(doc: &Automerge, status: records::GrievanceStatus) -> Result<Vec<Change>> {
+    let mut edit = automerge::AutoCommit::load(&doc.save())
+        .map_err(|e| Error::Internal(format!("reloading a grievance: {e}")))?;
+    let heads = edit.get_heads();
+    records::set_grievance_status(&mut edit, status, None)
+        .map_err(|e| Error::Internal(e.to_string()))?;
+    Ok(edit.get_changes(&heads))
 }
 
 fn quarantine(
