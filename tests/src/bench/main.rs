@@ -42,13 +42,104 @@ fn figure(name: &str, value: f64, unit: &str, target: &str, better: &str) -> Fig
 }
 
 /// mimalloc: uploads allocate many small objects on many threads, where glibc's allocator
-/// spent a quarter of the time.
+/// spent a quarter of the time. Wrapped to count heap bytes for the figures that need them.
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: heap::Counting = heap::Counting;
 
+/// Heap bytes allocated and not yet freed, and their peak, counted only between [`heap::start`]
+/// and [`heap::stop`] (so the other benchmarks pay one relaxed load per allocation).
+mod heap {
+    use std::{
+        alloc::{GlobalAlloc, Layout},
+        sync::atomic::{AtomicBool, AtomicIsize, Ordering::Relaxed},
+    };
+
+    use mimalloc::MiMalloc;
+
+    pub struct Counting;
+
+    static ON: AtomicBool = AtomicBool::new(false);
+    static CURRENT: AtomicIsize = AtomicIsize::new(0);
+    static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+    fn grew(by: isize) {
+        let now = CURRENT.fetch_add(by, Relaxed) + by;
+        if now > PEAK.load(Relaxed) {
+            PEAK.fetch_max(now, Relaxed);
+        }
+    }
+
+    // SAFETY: every call is passed to mimalloc unchanged; only counters are added.
+    unsafe impl GlobalAlloc for Counting {
+        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { MiMalloc.alloc(layout) };
+            if !p.is_null() && ON.load(Relaxed) {
+                grew(layout.size() as isize);
+            }
+            p
+        }
+
+        unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+            let p = unsafe { MiMalloc.alloc_zeroed(layout) };
+            if !p.is_null() && ON.load(Relaxed) {
+                grew(layout.size() as isize);
+            }
+            p
+        }
+
+        unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+            unsafe { MiMalloc.dealloc(ptr, layout) };
+            if ON.load(Relaxed) {
+                CURRENT.fetch_sub(layout.size() as isize, Relaxed);
+            }
+        }
+
+        unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+            let p = unsafe { MiMalloc.realloc(ptr, layout, new_size) };
+            if !p.is_null() && ON.load(Relaxed) {
+                grew(new_size as isize - layout.size() as isize);
+            }
+            p
+        }
+    }
+
+    /// Counts from zero: what is allocated from now on.
+    pub fn start() {
+        CURRENT.store(0, Relaxed);
+        PEAK.store(0, Relaxed);
+        ON.store(true, Relaxed);
+    }
+
+    pub fn stop() {
+        ON.store(false, Relaxed);
+    }
+
+    /// Bytes allocated since [`start`] and still held.
+    pub fn current() -> isize {
+        CURRENT.load(Relaxed)
+    }
+
+    /// Forgets the peak so far: the next [`peak`] is the highest from now on.
+    pub fn reset_peak() {
+        PEAK.store(CURRENT.load(Relaxed), Relaxed);
+    }
+
+    pub fn peak() -> isize {
+        PEAK.load(Relaxed)
+    }
+}
+
+mod reconcile;
 mod sync;
 
-const BENCHMARKS: &[&str] = &["import", "payroll", "sync-ingest", "replica", "device"];
+const BENCHMARKS: &[&str] = &[
+    "import",
+    "payroll",
+    "reconcile",
+    "sync-ingest",
+    "replica",
+    "device",
+];
 
 /// The device core's benchmark is a binary of the mobile-core workspace (which links
 /// SQLCipher, so it cannot be linked here); it prints the same figures as JSON.
@@ -127,6 +218,7 @@ fn run_one(name: &str, quick: bool) -> Vec<Figure> {
     let figures = match name {
         "import" => bench_import(&dir, if quick { 20_000 } else { 100_000 }),
         "payroll" => bench_payroll(&dir, if quick { 100_000 } else { 1_000_000 }),
+        "reconcile" => reconcile::run(&dir, if quick { 100_000 } else { 1_000_000 }),
         "sync-ingest" => sync::ingest(quick),
         "replica" => sync::replica_download(quick),
         other => panic!("unknown benchmark {other}; known: {BENCHMARKS:?}"),
