@@ -1,6 +1,7 @@
 //! The HTTP surface: every route is registered in [`router`]; handlers live beside it by
 //! resource. Errors become HTTP answers in one place ([`Error`]'s `IntoResponse`).
 
+mod office;
 mod payroll;
 mod registry;
 pub mod sync;
@@ -40,7 +41,7 @@ pub struct AppState {
     /// Merges device uploads, several batches per commit.
     pub ingest: Arc<Ingest>,
     /// Reconciliation reports the web pages reuse until something they read changes.
-    pub reports: Arc<crate::web::ReportCache>,
+    pub reports: Arc<crate::store::reconciliation::ReportCache>,
     /// Session cookies are `Secure` when the server speaks HTTPS.
     pub secure_cookies: bool,
 }
@@ -123,6 +124,13 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/payrolls/{id}/entitlements",
             get(payroll::entitlements),
         )
+        .route(
+            "/api/v1/payrolls/{id}/reconciliation",
+            get(office::reconciliation),
+        )
+        .route("/api/v1/payrolls/{id}/resolutions", post(office::resolve))
+        .route("/api/v1/tasks", get(office::list_tasks))
+        .route("/api/v1/tasks/{id}/decision", post(office::decide_task))
         .route("/api/v1/audit", get(registry::audit_log))
         .route("/api/v1/devices", get(sync::list_devices))
         .route("/api/v1/devices/enrolments", post(sync::create_enrolment))

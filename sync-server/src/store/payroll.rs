@@ -173,6 +173,16 @@ pub fn generate(
             .ok_or_else(|| Error::Invalid("the payroll total overflows".into()))?;
     }
     insert.flush(tx)?;
+    for id in &report.payrolls {
+        tx.execute(
+            "UPDATE payrolls SET
+                 entitlement_count = (SELECT count(*) FROM entitlements e WHERE e.payroll_id = ?1),
+                 total_minor = (SELECT COALESCE(SUM(amount_minor), 0) FROM entitlements e WHERE e.payroll_id = ?1),
+                 awaiting_count = (SELECT count(*) FROM entitlements e WHERE e.payroll_id = ?1 AND e.status = 'AWAITING_APPROVAL')
+             WHERE id = ?1",
+            [id],
+        )?;
+    }
     // Nothing reaches the field before four eyes approve it.
     let maker_id = super::tasks::actor_user(tx, actor)?;
     for id in &report.payrolls {
@@ -572,10 +582,7 @@ pub struct Payroll {
 }
 
 const PAYROLL_SELECT: &str = "SELECT p.id, p.name, bp.code, c.code, l.code, u.username, p.status,
-        p.currency, p.created_by, p.created_at,
-        (SELECT count(*) FROM entitlements e WHERE e.payroll_id = p.id),
-        (SELECT COALESCE(SUM(amount_minor), 0) FROM entitlements e WHERE e.payroll_id = p.id),
-        (SELECT count(*) FROM entitlements e WHERE e.payroll_id = p.id AND e.status = 'AWAITING_APPROVAL')
+        p.currency, p.created_by, p.created_at, p.entitlement_count, p.total_minor, p.awaiting_count
     FROM payrolls p
     JOIN benefit_plans bp ON bp.id = p.plan_id
     JOIN payment_cycles c ON c.id = p.cycle_id

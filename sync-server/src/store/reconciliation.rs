@@ -64,16 +64,18 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         closed_at: closed.as_deref().map(instant).transpose()?,
     };
 
+    // Read with borrowed text (no allocation per cell): a million-line payroll is read here
+    // every time a record arrives and someone looks.
     let mut stmt = conn.prepare(
         "SELECT id, beneficiary_id, amount_minor, currency, goods, status FROM entitlements WHERE payroll_id = ?1",
     )?;
     let entitlements = stmt
         .query_map([payroll_id], |r| {
-            let goods: String = r.get(4)?;
+            let goods = r.get_ref(4)?.as_str()?;
             let goods = if goods == "[]" {
                 Vec::new()
             } else {
-                let lines: Vec<crate::registry::rules::GoodsLine> = serde_json::from_str(&goods)
+                let lines: Vec<crate::registry::rules::GoodsLine> = serde_json::from_str(goods)
                     .map_err(|e| {
                         rusqlite::Error::FromSqlConversionFailure(
                             4,
@@ -83,37 +85,43 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
                     })?;
                 lines.into_iter().map(|g| (g.item, g.quantity)).collect()
             };
-            let status: String = r.get(5)?;
             Ok(EntitlementFacts {
                 id: r.get(0)?,
                 beneficiary: r.get(1)?,
                 amount_minor: r.get(2)?,
-                currency: currency(&r.get::<_, String>(3)?)?,
+                currency: currency(r.get_ref(3)?.as_str()?)?,
                 goods,
-                awaiting_approval: status == EntitlementStatus::AwaitingApproval.as_str(),
+                awaiting_approval: r.get_ref(5)?.as_str()?
+                    == EntitlementStatus::AwaitingApproval.as_str(),
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
+    // Devices are few: their agents are looked up here rather than joined on every payout.
+    let agents: HashMap<Uuid, Uuid> = conn
+        .prepare("SELECT id, agent_id FROM devices")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
     let mut stmt = conn.prepare(
-        "SELECT p.doc_id, p.entitlement_id, p.beneficiary_id, d.agent_id, p.device_id, p.amount_minor,
-                p.currency, p.paid_at, p.received_at, p.override_reason IS NOT NULL, p.voided_at IS NOT NULL
-         FROM payouts p LEFT JOIN devices d ON d.id = p.device_id WHERE p.payroll_id = ?1",
+        "SELECT doc_id, entitlement_id, beneficiary_id, device_id, amount_minor, currency, paid_at,
+                received_at, override_reason IS NOT NULL, voided_at IS NOT NULL
+         FROM payouts WHERE payroll_id = ?1",
     )?;
     let payouts = stmt
         .query_map([payroll_id], |r| {
+            let device: Option<Uuid> = r.get(3)?;
             Ok(PayoutFacts {
                 id: r.get(0)?,
                 entitlement: r.get(1)?,
                 beneficiary: r.get(2)?,
-                agent: r.get(3)?,
-                device: r.get(4)?,
-                amount_minor: r.get(5)?,
-                currency: currency(&r.get::<_, String>(6)?)?,
-                paid_at: instant(&r.get::<_, String>(7)?)?,
-                received_at: instant(&r.get::<_, String>(8)?)?,
-                overridden: r.get(9)?,
-                voided: r.get(10)?,
+                agent: device.and_then(|d| agents.get(&d).copied()),
+                device,
+                amount_minor: r.get(4)?,
+                currency: currency(r.get_ref(5)?.as_str()?)?,
+                paid_at: instant(r.get_ref(6)?.as_str()?)?,
+                received_at: instant(r.get_ref(7)?.as_str()?)?,
+                overridden: r.get(8)?,
+                voided: r.get(9)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -229,6 +237,10 @@ pub fn reconcile_payroll(
     payroll_id: Uuid,
 ) -> Result<Reconciliation> {
     let payroll = payroll::get_payroll(conn, scope, payroll_id)?;
+    reconcile_with(conn, payroll, payroll_id)
+}
+
+fn reconcile_with(conn: &Connection, payroll: Payroll, payroll_id: Uuid) -> Result<Reconciliation> {
     let report = reconcile::reconcile(&inputs(conn, payroll_id)?);
     let mut stmt = conn.prepare(
         "SELECT key, reason, resolved_by, resolved_at FROM exception_resolutions WHERE payroll_id = ?1",
@@ -669,21 +681,57 @@ pub fn request_sign_off(tx: &Transaction, user: &User, payroll_id: Uuid) -> Resu
 // ---------------------------------------------------------------------------------------------
 // What the dashboard and the beneficiary page show.
 
+/// Reconciliation reports by payroll, each with the stamp it was computed at ([`stamp`]):
+/// recomputed whenever records arrive or the office writes, never otherwise, so the pages
+/// that show them cost a lookup while nothing changes.
+#[derive(Default)]
+pub struct ReportCache {
+    inner: std::sync::Mutex<HashMap<Uuid, Cached>>,
+}
+
+type Cached = ((i64, i64), std::sync::Arc<Reconciliation>);
+
+impl ReportCache {
+    pub fn get(
+        &self,
+        conn: &Connection,
+        scope: &Scope,
+        payroll_id: Uuid,
+    ) -> Result<std::sync::Arc<Reconciliation>> {
+        // Scope first: a cached report must not reach someone who may not see the payroll.
+        let payroll = payroll::get_payroll(conn, scope, payroll_id)?;
+        let at = stamp(conn)?;
+        if let Some((when, r)) = self
+            .inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&payroll_id)
+            && *when == at
+        {
+            return Ok(r.clone());
+        }
+        let fresh = std::sync::Arc::new(reconcile_with(conn, payroll, payroll_id)?);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(payroll_id, (at, fresh.clone()));
+        Ok(fresh)
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
     pub payroll: Payroll,
     pub paid_minor: i64,
-    /// Entitlements with at least one payout standing.
+    /// Entitlements with at least one payment standing.
     pub paid_lines: i64,
+    pub open_exceptions: usize,
 }
 
-/// Payrolls in the field or done, with what has been paid so far (payouts not voided).
-pub fn progress(conn: &Connection, scope: &Scope) -> Result<Vec<Progress>> {
+/// Payrolls in the field or done, with what has been paid and what is open, from their
+/// (cached) reconciliation.
+pub fn progress(conn: &Connection, scope: &Scope, cache: &ReportCache) -> Result<Vec<Progress>> {
     let mut out = Vec::new();
-    let mut stmt = conn.prepare_cached(
-        "SELECT COALESCE(SUM(amount_minor), 0), count(DISTINCT entitlement_id) FROM payouts
-         WHERE payroll_id = ?1 AND voided_at IS NULL",
-    )?;
     for p in payroll::list_payrolls(conn, scope, None, None, None)? {
         if matches!(
             p.status,
@@ -691,11 +739,12 @@ pub fn progress(conn: &Connection, scope: &Scope) -> Result<Vec<Progress>> {
         ) {
             continue;
         }
-        let (paid_minor, paid_lines) = stmt.query_row([p.id], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        let r = cache.get(conn, scope, p.id)?;
         out.push(Progress {
+            paid_minor: r.report.totals.paid_minor,
+            paid_lines: r.report.lines.iter().filter(|l| l.payouts > 0).count() as i64,
+            open_exceptions: r.open_exceptions(),
             payroll: p,
-            paid_minor,
-            paid_lines,
         });
     }
     Ok(out)

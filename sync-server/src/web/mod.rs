@@ -9,10 +9,7 @@
 mod auth;
 mod pages;
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock, Mutex},
-};
+use std::{collections::HashMap, sync::LazyLock};
 
 use axum::{
     Router,
@@ -23,12 +20,10 @@ use axum::{
 };
 use minijinja::{Environment, UndefinedBehavior, Value};
 use serde::Deserialize;
-use uuid::Uuid;
 
 use crate::{
     Error, Result,
     api::{AppState, db},
-    reconcile::Report,
     store::{
         sessions::{self, Session, Stage},
         users::Role,
@@ -430,63 +425,6 @@ pub fn error_page(session: &Session, e: Error) -> Response {
     );
     *r.status_mut() = status;
     r
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reports, kept while nothing they read changes
-
-/// Reconciliation reports by payroll, each with the stamp it was computed at
-/// ([`crate::store::reconciliation::stamp`]): recomputed whenever records arrive or the
-/// office writes, never otherwise.
-type Cached = (
-    (i64, i64),
-    Arc<crate::store::reconciliation::Reconciliation>,
-);
-
-#[derive(Default)]
-pub struct ReportCache {
-    inner: Mutex<HashMap<Uuid, Cached>>,
-}
-
-impl ReportCache {
-    pub fn get(
-        &self,
-        conn: &rusqlite::Connection,
-        scope: &crate::store::registry::Scope,
-        payroll: Uuid,
-    ) -> Result<Arc<crate::store::reconciliation::Reconciliation>> {
-        use crate::store::reconciliation as rec;
-        // Scope first: a cached report must not leak to someone who may not see the payroll.
-        crate::store::payroll::get_payroll(conn, scope, payroll)?;
-        let stamp = rec::stamp(conn)?;
-        if let Some((at, r)) = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&payroll)
-            && *at == stamp
-        {
-            return Ok(r.clone());
-        }
-        let fresh = Arc::new(rec::reconcile_payroll(conn, scope, payroll)?);
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(payroll, (stamp, fresh.clone()));
-        Ok(fresh)
-    }
-}
-
-/// Open exception count of a report with its resolutions.
-pub fn open_exceptions(
-    report: &Report,
-    resolved: &HashMap<String, crate::store::reconciliation::Resolution>,
-) -> usize {
-    report
-        .exceptions
-        .iter()
-        .filter(|e| !resolved.contains_key(&e.key))
-        .count()
 }
 
 #[cfg(test)]

@@ -86,19 +86,17 @@ pub async fn dashboard(
     let cache = state.reports.clone();
     page(&state, &s, move |c, u| {
         let scope = u.scope();
-        let progress = rec::progress(c, &scope)?;
+        let progress = rec::progress(c, &scope, &cache)?;
         let mut rows = Vec::new();
         let mut open_exceptions = 0;
         for p in &progress {
-            let r = cache.get(c, &scope, p.payroll.id)?;
-            let open = r.open_exceptions();
-            open_exceptions += open;
+            open_exceptions += p.open_exceptions;
             rows.push(context! {
                 id => p.payroll.id.to_string(), name => p.payroll.name.clone(), status => p.payroll.status.as_str(),
                 currency => p.payroll.currency.as_str(), due => p.payroll.total_minor, paid => p.paid_minor,
                 lines => p.payroll.entitlements, paid_lines => p.paid_lines,
                 percent => if p.payroll.total_minor > 0 { (p.paid_minor * 100 / p.payroll.total_minor).min(100) } else { 0 },
-                open_exceptions => open,
+                open_exceptions => p.open_exceptions,
             });
         }
         let chart = chart(c, &progress)?;

@@ -126,27 +126,26 @@ fn dashboard(dir: &Path, p: &Payroll) -> Vec<Figure> {
         "reconcile: from the database, the payroll row {payroll_ms:.0} ms, inputs {inputs_ms:.0} ms, engine {engine_ms:.0} ms"
     );
 
+    // The dashboard as the web computes it: progress over the cached reports. Cold is the
+    // first view after records arrived (everything recomputed); warm is every view after.
+    let cache = reconciliation::ReportCache::default();
     let start = Instant::now();
     let progress = store
-        .read(|c| reconciliation::progress(c, &scope))
-        .expect("progress");
-    let progress_ms = ms(start);
-    assert_eq!(progress.len(), 1, "the one payroll is in progress");
-    assert_eq!(progress[0].paid_lines as usize, p.paid_lines);
-
-    let start = Instant::now();
-    let open: usize = store
-        .read(|c| {
-            let mut open = 0;
-            for row in reconciliation::progress(c, &scope)? {
-                open +=
-                    reconciliation::reconcile_payroll(c, &scope, row.payroll.id)?.open_exceptions();
-            }
-            Ok(open)
-        })
+        .read(|c| reconciliation::progress(c, &scope, &cache))
         .expect("dashboard");
     let dashboard_ms = ms(start);
-    assert_eq!(open, p.exceptions, "no exception is resolved");
+    assert_eq!(progress.len(), 1, "the one payroll is in progress");
+    assert_eq!(progress[0].paid_lines as usize, p.paid_lines);
+    assert_eq!(
+        progress[0].open_exceptions, p.exceptions,
+        "no exception is resolved"
+    );
+    let start = Instant::now();
+    let again = store
+        .read(|c| reconciliation::progress(c, &scope, &cache))
+        .expect("dashboard");
+    let progress_ms = ms(start);
+    assert_eq!(again[0].open_exceptions, p.exceptions);
 
     let n = p.input.entitlements.len();
     vec![
@@ -157,9 +156,15 @@ fn dashboard(dir: &Path, p: &Payroll) -> Vec<Figure> {
             "-",
             "lower",
         ),
-        figure("payment progress query", progress_ms, "ms", "-", "lower"),
         figure(
-            "dashboard server time (progress + reconciliation)",
+            "dashboard server time, warm (nothing changed since the last view)",
+            progress_ms,
+            "ms",
+            "<= 100",
+            "lower",
+        ),
+        figure(
+            "dashboard server time, cold (records just arrived)",
             dashboard_ms,
             "ms",
             "<= 2000",
@@ -436,9 +441,17 @@ impl Payroll {
         )?;
         tx.execute(
             "INSERT INTO payrolls (id, plan_id, cycle_id, location_id, agent_id, seq, name, status,
-                 currency, created_by, created_at)
-             VALUES (?1, ?2, ?3, ?4, NULL, 1, 'Bench payroll', 'APPROVED', 'MWK', 'bench', ?5)",
-            params![payroll, plan, cycle, location, created],
+                 currency, created_by, created_at, entitlement_count, total_minor)
+             VALUES (?1, ?2, ?3, ?4, NULL, 1, 'Bench payroll', 'APPROVED', 'MWK', 'bench', ?5, ?6, ?7)",
+            params![
+                payroll,
+                plan,
+                cycle,
+                location,
+                created,
+                self.input.entitlements.len() as i64,
+                self.input.entitlements.iter().map(|e| e.amount_minor).sum::<i64>()
+            ],
         )?;
         for (k, (agent, device)) in self.agents.iter().zip(&self.devices).enumerate() {
             tx.execute(

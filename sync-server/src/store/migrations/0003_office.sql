@@ -33,6 +33,15 @@ CREATE INDEX web_sessions_user ON web_sessions (user_id);
 -- When a payroll moved: reconciliation judges late syncs against the sign-off.
 ALTER TABLE payrolls ADD COLUMN approved_at TEXT;
 ALTER TABLE payrolls ADD COLUMN closed_at TEXT;
+-- A payroll's totals, kept by generation (the only writer of entitlements): summing a
+-- million-line payroll on every page view took a second.
+ALTER TABLE payrolls ADD COLUMN entitlement_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE payrolls ADD COLUMN total_minor INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE payrolls ADD COLUMN awaiting_count INTEGER NOT NULL DEFAULT 0;
+UPDATE payrolls SET
+    entitlement_count = (SELECT count(*) FROM entitlements e WHERE e.payroll_id = payrolls.id),
+    total_minor = (SELECT COALESCE(SUM(amount_minor), 0) FROM entitlements e WHERE e.payroll_id = payrolls.id),
+    awaiting_count = (SELECT count(*) FROM entitlements e WHERE e.payroll_id = payrolls.id AND e.status = 'AWAITING_APPROVAL');
 
 -- Four eyes. How a kind of task completes: ordered tiers, each with ANY, ALL or a threshold
 -- of N distinct approvers, and whether each approval needs the second factor.
