@@ -734,3 +734,99 @@ fn the_cli_enrols_lists_revokes_devices_and_prints_cards() {
     ]);
     assert_eq!(again, out);
 }
+
+#[tokio::test]
+async fn tasks_and_reconciliation_over_the_api_keep_four_eyes_and_area() {
+    let s = Server::start(20);
+    let north = s.token("sup.north2").await;
+    let south = s.token("sup.south1").await;
+    // The demo's timesheets were approved; its CFW payroll waits for two approvers.
+    let (status, tasks) = s.get(&north, "/api/v1/tasks?kind=PAYROLL_APPROVAL").await;
+    assert_eq!(status, StatusCode::OK, "{tasks}");
+    let task = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["summary"].as_str().unwrap().starts_with("CFW-ROADS"))
+        .expect("the north's cash-for-work payroll waits")
+        .clone();
+    let id = task["id"].as_str().unwrap();
+    // The south's supervisor sees no northern task and cannot decide it.
+    let (_, theirs) = s.get(&south, "/api/v1/tasks").await;
+    assert!(
+        theirs
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["id"] != task["id"])
+    );
+    let decide = |token: &str, body: Value| {
+        s.http
+            .post(s.url(&format!("/api/v1/tasks/{id}/decision")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let r = decide(&south, json!({ "verdict": "APPROVE" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // Money needs the second factor; a wrong code is refused.
+    let r = decide(&north, json!({ "verdict": "APPROVE" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let r = decide(&north, json!({ "verdict": "APPROVE", "code": "12345" }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let code = outpost_server::store::sessions::current_code(
+        outpost_server::store::sessions::DEMO_TOTP_SECRET,
+    )
+    .unwrap();
+    let r = decide(&north, json!({ "verdict": "APPROVE", "code": code }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["outcome"]["Pending"]["approvals"], 1, "{body}");
+    let r = decide(
+        &north,
+        json!({ "verdict": "REJECT", "reason": "changed my mind" }),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CONFLICT, "one decision per person");
+
+    // A northern payroll's reconciliation, and a resolution that needs a reason.
+    let (_, payrolls) = s.get(&north, "/api/v1/payrolls?status=APPROVED").await;
+    let p = payrolls.as_array().unwrap()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, rec) = s
+        .get(
+            &north,
+            &format!("/api/v1/payrolls/{p}/reconciliation?limit=5"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{rec}");
+    assert_eq!(
+        rec["lines"].as_array().unwrap().len().min(5),
+        rec["lines"].as_array().unwrap().len()
+    );
+    assert_eq!(rec["totals"]["by_status"]["UNPAID"], rec["totals"]["lines"]);
+    let (status, _) = s
+        .get(&south, &format!("/api/v1/payrolls/{p}/reconciliation"))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let r = s
+        .http
+        .post(s.url(&format!("/api/v1/payrolls/{p}/resolutions")))
+        .bearer_auth(&north)
+        .json(&json!({ "key": "PAID_TWICE:none", "reason": "" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
