@@ -19,15 +19,19 @@ pub enum TaskKind {
     ContactUpdate,
     /// Days of cash-for-work, before they feed a payroll.
     Timesheet,
+    /// An entitlement above its plan's single-payment limit (openIMIS's
+    /// `limit_per_single_transaction`), before it may be paid.
+    EntitlementApproval,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 5] = [
+    pub const ALL: [TaskKind; 6] = [
         TaskKind::PayrollApproval,
         TaskKind::PayrollSignOff,
         TaskKind::StatusChange,
         TaskKind::ContactUpdate,
         TaskKind::Timesheet,
+        TaskKind::EntitlementApproval,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -37,6 +41,7 @@ impl TaskKind {
             TaskKind::StatusChange => "STATUS_CHANGE",
             TaskKind::ContactUpdate => "CONTACT_UPDATE",
             TaskKind::Timesheet => "TIMESHEET",
+            TaskKind::EntitlementApproval => "ENTITLEMENT_APPROVAL",
         }
     }
 

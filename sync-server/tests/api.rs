@@ -283,9 +283,10 @@ async fn each_user_sees_only_their_area() {
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
+    // Supervisors generate payrolls (for their area; someone else approves); agents do not.
     let (status, _) = s
         .post(
-            &south,
+            &agent,
             "/api/v1/payrolls/generate",
             json!({"plan": "CT-HH", "cycle": "2026-11"}),
         )

@@ -212,23 +212,116 @@ fn a_rejected_payroll_never_reaches_the_field() {
 }
 
 #[test]
-fn a_totp_code_is_checked_and_accepted_once() {
+fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
     let o = office();
     let u = o.user("sup.north2");
-    let wrong = o.store.write(|tx| sessions::check_code(tx, &u, "000000"));
     let right = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
-    // A wrong code is only wrong if it is not, by chance, the right one.
-    if right != "000000" {
-        assert!(matches!(wrong, Err(Error::Invalid(_))));
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    assert_eq!(
+        o.store
+            .write(|tx| sessions::check_code(tx, &u, wrong))
+            .unwrap(),
+        sessions::Code::Wrong
+    );
+    assert_eq!(
+        o.store
+            .write(|tx| sessions::check_code(tx, &u, &right))
+            .unwrap(),
+        sessions::Code::Accepted
+    );
+    assert_eq!(
+        o.store
+            .write(|tx| sessions::check_code(tx, &u, &right))
+            .unwrap(),
+        sessions::Code::Reused
+    );
+    // Wrong codes count in their own transaction, and five in a row pause the account.
+    for _ in 0..4 {
+        assert!(sessions::require_code(&o.store, &u, wrong).is_err());
     }
-    o.store
-        .write(|tx| sessions::check_code(tx, &u, &right))
-        .unwrap();
+    let paused = sessions::require_code(&o.store, &u, wrong).unwrap_err();
+    assert!(paused.to_string().contains("paused"), "{paused}");
     let again = o
         .store
         .write(|tx| sessions::check_code(tx, &u, &right))
-        .unwrap_err();
-    assert!(again.to_string().contains("already used"), "{again}");
+        .unwrap();
+    assert!(
+        matches!(again, sessions::Code::Paused(_)),
+        "even a right code waits: {again:?}"
+    );
+}
+
+#[test]
+fn wrong_passwords_are_counted_and_pause_the_account_even_for_the_right_one() {
+    let o = office();
+    for _ in 0..4 {
+        let r = o
+            .store
+            .write(|tx| sessions::log_in(tx, "sup.north1", "guess"))
+            .unwrap();
+        assert_eq!(r, sessions::LogIn::Refused);
+    }
+    let r = o
+        .store
+        .write(|tx| sessions::log_in(tx, "sup.north1", "guess"))
+        .unwrap();
+    assert!(matches!(r, sessions::LogIn::Paused(_)), "{r:?}");
+    let r = o
+        .store
+        .write(|tx| sessions::log_in(tx, "sup.north1", demo::DEMO_PASSWORD))
+        .unwrap();
+    assert!(matches!(r, sessions::LogIn::Paused(_)), "{r:?}");
+    // Unknown users get the same answer as wrong passwords.
+    let r = o
+        .store
+        .write(|tx| sessions::log_in(tx, "nobody", "guess"))
+        .unwrap();
+    assert_eq!(r, sessions::LogIn::Refused);
+    let audit = o
+        .store
+        .read(|c| outpost_server::store::audit::list(c, None, 50))
+        .unwrap();
+    assert!(audit.iter().filter(|e| e.action == "auth.failed").count() >= 5);
+}
+
+#[test]
+fn a_second_generation_by_someone_else_opens_its_own_payroll() {
+    let o = office();
+    let first = o.new_payroll();
+    let csv = "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
+               T-2,Chikondi,Mhango,1983-02-03,M,N-MZ-01,HH-T-2,HEAD,1,no,OWNED\n";
+    let other = o.user("sup.north2");
+    let second = o
+        .store
+        .write(|tx| {
+            let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
+            let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
+            let options = ImportOptions {
+                plan: Some("CT-HH".into()),
+                status: Some(BeneficiaryStatus::Active),
+                partial: false,
+            };
+            registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
+            Ok(
+                payroll::generate(tx, &other.actor(), &other.scope(), "CT-HH", "2026-11")?.payrolls
+                    [0],
+            )
+        })
+        .unwrap();
+    assert_ne!(
+        first, second,
+        "sup.north2's additions do not ride on sup.north1's task"
+    );
+    let task = o.approval_task(second);
+    assert_eq!(task.maker, "user:sup.north2");
+    assert!(
+        o.decide("sup.north2", task.id, Verdict::Approve, "", true)
+            .is_err()
+    );
 }
 
 /// A field verification proposing `to` for `beneficiary`, merged as a device's upload is.
@@ -416,6 +509,20 @@ fn float_resolutions_and_sign_off() {
         .write(|tx| rec::resolve(tx, &sup, p, &float, "cash counted back at the office"))
         .unwrap();
     assert_eq!(report(&o).open_exceptions(), 0);
+    // More cash issued changes the exception: the old resolution no longer covers it.
+    o.store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", 1_000, "top-up"))
+        .unwrap();
+    assert_eq!(report(&o).open_exceptions(), 1);
+    o.store
+        .write(|tx| rec::resolve(tx, &sup, p, &float, "both handed back on the 30th"))
+        .unwrap();
+    // Another region's agent cannot be booked against this payroll.
+    let err = o
+        .store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.s-ck", "MWK", 5, ""))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
 
     let task = o
         .store
@@ -426,9 +533,28 @@ fn float_resolutions_and_sign_off() {
             .is_err(),
         "the maker cannot sign off"
     );
+    // Something new between the request and the sign-off stops it.
+    o.store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", 2_000, "late top-up"))
+        .unwrap();
+    let err = o
+        .decide("sup.north2", task, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("since sign-off was requested"),
+        "{err}"
+    );
+    o.store
+        .write(|tx| rec::resolve(tx, &sup, p, &float, "all cash back"))
+        .unwrap();
     o.decide("sup.north2", task, Verdict::Approve, "", true)
         .unwrap();
     assert_eq!(o.payroll_status(p), PayrollStatus::Closed);
+    let err = o
+        .store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", 5, ""))
+        .unwrap_err();
+    assert!(err.to_string().contains("signed off"), "{err}");
     assert!(report(&o).payroll.status == PayrollStatus::Closed);
 }
 

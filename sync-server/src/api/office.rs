@@ -6,7 +6,7 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Path, Query, page_limit, read_json, write_json};
+use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
 use crate::{
     Error, Result,
     approvals::{TaskKind, Verdict},
@@ -75,14 +75,23 @@ pub async fn decide_task(
 ) -> Result<Response> {
     caller.require(OFFICE)?;
     let user = caller.0;
+    // The code is checked in a transaction of its own, so a wrong one is counted even though
+    // the decision is not taken.
+    let code = d
+        .code
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_owned);
+    let second_factor = code.is_some();
+    if let Some(code) = code {
+        let checker = user.clone();
+        db(&state, move |st| {
+            sessions::require_code(st, &checker, &code)
+        })
+        .await?;
+    }
     write_json(&state, StatusCode::OK, move |tx| {
-        let second_factor = match d.code.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-            Some(code) => {
-                sessions::check_code(tx, &user, code)?;
-                true
-            }
-            None => false,
-        };
         tasks::decide(tx, &user, id, d.verdict, &d.reason, second_factor)
     })
     .await

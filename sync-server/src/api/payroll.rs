@@ -174,7 +174,7 @@ pub async fn generate(
     caller: Caller,
     Json(g): Json<Generate>,
 ) -> Result<Response> {
-    caller.require(ADMIN)?;
+    caller.require(OFFICE)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
     write_json(&state, StatusCode::OK, move |tx| {
         payroll::generate(tx, &actor, &scope, &g.plan, &g.cycle)

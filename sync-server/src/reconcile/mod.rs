@@ -416,7 +416,9 @@ pub fn reconcile(input: &Input) -> Report {
                 this(format!("the beneficiary was {status} when paid")),
             );
         }
-        if pay.received_at < p.window_start || pay.received_at > p.window_end + p.sync_grace {
+        // Before the cycle: by the earlier time (a payout cannot postdate its receipt).
+        // After it: by receipt alone, with a grace for devices offline for days.
+        if at < p.window_start || pay.received_at > p.window_end + p.sync_grace {
             except(
                 ExceptionKind::OutsideWindow,
                 pay.id,

@@ -33,6 +33,15 @@ pub const REPORT_HEADER: [&str; 9] = [
     "open_exceptions",
 ];
 
+/// Text from people (names) as a spreadsheet reads it: a leading `=`, `+`, `-` or `@` would
+/// run as a formula when the export is opened, so it is quoted with an apostrophe.
+fn cell(text: &str) -> String {
+    match text.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{text}"),
+        _ => text.to_owned(),
+    }
+}
+
 /// The report as CSV, amounts as decimals in the currency's unit.
 pub fn report_csv(rows: &[ReportRow]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -41,8 +50,8 @@ pub fn report_csv(rows: &[ReportRow]) -> Vec<u8> {
     for r in rows {
         let _ = w.write_record([
             r.entitlement.as_str(),
-            &r.beneficiary_code,
-            &r.name,
+            &cell(&r.beneficiary_code),
+            &cell(&r.name),
             r.currency.as_str(),
             &r.currency.format_minor(r.due_minor),
             &r.currency.format_minor(r.paid_minor),
@@ -108,8 +117,8 @@ pub fn openimis_csv(rows: &[SheetRow]) -> Vec<u8> {
         let _ = w.write_record([
             r.payroll_name.as_str(),
             &r.payroll_status,
-            &r.first_name,
-            &r.last_name,
+            &cell(&r.first_name),
+            &cell(&r.last_name),
             &r.dob,
             &r.code,
             &r.status,
@@ -447,6 +456,13 @@ mod tests {
             ..mapping
         };
         assert!(read_statement(ok.as_bytes(), &unmatched, mwk()).is_err());
+    }
+
+    #[test]
+    fn names_that_look_like_formulas_are_defused() {
+        assert_eq!(cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
+        assert_eq!(cell("Zoë"), "Zoë");
     }
 
     #[test]

@@ -183,9 +183,33 @@ pub fn generate(
             [id],
         )?;
     }
-    // Nothing reaches the field before four eyes approve it.
+    // Nothing reaches the field before four eyes approve it; entitlements above the plan's
+    // single-transaction limit each wait for an approval of their own too.
     let maker_id = super::tasks::actor_user(tx, actor)?;
+    let mut awaiting = tx.prepare(
+        "SELECT e.id, e.amount_minor, bp.path FROM entitlements e JOIN beneficiary_paths bp ON bp.beneficiary_id = e.beneficiary_id
+         WHERE e.payroll_id = ?1 AND e.status = 'AWAITING_APPROVAL'",
+    )?;
     for id in &report.payrolls {
+        let rows: Vec<(Uuid, i64, String)> = awaiting
+            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (entitlement, amount, path) in rows {
+            let summary = format!(
+                "{} {} above the single-payment limit",
+                plan.currency.format_minor(amount),
+                plan.currency
+            );
+            super::tasks::open(
+                tx,
+                crate::approvals::TaskKind::EntitlementApproval,
+                entitlement,
+                &path,
+                &summary,
+                actor,
+                maker_id,
+            )?;
+        }
         let p = get_payroll(tx, &Scope::National, *id)?;
         if p.status == PayrollStatus::PendingApproval {
             let path: String = tx.query_row(
@@ -509,11 +533,20 @@ fn open_payroll(
     point: &PointKey,
 ) -> Result<Uuid> {
     let agent_id = point.agent.as_ref().map(|a| a.0);
+    // A pending payroll takes more entitlements only from its own maker and before anyone
+    // has decided on it: otherwise a second person's additions would ride on the first's
+    // task (and its approvals), and the maker of the new lines could approve them.
+    let maker_id = super::tasks::actor_user(tx, actor)?;
     let pending: Option<Uuid> = tx
         .query_row(
-            "SELECT id FROM payrolls WHERE plan_id = ?1 AND cycle_id = ?2 AND location_id = ?3
-               AND agent_id IS ?4 AND status = 'PENDING_APPROVAL' ORDER BY seq DESC LIMIT 1",
-            params![plan.id, cycle_id, point.location, agent_id],
+            "SELECT p.id FROM payrolls p
+             LEFT JOIN tasks t ON t.subject_id = p.id AND t.kind = 'PAYROLL_APPROVAL' AND t.status = 'PENDING'
+             WHERE p.plan_id = ?1 AND p.cycle_id = ?2 AND p.location_id = ?3
+               AND p.agent_id IS ?4 AND p.status = 'PENDING_APPROVAL'
+               AND t.maker_id IS ?5 AND t.maker = ?6
+               AND NOT EXISTS (SELECT 1 FROM task_decisions d WHERE d.task_id = t.id)
+             ORDER BY p.seq DESC LIMIT 1",
+            params![plan.id, cycle_id, point.location, agent_id, maker_id, actor],
             |r| r.get(0),
         )
         .optional()?;

@@ -242,21 +242,32 @@ pub fn reconcile_payroll(
 
 fn reconcile_with(conn: &Connection, payroll: Payroll, payroll_id: Uuid) -> Result<Reconciliation> {
     let report = reconcile::reconcile(&inputs(conn, payroll_id)?);
+    let details: HashMap<&str, &str> = report
+        .exceptions
+        .iter()
+        .map(|e| (e.key.as_str(), e.detail.as_str()))
+        .collect();
     let mut stmt = conn.prepare(
-        "SELECT key, reason, resolved_by, resolved_at FROM exception_resolutions WHERE payroll_id = ?1",
+        "SELECT key, detail, reason, resolved_by, resolved_at FROM exception_resolutions WHERE payroll_id = ?1",
     )?;
-    let resolutions = stmt
-        .query_map([payroll_id], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                Resolution {
-                    reason: r.get(1)?,
-                    resolved_by: r.get(2)?,
-                    resolved_at: r.get(3)?,
-                },
-            ))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut resolutions = HashMap::new();
+    for row in stmt.query_map([payroll_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            Resolution {
+                reason: r.get(2)?,
+                resolved_by: r.get(3)?,
+                resolved_at: r.get(4)?,
+            },
+        ))
+    })? {
+        let (key, detail, resolution) = row?;
+        // A resolution covers the exception as it was when resolved, not a worse one since.
+        if details.get(key.as_str()) == Some(&detail.as_str()) {
+            resolutions.insert(key, resolution);
+        }
+    }
     Ok(Reconciliation {
         payroll,
         report,
@@ -274,9 +285,15 @@ pub fn stamp(conn: &Connection) -> Result<(i64, i64)> {
     )?)
 }
 
-fn writable(payroll: &Payroll) -> Result<()> {
+/// Whether the payroll's money may still be recorded: once signed off (CLOSED) its float,
+/// statements and sheets are final; only its exceptions (a late sync) may still be resolved.
+fn writable(payroll: &Payroll, closed_too: bool) -> Result<()> {
     match payroll.status {
-        PayrollStatus::Approved | PayrollStatus::Reconciled | PayrollStatus::Closed => Ok(()),
+        PayrollStatus::Approved | PayrollStatus::Reconciled => Ok(()),
+        PayrollStatus::Closed if closed_too => Ok(()),
+        PayrollStatus::Closed => Err(Error::Conflict(
+            "this payroll is signed off; its float, statements and sheets are final".into(),
+        )),
         s => Err(Error::Conflict(format!(
             "a {s} payroll has nothing to reconcile"
         ))),
@@ -296,7 +313,7 @@ pub fn resolve(
         return Err(Error::Invalid("a resolution needs a reason".into()));
     }
     let rec = reconcile_payroll(tx, &user.scope(), payroll_id)?;
-    writable(&rec.payroll)?;
+    writable(&rec.payroll, true)?;
     let exception = rec
         .report
         .exceptions
@@ -306,10 +323,14 @@ pub fn resolve(
     if rec.resolutions.contains_key(key) {
         return Err(Error::Conflict("this exception is already resolved".into()));
     }
+    // The detail is kept with the resolution: if the exception changes (a third payment, a
+    // different float), the resolution no longer covers it and it opens again.
     tx.execute(
-        "INSERT INTO exception_resolutions (payroll_id, key, reason, resolved_by, resolved_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![payroll_id, key, reason, user.actor(), now()],
+        "INSERT INTO exception_resolutions (payroll_id, key, detail, reason, resolved_by, resolved_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (payroll_id, key) DO UPDATE SET detail = excluded.detail, reason = excluded.reason,
+             resolved_by = excluded.resolved_by, resolved_at = excluded.resolved_at",
+        params![payroll_id, key, exception.detail, reason, user.actor(), now()],
     )?;
     audit::append(
         tx,
@@ -332,14 +353,18 @@ pub fn record_float(
     note: &str,
 ) -> Result<()> {
     let p = payroll::get_payroll(tx, &user.scope(), payroll_id)?;
-    writable(&p)?;
+    writable(&p, false)?;
     if quantity == 0 {
         return Err(Error::Invalid("the quantity cannot be zero".into()));
     }
     let agent_id: Uuid = tx
         .query_row(
-            "SELECT id FROM users WHERE username = ?1 AND role = 'FIELD_AGENT'",
-            [agent.trim()],
+            &format!(
+                "SELECT u.id FROM users u JOIN locations l ON l.id = u.area_id
+                 WHERE u.username = ?2 AND u.role = 'FIELD_AGENT' AND {}",
+                super::registry::IN_SCOPE
+            ),
+            params![user.scope().sql(), agent.trim()],
             |r| r.get(0),
         )
         .optional()?
@@ -408,9 +433,38 @@ fn match_line(
     Ok((None, found))
 }
 
+/// Whether a statement line names an entitlement or a beneficiary the registry knows.
+fn known_elsewhere(conn: &Connection, line: &sheets::StatementLine) -> Result<bool> {
+    if let Some(id) = line
+        .our_reference
+        .as_deref()
+        .and_then(|r| Uuid::parse_str(r.trim()).ok())
+    {
+        let known: bool = conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM entitlements WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )?;
+        if known {
+            return Ok(true);
+        }
+    }
+    match line.beneficiary.as_deref() {
+        Some(code) => Ok(conn.query_row(
+            "SELECT EXISTS (SELECT 1 FROM individuals WHERE external_id = ?1)
+                 OR EXISTS (SELECT 1 FROM groups WHERE code = ?1)",
+            [code.trim()],
+            |r| r.get(0),
+        )?),
+        None => Ok(false),
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct ImportOutcome {
     pub imported: usize,
+    /// Statement lines for another payroll (another payment point): left for that one.
+    pub other_payrolls: usize,
     /// Lines whose reference was imported before (a statement sent twice changes nothing).
     pub already_known: usize,
     pub errors: Vec<SheetError>,
@@ -428,11 +482,12 @@ pub fn import_statement(
     let provider = provider.trim().to_uppercase();
     super::registry::check_code("provider", &provider)?;
     let p = payroll::get_payroll(tx, &user.scope(), payroll_id)?;
-    writable(&p)?;
+    writable(&p, false)?;
     let lines = match sheets::read_statement(bytes, mapping, p.currency) {
         Ok(lines) => lines,
         Err(errors) => {
             return Ok(ImportOutcome {
+                other_payrolls: 0,
                 imported: 0,
                 already_known: 0,
                 errors,
@@ -446,6 +501,7 @@ pub fn import_statement(
         params![provider, json!(mapping).to_string(), user.actor(), now()],
     )?;
     let mut outcome = ImportOutcome {
+        other_payrolls: 0,
         imported: 0,
         already_known: 0,
         errors: Vec::new(),
@@ -457,6 +513,12 @@ pub fn import_statement(
             line.our_reference.as_deref(),
             line.beneficiary.as_deref(),
         )?;
+        // A line naming someone of another payroll is that payroll's; only a line naming
+        // nobody known is kept here, as a payment that matches no entitlement.
+        if entitlement.is_none() && beneficiary.is_none() && known_elsewhere(tx, line)? {
+            outcome.other_payrolls += 1;
+            continue;
+        }
         let n = tx.execute(
             "INSERT OR IGNORE INTO external_payments (payroll_id, source, reference, entitlement_id, beneficiary_id,
                  amount_minor, currency, imported_by, imported_at)
@@ -567,10 +629,12 @@ pub fn import_openimis(
 ) -> Result<ImportOutcome> {
     let current = openimis_rows(tx, &user.scope(), payroll_id)?;
     let p = payroll::get_payroll(tx, &user.scope(), payroll_id)?;
-    writable(&p)?;
+    writable(&p, false)?;
     let (rows, mut errors) = sheets::read_openimis(bytes).map_err(Error::Invalid)?;
     let by_code: HashMap<&str, &SheetRow> = current.iter().map(|r| (r.code.as_str(), r)).collect();
+    let mut seen: std::collections::HashSet<String> = Default::default();
     let mut outcome = ImportOutcome {
+        other_payrolls: 0,
         imported: 0,
         already_known: 0,
         errors: Vec::new(),
@@ -581,6 +645,12 @@ pub fn import_openimis(
             code: sheet.code.clone(),
             reason,
         };
+        if sheet.paid == Some(true) && !seen.insert(sheet.code.clone()) {
+            errors.push(fail(
+                "this code is paid on an earlier row of the sheet".into(),
+            ));
+            continue;
+        }
         let Some(ours) = by_code.get(sheet.code.as_str()) else {
             errors.push(fail("no entitlement of this payroll has this code".into()));
             continue;

@@ -796,7 +796,9 @@ fn materialise(
                 voided_at,
                 void_reason,
             ])?;
-            if t.void.is_none() {
+            if t.void.is_some() {
+                tasks::withdraw(tx, TaskKind::Timesheet, doc_id, &origin.actor)?;
+            } else {
                 let summary = format!(
                     "{} of a day on {}",
                     t.day_hundredths as f64 / 100.0,
@@ -1091,12 +1093,26 @@ pub fn office_edit(
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()?
-        .filter(|(_, _, path): &(String, Vec<u8>, String)| scope.contains(Some(path.as_str())))
-        .ok_or_else(|| Error::not_found("record", doc_id))?;
+        .filter(|(kind, _, path): &(String, Vec<u8>, String)| {
+            // The office edits grievances only; payouts and the like are facts.
+            kind == RecordKind::Grievance.as_str() && scope.contains(Some(path.as_str()))
+        })
+        .ok_or_else(|| Error::not_found("grievance", doc_id))?;
     let mut doc = automerge::AutoCommit::load(&data)
         .map_err(|e| Error::Internal(format!("stored document {doc_id} is unreadable: {e}")))?;
     let before = doc.get_heads();
+    let before_edit = Record::read(&doc).map_err(|e| Error::Internal(e.to_string()))?;
     edit(&mut doc).map_err(|e| Error::Invalid(e.to_string()))?;
+    let after_edit = Record::read(&doc).map_err(|e| Error::Invalid(e.to_string()))?;
+    if let (Record::Grievance(a), Record::Grievance(b)) = (&before_edit, &after_edit)
+        && !a.status.can_become(b.status)
+    {
+        return Err(Error::Invalid(format!(
+            "a grievance cannot go from {} to {}",
+            a.status.as_str(),
+            b.status.as_str()
+        )));
+    }
     let changes: Vec<Vec<u8>> = doc
         .get_changes(&before)
         .iter()

@@ -81,52 +81,86 @@ fn stamp(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// Checks the password and opens a session at the second-factor stage; returns the session
-/// token for the cookie. Failures count towards a pause of the account; the message never
-/// says whether the user exists.
-pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<String> {
-    let username = username.trim();
-    let locked: Option<(Option<String>, i64)> = tx
+/// How a log-in went. Refusals are answers, not errors, so the failure count they write
+/// commits (an error would roll it back with the rest of the transaction).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[must_use]
+pub enum LogIn {
+    /// The session token for the cookie; the second factor is next.
+    Opened(String),
+    /// Wrong username or password (the same answer for both).
+    Refused,
+    /// Too many failures: no log-in until this time.
+    Paused(String),
+}
+
+fn paused_until(tx: &Transaction, user: &str) -> Result<Option<String>> {
+    let until: Option<String> = tx
         .query_row(
-            "SELECT locked_until, failed_logins FROM users WHERE username = ?1",
+            "SELECT locked_until FROM users WHERE username = ?1",
+            [user],
+            |r| r.get(0),
+        )
+        .optional()?
+        .flatten();
+    Ok(until.filter(|u| u.as_str() > stamp(Utc::now()).as_str()))
+}
+
+/// Counts a failure (wrong password or code); at [`MAX_FAILURES`] the account pauses for
+/// [`LOCK_MINUTES`] and its sessions end. Returns the pause, if one began.
+fn count_failure(tx: &Transaction, username: &str, what: &str) -> Result<Option<String>> {
+    let failures: Option<i64> = tx
+        .query_row(
+            "SELECT failed_logins FROM users WHERE username = ?1",
             [username],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| r.get(0),
         )
         .optional()?;
-    let now_t = Utc::now();
-    if let Some((Some(until), _)) = &locked
-        && until.as_str() > stamp(now_t).as_str()
-    {
-        return Err(Error::Forbidden(format!(
-            "too many failed log-ins: this account is paused until {until}"
-        )));
+    let Some(failures) = failures.map(|f| f + 1) else {
+        return Ok(None);
+    };
+    let until =
+        (failures >= MAX_FAILURES).then(|| stamp(Utc::now() + Duration::minutes(LOCK_MINUTES)));
+    tx.execute(
+        "UPDATE users SET failed_logins = ?2, locked_until = COALESCE(?3, locked_until) WHERE username = ?1",
+        params![username, if until.is_some() { 0 } else { failures }, until],
+    )?;
+    if until.is_some() {
+        tx.execute(
+            "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
+            [username],
+        )?;
+    }
+    audit::append(
+        tx,
+        &format!("user:{username}"),
+        "auth.failed",
+        "user",
+        None,
+        &json!({ "what": what, "failures": failures, "paused_until": until }),
+    )?;
+    Ok(until)
+}
+
+/// Checks the password and opens a session at the second-factor stage. Failures count
+/// towards a pause of the account; the answer never says whether the user exists.
+pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<LogIn> {
+    let username = username.trim();
+    if let Some(until) = paused_until(tx, username)? {
+        return Ok(LogIn::Paused(until));
     }
     let user = match users::authenticate(tx, username, password) {
         Ok(u) => u,
         Err(Error::Unauthenticated) => {
-            if let Some((_, failures)) = locked {
-                let failures = failures + 1;
-                let until = (failures >= MAX_FAILURES)
-                    .then(|| stamp(now_t + Duration::minutes(LOCK_MINUTES)));
-                tx.execute(
-                    "UPDATE users SET failed_logins = ?2, locked_until = ?3 WHERE username = ?1",
-                    params![username, if until.is_some() { 0 } else { failures }, until],
-                )?;
-                audit::append(
-                    tx,
-                    &format!("user:{username}"),
-                    "auth.failed",
-                    "user",
-                    None,
-                    &json!({ "paused": until }),
-                )?;
-            }
-            return Err(Error::Unauthenticated);
+            return Ok(match count_failure(tx, username, "password")? {
+                Some(until) => LogIn::Paused(until),
+                None => LogIn::Refused,
+            });
         }
         Err(e) => return Err(e),
     };
     tx.execute(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?1",
+        "UPDATE users SET failed_logins = 0 WHERE id = ?1",
         [user.id],
     )?;
     let has_totp: bool = tx.query_row(
@@ -140,6 +174,7 @@ pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<String
         Stage::EnrolSecondFactor
     };
     let token = random_token()?;
+    let now_t = Utc::now();
     tx.execute(
         "INSERT INTO web_sessions (token_hash, user_id, stage, csrf, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -156,7 +191,7 @@ pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<String
         "DELETE FROM web_sessions WHERE expires_at < ?1",
         [stamp(now_t)],
     )?;
-    Ok(token)
+    Ok(LogIn::Opened(token))
 }
 
 /// The session behind a cookie's token, if it is live.
@@ -220,9 +255,42 @@ pub fn current_code(secret_base32: &str) -> Result<String> {
     Ok(totp.generate(Utc::now().timestamp() as u64).to_string())
 }
 
-/// Checks a code against the user's enrolled secret; a code is accepted once (its time step
-/// must be later than the last accepted one), so an overheard code cannot be replayed.
-pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<()> {
+/// How a TOTP code went; like [`LogIn`], refusals are answers so their count commits.
+#[must_use = "a wrong code is an answer, not an error: act on it (see `into_result`)"]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Code {
+    Accepted,
+    Wrong,
+    /// Right, but its time step was already used: wait for the next code.
+    Reused,
+    Paused(String),
+}
+
+impl Code {
+    /// The refusal as an error for the person who typed the code.
+    pub fn into_result(self) -> Result<()> {
+        match self {
+            Code::Accepted => Ok(()),
+            Code::Wrong => Err(Error::Invalid(
+                "the code from your authenticator app is not right".into(),
+            )),
+            Code::Reused => Err(Error::Invalid(
+                "this code was already used; wait for the next one".into(),
+            )),
+            Code::Paused(until) => Err(Error::Forbidden(format!(
+                "too many wrong codes: this account is paused until {until}"
+            ))),
+        }
+    }
+}
+
+/// Checks a code against the user's enrolled secret. A code is accepted once (its time step
+/// must be later than the last accepted one), so an overheard code cannot be replayed; wrong
+/// codes count towards the same pause as wrong passwords.
+pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
+    if let Some(until) = paused_until(tx, &user.username)? {
+        return Ok(Code::Paused(until));
+    }
     let (secret, last): (Option<String>, i64) = tx.query_row(
         "SELECT totp_secret, totp_last_step FROM users WHERE id = ?1",
         [user.id],
@@ -236,24 +304,32 @@ pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<()> {
     match totp.check(&code, Utc::now().timestamp() as u64) {
         Some(step) if step as i64 > last => {
             tx.execute(
-                "UPDATE users SET totp_last_step = ?2 WHERE id = ?1",
+                "UPDATE users SET totp_last_step = ?2, failed_logins = 0 WHERE id = ?1",
                 params![user.id, step as i64],
             )?;
-            Ok(())
+            Ok(Code::Accepted)
         }
-        Some(_) => Err(Error::Invalid(
-            "this code was already used; wait for the next one".into(),
-        )),
-        None => Err(Error::Invalid(
-            "the code from your authenticator app is not right".into(),
-        )),
+        Some(_) => Ok(Code::Reused),
+        None => Ok(match count_failure(tx, &user.username, "code")? {
+            Some(until) => Code::Paused(until),
+            None => Code::Wrong,
+        }),
     }
 }
 
+/// Checks a code in a transaction of its own, so a wrong one is counted even though what it
+/// was meant to confirm is not done.
+pub fn require_code(store: &super::Store, user: &User, code: &str) -> Result<()> {
+    store.write(|tx| check_code(tx, user, code))?.into_result()
+}
+
 /// Completes a log-in at the second-factor stage.
-pub fn second_factor(tx: &Transaction, session: &Session, code: &str) -> Result<()> {
-    check_code(tx, &session.user, code)?;
-    promote(tx, session)
+pub fn second_factor(tx: &Transaction, session: &Session, code: &str) -> Result<Code> {
+    let outcome = check_code(tx, &session.user, code)?;
+    if outcome == Code::Accepted {
+        promote(tx, session)?;
+    }
+    Ok(outcome)
 }
 
 fn promote(tx: &Transaction, session: &Session) -> Result<()> {
@@ -309,10 +385,17 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
         .ok_or_else(|| {
             Error::Invalid("the code from your authenticator app is not right".into())
         })?;
-    tx.execute(
-        "UPDATE users SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1",
+    // Only an account without a secret enrols one: a session opened before the user set up
+    // their app cannot replace the secret afterwards.
+    let set = tx.execute(
+        "UPDATE users SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1 AND totp_secret IS NULL",
         params![session.user.id, secret, step as i64],
     )?;
+    if set == 0 {
+        return Err(Error::Conflict(
+            "an authenticator app is already set up for this account; log in again".into(),
+        ));
+    }
     audit::append(
         tx,
         &session.user.actor(),

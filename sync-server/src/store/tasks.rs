@@ -339,6 +339,10 @@ pub fn decide(
         )));
     }
     let eligible = eligible(tx, &task)?;
+    if approvals::outcome(&task.policy, &decisions(&task), &eligible) == Outcome::Approved {
+        // Complete already (an ALL group shrank when someone left): finish it now.
+        return finish(tx, user, task, "");
+    }
     let level = user_level(tx, user)?;
     let tier = approvals::may_decide(
         &task.policy,
@@ -385,18 +389,19 @@ pub fn decide(
                  "second_factor": second_factor }),
     )?;
     let task = get(tx, &user.scope(), id)?;
+    finish(tx, user, task, reason.trim())
+}
+
+/// Applies a task whose outcome is decided and closes it; a pending one is returned as is.
+fn finish(tx: &Transaction, user: &User, task: Task, reason: &str) -> Result<Task> {
+    let id = task.id;
+    let at = now();
     let done = match task.outcome {
         Outcome::Approved => "APPROVED",
         Outcome::Rejected => "REJECTED",
         Outcome::Pending { .. } => return Ok(task),
     };
-    apply(
-        tx,
-        user,
-        &task,
-        task.outcome == Outcome::Approved,
-        reason.trim(),
-    )?;
+    apply(tx, user, &task, task.outcome == Outcome::Approved, reason)?;
     tx.execute(
         "UPDATE tasks SET status = ?2, decided_at = ?3 WHERE id = ?1",
         params![id, done, at],
@@ -431,8 +436,29 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
             };
             payroll::set_payroll_status(tx, &actor, &national, subject, to, why)?;
         }
+        TaskKind::EntitlementApproval => {
+            if approved {
+                let changed = tx.execute(
+                    "UPDATE entitlements SET status = 'DUE' WHERE id = ?1 AND status = 'AWAITING_APPROVAL'",
+                    [subject],
+                )?;
+                tx.execute(
+                    "UPDATE payrolls SET awaiting_count = awaiting_count - ?2
+                     WHERE id = (SELECT payroll_id FROM entitlements WHERE id = ?1)",
+                    params![subject, changed as i64],
+                )?;
+            }
+        }
         TaskKind::PayrollSignOff => {
             if approved {
+                // Records may have arrived since sign-off was asked for.
+                let open = super::reconciliation::reconcile_payroll(tx, &national, subject)?
+                    .open_exceptions();
+                if open > 0 {
+                    return Err(Error::Conflict(format!(
+                        "{open} exception(s) opened since sign-off was requested; resolve them first"
+                    )));
+                }
                 payroll::set_payroll_status(
                     tx,
                     &actor,
@@ -499,6 +525,26 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
             };
             plans::decide_timesheet(tx, &actor, &national, subject, to)?;
         }
+    }
+    Ok(())
+}
+
+/// Withdraws the open task about `subject` when the subject itself went away (a timesheet
+/// voided in the field): there is nothing left to decide.
+pub fn withdraw(tx: &Transaction, kind: TaskKind, subject: Uuid, actor: &str) -> Result<()> {
+    let n = tx.execute(
+        "UPDATE tasks SET status = 'WITHDRAWN', decided_at = ?3 WHERE kind = ?1 AND subject_id = ?2 AND status = 'PENDING'",
+        params![kind.as_str(), subject, now()],
+    )?;
+    if n > 0 {
+        audit::append(
+            tx,
+            actor,
+            "task.withdrawn",
+            "task",
+            Some(&subject.to_string()),
+            &json!({ "kind": kind }),
+        )?;
     }
     Ok(())
 }

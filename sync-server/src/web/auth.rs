@@ -39,13 +39,27 @@ pub struct Credentials {
     password: String,
 }
 
-pub async fn log_in(State(state): State<AppState>, Form(c): Form<Credentials>) -> Response {
+pub async fn log_in(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(c): Form<Credentials>,
+) -> Response {
+    // No session yet, so no CSRF token: a log-in posted from another site is refused by its
+    // origin (SameSite cookies already keep it from riding on anyone's session).
+    if cross_site(&headers) {
+        return super::after(
+            "/login",
+            Err(Error::Forbidden(
+                "this form was sent from another site".into(),
+            )),
+        );
+    }
     let outcome = db(&state, move |s| {
         s.write(|tx| sessions::log_in(tx, &c.username, &c.password))
     })
     .await;
     match outcome {
-        Ok(token) => {
+        Ok(sessions::LogIn::Opened(token)) => {
             let mut r = Redirect::to("/login/totp").into_response();
             let max_age = sessions::SESSION_HOURS * 3600;
             r.headers_mut().insert(
@@ -54,14 +68,30 @@ pub async fn log_in(State(state): State<AppState>, Form(c): Form<Credentials>) -
             );
             r
         }
-        Err(Error::Unauthenticated) => super::after(
+        Ok(sessions::LogIn::Refused) => super::after(
             "/login",
             Err(Error::Invalid(
                 "the username or password is not right".into(),
             )),
         ),
+        Ok(sessions::LogIn::Paused(until)) => super::after(
+            "/login",
+            Err(Error::Forbidden(format!(
+                "too many failed attempts: this account is paused until {until}"
+            ))),
+        ),
         Err(e) => super::after("/login", Err(e)),
     }
+}
+
+fn cross_site(headers: &HeaderMap) -> bool {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v: &axum::http::HeaderValue| v.to_str().ok())
+    };
+    matches!((get(header::ORIGIN), get(header::HOST)),
+        (Some(origin), Some(host)) if origin != "null" && origin.split("://").nth(1) != Some(host))
 }
 
 pub async fn totp_page(
@@ -114,7 +144,12 @@ pub async fn totp(
     })
     .await
     {
-        Ok(()) => Redirect::to("/").into_response(),
+        Ok(sessions::Code::Accepted) => Redirect::to("/").into_response(),
+        // Paused: the account's sessions are gone, so back to the start.
+        Ok(outcome @ sessions::Code::Paused(_)) => {
+            super::after("/login", outcome.into_result().map(|_| ""))
+        }
+        Ok(outcome) => super::after("/login/totp", outcome.into_result().map(|_| "")),
         Err(e) => super::after("/login/totp", Err(e)),
     }
 }
@@ -234,7 +269,7 @@ pub async fn language(
     }
     let back = f
         .back
-        .filter(|b| b.starts_with('/') && !b.starts_with("//"))
+        .filter(|b| super::local_path(b))
         .unwrap_or_else(|| "/".into());
     let mut r = Redirect::to(&back).into_response();
     match session(&state, &headers).await {

@@ -371,6 +371,15 @@ pub fn check_csrf(session: &Session, headers: &HeaderMap, form_token: Option<&st
     }
 }
 
+/// Whether `path` is a path on this site (for `back` parameters): a single leading slash,
+/// no backslash (browsers read `/\\evil` as `//evil`), no control characters.
+pub fn local_path(path: &str) -> bool {
+    let mut chars = path.chars();
+    chars.next() == Some('/')
+        && !matches!(chars.next(), Some('/') | Some('\\'))
+        && !path.chars().any(|c| c == '\\' || c.is_control())
+}
+
 pub fn set_cookie(state: &AppState, name: &str, value: &str, max_age: i64) -> HeaderValue {
     let secure = if state.secure_cookies { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -457,5 +466,18 @@ mod tests {
         }
         assert_eq!(group("-1234567.50"), "-1\u{202f}234\u{202f}567.50");
         assert_eq!(tr("fr", "nav_tasks"), "Tâches");
+        for ok in ["/", "/payrolls/1?x=/y", "/tasks"] {
+            assert!(local_path(ok), "{ok}");
+        }
+        for bad in [
+            "//evil.com",
+            "/\\evil.com",
+            "/\t/evil.com",
+            "https://evil.com",
+            "evil",
+            "",
+        ] {
+            assert!(!local_path(bad), "{bad}");
+        }
     }
 }

@@ -721,36 +721,39 @@ pub async fn decide(
     headers: HeaderMap,
     Form(f): Form<Decide>,
 ) -> Response {
-    let back = if f.back.starts_with('/') && !f.back.starts_with("//") {
+    let back = if super::local_path(&f.back) {
         f.back.clone()
     } else {
         "/tasks".into()
     };
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        &back,
-        "decided",
-        move |tx, u| {
-            let verdict = match f.verdict.as_str() {
-                "approve" => Verdict::Approve,
-                "reject" => Verdict::Reject,
-                other => return Err(Error::Invalid(format!("'{other}' is not a decision"))),
-            };
-            // The code is checked (and spent) only when one was typed; the task's policy decides
-            // whether it was needed.
-            let second_factor = if f.code.trim().is_empty() {
-                false
-            } else {
-                sessions::check_code(tx, u, &f.code)?;
-                true
-            };
-            tasks::decide(tx, u, id, verdict, &f.reason, second_factor)
-        },
-    )
-    .await
+    let verdict = match f.verdict.as_str() {
+        "approve" => Verdict::Approve,
+        "reject" => Verdict::Reject,
+        other => {
+            return after(
+                &back,
+                Err(Error::Invalid(format!("'{other}' is not a decision"))),
+            );
+        }
+    };
+    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
+        return after(&back, Err(e));
+    }
+    // The code is checked (and spent, or counted as wrong) in a transaction of its own, only
+    // when one was typed; the task's policy decides whether it was needed.
+    let second_factor = !f.code.trim().is_empty();
+    if second_factor {
+        let (user, code) = (s.user.clone(), f.code.clone());
+        if let Err(e) = db(&state, move |st| sessions::require_code(st, &user, &code)).await {
+            return after(&back, Err(e));
+        }
+    }
+    let user = s.user.clone();
+    let outcome = db(&state, move |st| {
+        st.write(|tx| tasks::decide(tx, &user, id, verdict, &f.reason, second_factor))
+    })
+    .await;
+    after(&back, outcome.map(|_| "decided"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -57,7 +57,8 @@ INSERT INTO task_policies (kind, policy, updated_by, updated_at) VALUES
     ('PAYROLL_SIGN_OFF', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":true}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     ('STATUS_CHANGE', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":false}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
     ('CONTACT_UPDATE', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":false}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
-    ('TIMESHEET', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":false}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
+    ('TIMESHEET', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":false}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),
+    ('ENTITLEMENT_APPROVAL', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":true}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
 
 CREATE TABLE tasks (
     id          BLOB PRIMARY KEY,
@@ -70,7 +71,8 @@ CREATE TABLE tasks (
     -- The user who made the change (never its approver); NULL for the system.
     maker_id    BLOB,
     maker       TEXT NOT NULL,
-    status      TEXT NOT NULL CHECK (status IN ('PENDING', 'APPROVED', 'REJECTED')),
+    -- WITHDRAWN: its subject went away (a timesheet voided in the field).
+    status      TEXT NOT NULL CHECK (status IN ('PENDING', 'APPROVED', 'REJECTED', 'WITHDRAWN')),
     -- The policy as it was when the task opened: changing a policy does not move old tasks.
     policy      TEXT NOT NULL,
     created_at  TEXT NOT NULL,
@@ -128,7 +130,8 @@ CREATE TABLE external_payments (
     currency        TEXT NOT NULL,
     imported_by     TEXT NOT NULL,
     imported_at     TEXT NOT NULL,
-    UNIQUE (source, reference)
+    -- A statement covering several payment points is imported into each of its payrolls.
+    UNIQUE (payroll_id, source, reference)
 );
 CREATE INDEX external_payments_payroll ON external_payments (payroll_id);
 
@@ -136,8 +139,40 @@ CREATE INDEX external_payments_payroll ON external_payments (payroll_id);
 CREATE TABLE exception_resolutions (
     payroll_id   BLOB NOT NULL REFERENCES payrolls (id),
     key          TEXT NOT NULL,
+    -- The exception's detail when resolved: a changed exception is open again.
+    detail       TEXT NOT NULL,
     reason       TEXT NOT NULL,
     resolved_by  TEXT NOT NULL,
     resolved_at  TEXT NOT NULL,
     PRIMARY KEY (payroll_id, key)
 );
+
+-- What already waited for a decision before this version gets its task, so it can be decided.
+INSERT INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+SELECT randomblob(16), 'PAYROLL_APPROVAL', p.id, l.path, p.name,
+       (SELECT u.id FROM users u WHERE 'user:' || u.username = p.created_by), p.created_by, 'PENDING',
+       (SELECT policy FROM task_policies WHERE kind = 'PAYROLL_APPROVAL'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM payrolls p JOIN locations l ON l.id = p.location_id WHERE p.status = 'PENDING_APPROVAL';
+INSERT INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+SELECT randomblob(16), 'TIMESHEET', t.id, l.path, t.work_date,
+       (SELECT u.id FROM users u WHERE 'user:' || u.username = t.recorded_by), t.recorded_by, 'PENDING',
+       (SELECT policy FROM task_policies WHERE kind = 'TIMESHEET'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM timesheets t JOIN work_projects w ON w.id = t.project_id JOIN locations l ON l.id = w.location_id
+WHERE t.status = 'PENDING' AND t.voided_at IS NULL;
+INSERT INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+SELECT randomblob(16), 'STATUS_CHANGE', v.doc_id, b.path, 'become ' || v.proposed_status || ': ' || v.note,
+       (SELECT d.agent_id FROM devices d WHERE d.id = v.device_id), 'field', 'PENDING',
+       (SELECT policy FROM task_policies WHERE kind = 'STATUS_CHANGE'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM verifications v JOIN beneficiary_paths b ON b.beneficiary_id = v.beneficiary_id
+WHERE v.decision = 'PENDING' AND v.proposed_status IS NOT NULL;
+INSERT INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+SELECT randomblob(16), 'CONTACT_UPDATE', c.doc_id, b.path, 'new contact',
+       (SELECT d.agent_id FROM devices d WHERE d.id = c.device_id), 'field', 'PENDING',
+       (SELECT policy FROM task_policies WHERE kind = 'CONTACT_UPDATE'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM contact_updates c JOIN beneficiary_paths b ON b.beneficiary_id = c.beneficiary_id
+WHERE c.decision = 'PENDING';
+INSERT INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+SELECT randomblob(16), 'ENTITLEMENT_APPROVAL', e.id, b.path, 'above the single-payment limit', NULL, 'system', 'PENDING',
+       (SELECT policy FROM task_policies WHERE kind = 'ENTITLEMENT_APPROVAL'), strftime('%Y-%m-%dT%H:%M:%SZ', 'now')
+FROM entitlements e JOIN beneficiary_paths b ON b.beneficiary_id = e.beneficiary_id
+WHERE e.status = 'AWAITING_APPROVAL';
