@@ -433,6 +433,39 @@ fn match_line(
     Ok((None, found))
 }
 
+/// A payment reported from outside the devices, as recorded.
+struct External<'a> {
+    source: &'a str,
+    reference: &'a str,
+    entitlement: Option<Uuid>,
+    beneficiary: Option<Uuid>,
+    amount_minor: i64,
+    currency: Currency,
+}
+
+/// Records it once per payroll, source and reference: a file imported twice adds nothing.
+fn record_external(
+    tx: &Transaction,
+    user: &User,
+    payroll_id: Uuid,
+    x: &External,
+    outcome: &mut ImportOutcome,
+) -> Result<()> {
+    let n = tx.execute(
+        "INSERT OR IGNORE INTO external_payments (payroll_id, source, reference, entitlement_id, beneficiary_id,
+             amount_minor, currency, imported_by, imported_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![payroll_id, x.source, x.reference, x.entitlement, x.beneficiary, x.amount_minor,
+                x.currency.as_str(), user.actor(), now()],
+    )?;
+    if n == 1 {
+        outcome.imported += 1;
+    } else {
+        outcome.already_known += 1;
+    }
+    Ok(())
+}
+
 /// Whether a statement line names an entitlement or a beneficiary the registry knows.
 fn known_elsewhere(conn: &Connection, line: &sheets::StatementLine) -> Result<bool> {
     if let Some(id) = line
@@ -519,18 +552,15 @@ pub fn import_statement(
             outcome.other_payrolls += 1;
             continue;
         }
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO external_payments (payroll_id, source, reference, entitlement_id, beneficiary_id,
-                 amount_minor, currency, imported_by, imported_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            params![payroll_id, provider, line.reference, entitlement, beneficiary, line.amount_minor,
-                    line.currency.as_str(), user.actor(), now()],
-        )?;
-        if n == 1 {
-            outcome.imported += 1
-        } else {
-            outcome.already_known += 1
-        }
+        let payment = External {
+            source: &provider,
+            reference: &line.reference,
+            entitlement,
+            beneficiary,
+            amount_minor: line.amount_minor,
+            currency: line.currency,
+        };
+        record_external(tx, user, payroll_id, &payment, &mut outcome)?;
     }
     audit::append(
         tx,
@@ -684,17 +714,15 @@ pub fn import_openimis(
                 |r| r.get(0),
             )
             .optional()?;
-        let n = tx.execute(
-            "INSERT OR IGNORE INTO external_payments (payroll_id, source, reference, entitlement_id, beneficiary_id,
-                 amount_minor, currency, imported_by, imported_at)
-             VALUES (?1, 'OPENIMIS', ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![payroll_id, sheet.receipt, entitlement, beneficiary, amount, p.currency.as_str(), user.actor(), now()],
-        )?;
-        if n == 1 {
-            outcome.imported += 1
-        } else {
-            outcome.already_known += 1
-        }
+        let payment = External {
+            source: "OPENIMIS",
+            reference: &sheet.receipt,
+            entitlement,
+            beneficiary,
+            amount_minor: amount,
+            currency: p.currency,
+        };
+        record_external(tx, user, payroll_id, &payment, &mut outcome)?;
     }
     audit::append(
         tx,

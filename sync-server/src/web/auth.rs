@@ -131,14 +131,18 @@ pub async fn totp(
     headers: HeaderMap,
     Form(f): Form<Code>,
 ) -> Response {
-    let s = match session(&state, &headers).await {
-        Ok(Some(s)) if s.stage == Stage::SecondFactor => s,
-        Ok(_) => return Redirect::to("/login").into_response(),
-        Err(e) => return server_error(e),
+    let s = match posted_at(
+        &state,
+        &headers,
+        Stage::SecondFactor,
+        &f.csrf,
+        "/login/totp",
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return super::after("/login/totp", Err(e));
-    }
     match db(&state, move |st| {
         st.write(|tx| sessions::second_factor(tx, &s, &f.code))
     })
@@ -199,14 +203,18 @@ pub async fn enrol(
     headers: HeaderMap,
     Form(f): Form<Code>,
 ) -> Response {
-    let s = match session(&state, &headers).await {
-        Ok(Some(s)) if s.stage == Stage::EnrolSecondFactor => s,
-        Ok(_) => return Redirect::to("/login").into_response(),
-        Err(e) => return server_error(e),
+    let s = match posted_at(
+        &state,
+        &headers,
+        Stage::EnrolSecondFactor,
+        &f.csrf,
+        "/account/totp",
+    )
+    .await
+    {
+        Ok(s) => s,
+        Err(answer) => return answer,
     };
-    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return super::after("/account/totp", Err(e));
-    }
     match db(&state, move |st| {
         st.write(|tx| sessions::enrol_second_factor(tx, &s, &f.code))
     })
@@ -215,6 +223,24 @@ pub async fn enrol(
         Ok(()) => Redirect::to("/").into_response(),
         Err(e) => super::after("/account/totp", Err(e)),
     }
+}
+
+/// The session of a form posted during log-in, at the stage the form belongs to, with its
+/// CSRF token checked; otherwise the answer to send instead.
+async fn posted_at(
+    state: &AppState,
+    headers: &HeaderMap,
+    stage: Stage,
+    csrf: &str,
+    back: &str,
+) -> Result<sessions::Session, Response> {
+    let s = match session(state, headers).await {
+        Ok(Some(s)) if s.stage == stage => s,
+        Ok(_) => return Err(Redirect::to("/login").into_response()),
+        Err(e) => return Err(server_error(e)),
+    };
+    check_csrf(&s, headers, Some(csrf)).map_err(|e| super::after(back, Err(e)))?;
+    Ok(s)
 }
 
 #[derive(Deserialize)]
