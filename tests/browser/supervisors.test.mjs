@@ -202,8 +202,10 @@ test('a payroll from generation to sign-off, with four eyes and a duplicate payo
     devices.push(db);
   }
   let paid = null;
+  let beneficiary = null;
   for (const db of devices) {
     const [b] = field(db, 'search', 'WEB-1');
+    beneficiary = b;
     assert.match(b.name, /Nyirenda/);
     const shown = field(db, 'show', b.id);
     const e = shown.entitlements.find((x) => x.amount.amount_minor > 0 && x.remaining_minor > 0);
@@ -214,6 +216,22 @@ test('a payroll from generation to sign-off, with four eyes and a duplicate payo
     field(db, 'sync');
     paid = e;
   }
+
+  // A grievance from the field: the office answers on the web, and the phone sees the
+  // answer after its next sync.
+  const g = field(devices[0], 'grievance', 'new', '--beneficiary', beneficiary.id,
+    '--category', 'WRONG_AMOUNT', '--description', 'Was I paid twice?');
+  field(devices[0], 'sync');
+  await maker.goto(`${base}/grievances`);
+  await maker.click(`a[href="/grievances/${g.record_id}"]`);
+  await maker.fill('textarea[name=text]', 'We are checking the second payment.');
+  await maker.click('form[action$="/comment"] button[type=submit]');
+  await maker.waitForSelector('.flash.ok');
+  assert.match(await maker.textContent('#comments'), /checking the second payment/);
+  await shot(maker, 'grievance');
+  field(devices[0], 'sync');
+  const seen = field(devices[0], 'grievance', 'show', g.record_id);
+  assert.ok(seen.comments.some((c) => c.text.includes('checking the second payment')), JSON.stringify(seen));
 
   // The reconciliation page shows the entitlement paid twice.
   await maker.goto(payrollUrl.replace(/\/?$/, '/reconciliation'));
