@@ -138,6 +138,7 @@ const BENCHMARKS: &[&str] = &[
     "reconcile",
     "sync-ingest",
     "replica",
+    "fleet",
     "device",
 ];
 
@@ -221,6 +222,7 @@ fn run_one(name: &str, quick: bool) -> Vec<Figure> {
         "reconcile" => reconcile::run(&dir, if quick { 100_000 } else { 1_000_000 }),
         "sync-ingest" => sync::ingest(quick),
         "replica" => sync::replica_download(quick),
+        "fleet" => sync::fleet(quick),
         other => panic!("unknown benchmark {other}; known: {BENCHMARKS:?}"),
     };
     let _ = std::fs::remove_dir_all(&dir);

@@ -3,15 +3,9 @@
 
 use std::time::Instant;
 
-use chrono::DateTime;
-use outpost_proto::{
-    Money,
-    records::{Payout, Proof, Record},
-    wire::{self, DocChanges, PushReply, PushRequest, Row, RowKind},
-};
+use outpost_proto::wire::{self, DocChanges, PushReply, PushRequest, RowKind};
 use outpost_server::store::{devices, registry::Scope, replica};
 use outpost_tests::{device::SimDevice, harness::TestServer};
-use uuid::Uuid;
 
 use super::{Figure, figure};
 
@@ -50,36 +44,9 @@ pub fn ingest(quick: bool) -> Vec<Figure> {
         // keeps for reconciliation to flag, which is what a real fleet sends after a fault).
         let mut work = Vec::new();
         for mut d in fleet {
-            let payable: Vec<Record> = d
-                .rows(RowKind::Entitlement)
-                .filter_map(|r| match r {
-                    Row::Entitlement(e) if e.amount_minor > 0 => Some(e.clone()),
-                    _ => None,
-                })
-                .filter_map(|e| {
-                    let collector = if e.recipient_id.is_empty() {
-                        person_of(&d, &e.beneficiary_id)?
-                    } else {
-                        Uuid::from_slice(&e.recipient_id).ok()?
-                    };
-                    Some(Record::Payout(Payout {
-                        beneficiary_id: Uuid::from_slice(&e.beneficiary_id).ok()?,
-                        entitlement_id: Uuid::from_slice(&e.id).ok()?,
-                        collector_id: collector,
-                        amount: Money::new(e.amount_minor, e.currency.parse().ok()?),
-                        proof: Proof::Card(1000 + e.amount_minor as u64 % 97),
-                        paid_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").ok()?,
-                        override_reason: None,
-                        void: None,
-                    }))
-                })
-                .collect();
-            assert!(
-                !payable.is_empty(),
-                "the device holds approved entitlements"
-            );
-            let docs: Vec<DocChanges> = (0..per_device)
-                .map(|i| d.new_record(&payable[i % payable.len()]).2)
+            let docs: Vec<DocChanges> = outpost_tests::fleet::payouts(&d, per_device)
+                .iter()
+                .map(|r| d.new_record(r).2)
                 .collect();
             // Requests are encoded, compressed and signed before the clock starts, so the
             // timed part is the server's work (and the HTTP round trips).
@@ -144,18 +111,6 @@ pub fn ingest(quick: bool) -> Vec<Figure> {
             ),
         ]
     })
-}
-
-fn person_of(d: &SimDevice, beneficiary: &[u8]) -> Option<Uuid> {
-    match d
-        .replica
-        .get(&(RowKind::Beneficiary as i32, beneficiary.to_vec()))?
-    {
-        Row::Beneficiary(b) if !b.individual_id.is_empty() => {
-            Uuid::from_slice(&b.individual_id).ok()
-        }
-        _ => None,
-    }
 }
 
 /// A first replica download for an assignment holding about 10,000 beneficiaries.
@@ -237,4 +192,139 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("runtime")
+}
+
+/// A thousand devices (a hundred with `--quick`) sync a day's records each at the same
+/// moment against a server process of its own, so its peak memory is the server's alone.
+pub fn fleet(quick: bool) -> Vec<Figure> {
+    let (devices, households) = if quick { (100, 600) } else { (1_000, 2_000) };
+    const RECORDS: usize = 20;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("server");
+    let server_bin = std::env::current_exe()
+        .expect("own path")
+        .with_file_name("outpost-server");
+    let status = std::process::Command::new(&server_bin)
+        .args([
+            "--data",
+            data.to_str().expect("utf-8 path"),
+            "demo",
+            "--households",
+        ])
+        .arg(households.to_string())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} (build it with scripts/bench): {e}",
+                server_bin.display()
+            )
+        });
+    assert!(status.success(), "demo data");
+    let mut child = std::process::Command::new(&server_bin)
+        .args([
+            "--data",
+            data.to_str().expect("utf-8 path"),
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("server process");
+    let base = {
+        use std::io::BufRead;
+        let out = child.stdout.take().expect("stdout");
+        let mut lines = std::io::BufReader::new(out).lines();
+        loop {
+            let line = lines
+                .next()
+                .expect("the server says where it listens")
+                .expect("line");
+            if let Some(url) = line.split("listening on ").nth(1) {
+                break url.trim().to_owned();
+            }
+        }
+    };
+    // Codes straight from the database, as an administrator's tool would make them.
+    let store = outpost_server::store::Store::open(&data.join("registry.db")).expect("store");
+    let areas = [
+        ("agent.n-mz", "N-MZ"),
+        ("agent.n-ru", "N-RU"),
+        ("agent.s-ck", "S-CK"),
+        ("agent.s-ns", "S-NS"),
+    ];
+    let codes: Vec<String> = (0..devices)
+        .map(|i| {
+            let (agent, area) = areas[i % areas.len()];
+            store
+                .write(|tx| {
+                    devices::create_enrolment(tx, "bench", &Scope::National, agent, area, None)
+                })
+                .expect("enrolment code")
+                .code
+        })
+        .collect();
+    drop(store);
+    let figures = runtime().block_on(async {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(devices)
+            .build()
+            .expect("client");
+        let start = Instant::now();
+        let members = outpost_tests::fleet::prepare(http, &base, codes, RECORDS, 32).await;
+        eprintln!(
+            "fleet: {devices} devices enrolled with their replicas in {:.1} s; syncing",
+            start.elapsed().as_secs_f64()
+        );
+        let (report, _) = outpost_tests::fleet::sync_all(members).await;
+        assert_eq!(report.refused, 0, "every device was answered");
+        assert_eq!(report.accepted, report.records, "every record accepted");
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+        vec![
+            figure(
+                &format!("sync latency p50, {devices} devices at once ({RECORDS} records each)"),
+                ms(report.percentile(50.0)),
+                "ms",
+                "",
+                "lower",
+            ),
+            figure(
+                &format!("sync latency p99, {devices} devices at once"),
+                ms(report.percentile(99.0)),
+                "ms",
+                "<= 10,000",
+                "lower",
+            ),
+            figure(
+                &format!("fleet sync throughput, {devices} devices"),
+                report.records as f64 / report.wall.as_secs_f64(),
+                "records/s",
+                "",
+                "higher",
+            ),
+        ]
+    });
+    // The server's own peak resident memory, from the kernel's account of the process.
+    let peak_kib = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        });
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut figures = figures;
+    if let Some(kib) = peak_kib {
+        figures.push(figure(
+            &format!("server peak memory, {devices} devices syncing"),
+            kib / 1024.0,
+            "MiB",
+            "<= 512",
+            "lower",
+        ));
+    }
+    figures
 }
