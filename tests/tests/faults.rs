@@ -1,0 +1,437 @@
+//! Faults between a real device and a real server: connections cut mid-request and
+//! mid-response, answers lost after the server committed, a device process killed (SIGKILL)
+//! while it syncs or writes, and the server killed while it merges and restarted. After each,
+//! the same invariants: every record the device made is on the server exactly once, the
+//! totals agree, and the device says it is up to date only when nothing waits.
+//!
+//! The device is `outpost-field`, the mobile core's command line, so these need it built:
+//! `(cd mobile-core && cargo build --bin outpost-field)` (`scripts/test` does).
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use outpost_tests::{
+    harness::TestServer,
+    proxy::{Fault, Proxy},
+};
+use serde_json::Value;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A phone: the device database of one `outpost-field`.
+struct Phone {
+    db: PathBuf,
+    bin: PathBuf,
+}
+
+impl Phone {
+    fn new(dir: &Path, name: &str) -> Phone {
+        let bin = root().join("target/debug/outpost-field");
+        assert!(
+            bin.exists(),
+            "{} is missing: build it with (cd mobile-core && cargo build --bin outpost-field)",
+            bin.display()
+        );
+        Phone {
+            db: dir.join(format!("{name}.db")),
+            bin,
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--db")
+            .arg(&self.db)
+            .args(["--pin", "2468"])
+            .args(args);
+        c
+    }
+
+    /// Runs a command; Ok(stdout as JSON) or Err(exit code, stderr).
+    fn try_run(&self, args: &[&str]) -> Result<Value, (i32, String)> {
+        let out = self.command(args).output().expect("outpost-field runs");
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap_or(Value::Null))
+        } else {
+            Err((
+                out.status.code().unwrap_or(-1),
+                String::from_utf8_lossy(&out.stderr).into_owned(),
+            ))
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Value {
+        self.try_run(args)
+            .unwrap_or_else(|(code, err)| panic!("outpost-field {args:?} failed ({code}): {err}"))
+    }
+
+    fn pending(&self) -> u64 {
+        self.run(&["status"])["sync"]["pending"].as_u64().unwrap()
+    }
+
+    /// Pays `n` entitlements due today that this phone has not paid; returns their total.
+    fn pay_some(&self, n: usize) -> i64 {
+        let due = self.run(&["due", "--limit", "200"]);
+        let mut total = 0;
+        let mut paid = 0;
+        for d in due.as_array().unwrap() {
+            if paid == n {
+                break;
+            }
+            let e = &d["entitlement"];
+            let amount = e["amount"]["amount_minor"].as_i64().unwrap();
+            if amount == 0 || e["remaining_minor"].as_i64().unwrap() < amount {
+                continue;
+            }
+            let collector = match e["recipient_id"].as_str() {
+                Some(r) => r.to_owned(),
+                None => {
+                    let b = self.run(&["show", d["beneficiary"]["id"].as_str().unwrap()]);
+                    b["members"][0]["id"].as_str().unwrap().to_owned()
+                }
+            };
+            let currency = e["amount"]["currency"].as_str().unwrap();
+            self.run(&["cash", &amount.to_string(), currency, "--note", "float"]);
+            let id = e["id"].as_str().unwrap();
+            let sig = format!("sig-{id}");
+            let amount_s = amount.to_string();
+            self.run(&[
+                "pay",
+                "--entitlement",
+                id,
+                "--collector",
+                &collector,
+                "--amount",
+                &amount_s,
+                "--currency",
+                currency,
+                "--signature",
+                &sig,
+            ]);
+            total += amount;
+            paid += 1;
+        }
+        assert_eq!(paid, n, "enough entitlements were due");
+        total
+    }
+}
+
+/// (payouts of this phone on the server, their total, records it sent now in quarantine)
+fn on_server(server: &TestServer, device: &str) -> (i64, i64, i64) {
+    let id = uuid::Uuid::parse_str(device).unwrap();
+    server
+        .state
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT (SELECT count(*) FROM payouts WHERE device_id = ?1),
+                        (SELECT COALESCE(SUM(amount_minor), 0) FROM payouts WHERE device_id = ?1),
+                        (SELECT count(*) FROM quarantine WHERE device_id = ?1)",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap()
+}
+
+fn addr(base: &str) -> SocketAddr {
+    base.trim_start_matches("http://")
+        .parse()
+        .expect("server address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_cut_anywhere_or_whose_answer_is_lost_loses_and_doubles_nothing() {
+    let server = TestServer::start(60).await;
+    let proxy = Proxy::start(addr(&server.base)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let phone = Phone::new(dir.path(), "phone");
+    let code = server
+        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
+        .await;
+    phone.run(&["enrol", "--server", &proxy.url(), "--code", &code]);
+    phone.run(&["sync"]);
+    let device = phone.run(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut made = 0;
+    let mut total = 0;
+    let faults = [
+        Fault::CutRequest(40),
+        Fault::CutRequest(700),
+        Fault::CutRequest(2500),
+        Fault::CutResponse(10),
+        Fault::CutResponse(400),
+        Fault::CutResponse(1500),
+        Fault::DropResponse,
+    ];
+    for fault in faults {
+        total += phone.pay_some(2);
+        made += 2;
+        proxy.set(fault);
+        let outcome = phone.try_run(&["sync"]);
+        if let Err((code, err)) = &outcome {
+            assert_eq!(
+                *code, 2,
+                "a network failure is exit code 2, not {code}: {err}"
+            );
+        }
+        // Whatever happened, the phone never claims to be up to date with records waiting.
+        let status = phone.run(&["status"]);
+        let pending = status["sync"]["pending"].as_u64().unwrap();
+        assert!(
+            !(status["sync"]["up_to_date"] == true && pending > 0),
+            "{status}"
+        );
+    }
+    assert!(
+        proxy.cuts() >= 5,
+        "the faults happened ({} cuts)",
+        proxy.cuts()
+    );
+    proxy.set(Fault::None);
+    phone.run(&["sync"]);
+    assert_eq!(phone.pending(), 0);
+    assert_eq!(on_server(&server, &device), (made, total, 0));
+    // A second clean sync changes nothing.
+    phone.run(&["sync"]);
+    assert_eq!(on_server(&server, &device), (made, total, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_killed_while_it_syncs_or_writes_loses_and_doubles_nothing() {
+    let server = TestServer::start(60).await;
+    let proxy = Proxy::start(addr(&server.base)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let phone = Phone::new(dir.path(), "phone");
+    let code = server
+        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
+        .await;
+    phone.run(&["enrol", "--server", &proxy.url(), "--code", &code]);
+    phone.run(&["sync"]);
+    let device = phone.run(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut total = phone.pay_some(12);
+
+    // Slow links: each sync takes long enough to be killed at different points.
+    proxy.set(Fault::Slow(Duration::from_millis(40)));
+    for after_ms in [30u64, 120, 300, 600, 1_000] {
+        let mut child = phone
+            .command(&["sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        child.kill().unwrap(); // SIGKILL
+        let _ = child.wait();
+        // The database opens and answers after every kill.
+        phone.run(&["status"]);
+    }
+    // Killed while writing a payout: it is either fully there or not at all.
+    let before = phone
+        .run(&["records", "--limit", "500"])
+        .as_array()
+        .unwrap()
+        .len();
+    let due = phone.run(&["due", "--limit", "200"]);
+    let e = due
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["entitlement"])
+        .find(|e| {
+            e["remaining_minor"].as_i64() == e["amount"]["amount_minor"].as_i64()
+                && e["amount"]["amount_minor"].as_i64() > Some(0)
+                && e["recipient_id"].is_string()
+        })
+        .expect("an unpaid entitlement")
+        .clone();
+    let amount = e["amount"]["amount_minor"].as_i64().unwrap();
+    phone.run(&["cash", &amount.to_string(), "MWK", "--note", "float"]);
+    let mut child = phone
+        .command(&[
+            "pay",
+            "--entitlement",
+            e["id"].as_str().unwrap(),
+            "--collector",
+            e["recipient_id"].as_str().unwrap(),
+            "--amount",
+            &amount.to_string(),
+            "--currency",
+            "MWK",
+            "--signature",
+            "sig-killed",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(15)).await;
+    child.kill().unwrap();
+    let _ = child.wait();
+    let after = phone
+        .run(&["records", "--limit", "500"])
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(
+        after == before || after == before + 1,
+        "{before} then {after}"
+    );
+    if after == before + 1 {
+        total += amount;
+    }
+
+    proxy.set(Fault::None);
+    phone.run(&["sync"]);
+    assert_eq!(phone.pending(), 0);
+    let made = phone
+        .run(&["records", "--limit", "500"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "payout")
+        .count() as i64;
+    assert_eq!(on_server(&server, &device), (made, total, 0));
+}
+
+/// The server binary on `data`, on a free port; its address.
+fn serve(data: &Path) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let bin = root().join("target/debug/outpost-server");
+    assert!(
+        bin.exists(),
+        "{} is missing: cargo build -p outpost-server",
+        bin.display()
+    );
+    let mut child = Command::new(&bin)
+        .arg("--data")
+        .arg(data)
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(out).lines();
+    let url = loop {
+        let line = lines
+            .next()
+            .expect("the server says where it listens")
+            .unwrap();
+        if let Some(url) = line.split("listening on ").nth(1) {
+            break url.trim().to_owned();
+        }
+    };
+    (child, addr(&url))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_killed_while_it_merges_restarts_and_nothing_is_lost_or_doubled() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("server");
+    let bin = root().join("target/debug/outpost-server");
+    let status = Command::new(&bin)
+        .arg("--data")
+        .arg(&data)
+        .args(["demo", "--households", "60"])
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let printed = Command::new(&bin)
+        .arg("--data")
+        .arg(&data)
+        .args([
+            "enrol-code",
+            "--agent",
+            "agent.n-mz",
+            "--assignment",
+            "N-MZ",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    let code = serde_json::from_slice::<Value>(&printed).unwrap()["code"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (mut server, at) = serve(&data);
+    let proxy = Proxy::start(at).await;
+    let phone = Phone::new(dir.path(), "phone");
+    phone.run(&["enrol", "--server", &proxy.url(), "--code", &code]);
+    phone.run(&["sync"]);
+    let device = phone.run(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut total = phone.pay_some(15);
+
+    proxy.set(Fault::Slow(Duration::from_millis(15)));
+    for after_ms in [40u64, 150, 400] {
+        let sync = phone
+            .command(&["sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(after_ms)).await;
+        server.kill().unwrap(); // SIGKILL, mid-request or mid-merge
+        let _ = server.wait();
+        let _ = tokio::task::spawn_blocking(move || sync.wait_with_output()).await;
+        let (again, at) = serve(&data);
+        server = again;
+        proxy.set_upstream(at);
+        total += phone.pay_some(2);
+    }
+    proxy.set(Fault::None);
+    phone.run(&["sync"]);
+    assert_eq!(phone.pending(), 0);
+    let made = phone
+        .run(&["records", "--limit", "500"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["kind"] == "payout")
+        .count() as i64;
+    // The server's file is whole, its audit chain intact, and it holds each record once.
+    let conn = rusqlite::Connection::open(data.join("registry.db")).unwrap();
+    let integrity: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(integrity, "ok");
+    let id = uuid::Uuid::parse_str(&device).unwrap();
+    let (count, sum): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), COALESCE(SUM(amount_minor), 0) FROM payouts WHERE device_id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((count, sum), (made, total));
+    drop(conn);
+    server.kill().unwrap();
+    let _ = server.wait();
+    let verify = Command::new(&bin)
+        .arg("--data")
+        .arg(&data)
+        .arg("audit-verify")
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
