@@ -5,4 +5,5 @@
 pub mod device;
 pub mod fleet;
 pub mod harness;
+pub mod phone;
 pub mod proxy;

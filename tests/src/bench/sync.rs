@@ -249,12 +249,8 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
     };
     // Codes straight from the database, as an administrator's tool would make them.
     let store = outpost_server::store::Store::open(&data.join("registry.db")).expect("store");
-    let areas = [
-        ("agent.n-mz", "N-MZ"),
-        ("agent.n-ru", "N-RU"),
-        ("agent.s-ck", "S-CK"),
-        ("agent.s-ns", "S-NS"),
-    ];
+    // The north's payrolls are approved in the demo: its devices have something to pay.
+    let areas = [("agent.n-mz", "N-MZ"), ("agent.n-ru", "N-RU")];
     let codes: Vec<String> = (0..devices)
         .map(|i| {
             let (agent, area) = areas[i % areas.len()];
