@@ -42,6 +42,11 @@ pub enum Error {
         code: outpost_proto::wire::ErrorCode,
         message: String,
     },
+    /// The disk holding the database is full: the write was rolled back whole.
+    #[error(
+        "the server's storage is full; nothing was written; try again once an administrator has made room"
+    )]
+    StorageFull,
     #[error("database error: {0}")]
     Database(#[from] rusqlite::Error),
     #[error("I/O error: {0}")]
@@ -69,6 +74,19 @@ impl Error {
         Error::Refused {
             code,
             message: message.into(),
+        }
+    }
+
+    /// A database error because the disk is full becomes [`Error::StorageFull`], a clear
+    /// answer instead of an internal error.
+    pub fn storage_full_or(self) -> Error {
+        match self {
+            Error::Database(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DiskFull =>
+            {
+                Error::StorageFull
+            }
+            e => e,
         }
     }
 

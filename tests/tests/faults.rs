@@ -334,3 +334,94 @@ async fn the_server_killed_while_it_merges_restarts_and_nothing_is_lost_or_doubl
         String::from_utf8_lossy(&verify.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written() {
+    let server = TestServer::start(200).await;
+    let dir = tempfile::tempdir().unwrap();
+    let phone = Phone::new(dir.path(), "phone");
+    let code = server
+        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
+        .await;
+    phone.run(&["enrol", "--server", &server.base, "--code", &code]);
+    phone.run(&["sync"]);
+    let device = phone.run(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Enough records that storing them needs new pages, not just the room left in old ones.
+    let total = phone.pay_some(40);
+    // The disk fills up: the database may not grow by a single page.
+    let full_at: i64 = server
+        .state
+        .store
+        .write(|tx| {
+            let pages: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                r.get::<_, i64>(0)
+            })?;
+            Ok(pages)
+        })
+        .unwrap();
+    let (code, err) = phone
+        .try_run(&["sync"])
+        .expect_err("a full disk refuses the upload");
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("storage is full"), "{err}");
+    assert_eq!(
+        on_server(&server, &device),
+        (0, 0, 0),
+        "nothing half-written"
+    );
+    assert_eq!(phone.pending(), 40, "the phone keeps every record");
+    // Room is made: the same sync goes through, once.
+    server
+        .state
+        .store
+        .write(|tx| {
+            tx.query_row(
+                &format!("PRAGMA max_page_count = {}", full_at * 1000),
+                [],
+                |r| r.get::<_, i64>(0),
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    phone.run(&["sync"]);
+    assert_eq!(phone.pending(), 0);
+    assert_eq!(on_server(&server, &device), (40, total, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_phone_whose_database_is_deleted_after_a_sync_enrols_again_and_loses_nothing() {
+    let server = TestServer::start(60).await;
+    let dir = tempfile::tempdir().unwrap();
+    let phone = Phone::new(dir.path(), "phone");
+    let code = server
+        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
+        .await;
+    phone.run(&["enrol", "--server", &server.base, "--code", &code]);
+    phone.run(&["sync"]);
+    let device = phone.run(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let total = phone.pay_some(3);
+    phone.run(&["sync"]);
+    let due_before = phone.run(&["due", "--limit", "500"]);
+    // The app's data is wiped (a reset, a new phone): database and key are gone.
+    std::fs::remove_file(&phone.db).unwrap();
+    let _ = std::fs::remove_file(phone.db.with_extension("db.key"));
+    let again = Phone::new(dir.path(), "phone");
+    let code = server
+        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
+        .await;
+    again.run(&["enrol", "--server", &server.base, "--code", &code]);
+    again.run(&["sync"]);
+    // The old device's records stay on the server; the new one sees the same work, with
+    // what was paid already paid.
+    assert_eq!(on_server(&server, &device), (3, total, 0));
+    let due_after = again.run(&["due", "--limit", "500"]);
+    assert_eq!(due_after, due_before);
+    assert_eq!(again.pending(), 0);
+}

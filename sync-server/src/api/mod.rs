@@ -295,6 +295,7 @@ impl IntoResponse for Error {
             Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
+            Error::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
             Error::Database(_) | Error::Io(_) | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }

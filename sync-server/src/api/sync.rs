@@ -74,6 +74,7 @@ impl IntoResponse for SyncFailure {
             e @ Error::NotFound { .. } => (ErrorCode::Malformed, e.to_string()),
             Error::Forbidden(m) => (ErrorCode::OutOfScope, m),
             Error::TooLarge(m) => (ErrorCode::BodyTooLarge, m),
+            e @ Error::StorageFull => (ErrorCode::Internal, e.to_string()),
             e => {
                 tracing::error!("sync request failed: {e}");
                 (

@@ -127,8 +127,8 @@ impl Store {
     pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
-        tx.commit()?;
+        let value = f(&tx).map_err(Error::storage_full_or)?;
+        tx.commit().map_err(|e| Error::from(e).storage_full_or())?;
         if let Some(c) = &self.checkpointer {
             // A full channel means a checkpoint is already due.
             let _ = c.wrote.try_send(());

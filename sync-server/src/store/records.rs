@@ -157,24 +157,34 @@ impl Ingest {
                     }
                     // Each batch runs inside a savepoint: one that fails rolls back alone and
                     // only its device hears of it. A panic (a bug) fails the group, not the
-                    // thread.
-                    let (mut replies, mut answers) = (Vec::new(), Vec::new());
+                    // thread. Every batch gets an answer, whatever stops the group.
+                    let (replies, work): (Vec<_>, Vec<_>) = group
+                        .into_iter()
+                        .map(|j| (j.reply, (j.origin, j.docs)))
+                        .unzip();
+                    let mut answers = Vec::new();
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         store.write(|tx| {
-                            for job in group {
+                            for (origin, docs) in work {
                                 tx.execute_batch("SAVEPOINT batch")?;
-                                let answer = push(tx, &job.origin, job.docs);
+                                let answer =
+                                    push(tx, &origin, docs).map_err(Error::storage_full_or);
+                                if matches!(answer, Err(Error::StorageFull)) {
+                                    // SQLite has rolled the whole transaction back: every
+                                    // batch of the group hears the disk is full.
+                                    return Err(Error::StorageFull);
+                                }
                                 if answer.is_ok() {
                                     tx.execute_batch("RELEASE batch")?;
                                 } else {
                                     tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
                                 }
-                                replies.push(job.reply);
                                 answers.push(answer);
                             }
                             Ok(())
                         })
                     }));
+                    let full = matches!(outcome, Ok(Err(Error::StorageFull)));
                     let failed = match outcome {
                         Ok(Ok(())) => None,
                         Ok(Err(e)) => Some(e.to_string()),
@@ -183,14 +193,17 @@ impl Ingest {
                     if let Some(why) = &failed {
                         tracing::error!(error = %why, "merging an upload group failed");
                     }
-                    for (reply, answer) in replies.into_iter().zip(answers) {
-                        let answer = match (&failed, answer) {
+                    let mut answers = answers.into_iter();
+                    for reply in replies {
+                        let answer = match (&failed, answers.next()) {
+                            (Some(_), _) if full => Err(Error::StorageFull),
                             (Some(why), _) => Err(Error::Internal(why.clone())),
-                            (None, Err(e)) => {
+                            (None, Some(Err(e))) => {
                                 tracing::error!(error = %e, "merging an upload batch failed");
-                                Err(e)
+                                Err(e.storage_full_or())
                             }
-                            (None, Ok(r)) => Ok(r),
+                            (None, Some(Ok(r))) => Ok(r),
+                            (None, None) => Err(Error::Internal("the group ended early".into())),
                         };
                         let _ = reply.send(answer);
                     }
