@@ -170,12 +170,21 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
+/// Database work running at once. Beyond this many, requests wait in line without holding a
+/// blocking thread each (a burst of devices would otherwise start hundreds of threads, all
+/// waiting on the same few cores).
+static DB_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(12);
+
 /// Runs blocking database work off the async threads.
 pub(crate) async fn db<T: Send + 'static>(
     state: &AppState,
     f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let store = state.store.clone();
+    let _slot = DB_SLOTS
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
     tokio::task::spawn_blocking(move || f(&store))
         .await
         .map_err(|e| Error::Internal(format!("database task failed: {e}")))?

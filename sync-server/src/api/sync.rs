@@ -31,6 +31,10 @@ use crate::{
 pub const SYNC_BODY_LIMIT: usize = 8 * 1024 * 1024;
 /// Upload batches decoded at once, before they queue for the writer.
 static PREPARE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
+/// Prepared batches held at once, waiting for the writer or being merged. Each holds its
+/// records as automerge documents, so the queue is bounded; the writer groups what waits, and
+/// a few dozen keep it busy.
+static QUEUED_BATCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
 /// The most documents in one upload batch.
 pub const MAX_BATCH_DOCS: usize = 2000;
 
@@ -357,6 +361,10 @@ pub async fn push(
     };
     // Decoding and reading the records needs no lock, only the merge does; a few batches are
     // prepared at a time (a hundred devices at once would only crowd the allocator).
+    let _queued = QUEUED_BATCHES
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(e.to_string()))?;
     let prepared = {
         let _slot = PREPARE_SLOTS
             .acquire()

@@ -51,8 +51,14 @@ pub struct Store {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// Reads running now. Bounded: each reader connection keeps its own page cache (up to
+    /// 32 MB), and past a few per core more readers only wait on the CPU anyway.
+    reading: (Mutex<usize>, std::sync::Condvar),
     checkpointer: Option<Checkpointer>,
 }
+
+/// The most reads at once; the rest queue for a slot.
+const MAX_READERS: usize = 8;
 
 /// The least time between two background checkpoints.
 const CHECKPOINT_PAUSE: Duration = Duration::from_millis(250);
@@ -114,6 +120,7 @@ impl Store {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            reading: (Mutex::new(0), std::sync::Condvar::new()),
             checkpointer: Some(Checkpointer::start(path)?),
         })
     }
@@ -146,6 +153,7 @@ impl Store {
 
     /// Runs `f` on a read-only connection, in one transaction so it sees one snapshot.
     pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let _slot = ReadSlot::take(&self.reading);
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
@@ -162,6 +170,29 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .push(conn);
         result
+    }
+}
+
+/// One of the [`MAX_READERS`] read slots, given back on drop (a panicking read too).
+struct ReadSlot<'a>(&'a (Mutex<usize>, std::sync::Condvar));
+
+impl<'a> ReadSlot<'a> {
+    fn take(slots: &'a (Mutex<usize>, std::sync::Condvar)) -> ReadSlot<'a> {
+        let (count, freed) = slots;
+        let mut n = count.lock().unwrap_or_else(|p| p.into_inner());
+        while *n >= MAX_READERS {
+            n = freed.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n += 1;
+        ReadSlot(slots)
+    }
+}
+
+impl Drop for ReadSlot<'_> {
+    fn drop(&mut self) {
+        let (count, freed) = self.0;
+        *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+        freed.notify_one();
     }
 }
 

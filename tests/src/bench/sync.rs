@@ -263,6 +263,7 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
         })
         .collect();
     drop(store);
+    let server_pid = child.id();
     let figures = runtime().block_on(async {
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(devices)
@@ -274,7 +275,15 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
             "fleet: {devices} devices enrolled with their replicas in {:.1} s; syncing",
             start.elapsed().as_secs_f64()
         );
+        eprintln!(
+            "fleet: server memory after enrolment: {}",
+            server_memory(server_pid)
+        );
         let (report, _) = outpost_tests::fleet::sync_all(members).await;
+        eprintln!(
+            "fleet: server memory after the sync: {}",
+            server_memory(server_pid)
+        );
         assert_eq!(report.refused, 0, "every device was answered");
         assert_eq!(report.accepted, report.records, "every record accepted");
         let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
@@ -323,4 +332,17 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
         ));
     }
     figures
+}
+
+/// The server's resident and peak memory, as the kernel counts it.
+fn server_memory(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .map(|s| {
+            s.lines()
+                .filter(|l| l.starts_with("VmRSS:") || l.starts_with("VmHWM:"))
+                .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
