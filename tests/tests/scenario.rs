@@ -1,5 +1,5 @@
 //! The programme end to end, with a real server and two real phones (`outpost-field` over the
-//! mobile core): import households → generate a payroll → approve it (four eyes, TOTP) →
+//! mobile core): import households → generate a payroll → approve it (four eyes) →
 //! phones enrol and sync → offline payouts, a hand-out, a timesheet, a verification and
 //! grievances → sync → the office answers a grievance and changes a status → the phones sync
 //! and see both → reconciliation → sign-off. After every step the invariants hold: every
@@ -392,6 +392,27 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         "the phone knows the new status"
     );
     // A suspended beneficiary is refused a payout on the phone.
+    if let Some(e) = b["entitlements"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["remaining_minor"].as_i64() > Some(0) && e["recipient_id"].is_string())
+    {
+        let refused = mz.try_run(&[
+            "pay",
+            "--entitlement",
+            e["id"].as_str().unwrap(),
+            "--collector",
+            e["recipient_id"].as_str().unwrap(),
+            "--amount",
+            "100",
+            "--currency",
+            "MWK",
+            "--witness-pin",
+        ]);
+        let (code, err) = refused.expect_err("no payout to a suspended beneficiary");
+        assert_eq!(code, 1, "{err}");
+    }
     world.check("after the office's changes");
 
     // Reconciliation of the new payroll, and its sign-off.

@@ -173,7 +173,7 @@ async fn openapi() -> Response {
 /// Database work running at once. Beyond this many, requests wait in line without holding a
 /// blocking thread each (a burst of devices would otherwise start hundreds of threads, all
 /// waiting on the same few cores).
-static DB_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(12);
+static DB_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
 
 /// Runs blocking database work off the async threads.
 pub(crate) async fn db<T: Send + 'static>(
@@ -181,13 +181,18 @@ pub(crate) async fn db<T: Send + 'static>(
     f: impl FnOnce(&Store) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let store = state.store.clone();
-    let _slot = DB_SLOTS
+    let slot = DB_SLOTS
         .acquire()
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
-    tokio::task::spawn_blocking(move || f(&store))
-        .await
-        .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+    // The slot goes with the work: a request dropped half-way (the client left) does not
+    // free it while its database work still runs.
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        f(&store)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
 }
 
 /// Runs a read off the async threads and answers its result as JSON.

@@ -366,13 +366,16 @@ pub async fn push(
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
     let prepared = {
-        let _slot = PREPARE_SLOTS
+        let slot = PREPARE_SLOTS
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        tokio::task::spawn_blocking(move || records::prepare(request.docs))
-            .await
-            .map_err(|e| Error::Internal(format!("prepare task failed: {e}")))?
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            records::prepare(request.docs)
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("prepare task failed: {e}")))?
     };
     let results = state.ingest.submit(origin, prepared).await?;
     Ok(protobuf(&PushReply { results }, Some(version)))
