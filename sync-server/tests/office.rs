@@ -55,24 +55,28 @@ impl Office {
     /// A new household in Ekwendeni, ACTIVE in CT-HH, and the supplementary payroll
     /// `sup.north1` generates for it.
     fn new_payroll(&self) -> Uuid {
-        let csv = "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
-                   T-1,Thandiwe,Mhango,1981-02-03,F,N-MZ-01,HH-T-1,HEAD,1,no,OWNED\n";
-        let maker = self.user("sup.north1");
+        self.new_household_paid_by("T-1,Thandiwe,Mhango,1981-02-03,F", "sup.north1")
+    }
+
+    /// Imports one household (`id,first,last,dob,sex` of its head) in Ekwendeni, ACTIVE in
+    /// CT-HH, and has `maker` generate the cycle's payroll for it.
+    fn new_household_paid_by(&self, head: &str, maker: &str) -> Uuid {
+        let code = head.split(',').next().unwrap();
+        let csv = format!(
+            "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
+             {head},N-MZ-01,HH-{code},HEAD,1,no,OWNED\n"
+        );
+        let maker = self.user(maker);
         self.store
             .write(|tx| {
                 let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
                 let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
-                registry::apply_import(
-                    tx,
-                    "test",
-                    &Scope::National,
-                    &parsed,
-                    &ImportOptions {
-                        plan: Some("CT-HH".into()),
-                        status: Some(BeneficiaryStatus::Active),
-                        partial: false,
-                    },
-                )?;
+                let options = ImportOptions {
+                    plan: Some("CT-HH".into()),
+                    status: Some(BeneficiaryStatus::Active),
+                    partial: false,
+                };
+                registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
                 let r = payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", "2026-11")?;
                 assert_eq!(r.entitlements_created, 1);
                 Ok(r.payrolls[0])
@@ -292,26 +296,7 @@ fn wrong_passwords_are_counted_and_pause_the_account_even_for_the_right_one() {
 fn a_second_generation_by_someone_else_opens_its_own_payroll() {
     let o = office();
     let first = o.new_payroll();
-    let csv = "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
-               T-2,Chikondi,Mhango,1983-02-03,M,N-MZ-01,HH-T-2,HEAD,1,no,OWNED\n";
-    let other = o.user("sup.north2");
-    let second = o
-        .store
-        .write(|tx| {
-            let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
-            let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
-            let options = ImportOptions {
-                plan: Some("CT-HH".into()),
-                status: Some(BeneficiaryStatus::Active),
-                partial: false,
-            };
-            registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
-            Ok(
-                payroll::generate(tx, &other.actor(), &other.scope(), "CT-HH", "2026-11")?.payrolls
-                    [0],
-            )
-        })
-        .unwrap();
+    let second = o.new_household_paid_by("T-2,Chikondi,Mhango,1983-02-03,M", "sup.north2");
     assert_ne!(
         first, second,
         "sup.north2's additions do not ride on sup.north1's task"
@@ -784,4 +769,30 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
         })
         .unwrap();
     assert_eq!(logged, 8);
+}
+
+#[test]
+fn a_cached_report_lasts_until_something_it_reads_changes() {
+    let o = office();
+    let p = approved_north_payroll(&o);
+    let sup = o.user("sup.north1");
+    let cache = rec::ReportCache::default();
+    let first = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
+    // A log-in is audited, but reconciliation reads nothing of it.
+    let _ = o
+        .store
+        .write(|tx| sessions::log_in(tx, "sup.north2", demo::DEMO_PASSWORD))
+        .unwrap();
+    let again = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
+    assert!(
+        std::sync::Arc::ptr_eq(&first, &again),
+        "kept across a log-in"
+    );
+    // Cash issued to an agent is read: the report is computed again.
+    o.store
+        .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", 100, "float"))
+        .unwrap();
+    let fresh = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&first, &fresh));
+    assert_eq!(fresh.open_exceptions(), first.open_exceptions() + 1);
 }

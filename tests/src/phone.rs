@@ -65,6 +65,40 @@ impl Phone {
         self.run(&["status"])["sync"]["pending"].as_u64().unwrap()
     }
 
+    /// Payouts this phone has made (sent or not).
+    pub fn payouts_made(&self) -> i64 {
+        self.run(&["records", "--limit", "1000"])
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "payout")
+            .count() as i64
+    }
+
+    /// Pays the first entitlement of the beneficiary `query` finds (an external id), with the
+    /// agent's PIN as witness; returns the amount.
+    pub fn pay_beneficiary(&self, query: &str) -> i64 {
+        let found = self.run(&["search", query]);
+        let shown = self.run(&["show", found[0]["id"].as_str().expect("found")]);
+        let e = &shown["entitlements"][0];
+        let amount = e["amount"]["amount_minor"].as_i64().unwrap();
+        let currency = e["amount"]["currency"].as_str().unwrap();
+        self.run(&["cash", &amount.to_string(), currency, "--note", "float"]);
+        self.run(&[
+            "pay",
+            "--entitlement",
+            e["id"].as_str().unwrap(),
+            "--collector",
+            e["recipient_id"].as_str().unwrap(),
+            "--amount",
+            &amount.to_string(),
+            "--currency",
+            currency,
+            "--witness-pin",
+        ]);
+        amount
+    }
+
     /// Pays `n` entitlements due today that this phone has not paid; returns their total.
     pub fn pay_some(&self, n: usize) -> i64 {
         let due = self.run(&["due", "--limit", "200"]);

@@ -21,6 +21,21 @@ use outpost_tests::{
 };
 use serde_json::Value;
 
+/// A phone of the Mzimba agent enrolled through `url` and synced once; its device id.
+async fn enrolled(server: &TestServer, dir: &Path, url: &str) -> (Phone, String) {
+    let phone = Phone::new(dir, "phone");
+    let code = server
+        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
+        .await;
+    phone.run(&["enrol", "--server", url, "--code", &code]);
+    phone.run(&["sync"]);
+    let device = phone.run(&["status"])["device_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    (phone, device)
+}
+
 /// (payouts of this phone on the server, their total, records it sent now in quarantine)
 fn on_server(server: &TestServer, device: &str) -> (i64, i64, i64) {
     let id = uuid::Uuid::parse_str(device).unwrap();
@@ -50,16 +65,7 @@ async fn a_sync_cut_anywhere_or_whose_answer_is_lost_loses_and_doubles_nothing()
     let server = TestServer::start(60).await;
     let proxy = Proxy::start(addr(&server.base)).await;
     let dir = tempfile::tempdir().unwrap();
-    let phone = Phone::new(dir.path(), "phone");
-    let code = server
-        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
-        .await;
-    phone.run(&["enrol", "--server", &proxy.url(), "--code", &code]);
-    phone.run(&["sync"]);
-    let device = phone.run(&["status"])["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (phone, device) = enrolled(&server, dir.path(), &proxy.url()).await;
 
     let mut made = 0;
     let mut total = 0;
@@ -110,16 +116,7 @@ async fn a_device_killed_while_it_uploads_loses_and_doubles_nothing() {
     let server = TestServer::start(60).await;
     let proxy = Proxy::start(addr(&server.base)).await;
     let dir = tempfile::tempdir().unwrap();
-    let phone = Phone::new(dir.path(), "phone");
-    let code = server
-        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
-        .await;
-    phone.run(&["enrol", "--server", &proxy.url(), "--code", &code]);
-    phone.run(&["sync"]);
-    let device = phone.run(&["status"])["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (phone, device) = enrolled(&server, dir.path(), &proxy.url()).await;
 
     // A slow link, and a SIGKILL at different moments after each upload has started: before
     // the server has it whole, while it merges, or after it answered but before the phone
@@ -143,26 +140,14 @@ async fn a_device_killed_while_it_uploads_loses_and_doubles_nothing() {
         // The database opens and answers after every kill, and the records are not lost.
         assert!(phone.pending() <= 12);
         let on = on_server(&server, &device).0;
-        let made = phone
-            .run(&["records", "--limit", "500"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|r| r["kind"] == "payout")
-            .count() as i64;
+        let made = phone.payouts_made();
         assert!(on <= made, "the server never holds more than was made");
     }
 
     proxy.set(Fault::None);
     phone.run(&["sync"]);
     assert_eq!(phone.pending(), 0);
-    let made = phone
-        .run(&["records", "--limit", "500"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "payout")
-        .count() as i64;
+    let made = phone.payouts_made();
     assert_eq!(made, 12);
     assert_eq!(on_server(&server, &device), (made, total, 0));
 }
@@ -263,13 +248,7 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
     proxy.set(Fault::None);
     phone.run(&["sync"]);
     assert_eq!(phone.pending(), 0);
-    let made = phone
-        .run(&["records", "--limit", "500"])
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kind"] == "payout")
-        .count() as i64;
+    let made = phone.payouts_made();
     // The server's file is whole, its audit chain intact, and it holds each record once.
     let conn = rusqlite::Connection::open(data.join("registry.db")).unwrap();
     let integrity: String = conn
@@ -305,16 +284,7 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
 async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written() {
     let server = TestServer::start(200).await;
     let dir = tempfile::tempdir().unwrap();
-    let phone = Phone::new(dir.path(), "phone");
-    let code = server
-        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
-        .await;
-    phone.run(&["enrol", "--server", &server.base, "--code", &code]);
-    phone.run(&["sync"]);
-    let device = phone.run(&["status"])["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (phone, device) = enrolled(&server, dir.path(), &server.base).await;
     // Enough records that storing them needs new pages, not just the room left in old ones.
     let total = phone.pay_some(40);
     // The disk fills up: the database may not grow by a single page.
@@ -362,16 +332,7 @@ async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written()
 async fn a_phone_whose_database_is_deleted_after_a_sync_enrols_again_and_loses_nothing() {
     let server = TestServer::start(60).await;
     let dir = tempfile::tempdir().unwrap();
-    let phone = Phone::new(dir.path(), "phone");
-    let code = server
-        .enrolment_code("sup.north1", "agent.n-mz", "N-MZ")
-        .await;
-    phone.run(&["enrol", "--server", &server.base, "--code", &code]);
-    phone.run(&["sync"]);
-    let device = phone.run(&["status"])["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (phone, device) = enrolled(&server, dir.path(), &server.base).await;
     let total = phone.pay_some(3);
     phone.run(&["sync"]);
     let due_before = phone.run(&["due", "--limit", "500"]);

@@ -201,27 +201,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     let mz_device = world.phones[0].1.clone();
     let mut paid_mz = mz.pay_some(3);
     // And one of the households imported today, from the payroll approved today.
-    let found = mz.run(&["search", "E2E-1"]);
-    let [new_household] = &found.as_array().unwrap()[..] else {
-        panic!("the new household reached the phone")
-    };
-    let shown = mz.run(&["show", new_household["id"].as_str().unwrap()]);
-    let e = &shown["entitlements"][0];
-    let amount = e["amount"]["amount_minor"].as_i64().unwrap();
-    mz.run(&["cash", &amount.to_string(), "MWK", "--note", "float"]);
-    mz.run(&[
-        "pay",
-        "--entitlement",
-        e["id"].as_str().unwrap(),
-        "--collector",
-        e["recipient_id"].as_str().unwrap(),
-        "--amount",
-        &amount.to_string(),
-        "--currency",
-        "MWK",
-        "--witness-pin",
-    ]);
-    paid_mz += amount;
+    paid_mz += mz.pay_beneficiary("E2E-1");
     let due = mz.run(&["due", "--limit", "500"]);
     let kit = first_due(&due, true)["entitlement"].clone();
     for g in kit["goods_remaining"].as_array().unwrap() {
@@ -459,24 +439,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     eprintln!("scenario: {paid_lines} of the new payroll's lines paid; signed off");
 
     // The other new household is paid late, after sign-off: the closed payroll flags it.
-    let found = mz.run(&["search", "E2E-2"]);
-    let shown = mz.run(&["show", found[0]["id"].as_str().unwrap()]);
-    let e = &shown["entitlements"][0];
-    let amount = e["amount"]["amount_minor"].as_i64().unwrap();
-    mz.run(&["cash", &amount.to_string(), "MWK", "--note", "float"]);
-    mz.run(&[
-        "pay",
-        "--entitlement",
-        e["id"].as_str().unwrap(),
-        "--collector",
-        e["recipient_id"].as_str().unwrap(),
-        "--amount",
-        &amount.to_string(),
-        "--currency",
-        "MWK",
-        "--witness-pin",
-    ]);
-    paid_mz += amount;
+    paid_mz += mz.pay_beneficiary("E2E-2");
     world.paid.insert(mz_device, paid_mz);
     world.sync_all();
     let r = world

@@ -131,6 +131,28 @@ pub fn openimis_csv(rows: &[SheetRow]) -> Vec<u8> {
     w.into_inner().unwrap_or_default()
 }
 
+/// The readable records with their line numbers (the header is line 1), and an error for
+/// each unreadable one.
+fn numbered(r: &mut csv::Reader<&[u8]>) -> (Vec<(usize, csv::StringRecord)>, Vec<SheetError>) {
+    let mut errors = Vec::new();
+    let records = r
+        .records()
+        .enumerate()
+        .filter_map(|(n, record)| match record {
+            Ok(rec) => Some((n + 2, rec)),
+            Err(e) => {
+                errors.push(SheetError {
+                    row: n + 2,
+                    code: String::new(),
+                    reason: format!("unreadable: {e}"),
+                });
+                None
+            }
+        })
+        .collect();
+    (records, errors)
+}
+
 /// A row's problem, reported by its code (openIMIS reports per code and reconciles the rest).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SheetError {
@@ -163,20 +185,8 @@ pub fn read_openimis(bytes: &[u8]) -> Result<SheetRead, String> {
         }
     }
     let mut rows = Vec::new();
-    let mut errors = Vec::new();
-    for (n, record) in r.records().enumerate() {
-        let row = n + 2;
-        let record = match record {
-            Ok(rec) => rec,
-            Err(e) => {
-                errors.push(SheetError {
-                    row,
-                    code: String::new(),
-                    reason: format!("unreadable: {e}"),
-                });
-                continue;
-            }
-        };
+    let (records, mut errors) = numbered(&mut r);
+    for (row, record) in records {
         let get = |i: usize| record.get(at[i]).unwrap_or("").trim().to_owned();
         let code = get(5);
         let paid = match get(10).to_ascii_lowercase().as_str() {
@@ -314,20 +324,8 @@ pub fn read_statement(
     let beneficiary = optional(&mapping.beneficiary)?;
     let currency = optional(&mapping.currency)?;
     let mut lines = Vec::new();
-    let mut errors = Vec::new();
-    for (n, record) in r.records().enumerate() {
-        let row = n + 2;
-        let record = match record {
-            Ok(rec) => rec,
-            Err(e) => {
-                errors.push(SheetError {
-                    row,
-                    code: String::new(),
-                    reason: format!("unreadable: {e}"),
-                });
-                continue;
-            }
-        };
+    let (records, mut errors) = numbered(&mut r);
+    for (row, record) in records {
         let get = |i: usize| record.get(i).unwrap_or("").trim().to_owned();
         let reference = get(reference);
         let mut problem = |reason: String| {

@@ -275,11 +275,21 @@ fn reconcile_with(conn: &Connection, payroll: Payroll, payroll_id: Uuid) -> Resu
     })
 }
 
+/// The office's writes that change what reconciliation reads (statuses, float, external
+/// payments, resolutions, payroll and entitlement decisions). Log-ins, comments and the like
+/// are audited too, but must not throw every cached report away.
+const RECONCILIATION_ACTIONS: &str = "'beneficiary.status', 'registry.import', 'payroll.status',
+    'payroll.generate', 'task.complete', 'float.issue', 'float.return', 'reconciliation.resolve',
+    'reconciliation.statement', 'reconciliation.openimis_import'";
+
 /// Changes whenever anything reconciliation reads may have changed: a record arrived (the
-/// change log grew) or the office wrote something (every office write is audited).
+/// change log grew) or the office wrote something reconciliation reads (it is audited).
 pub fn stamp(conn: &Connection) -> Result<(i64, i64)> {
     Ok(conn.query_row(
-        "SELECT (SELECT COALESCE(MAX(seq), 0) FROM doc_changes), (SELECT COALESCE(MAX(seq), 0) FROM audit_log)",
+        &format!(
+            "SELECT (SELECT COALESCE(MAX(seq), 0) FROM doc_changes),
+                    (SELECT COALESCE(MAX(seq), 0) FROM audit_log WHERE action IN ({RECONCILIATION_ACTIONS}))"
+        ),
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?)

@@ -11,6 +11,10 @@ ALTER TABLE users ADD COLUMN failed_logins INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE users ADD COLUMN locked_until TEXT;
 ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT 'en';
 
+-- Cached reconciliation reports are kept until an office write they read is audited; this
+-- finds the newest such entry without walking the log.
+CREATE INDEX audit_log_action ON audit_log (action, seq);
+
 -- Contact details from the field land here once a supervisor approves them.
 ALTER TABLE individuals ADD COLUMN phone TEXT;
 ALTER TABLE individuals ADD COLUMN address TEXT;
