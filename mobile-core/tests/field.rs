@@ -477,15 +477,19 @@ fn timesheets_verifications_grievances_and_contacts() {
             day_hundredths: days,
         })
     };
-    sheet("2026-11-20", 100).unwrap();
+    // Two past days the demo's own timesheets (from its cycle's first day on) never take: the
+    // last two of the month before (the device refuses only days to come).
+    let first = chrono::Datelike::with_day(&demo_date(), 1).unwrap();
+    let (early, late) = (
+        (first - chrono::Days::new(2)).to_string(),
+        (first - chrono::Days::new(1)).to_string(),
+    );
+    sheet(&early, 100).unwrap();
     assert!(matches!(
-        refused(sheet("2026-11-20", 50)),
+        refused(sheet(&early, 50)),
         Error::AlreadyRecorded { .. }
     ));
-    assert!(matches!(
-        refused(sheet("2026-11-21", 0)),
-        Error::Invalid { .. }
-    ));
+    assert!(matches!(refused(sheet(&late, 0)), Error::Invalid { .. }));
     assert!(matches!(
         refused(sheet("2026-13-01", 50)),
         Error::Invalid { .. }
@@ -494,9 +498,9 @@ fn timesheets_verifications_grievances_and_contacts() {
         refused(sheet("2999-01-01", 50)),
         Error::Invalid { .. }
     ));
-    let half = sheet("2026-11-21", 50).unwrap();
+    let half = sheet(&late, 50).unwrap();
     d.core.void_record(half, "wrong worker".into()).unwrap();
-    sheet("2026-11-21", 100).expect("a voided day can be recorded again");
+    sheet(&late, 100).expect("a voided day can be recorded again");
 
     // Verification: the plan's questions, checked answers, a proposed status.
     let (_, detail) = d.payable();

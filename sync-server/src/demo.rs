@@ -1,12 +1,16 @@
 //! The demo programme: a deterministic, realistic registry for the demo, tests and benchmarks.
 //!
 //! It is loaded through the same import, plan and payroll code administrators use, so the
-//! demo is also a smoke test of those paths.
+//! demo is also a smoke test of those paths. Everything dated in it (the cycle, timesheet
+//! days, plan start dates, dates of birth) is placed relative to the day it is generated on,
+//! so a demo loaded on any date has payments due that day; for a seed and a day it is always
+//! the same.
 
-use chrono::NaiveDate;
+use chrono::{Datelike, Days, Local, Months, NaiveDate};
 use outpost_proto::BeneficiaryStatus;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::json;
 
@@ -24,13 +28,13 @@ use crate::{
 
 /// The password of every demo account (never use the demo data in production).
 pub const DEMO_PASSWORD: &str = "outpost-demo-2026";
-/// The demo's payment cycle.
-pub const DEMO_CYCLE: &str = "2026-11";
 
 #[derive(Debug, Clone)]
 pub struct DemoOptions {
     pub households: usize,
     pub seed: u64,
+    /// The day the demo is generated as of: its cycle is the calendar month holding it.
+    pub as_of: NaiveDate,
 }
 
 impl Default for DemoOptions {
@@ -38,7 +42,25 @@ impl Default for DemoOptions {
         DemoOptions {
             households: 200,
             seed: 7,
+            as_of: today(),
         }
+    }
+}
+
+/// Today in the machine's zone (where its phones are): the day a demo is generated as of
+/// unless told otherwise.
+pub fn today() -> NaiveDate {
+    Local::now().date_naive()
+}
+
+/// The demo's payment cycle for a day: the calendar month holding it, coded `YYYY-MM`.
+pub fn cycle_of(as_of: NaiveDate) -> plans::Cycle {
+    let start = as_of.with_day(1).expect("the first of a month exists");
+    let end = start + Months::new(1) - Days::new(1);
+    plans::Cycle {
+        code: start.format("%Y-%m").to_string(),
+        start_date: start,
+        end_date: end,
     }
 }
 
@@ -48,6 +70,9 @@ pub struct DemoSummary {
     pub households: usize,
     pub payrolls: usize,
     pub entitlements: usize,
+    /// The day the demo was generated as of, and its cycle's code.
+    pub as_of: NaiveDate,
+    pub cycle: String,
     pub users: Vec<String>,
     pub password: &'static str,
 }
@@ -168,6 +193,107 @@ const LAST_NAMES: &[&str] = &[
     "Chimwemwe",
 ];
 
+/// Opens the demo's cycle for `as_of` (its month): the road workers' approved timesheets, three
+/// to six days each from the cycle's first day and never after `as_of`, then every plan's
+/// payrolls, the north's approved through the four-eyes tasks. Returns (payrolls,
+/// entitlements) generated.
+fn open_cycle(tx: &rusqlite::Transaction, as_of: NaiveDate) -> Result<(usize, usize)> {
+    let actor = "system:demo";
+    let national = Scope::National;
+    let cycle = cycle_of(as_of);
+    let worked_days = (as_of - cycle.start_date).num_days() as usize + 1;
+    plans::create_cycle(tx, actor, &cycle)?;
+    let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
+    let workers: Vec<uuid::Uuid> = tx
+        .prepare(
+            "SELECT b.id FROM beneficiaries b JOIN individuals i ON i.id = b.individual_id
+             WHERE b.plan_id = ?1 AND b.status = 'ACTIVE' ORDER BY i.external_id",
+        )?
+        .query_map([cfw.id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let checker = users::user_by_username(tx, "sup.north2")?;
+    let second_checker = users::user_by_username(tx, "sup.north3")?;
+    for (w, beneficiary) in workers.iter().enumerate() {
+        for day in 0..(3 + w % 4).min(worked_days) {
+            let id = plans::record_timesheet(
+                tx,
+                "user:sup.north1",
+                &national,
+                &plans::TimesheetEntry {
+                    project: "ROAD-N-MZ".into(),
+                    beneficiary_id: *beneficiary,
+                    work_date: cycle.start_date + Days::new(day as u64),
+                    day_hundredths: if day == 0 && w % 3 == 0 { 50 } else { 100 },
+                },
+            )?;
+            tasks::decide_subject(
+                tx,
+                &checker,
+                TaskKind::Timesheet,
+                id,
+                Verdict::Approve,
+                "",
+                false,
+            )?;
+        }
+    }
+    let mut payrolls = 0;
+    let mut entitlements = 0;
+    for plan in ["CT-HH", "CHILD-GRANT", "FOOD-KIT", "CFW-ROADS"] {
+        let r = payroll::generate(tx, actor, &national, plan, &cycle.code)?;
+        payrolls += r.payrolls.len();
+        entitlements += r.entitlements_created;
+        // The north's payrolls are already approved, so its agents have something to pay
+        // as soon as their devices sync; the south's wait for a supervisor's approval.
+        for id in r.payrolls {
+            let p = payroll::get_payroll(tx, &national, id)?;
+            if p.location.starts_with("N-") && plan != "CFW-ROADS" {
+                // Through the same four-eyes task as on the web; the demo supervisors'
+                // second factor is the published demo secret.
+                for who in [&checker, &second_checker] {
+                    tasks::decide_subject(
+                        tx,
+                        who,
+                        TaskKind::PayrollApproval,
+                        id,
+                        Verdict::Approve,
+                        "demo",
+                        true,
+                    )?;
+                }
+            }
+        }
+    }
+    Ok((payrolls, entitlements))
+}
+
+/// Keeps a demo database current: when the database was made by [`load`] and has no cycle
+/// for `as_of`'s month yet (a demo started last month and served again), opens that cycle as
+/// [`load`] would have. Returns the code of the cycle it opened. Any other database is left
+/// alone.
+pub fn bring_current(store: &Store, as_of: NaiveDate) -> Result<Option<String>> {
+    let code = cycle_of(as_of).code;
+    store.write(|tx| {
+        let first_actor: Option<String> = tx
+            .query_row(
+                "SELECT actor FROM audit_log ORDER BY seq LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let has_cycle: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM payment_cycles WHERE code = ?1)",
+            [&code],
+            |r| r.get(0),
+        )?;
+        if first_actor.as_deref() != Some("system:demo") || has_cycle {
+            return Ok(None);
+        }
+        open_cycle(tx, as_of)?;
+        Ok(Some(code.clone()))
+    })
+}
+
 /// Whether the database holds no registry and no users yet.
 pub fn is_empty(store: &Store) -> Result<bool> {
     store.read(|c| {
@@ -224,8 +350,14 @@ pub fn locations() -> Vec<NewLocation> {
 
 /// An openIMIS individual upload of `households` households (1 to 7 members each, in the
 /// given villages), with the demo plan's extra columns `disability` and `housing`.
-/// Deterministic for a seed. Returns the CSV and its number of data rows.
-pub fn individuals_csv(households: usize, seed: u64, villages: &[&str]) -> (Vec<u8>, usize) {
+/// Deterministic for a seed and a day (ages count back from the year before `as_of`, so every
+/// date of birth is in the past). Returns the CSV and its number of data rows.
+pub fn individuals_csv(
+    households: usize,
+    seed: u64,
+    villages: &[&str],
+    as_of: NaiveDate,
+) -> (Vec<u8>, usize) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = csv::Writer::from_writer(Vec::with_capacity(households * 6 * 90));
     out.write_record([
@@ -244,9 +376,9 @@ pub fn individuals_csv(households: usize, seed: u64, villages: &[&str]) -> (Vec<
     .expect("writing to memory");
     let mut rows = 0;
     let pick = |rng: &mut ChaCha8Rng, list: &[&'static str]| list[rng.random_range(0..list.len())];
-    // Ages count from 2025, so every date of birth is in the past whatever today is.
+    let base_year = as_of.year() - 1;
     let dob = |rng: &mut ChaCha8Rng, min_age: i32, max_age: i32| {
-        let year = 2025 - rng.random_range(min_age..=max_age);
+        let year = base_year - rng.random_range(min_age..=max_age);
         NaiveDate::from_ymd_opt(year, rng.random_range(1..=12), rng.random_range(1..=28))
             .expect("valid date")
             .to_string()
@@ -300,7 +432,11 @@ pub fn individuals_csv(households: usize, seed: u64, villages: &[&str]) -> (Vec<
     (out.into_inner().expect("writing to memory"), rows)
 }
 
-fn demo_plans() -> Vec<plans::NewPlan> {
+/// The demo's plans, started on 1 January of the year before `as_of`.
+fn demo_plans(as_of: NaiveDate) -> Vec<plans::NewPlan> {
+    let start = NaiveDate::from_ymd_opt(as_of.year() - 1, 1, 1)
+        .expect("1 January exists")
+        .to_string();
     let schema = json!({"fields": [
         {"name": "disability", "type": "boolean"},
         {"name": "housing", "type": "enum", "values": ["OWNED", "RENTED", "NONE"]},
@@ -311,7 +447,7 @@ fn demo_plans() -> Vec<plans::NewPlan> {
     vec![
         plan(json!({
             "code": "CT-HH", "name": "Household cash transfer", "beneficiary_type": "GROUP",
-            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"],
+            "start_date": start, "currency": "MWK", "provisions": ["CASH"],
             "extra_schema": schema,
             "rule": {"cash": {"kind": "base_plus_criteria", "base": 1500000, "criteria": [
                 {"field": "disability", "op": "eq", "value": true, "amount": 500000},
@@ -321,19 +457,19 @@ fn demo_plans() -> Vec<plans::NewPlan> {
         })),
         plan(json!({
             "code": "CHILD-GRANT", "name": "Child grant (per child in school age)", "beneficiary_type": "GROUP",
-            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"], "extra_schema": schema,
+            "start_date": start, "currency": "MWK", "provisions": ["CASH"], "extra_schema": schema,
             "rule": {"cash": {"kind": "per_member", "per_member": 300000, "child_age_limit": 18, "max_members": 4}},
             "payment_point": {"by": "agent"},
         })),
         plan(json!({
             "code": "FOOD-KIT", "name": "Lean season food kit", "beneficiary_type": "GROUP",
-            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["GOODS"], "extra_schema": schema,
+            "start_date": start, "currency": "MWK", "provisions": ["GOODS"], "extra_schema": schema,
             "rule": {"goods": [{"item": "MAIZE-25KG", "quantity": 1}, {"item": "SOAP-KIT", "quantity": 1}]},
             "payment_point": {"by": "location", "level": "DISTRICT"},
         })),
         plan(json!({
             "code": "CFW-ROADS", "name": "Cash for work: feeder roads", "beneficiary_type": "INDIVIDUAL",
-            "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"], "extra_schema": schema,
+            "start_date": start, "currency": "MWK", "provisions": ["CASH"], "extra_schema": schema,
             "rule": {"cash": {"kind": "cash_for_work", "project": "ROAD-N-MZ"}},
         })),
     ]
@@ -343,46 +479,99 @@ fn demo_plans() -> Vec<plans::NewPlan> {
 pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
     let actor = "system:demo";
     let national = Scope::National;
-    let (csv, _) = individuals_csv(opts.households, opts.seed, &village_codes());
+    let cycle = cycle_of(opts.as_of);
+    let (csv, _) = individuals_csv(opts.households, opts.seed, &village_codes(), opts.as_of);
+    // Adults (for the road works) were born at least 20 years before the demo's year.
+    let adult_born_before = NaiveDate::from_ymd_opt(opts.as_of.year() - 20, 1, 1)
+        .expect("1 January exists")
+        .to_string();
     store.write(|tx| {
         for loc in locations() {
             registry::add_location(tx, actor, &national, &loc)?;
         }
-        for (code, name, unit) in [("MAIZE-25KG", "Maize flour", "bag of 25 kg"), ("SOAP-KIT", "Hygiene kit", "kit")] {
-            plans::add_goods_item(tx, actor, &plans::GoodsItem { code: code.into(), name: name.into(), unit: unit.into() })?;
+        for (code, name, unit) in [
+            ("MAIZE-25KG", "Maize flour", "bag of 25 kg"),
+            ("SOAP-KIT", "Hygiene kit", "kit"),
+        ] {
+            plans::add_goods_item(
+                tx,
+                actor,
+                &plans::GoodsItem {
+                    code: code.into(),
+                    name: name.into(),
+                    unit: unit.into(),
+                },
+            )?;
         }
         let mut usernames = Vec::new();
-        let mut add_user = |username: String, name: &str, role: Role, area: Option<&str>| -> Result<()> {
-            users::create_user(tx, actor, &national, &NewUser {
-                username: username.clone(),
-                display_name: name.to_owned(),
-                role,
-                area: area.map(str::to_owned),
-                password: DEMO_PASSWORD.to_owned(),
-            })?;
-            usernames.push(username);
-            Ok(())
-        };
+        let mut add_user =
+            |username: String, name: &str, role: Role, area: Option<&str>| -> Result<()> {
+                users::create_user(
+                    tx,
+                    actor,
+                    &national,
+                    &NewUser {
+                        username: username.clone(),
+                        display_name: name.to_owned(),
+                        role,
+                        area: area.map(str::to_owned),
+                        password: DEMO_PASSWORD.to_owned(),
+                    },
+                )?;
+                usernames.push(username);
+                Ok(())
+            };
         add_user("admin".into(), "Programme administrator", Role::Admin, None)?;
-        for (i, name) in ["Alinafe Banda", "Bertrand Diallo", "Chimwemwe Phiri"].iter().enumerate() {
-            add_user(format!("sup.north{}", i + 1), name, Role::Supervisor, Some("N"))?;
+        for (i, name) in ["Alinafe Banda", "Bertrand Diallo", "Chimwemwe Phiri"]
+            .iter()
+            .enumerate()
+        {
+            add_user(
+                format!("sup.north{}", i + 1),
+                name,
+                Role::Supervisor,
+                Some("N"),
+            )?;
         }
-        add_user("sup.south1".into(), "Dalitso Mwale", Role::Supervisor, Some("S"))?;
-        add_user("sup.south2".into(), "Esther Nkhoma", Role::Supervisor, Some("S"))?;
+        add_user(
+            "sup.south1".into(),
+            "Dalitso Mwale",
+            Role::Supervisor,
+            Some("S"),
+        )?;
+        add_user(
+            "sup.south2".into(),
+            "Esther Nkhoma",
+            Role::Supervisor,
+            Some("S"),
+        )?;
         for (_, _, districts) in GEOGRAPHY {
             for (dc, dn, _) in *districts {
-                add_user(format!("agent.{}", dc.to_lowercase()), &format!("Agent {dn}"), Role::FieldAgent, Some(dc))?;
+                add_user(
+                    format!("agent.{}", dc.to_lowercase()),
+                    &format!("Agent {dn}"),
+                    Role::FieldAgent,
+                    Some(dc),
+                )?;
             }
         }
         // Staff log in to the web with a TOTP second factor; the demo's is published.
         for username in usernames.iter().filter(|u| !u.starts_with("agent.")) {
             sessions::set_secret(tx, username, sessions::DEMO_TOTP_SECRET)?;
         }
-        for plan in demo_plans() {
+        for plan in demo_plans(opts.as_of) {
             plans::create_plan(tx, actor, &plan)?;
         }
-        let parsed = parse_individuals(&csv, FileFormat::Csv, Some(&plans::plan_by_code(tx, "CT-HH")?.extra_schema))?;
-        let import = |plan: &str| ImportOptions { plan: Some(plan.into()), status: Some(BeneficiaryStatus::Active), partial: false };
+        let parsed = parse_individuals(
+            &csv,
+            FileFormat::Csv,
+            Some(&plans::plan_by_code(tx, "CT-HH")?.extra_schema),
+        )?;
+        let import = |plan: &str| ImportOptions {
+            plan: Some(plan.into()),
+            status: Some(BeneficiaryStatus::Active),
+            partial: false,
+        };
         let report = registry::apply_import(tx, actor, &national, &parsed, &import("CT-HH"))?;
         registry::apply_import(tx, actor, &national, &parsed, &import("CHILD-GRANT"))?;
         registry::apply_import(tx, actor, &national, &parsed, &import("FOOD-KIT"))?;
@@ -391,8 +580,14 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
         let ct = registry::list_beneficiaries(tx, &national, Some("CT-HH"), None, 500, 0)?;
         for (i, b) in ct.iter().enumerate() {
             let change = match i % 20 {
-                7 => Some((BeneficiaryStatus::Suspended, "did not collect for three cycles")),
-                13 => Some((BeneficiaryStatus::Graduated, "household income above the threshold")),
+                7 => Some((
+                    BeneficiaryStatus::Suspended,
+                    "did not collect for three cycles",
+                )),
+                13 => Some((
+                    BeneficiaryStatus::Graduated,
+                    "household income above the threshold",
+                )),
                 _ => None,
             };
             if let Some((to, why)) = change {
@@ -400,73 +595,91 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             }
         }
 
-        plans::create_cycle(tx, actor, &plans::Cycle {
-            code: DEMO_CYCLE.into(),
-            start_date: NaiveDate::from_ymd_opt(2026, 11, 1).expect("date"),
-            end_date: NaiveDate::from_ymd_opt(2026, 11, 30).expect("date"),
-        })?;
-        plans::add_work_project(tx, actor, &national, &plans::WorkProject {
-            code: "ROAD-N-MZ".into(),
-            name: "Ekwendeni feeder road".into(),
-            plan: "CFW-ROADS".into(),
-            location: "N-MZ".into(),
-            daily_wage_minor: 200000,
-        })?;
-        // Adults of Mzimba work on the road; a week of days, approved by a second supervisor.
+        plans::add_work_project(
+            tx,
+            actor,
+            &national,
+            &plans::WorkProject {
+                code: "ROAD-N-MZ".into(),
+                name: "Ekwendeni feeder road".into(),
+                plan: "CFW-ROADS".into(),
+                location: "N-MZ".into(),
+                daily_wage_minor: 200000,
+            },
+        )?;
+        // Adults of Mzimba work on the road.
         let workers: Vec<uuid::Uuid> = tx
             .prepare(
                 "SELECT i.id FROM individuals i JOIN locations l ON l.id = i.location_id
-                 WHERE l.path LIKE 'N/N-MZ/%' AND i.dob < '2006-01-01' ORDER BY i.external_id LIMIT 20",
+                 WHERE l.path LIKE 'N/N-MZ/%' AND i.dob < ?1 ORDER BY i.external_id LIMIT 20",
             )?
-            .query_map([], |r| r.get(0))?
+            .query_map([&adult_born_before], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?;
         let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
-        let checker = users::user_by_username(tx, "sup.north2")?;
-        let second_checker = users::user_by_username(tx, "sup.north3")?;
-        for (w, worker) in workers.iter().enumerate() {
-            registry::enrol_if_new(tx, actor, cfw.id, registry::BeneficiaryTarget::Individual(*worker), BeneficiaryStatus::Active, "public works enrolment")?;
-            let beneficiary: uuid::Uuid = tx.query_row(
-                "SELECT id FROM beneficiaries WHERE plan_id = ?1 AND individual_id = ?2",
-                rusqlite::params![cfw.id, worker],
-                |r| r.get(0),
+        for worker in &workers {
+            registry::enrol_if_new(
+                tx,
+                actor,
+                cfw.id,
+                registry::BeneficiaryTarget::Individual(*worker),
+                BeneficiaryStatus::Active,
+                "public works enrolment",
             )?;
-            for day in 0..(3 + w % 4) {
-                let id = plans::record_timesheet(tx, "user:sup.north1", &national, &plans::TimesheetEntry {
-                    project: "ROAD-N-MZ".into(),
-                    beneficiary_id: beneficiary,
-                    work_date: NaiveDate::from_ymd_opt(2026, 11, 2 + day as u32).expect("date"),
-                    day_hundredths: if day == 0 && w % 3 == 0 { 50 } else { 100 },
-                })?;
-                tasks::decide_subject(tx, &checker, TaskKind::Timesheet, id, Verdict::Approve, "", false)?;
-            }
         }
-
-        let mut payrolls = 0;
-        let mut entitlements = 0;
-        for plan in ["CT-HH", "CHILD-GRANT", "FOOD-KIT", "CFW-ROADS"] {
-            let r = payroll::generate(tx, actor, &national, plan, DEMO_CYCLE)?;
-            payrolls += r.payrolls.len();
-            entitlements += r.entitlements_created;
-            // The north's payrolls are already approved, so its agents have something to pay
-            // as soon as their devices sync; the south's wait for a supervisor's approval.
-            for id in r.payrolls {
-                let p = payroll::get_payroll(tx, &national, id)?;
-                if p.location.starts_with("N-") && plan != "CFW-ROADS" {
-                    // Through the same four-eyes task as on the web; the demo supervisors'
-                    // second factor is the published demo secret.
-                    for who in [&checker, &second_checker] {
-                        tasks::decide_subject(tx, who, TaskKind::PayrollApproval, id, Verdict::Approve, "demo", true)?;
-                    }
-                }
-            }
-        }
+        let (payrolls, entitlements) = open_cycle(tx, opts.as_of)?;
         Ok(DemoSummary {
             individuals: report.created,
             households: report.households_created,
             payrolls,
             entitlements,
+            as_of: opts.as_of,
+            cycle: cycle.code.clone(),
             users: usernames,
             password: DEMO_PASSWORD,
         })
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(s: &str) -> NaiveDate {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_cycle_is_the_month_of_the_day_whatever_its_length() {
+        for (on, code, start, end) in [
+            ("2026-12-01", "2026-12", "2026-12-01", "2026-12-31"),
+            ("2026-12-31", "2026-12", "2026-12-01", "2026-12-31"),
+            ("2028-02-15", "2028-02", "2028-02-01", "2028-02-29"),
+            ("2027-02-28", "2027-02", "2027-02-01", "2027-02-28"),
+            ("2026-04-30", "2026-04", "2026-04-01", "2026-04-30"),
+        ] {
+            let c = cycle_of(day(on));
+            assert_eq!(
+                (c.code.as_str(), c.start_date, c.end_date),
+                (code, day(start), day(end)),
+                "{on}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_registry_file_depends_on_the_seed_and_day_only_and_nobody_is_born_later() {
+        let villages = village_codes();
+        let on = day("2026-02-04");
+        let (a, rows) = individuals_csv(30, 5, &villages, on);
+        assert_eq!(individuals_csv(30, 5, &villages, on).0, a);
+        assert_ne!(individuals_csv(30, 5, &villages, day("2031-02-04")).0, a);
+        let mut reader = csv::Reader::from_reader(a.as_slice());
+        let mut seen = 0;
+        for r in reader.records() {
+            let dob: NaiveDate = r.unwrap()[3].parse().unwrap();
+            assert!(dob < on, "born {dob}, after the demo's day");
+            seen += 1;
+        }
+        assert_eq!(seen, rows);
+    }
 }

@@ -45,11 +45,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API (and, with --demo, load the demo programme on first start).
+    /// Serve the API (and, with --demo, load the demo programme on first start, or open this
+    /// month's cycle in a demo loaded in an earlier month).
     Serve {
         #[arg(long, env = "OUTPOST_LISTEN", default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Load the demo programme if the database is empty.
+        /// Load the demo programme if the database is empty; in a demo database, open this
+        /// month's cycle if it has none yet.
         #[arg(long)]
         demo: bool,
         /// Serve HTTPS with this certificate chain (PEM); needs --tls-key. Without it the
@@ -60,12 +62,16 @@ enum Command {
         #[arg(long, env = "OUTPOST_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
     },
-    /// Load the demo programme (deterministic for a given seed) into an empty database.
+    /// Load the demo programme (deterministic for a given seed and day) into an empty database.
     Demo {
         #[arg(long, default_value_t = 200)]
         households: usize,
         #[arg(long, default_value_t = 7)]
         seed: u64,
+        /// The day the demo is generated as of (YYYY-MM-DD, today by default): its
+        /// cycle is that day's calendar month.
+        #[arg(long)]
+        as_of: Option<chrono::NaiveDate>,
     },
     /// Import a registry file.
     Import {
@@ -216,6 +222,8 @@ fn run(cli: Cli) -> Result<()> {
             if with_demo && demo::is_empty(&store)? {
                 eprintln!("loading the demo programme (first start)...");
                 demo::load(&store, &demo::DemoOptions::default())?;
+            } else if with_demo && let Some(cycle) = demo::bring_current(&store, demo::today())? {
+                eprintln!("the demo programme's cycle {cycle} opened, so payments are due today");
             }
             let state = AppState::new(store, ProgrammeKey::load_or_create(&cli.data)?);
             serve(state, listen, tls_cert.zip(tls_key))
@@ -278,7 +286,11 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Demo { households, seed } => {
+        Command::Demo {
+            households,
+            seed,
+            as_of,
+        } => {
             let store = open(&cli.data)?;
             if !demo::is_empty(&store)? {
                 return Err(Error::Invalid(format!(
@@ -286,7 +298,14 @@ fn run(cli: Cli) -> Result<()> {
                     cli.data.display()
                 )));
             }
-            let summary = demo::load(&store, &demo::DemoOptions { households, seed })?;
+            let summary = demo::load(
+                &store,
+                &demo::DemoOptions {
+                    households,
+                    seed,
+                    as_of: as_of.unwrap_or_else(demo::today),
+                },
+            )?;
             println!("{}", serde_json::to_string_pretty(&summary)?);
             Ok(())
         }

@@ -15,6 +15,8 @@ const PASSWORD: &str = outpost_server::demo::DEMO_PASSWORD;
 struct Server {
     child: Child,
     base: String,
+    /// The demo's cycle: the month of the day the test made it.
+    cycle: String,
     _dir: TempDir,
     http: Client,
 }
@@ -23,11 +25,14 @@ impl Server {
     fn start(households: usize) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let bin = env!("CARGO_BIN_EXE_outpost-server");
+        let as_of = outpost_server::demo::today();
         let status = Command::new(bin)
             .args([
                 "--data",
                 dir.path().to_str().unwrap(),
                 "demo",
+                "--as-of",
+                &as_of.to_string(),
                 "--households",
             ])
             .arg(households.to_string())
@@ -58,6 +63,7 @@ impl Server {
         Server {
             child,
             base,
+            cycle: outpost_server::demo::cycle_of(as_of).code,
             _dir: dir,
             http: Client::new(),
         }
@@ -288,7 +294,7 @@ async fn each_user_sees_only_their_area() {
         .post(
             &agent,
             "/api/v1/payrolls/generate",
-            json!({"plan": "CT-HH", "cycle": "2026-11"}),
+            json!({"plan": "CT-HH", "cycle": s.cycle}),
         )
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
@@ -452,7 +458,7 @@ async fn lifecycle_and_generation_through_the_api() {
         .post(
             &admin,
             "/api/v1/payrolls/generate",
-            json!({"plan": "CT-HH", "cycle": "2026-11"}),
+            json!({"plan": "CT-HH", "cycle": s.cycle}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{report}");

@@ -29,20 +29,28 @@ use uuid::Uuid;
 struct Office {
     _dir: TempDir,
     store: Store,
+    /// The demo's cycle: the month of the day the test made it.
+    cycle: String,
 }
 
 fn office() -> Office {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    let as_of = demo::today();
     demo::load(
         &store,
         &DemoOptions {
             households: 30,
             seed: 3,
+            as_of,
         },
     )
     .unwrap();
-    Office { _dir: dir, store }
+    Office {
+        _dir: dir,
+        store,
+        cycle: demo::cycle_of(as_of).code,
+    }
 }
 
 impl Office {
@@ -77,7 +85,8 @@ impl Office {
                     partial: false,
                 };
                 registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
-                let r = payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", "2026-11")?;
+                let r =
+                    payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &self.cycle)?;
                 assert_eq!(r.entitlements_created, 1);
                 Ok(r.payrolls[0])
             })
@@ -795,4 +804,72 @@ fn a_cached_report_lasts_until_something_it_reads_changes() {
     let fresh = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
     assert!(!std::sync::Arc::ptr_eq(&first, &fresh));
     assert_eq!(fresh.open_exceptions(), first.open_exceptions() + 1);
+}
+
+/// A demo served again in a later month opens that month's cycle, paid the same way; a
+/// registry that is not a demo is never touched.
+#[test]
+fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+    demo::load(
+        &store,
+        &DemoOptions {
+            households: 20,
+            seed: 3,
+            as_of: day("2026-11-30"),
+        },
+    )
+    .unwrap();
+    let due_in = |code: &str| -> i64 {
+        store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
+                     JOIN payment_cycles y ON y.id = p.cycle_id
+                     WHERE y.code = ?1 AND p.status = 'APPROVED' AND e.status = 'DUE'",
+                    [code],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let november = due_in("2026-11");
+    assert!(november > 0);
+    assert_eq!(
+        demo::bring_current(&store, day("2026-11-12")).unwrap(),
+        None,
+        "the month has its cycle"
+    );
+    assert_eq!(
+        demo::bring_current(&store, day("2026-12-01"))
+            .unwrap()
+            .as_deref(),
+        Some("2026-12")
+    );
+    assert_eq!(due_in("2026-12"), november, "the same households are paid");
+    assert_eq!(due_in("2026-11"), november, "the earlier cycle is kept");
+    assert_eq!(
+        demo::bring_current(&store, day("2026-12-20")).unwrap(),
+        None
+    );
+    let chain = store.read(outpost_server::store::audit::verify).unwrap();
+    assert!(chain.is_ok(), "the audit chain holds: {chain:?}");
+
+    // A registry made by people, not by the demo, is left alone.
+    let other = Store::open(&dir.path().join("other.db")).unwrap();
+    other
+        .write(|tx| {
+            registry::add_location(tx, "user:admin", &Scope::National, &demo::locations()[0])
+        })
+        .unwrap();
+    assert_eq!(
+        demo::bring_current(&other, day("2026-12-01")).unwrap(),
+        None
+    );
+    let cycles: i64 = other
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM payment_cycles", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(cycles, 0);
 }

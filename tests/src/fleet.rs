@@ -3,7 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::DateTime;
 use outpost_proto::{
     Money,
     records::{Payout, Proof, Record},
@@ -66,8 +65,9 @@ pub async fn prepare(
     members.into_iter().map(|(_, m)| m).collect()
 }
 
-/// Payouts of the entitlements a device holds, `n` of them round-robin.
+/// Payouts of the entitlements a device holds, `n` of them round-robin, made now.
 pub fn payouts(d: &SimDevice, n: usize) -> Vec<Record> {
+    let paid_at = chrono::Local::now().fixed_offset();
     let payable: Vec<Record> = d
         .rows(RowKind::Entitlement)
         .filter_map(|r| match r {
@@ -86,7 +86,7 @@ pub fn payouts(d: &SimDevice, n: usize) -> Vec<Record> {
                 collector_id: collector,
                 amount: Money::new(e.amount_minor, e.currency.parse().ok()?),
                 proof: Proof::Card(1000 + e.amount_minor as u64 % 97),
-                paid_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").ok()?,
+                paid_at,
                 override_reason: None,
                 void: None,
             }))

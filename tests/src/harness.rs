@@ -13,6 +13,10 @@ use tempfile::TempDir;
 /// A running server with the demo programme in its own data directory; stopped on drop.
 pub struct TestServer {
     pub base: String,
+    /// The day the demo was generated as of (the test's today), and its cycle's code: pay
+    /// and list what is due on this day, never on the wall clock's.
+    pub day: chrono::NaiveDate,
+    pub cycle: String,
     pub state: AppState,
     pub http: reqwest::Client,
     handle: axum_server::Handle<std::net::SocketAddr>,
@@ -29,10 +33,12 @@ impl TestServer {
     pub async fn start_with(households: usize, tls: Option<(&Path, &Path)>) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("registry.db")).expect("store");
+        let day = demo::today();
         demo::load(
             &store,
             &demo::DemoOptions {
                 households,
+                as_of: day,
                 ..Default::default()
             },
         )
@@ -54,6 +60,8 @@ impl TestServer {
         ));
         TestServer {
             base,
+            day,
+            cycle: demo::cycle_of(day).code,
             state,
             http: reqwest::Client::new(),
             handle,

@@ -99,9 +99,10 @@ impl Phone {
         amount
     }
 
-    /// Pays `n` entitlements due today that this phone has not paid; returns their total.
-    pub fn pay_some(&self, n: usize) -> i64 {
-        let due = self.run(&["due", "--limit", "200"]);
+    /// Pays `n` entitlements due on `day` (the test's today) that this phone has not paid;
+    /// returns their total.
+    pub fn pay_some(&self, day: chrono::NaiveDate, n: usize) -> i64 {
+        let due = self.run(&["due", "--day", &day.to_string(), "--limit", "200"]);
         let mut total = 0;
         let mut paid = 0;
         for d in due.as_array().unwrap() {

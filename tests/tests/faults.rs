@@ -82,7 +82,7 @@ async fn a_sync_cut_anywhere_or_whose_answer_is_lost_loses_and_doubles_nothing()
         proxy.set(Fault::None);
         phone.run(&["sync"]);
         assert_eq!(on_server(&server, &device), (made, total, 0));
-        total += phone.pay_some(2);
+        total += phone.pay_some(server.day, 2);
         made += 2;
         proxy.set(fault);
         let cuts = proxy.cuts();
@@ -125,7 +125,7 @@ async fn a_device_killed_while_it_uploads_loses_and_doubles_nothing() {
     proxy.set(Fault::Slow(Duration::from_millis(25)));
     let mut total = 0;
     for after_ms in [0u64, 20, 60, 150] {
-        total += phone.pay_some(3);
+        total += phone.pay_some(server.day, 3);
         let seen = proxy.uploads();
         let mut child = phone
             .command(&["sync"])
@@ -188,10 +188,11 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("server");
     let bin = root().join("target/debug/outpost-server");
+    let day = outpost_server::demo::today();
     let status = Command::new(&bin)
         .arg("--data")
         .arg(&data)
-        .args(["demo", "--households", "60"])
+        .args(["demo", "--households", "60", "--as-of", &day.to_string()])
         .stdout(Stdio::null())
         .status()
         .unwrap();
@@ -222,7 +223,7 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
         .as_str()
         .unwrap()
         .to_owned();
-    let mut total = phone.pay_some(15);
+    let mut total = phone.pay_some(day, 15);
 
     // Killed (SIGKILL) at different moments after an upload started over a slow link: before
     // the body is whole, while it merges, or after it answered.
@@ -243,7 +244,7 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
         let (again, at) = serve(&data);
         server = again;
         proxy.set_upstream(at);
-        total += phone.pay_some(2);
+        total += phone.pay_some(day, 2);
     }
     proxy.set(Fault::None);
     phone.run(&["sync"]);
@@ -286,7 +287,7 @@ async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written()
     let dir = tempfile::tempdir().unwrap();
     let (phone, device) = enrolled(&server, dir.path(), &server.base).await;
     // Enough records that storing them needs new pages, not just the room left in old ones.
-    let total = phone.pay_some(40);
+    let total = phone.pay_some(server.day, 40);
     // The disk fills up: the database may not grow by a single page.
     let full_at: i64 = server
         .state
@@ -333,7 +334,7 @@ async fn a_phone_whose_database_is_deleted_after_a_sync_enrols_again_and_loses_n
     let server = TestServer::start(60).await;
     let dir = tempfile::tempdir().unwrap();
     let (phone, device) = enrolled(&server, dir.path(), &server.base).await;
-    let total = phone.pay_some(3);
+    let total = phone.pay_some(server.day, 3);
     phone.run(&["sync"]);
     let due_before = phone.run(&["due", "--limit", "500"]);
     // The app's data is wiped (a reset, a new phone): database and key are gone.

@@ -88,7 +88,12 @@ impl World {
                 "{step}: totals"
             );
             // Everything the phone can pay is in its assignment.
-            for d in phone.run(&["due", "--limit", "500"]).as_array().unwrap() {
+            let day = self.server.day.to_string();
+            for d in phone
+                .run(&["due", "--day", &day, "--limit", "500"])
+                .as_array()
+                .unwrap()
+            {
                 let at = d["beneficiary"]["location_code"].as_str().unwrap();
                 assert!(
                     at.starts_with(area),
@@ -142,7 +147,16 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
                 status: Some(BeneficiaryStatus::Active),
                 partial: false,
             };
-            registry::apply_import(tx, "user:admin", &national, &parsed, &options)
+            registry::apply_import(tx, "user:admin", &national, &parsed, &options)?;
+            // And a road worker who joins the public works this cycle, with no day worked yet.
+            let worker = "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
+                          E2E-W,Chifundo,Gondwe,1990-03-04,M,N-MZ-02,HH-E2E-W,HEAD,1,no,OWNED\n";
+            let parsed = parse_individuals(worker.as_bytes(), FileFormat::Csv, Some(&schema))?;
+            let none = ImportOptions { plan: None, status: None, partial: false };
+            registry::apply_import(tx, "user:admin", &national, &parsed, &none)?;
+            let id: Uuid = tx.query_row("SELECT id FROM individuals WHERE external_id = 'E2E-W'", [], |r| r.get(0))?;
+            let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
+            registry::enrol_if_new(tx, "user:admin", cfw.id, registry::BeneficiaryTarget::Individual(id), BeneficiaryStatus::Active, "public works enrolment")
         })
         .unwrap();
 
@@ -157,7 +171,15 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         .server
         .state
         .store
-        .write(|tx| payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", "2026-11"))
+        .write(|tx| {
+            payroll::generate(
+                tx,
+                &maker.actor(),
+                &maker.scope(),
+                "CT-HH",
+                &world.server.cycle,
+            )
+        })
         .unwrap();
     assert_eq!(report.entitlements_created, 2);
     let new_payroll = report.payrolls[0];
@@ -199,10 +221,11 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     // Offline work.
     let mz = &world.phones[0].0;
     let mz_device = world.phones[0].1.clone();
-    let mut paid_mz = mz.pay_some(3);
+    let day = world.server.day.to_string();
+    let mut paid_mz = mz.pay_some(world.server.day, 3);
     // And one of the households imported today, from the payroll approved today.
     paid_mz += mz.pay_beneficiary("E2E-1");
-    let due = mz.run(&["due", "--limit", "500"]);
+    let due = mz.run(&["due", "--day", &day, "--limit", "500"]);
     let kit = first_due(&due, true)["entitlement"].clone();
     for g in kit["goods_remaining"].as_array().unwrap() {
         let (item, qty) = (
@@ -244,9 +267,9 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
                 "SELECT w.id, b.id FROM work_projects w JOIN beneficiaries b ON b.plan_id = w.plan_id
                  JOIN beneficiary_paths p ON p.beneficiary_id = b.id
                  WHERE w.code = 'ROAD-N-MZ' AND b.status = 'ACTIVE' AND p.path LIKE 'N/N-MZ/%'
-                   AND NOT EXISTS (SELECT 1 FROM timesheets t WHERE t.beneficiary_id = b.id AND t.work_date = '2026-11-16')
+                   AND NOT EXISTS (SELECT 1 FROM timesheets t WHERE t.beneficiary_id = b.id AND t.work_date = ?1)
                  LIMIT 1",
-                [],
+                [&day],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?)
         })
@@ -258,7 +281,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         "--worker",
         &worker.to_string(),
         "--date",
-        "2026-11-16",
+        &day,
     ]);
     let suspended = first_due(&due, false)["beneficiary"]["id"]
         .as_str()
@@ -286,7 +309,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     let grievance_id = grievance["record_id"].as_str().unwrap().to_owned();
     let ru = &world.phones[1].0;
     let ru_device = world.phones[1].1.clone();
-    let paid_ru = ru.pay_some(2);
+    let paid_ru = ru.pay_some(world.server.day, 2);
     ru.run(&[
         "grievance",
         "new",

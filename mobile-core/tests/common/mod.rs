@@ -72,6 +72,7 @@ impl Server {
             .arg("--data")
             .arg(&data)
             .args(["demo", "--households", &households.to_string()])
+            .args(["--as-of", &demo_day()])
             .output()
             .unwrap();
         assert!(
@@ -291,9 +292,16 @@ impl Device {
     }
 }
 
-/// A day inside the demo's cycle (November 2026).
+/// The day the tests' demo programmes are generated as of: this test process's today (in
+/// the local zone, as the device sees it), taken once, so a run that crosses midnight still
+/// pays inside the cycle it made.
 pub fn demo_day() -> String {
-    "2026-11-23".into()
+    demo_date().to_string()
+}
+
+pub fn demo_date() -> chrono::NaiveDate {
+    static DAY: std::sync::OnceLock<chrono::NaiveDate> = std::sync::OnceLock::new();
+    *DAY.get_or_init(|| chrono::Local::now().date_naive())
 }
 
 /// The first member who may collect.

@@ -94,7 +94,7 @@ class FieldScenarioTest {
     @Order(3)
     fun `search finds who is due, and a payout is refused then made`() {
         val search = SearchModel(core)
-        search.loadDue("2026-11-23")
+        search.loadDue(TestServer.today)
         val due = search.state.value.dueToday.first { it.entitlement.goods.isEmpty() }
         val name = due.beneficiary.name
         search.search(name.take(3).lowercase())

@@ -89,7 +89,7 @@ class ScreenshotTest {
 
     @Test
     fun `every screen renders with real state`() {
-        val due = core.due("2026-11-23", 200u)
+        val due = core.due(TestServer.today, 200u)
         val cash = due.first { it.entitlement.goods.isEmpty() }
         val kit = due.first { it.entitlement.goods.isNotEmpty() }
         val worker = core.projects().first().let { project ->

@@ -2,6 +2,7 @@ package org.outpost.field
 
 import java.io.File
 import java.nio.file.Files
+import java.time.LocalDate
 import java.util.concurrent.TimeUnit
 
 /**
@@ -15,9 +16,12 @@ class TestServer(households: Int = 40) : AutoCloseable {
     private val process: Process
     val url: String
 
+    /** The day the demo is generated as of (the test's today): what is due is due on it. */
+    val day: String = today
+
     init {
         require(bin.canExecute()) { "$bin is missing: build it with `cargo build -p outpost-server`" }
-        cli("demo", "--households", households.toString())
+        cli("demo", "--households", households.toString(), "--as-of", day)
         process = ProcessBuilder(bin.path, "--data", data.path, "serve", "--listen", "127.0.0.1:0")
             .redirectError(ProcessBuilder.Redirect.DISCARD)
             .start()
@@ -41,6 +45,11 @@ class TestServer(households: Int = 40) : AutoCloseable {
         val json = cli("enrol-code", "--agent", agent, "--assignment", assignment)
         return Regex("\"qr_payload\":\\s*\"([^\"]+)\"").find(json)?.groupValues?.get(1)
             ?: error("no qr_payload in $json")
+    }
+
+    companion object {
+        /** This test run's today, taken once so a run across midnight keeps one cycle. */
+        val today: String by lazy { LocalDate.now().toString() }
     }
 
     override fun close() {
