@@ -873,3 +873,63 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
         .unwrap();
     assert_eq!(cycles, 0);
 }
+
+/// The totals kept on a payroll's row (lines, amount, lines awaiting their own approval) are
+/// what its entitlements add up to, also when its maker generates into it a second time; and
+/// each line above the single-payment limit waits in a task of its own.
+#[test]
+fn kept_payroll_totals_match_its_lines_across_generations() {
+    let o = office();
+    let maker = o.user("sup.north1");
+    let generate = |rows: &str| -> Uuid {
+        let csv = format!(
+            "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n{rows}"
+        );
+        o.store
+            .write(|tx| {
+                let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
+                let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
+                let options = ImportOptions {
+                    plan: Some("CT-HH".into()),
+                    status: Some(BeneficiaryStatus::Active),
+                    partial: false,
+                };
+                registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
+                let r = payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &o.cycle)?;
+                Ok(r.payrolls[0])
+            })
+            .unwrap()
+    };
+    // 15,000.00 MWK each; with a disability and no housing 22,500.00, above the 20,000.00 limit.
+    let first = generate(
+        "K-1,Kettie,Banda,1980-01-02,F,N-MZ-01,HH-K-1,HEAD,1,no,OWNED\n\
+         K-2,Kamuzu,Banda,1979-03-04,M,N-MZ-01,HH-K-2,HEAD,1,yes,NONE\n",
+    );
+    let second = generate("K-3,Kondwani,Phiri,1985-05-06,M,N-MZ-01,HH-K-3,HEAD,1,yes,NONE\n");
+    assert_eq!(
+        first, second,
+        "the maker's pending payroll takes the new line"
+    );
+    let (kept, counted, tasks) = o
+        .store
+        .read(|c| {
+            let p = payroll::get_payroll(c, &Scope::National, first)?;
+            let counted: (i64, i64, i64) = c.query_row(
+                "SELECT count(*), SUM(amount_minor), SUM(status = 'AWAITING_APPROVAL')
+                 FROM entitlements WHERE payroll_id = ?1",
+                [first],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+            let tasks: i64 = c.query_row(
+                "SELECT count(*) FROM tasks t JOIN entitlements e ON e.id = t.subject_id
+                 WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
+                [first],
+                |r| r.get(0),
+            )?;
+            Ok(((p.entitlements, p.total_minor, p.awaiting_approval), counted, tasks))
+        })
+        .unwrap();
+    assert_eq!(kept, counted);
+    assert_eq!(kept, (3, 1_500_000 + 2 * 2_250_000, 2));
+    assert_eq!(tasks, 2, "one approval task per line above the limit");
+}

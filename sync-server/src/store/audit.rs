@@ -23,22 +23,23 @@ pub fn append(
     entity_id: Option<&str>,
     detail: &serde_json::Value,
 ) -> Result<()> {
+    // Cached statements: generation appends one entry per task it opens, which can be a
+    // hundred thousand in one transaction.
     let prev: Vec<u8> = tx
-        .query_row(
-            "SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1",
-            [],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or_else(|| vec![0; 32]);
     let at = super::now();
     let detail = detail.to_string();
     let hash = entry_hash(&prev, &at, actor, action, entity, entity_id, &detail);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO audit_log (at, actor, action, entity, entity_id, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        params![at, actor, action, entity, entity_id, detail, prev, hash],
-    )?;
+    )?
+    .execute(params![
+        at, actor, action, entity, entity_id, detail, prev, hash
+    ])?;
     Ok(())
 }
 

@@ -38,6 +38,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0001_registry.sql"),
     include_str!("migrations/0002_sync.sql"),
     include_str!("migrations/0003_office.sql"),
+    include_str!("migrations/0004_generation.sql"),
 ];
 
 /// The schema version this build writes.

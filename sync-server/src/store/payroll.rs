@@ -106,6 +106,10 @@ pub fn generate(
     // Resolved once per location, not per beneficiary.
     let mut payroll_of_location: HashMap<Uuid, Option<Uuid>> = HashMap::new();
     let mut insert = EntitlementWriter::new(plan.id, cycle_id, plan.currency, goods);
+    // What each payroll gains, kept on its row (count, total, awaiting) without reading back
+    // what was just written; and the entitlements above the limit, (id, amount, location).
+    let mut added: HashMap<Uuid, (i64, i64, i64)> = HashMap::new();
+    let mut above_limit: Vec<(Uuid, i64, Uuid)> = Vec::new();
     let no_dobs: Vec<NaiveDate> = Vec::new();
     for c in &candidates {
         let payroll = match c.location {
@@ -153,63 +157,72 @@ pub fn generate(
             report.nothing_due += 1;
             continue;
         }
-        let status = if plan.rule.needs_approval(amount) {
+        let awaiting = plan.rule.needs_approval(amount);
+        let status = if awaiting {
             report.awaiting_approval += 1;
             EntitlementStatus::AwaitingApproval
         } else {
             EntitlementStatus::Due
         };
+        let id = Uuid::now_v7();
         insert.push(
             tx,
-            [Uuid::now_v7(), payroll, c.beneficiary],
+            [id, payroll, c.beneficiary],
             c.recipient,
             amount,
             status,
         )?;
+        let overflow = || Error::Invalid("the payroll total overflows".into());
+        let sums = added.entry(payroll).or_default();
+        sums.0 += 1;
+        sums.1 = sums.1.checked_add(amount).ok_or_else(overflow)?;
+        if awaiting {
+            sums.2 += 1;
+            // A placed candidate has a location (its payroll came from it).
+            above_limit.extend(c.location.map(|l| (id, amount, l)));
+        }
         report.entitlements_created += 1;
         report.total_minor = report
             .total_minor
             .checked_add(amount)
-            .ok_or_else(|| Error::Invalid("the payroll total overflows".into()))?;
+            .ok_or_else(overflow)?;
     }
     insert.flush(tx)?;
-    for id in &report.payrolls {
+    for (id, (count, total, awaiting)) in &added {
+        // SQLite refuses an integer overflow here too, so the stored total stays exact.
         tx.execute(
-            "UPDATE payrolls SET
-                 entitlement_count = (SELECT count(*) FROM entitlements e WHERE e.payroll_id = ?1),
-                 total_minor = (SELECT COALESCE(SUM(amount_minor), 0) FROM entitlements e WHERE e.payroll_id = ?1),
-                 awaiting_count = (SELECT count(*) FROM entitlements e WHERE e.payroll_id = ?1 AND e.status = 'AWAITING_APPROVAL')
+            "UPDATE payrolls SET entitlement_count = entitlement_count + ?2,
+                 total_minor = total_minor + ?3, awaiting_count = awaiting_count + ?4
              WHERE id = ?1",
-            [id],
+            params![id, count, total, awaiting],
         )?;
     }
     // Nothing reaches the field before four eyes approve it; entitlements above the plan's
     // single-transaction limit each wait for an approval of their own too.
     let maker_id = super::tasks::actor_user(tx, actor)?;
-    let mut awaiting = tx.prepare(
-        "SELECT e.id, e.amount_minor, bp.path FROM entitlements e JOIN beneficiary_paths bp ON bp.beneficiary_id = e.beneficiary_id
-         WHERE e.payroll_id = ?1 AND e.status = 'AWAITING_APPROVAL'",
-    )?;
-    for id in &report.payrolls {
-        let rows: Vec<(Uuid, i64, String)> = awaiting
-            .query_map([id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (entitlement, amount, path) in rows {
+    let mut path_of: HashMap<Uuid, String> = HashMap::new();
+    let mut path_query = tx.prepare_cached("SELECT path FROM locations WHERE id = ?1")?;
+    for (_, _, location) in &above_limit {
+        if !path_of.contains_key(location) {
+            let path: String = path_query.query_row([location], |r| r.get(0))?;
+            path_of.insert(*location, path);
+        }
+    }
+    super::tasks::open_many(
+        tx,
+        crate::approvals::TaskKind::EntitlementApproval,
+        above_limit.iter().map(|(entitlement, amount, location)| {
             let summary = format!(
                 "{} {} above the single-payment limit",
-                plan.currency.format_minor(amount),
+                plan.currency.format_minor(*amount),
                 plan.currency
             );
-            super::tasks::open(
-                tx,
-                crate::approvals::TaskKind::EntitlementApproval,
-                entitlement,
-                &path,
-                &summary,
-                actor,
-                maker_id,
-            )?;
-        }
+            (*entitlement, path_of[location].as_str(), summary)
+        }),
+        actor,
+        maker_id,
+    )?;
+    for id in &report.payrolls {
         let p = get_payroll(tx, &Scope::National, *id)?;
         if p.status == PayrollStatus::PendingApproval {
             let path: String = tx.query_row(
@@ -259,10 +272,12 @@ struct EntitlementWriter {
     goods: String,
     /// ([id, payroll, beneficiary], recipient, amount, status)
     pending: Vec<([Uuid; 3], Option<Uuid>, i64, EntitlementStatus)>,
+    /// The statement for a full batch, written once: every flush but the last is full.
+    full_batch_sql: String,
 }
 
 impl EntitlementWriter {
-    const BATCH: usize = 100;
+    const BATCH: usize = 400;
 
     fn new(plan: Uuid, cycle: Uuid, currency: Currency, goods: String) -> Self {
         EntitlementWriter {
@@ -271,7 +286,30 @@ impl EntitlementWriter {
             currency,
             goods,
             pending: Vec::with_capacity(Self::BATCH),
+            full_batch_sql: Self::insert_sql(Self::BATCH),
         }
+    }
+
+    fn insert_sql(rows: usize) -> String {
+        // ?1..?4 are the same for every row; each row adds six parameters.
+        let rows: Vec<String> = (0..rows)
+            .map(|i| {
+                let p = 5 + i * 6;
+                format!(
+                    "(?{p}, ?{}, ?1, ?2, ?{}, ?{}, ?{}, ?3, ?4, ?{})",
+                    p + 1,
+                    p + 2,
+                    p + 3,
+                    p + 4,
+                    p + 5
+                )
+            })
+            .collect();
+        format!(
+            "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
+                amount_minor, currency, goods, status) VALUES {}",
+            rows.join(", ")
+        )
     }
 
     fn push(
@@ -293,25 +331,14 @@ impl EntitlementWriter {
         if self.pending.is_empty() {
             return Ok(());
         }
-        // ?1..?4 are the same for every row; each row adds six parameters.
-        let rows: Vec<String> = (0..self.pending.len())
-            .map(|i| {
-                let p = 5 + i * 6;
-                format!(
-                    "(?{p}, ?{}, ?1, ?2, ?{}, ?{}, ?{}, ?3, ?4, ?{})",
-                    p + 1,
-                    p + 2,
-                    p + 3,
-                    p + 4,
-                    p + 5
-                )
-            })
-            .collect();
-        let mut stmt = tx.prepare_cached(&format!(
-            "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
-                amount_minor, currency, goods, status) VALUES {}",
-            rows.join(", ")
-        ))?;
+        let partial;
+        let sql = if self.pending.len() == Self::BATCH {
+            &self.full_batch_sql
+        } else {
+            partial = Self::insert_sql(self.pending.len());
+            &partial
+        };
+        let mut stmt = tx.prepare_cached(sql)?;
         stmt.raw_bind_parameter(1, self.plan)?;
         stmt.raw_bind_parameter(2, self.cycle)?;
         stmt.raw_bind_parameter(3, self.currency.as_str())?;

@@ -89,7 +89,38 @@ pub fn open(
     maker: &str,
     maker_id: Option<Uuid>,
 ) -> Result<Uuid> {
-    let policy = policy(tx, kind)?;
+    let policy = json!(policy(tx, kind)?).to_string();
+    open_with(tx, kind, &policy, subject, path, summary, maker, maker_id)
+}
+
+/// Opens one task of `kind` per (subject, path, summary), as [`open`] does for each, with
+/// the policy read and serialised once: payroll generation opens one per entitlement above
+/// the single-payment limit, which can be a tenth of a million-line payroll.
+pub fn open_many<'a>(
+    tx: &Transaction,
+    kind: TaskKind,
+    subjects: impl IntoIterator<Item = (Uuid, &'a str, String)>,
+    maker: &str,
+    maker_id: Option<Uuid>,
+) -> Result<()> {
+    let policy = json!(policy(tx, kind)?).to_string();
+    for (subject, path, summary) in subjects {
+        open_with(tx, kind, &policy, subject, path, &summary, maker, maker_id)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn open_with(
+    tx: &Transaction,
+    kind: TaskKind,
+    policy: &str,
+    subject: Uuid,
+    path: &str,
+    summary: &str,
+    maker: &str,
+    maker_id: Option<Uuid>,
+) -> Result<Uuid> {
     let id = Uuid::now_v7();
     let inserted = tx
         .prepare_cached(
@@ -104,7 +135,7 @@ pub fn open(
             summary,
             maker_id,
             maker,
-            json!(policy).to_string(),
+            policy,
             now()
         ])?;
     if inserted == 0 {
