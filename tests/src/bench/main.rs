@@ -164,7 +164,9 @@ fn main() {
         return;
     }
     let me = std::env::current_exe().expect("own path");
-    let mut all = Vec::new();
+    eprintln!("calibrating...");
+    let calibration = calibrate();
+    let mut all = vec![figure(CALIBRATION, calibration, "Mkeys/s", "-", "higher")];
     for name in BENCHMARKS {
         eprintln!("running {name}{}...", if quick { " (quick)" } else { "" });
         let mut cmd = if *name == "device" {
@@ -186,7 +188,7 @@ fn main() {
             serde_json::from_slice(&out.stdout).expect("child prints figures");
         all.extend(figures);
     }
-    print_table(&all);
+    print_table(&all, calibration);
     if let Some(path) = value_of("--json") {
         std::fs::write(&path, serde_json::to_vec_pretty(&all).expect("json"))
             .expect("write --json file");
@@ -194,7 +196,50 @@ fn main() {
     }
 }
 
-fn print_table(figures: &[Figure]) {
+/// The name of the calibration figure, printed first.
+const CALIBRATION: &str = "calibration: one core sorting random keys";
+
+/// A fixed single-core workload (sorting 4 million pseudo-random keys, best of three), in
+/// million keys per second. Machines here vary by two times from day to day; a figure's
+/// ratio to this one is what can be compared between runs on different days.
+fn calibrate() -> f64 {
+    const KEYS: usize = 4_000_000;
+    let mut best = f64::MAX;
+    for round in 0..3u64 {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ round;
+        let mut keys: Vec<u64> = (0..KEYS)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            })
+            .collect();
+        let start = Instant::now();
+        keys.sort_unstable();
+        best = best.min(start.elapsed().as_secs_f64());
+        assert!(keys.windows(2).all(|w| w[0] <= w[1]));
+    }
+    KEYS as f64 / best / 1e6
+}
+
+/// A speed figure divided by the calibration (a rate) or multiplied by it (a time), so the
+/// machine's speed that day cancels out; sizes and memory are not speeds and get none.
+fn relative(f: &Figure, calibration: f64) -> Option<f64> {
+    if f.name == CALIBRATION || calibration <= 0.0 {
+        return None;
+    }
+    let unit = f.unit.as_str();
+    if unit.ends_with("/s") {
+        Some(f.value / calibration)
+    } else if matches!(unit, "s" | "ms" | "us") {
+        Some(f.value * calibration)
+    } else {
+        None
+    }
+}
+
+fn print_table(figures: &[Figure], calibration: f64) {
     let width = figures
         .iter()
         .map(|f| f.name.len())
@@ -202,16 +247,21 @@ fn print_table(figures: &[Figure]) {
         .unwrap_or(10)
         .max(6);
     println!(
-        "{:<width$}  {:>14}  {:<14}  target",
-        "figure", "value", "unit"
+        "{:<width$}  {:>14}  {:<14}  {:>12}  target",
+        "figure", "value", "unit", "vs calib"
     );
-    println!("{}", "-".repeat(width + 48));
+    println!("{}", "-".repeat(width + 62));
     for f in figures {
+        let rel = relative(f, calibration).map_or("-".to_owned(), |r| format!("{r:.1}"));
         println!(
-            "{:<width$}  {:>14.1}  {:<14}  {}",
-            f.name, f.value, f.unit, f.target
+            "{:<width$}  {:>14.1}  {:<14}  {:>12}  {}",
+            f.name, f.value, f.unit, rel, f.target
         );
     }
+    println!(
+        "vs calib: a rate divided by the calibration, a time multiplied by it; compare these \
+         between days, the values only within one run"
+    );
 }
 
 fn run_one(name: &str, quick: bool) -> Vec<Figure> {
@@ -264,7 +314,8 @@ fn store_with_demo_geography(dir: &Path) -> Store {
 fn bench_import(dir: &Path, individuals: usize) -> Vec<Figure> {
     let store = store_with_demo_geography(dir);
     // Households average four people.
-    let (csv, rows) = demo::individuals_csv(individuals / 4, 11, &demo::village_codes());
+    let (csv, rows) =
+        demo::individuals_csv(individuals / 4, 11, &demo::village_codes(), demo::today());
     let import = || {
         let start = Instant::now();
         let report = store
