@@ -477,6 +477,15 @@ fn demo_plans(as_of: NaiveDate) -> Vec<plans::NewPlan> {
 
 /// Loads the whole demo programme into an empty database, in one transaction.
 pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
+    // Its people are born up to the year before `as_of`, and the registry refuses births
+    // after today.
+    if opts.as_of > today() {
+        return Err(crate::Error::Invalid(format!(
+            "the demo is made as of today or a day before, not {} (its people would be born \
+             after today)",
+            opts.as_of
+        )));
+    }
     let actor = "system:demo";
     let national = Scope::National;
     let cycle = cycle_of(opts.as_of);

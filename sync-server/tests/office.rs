@@ -933,3 +933,22 @@ fn kept_payroll_totals_match_its_lines_across_generations() {
     assert_eq!(kept, (3, 1_500_000 + 2 * 2_250_000, 2));
     assert_eq!(tasks, 2, "one approval task per line above the limit");
 }
+
+/// A demo asked for a day to come is refused plainly, and nothing is written.
+#[test]
+fn a_demo_as_of_a_day_to_come_is_refused_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    let later = demo::today() + chrono::Days::new(400);
+    let refused = demo::load(
+        &store,
+        &DemoOptions {
+            households: 5,
+            seed: 1,
+            as_of: later,
+        },
+    )
+    .expect_err("a day to come");
+    assert!(matches!(refused, Error::Invalid(_)), "{refused}");
+    assert!(demo::is_empty(&store).unwrap());
+}

@@ -109,6 +109,7 @@ pub fn generate(
     // What each payroll gains, kept on its row (count, total, awaiting) without reading back
     // what was just written; and the entitlements above the limit, (id, amount, location).
     let mut added: HashMap<Uuid, (i64, i64, i64)> = HashMap::new();
+    let overflow = || Error::Invalid("the payroll total overflows".into());
     let mut above_limit: Vec<(Uuid, i64, Uuid)> = Vec::new();
     let no_dobs: Vec<NaiveDate> = Vec::new();
     for c in &candidates {
@@ -172,7 +173,6 @@ pub fn generate(
             amount,
             status,
         )?;
-        let overflow = || Error::Invalid("the payroll total overflows".into());
         let sums = added.entry(payroll).or_default();
         sums.0 += 1;
         sums.1 = sums.1.checked_add(amount).ok_or_else(overflow)?;
@@ -189,12 +189,17 @@ pub fn generate(
     }
     insert.flush(tx)?;
     for (id, (count, total, awaiting)) in &added {
-        // SQLite refuses an integer overflow here too, so the stored total stays exact.
+        // Added in Rust, checked: SQLite's `+` would turn an overflowing total into a REAL.
+        let (kept_count, kept_total, kept_awaiting): (i64, i64, i64) = tx.query_row(
+            "SELECT entitlement_count, total_minor, awaiting_count FROM payrolls WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let total = kept_total.checked_add(*total).ok_or_else(overflow)?;
         tx.execute(
-            "UPDATE payrolls SET entitlement_count = entitlement_count + ?2,
-                 total_minor = total_minor + ?3, awaiting_count = awaiting_count + ?4
+            "UPDATE payrolls SET entitlement_count = ?2, total_minor = ?3, awaiting_count = ?4
              WHERE id = ?1",
-            params![id, count, total, awaiting],
+            params![id, kept_count + count, total, kept_awaiting + awaiting],
         )?;
     }
     // Nothing reaches the field before four eyes approve it; entitlements above the plan's

@@ -29,6 +29,9 @@ struct Figure {
     target: String,
     /// `higher` or `lower`: which way is better.
     better: String,
+    /// The figure relative to the calibration (see [`relative`]), filled in by the parent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    relative: Option<f64>,
 }
 
 fn figure(name: &str, value: f64, unit: &str, target: &str, better: &str) -> Figure {
@@ -38,6 +41,7 @@ fn figure(name: &str, value: f64, unit: &str, target: &str, better: &str) -> Fig
         unit: unit.into(),
         target: target.into(),
         better: better.into(),
+        relative: None,
     }
 }
 
@@ -188,7 +192,15 @@ fn main() {
             serde_json::from_slice(&out.stdout).expect("child prints figures");
         all.extend(figures);
     }
-    print_table(&all, calibration);
+    // Measured again at the end: a machine that changed speed during the run shows it here,
+    // and the ratios use the mean of the two.
+    let after = calibrate();
+    all.push(figure(CALIBRATION_AFTER, after, "Mkeys/s", "-", "higher"));
+    let calibration = (calibration + after) / 2.0;
+    for f in &mut all {
+        f.relative = relative(f, calibration);
+    }
+    print_table(&all);
     if let Some(path) = value_of("--json") {
         std::fs::write(&path, serde_json::to_vec_pretty(&all).expect("json"))
             .expect("write --json file");
@@ -196,8 +208,9 @@ fn main() {
     }
 }
 
-/// The name of the calibration figure, printed first.
+/// The names of the calibration figures, printed first and last.
 const CALIBRATION: &str = "calibration: one core sorting random keys";
+const CALIBRATION_AFTER: &str = "calibration again, after the benchmarks";
 
 /// A fixed single-core workload (sorting 4 million pseudo-random keys, best of three), in
 /// million keys per second. Machines here vary by two times from day to day; a figure's
@@ -226,7 +239,7 @@ fn calibrate() -> f64 {
 /// A speed figure divided by the calibration (a rate) or multiplied by it (a time), so the
 /// machine's speed that day cancels out; sizes and memory are not speeds and get none.
 fn relative(f: &Figure, calibration: f64) -> Option<f64> {
-    if f.name == CALIBRATION || calibration <= 0.0 {
+    if f.name == CALIBRATION || f.name == CALIBRATION_AFTER || calibration <= 0.0 {
         return None;
     }
     let unit = f.unit.as_str();
@@ -239,7 +252,7 @@ fn relative(f: &Figure, calibration: f64) -> Option<f64> {
     }
 }
 
-fn print_table(figures: &[Figure], calibration: f64) {
+fn print_table(figures: &[Figure]) {
     let width = figures
         .iter()
         .map(|f| f.name.len())
@@ -252,7 +265,7 @@ fn print_table(figures: &[Figure], calibration: f64) {
     );
     println!("{}", "-".repeat(width + 62));
     for f in figures {
-        let rel = relative(f, calibration).map_or("-".to_owned(), |r| format!("{r:.1}"));
+        let rel = f.relative.map_or("-".to_owned(), |r| format!("{r:.1}"));
         println!(
             "{:<width$}  {:>14.1}  {:<14}  {:>12}  {}",
             f.name, f.value, f.unit, rel, f.target
