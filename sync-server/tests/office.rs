@@ -70,9 +70,19 @@ impl Office {
     /// CT-HH, and has `maker` generate the cycle's payroll for it.
     fn new_household_paid_by(&self, head: &str, maker: &str) -> Uuid {
         let code = head.split(',').next().unwrap();
+        let r = self.import_and_generate(
+            &format!("{head},N-MZ-01,HH-{code},HEAD,1,no,OWNED\n"),
+            maker,
+        );
+        assert_eq!(r.entitlements_created, 1);
+        r.payrolls[0]
+    }
+
+    /// Imports `rows` (openIMIS individual rows with the demo's two extra columns) ACTIVE in
+    /// CT-HH, and has `maker` generate the cycle's CT-HH payrolls.
+    fn import_and_generate(&self, rows: &str, maker: &str) -> payroll::GenerateReport {
         let csv = format!(
-            "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n\
-             {head},N-MZ-01,HH-{code},HEAD,1,no,OWNED\n"
+            "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n{rows}"
         );
         let maker = self.user(maker);
         self.store
@@ -85,10 +95,7 @@ impl Office {
                     partial: false,
                 };
                 registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
-                let r =
-                    payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &self.cycle)?;
-                assert_eq!(r.entitlements_created, 1);
-                Ok(r.payrolls[0])
+                payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &self.cycle)
             })
             .unwrap()
     }
@@ -880,26 +887,7 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
 #[test]
 fn kept_payroll_totals_match_its_lines_across_generations() {
     let o = office();
-    let maker = o.user("sup.north1");
-    let generate = |rows: &str| -> Uuid {
-        let csv = format!(
-            "id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n{rows}"
-        );
-        o.store
-            .write(|tx| {
-                let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
-                let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
-                let options = ImportOptions {
-                    plan: Some("CT-HH".into()),
-                    status: Some(BeneficiaryStatus::Active),
-                    partial: false,
-                };
-                registry::apply_import(tx, "test", &Scope::National, &parsed, &options)?;
-                let r = payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &o.cycle)?;
-                Ok(r.payrolls[0])
-            })
-            .unwrap()
-    };
+    let generate = |rows: &str| o.import_and_generate(rows, "sup.north1").payrolls[0];
     // 15,000.00 MWK each; with a disability and no housing 22,500.00, above the 20,000.00 limit.
     let first = generate(
         "K-1,Kettie,Banda,1980-01-02,F,N-MZ-01,HH-K-1,HEAD,1,no,OWNED\n\
