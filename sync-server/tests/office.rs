@@ -819,13 +819,18 @@ fn a_cached_report_lasts_until_something_it_reads_changes() {
 fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_changes() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&dir.path().join("registry.db")).unwrap();
-    let day = |s: &str| s.parse::<chrono::NaiveDate>().unwrap();
+    // Made on the last day of last month, served again today (days of the test's own: the
+    // calendar guard runs this a year ahead and months back).
+    let today = demo::today();
+    let this_month = demo::cycle_of(today);
+    let made_on = this_month.start_date - chrono::Days::new(1);
+    let last_month = demo::cycle_of(made_on);
     demo::load(
         &store,
         &DemoOptions {
             households: 20,
             seed: 3,
-            as_of: day("2026-11-30"),
+            as_of: made_on,
         },
     )
     .unwrap();
@@ -842,25 +847,28 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
             })
             .unwrap()
     };
-    let november = due_in("2026-11");
-    assert!(november > 0);
+    let earlier = due_in(&last_month.code);
+    assert!(earlier > 0);
     assert_eq!(
-        demo::bring_current(&store, day("2026-11-12")).unwrap(),
+        demo::bring_current(&store, last_month.start_date).unwrap(),
         None,
         "the month has its cycle"
     );
     assert_eq!(
-        demo::bring_current(&store, day("2026-12-01"))
-            .unwrap()
-            .as_deref(),
-        Some("2026-12")
+        demo::bring_current(&store, today).unwrap().as_deref(),
+        Some(this_month.code.as_str())
     );
-    assert_eq!(due_in("2026-12"), november, "the same households are paid");
-    assert_eq!(due_in("2026-11"), november, "the earlier cycle is kept");
     assert_eq!(
-        demo::bring_current(&store, day("2026-12-20")).unwrap(),
-        None
+        due_in(&this_month.code),
+        earlier,
+        "the same households are paid"
     );
+    assert_eq!(
+        due_in(&last_month.code),
+        earlier,
+        "the earlier cycle is kept"
+    );
+    assert_eq!(demo::bring_current(&store, today).unwrap(), None);
     let chain = store.read(outpost_server::store::audit::verify).unwrap();
     assert!(chain.is_ok(), "the audit chain holds: {chain:?}");
 
@@ -871,10 +879,7 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
             registry::add_location(tx, "user:admin", &Scope::National, &demo::locations()[0])
         })
         .unwrap();
-    assert_eq!(
-        demo::bring_current(&other, day("2026-12-01")).unwrap(),
-        None
-    );
+    assert_eq!(demo::bring_current(&other, today).unwrap(), None);
     let cycles: i64 = other
         .read(|c| Ok(c.query_row("SELECT count(*) FROM payment_cycles", [], |r| r.get(0))?))
         .unwrap();
