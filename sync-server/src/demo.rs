@@ -481,8 +481,8 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
     // after today.
     if opts.as_of > today() {
         return Err(crate::Error::Invalid(format!(
-            "the demo is made as of today or a day before, not {} (its people would be born \
-             after today)",
+            "the demo is made as of today or an earlier day, not {} (its people would be \
+             born after today)",
             opts.as_of
         )));
     }
