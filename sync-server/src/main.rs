@@ -16,7 +16,7 @@ use outpost_server::{
     registry::import::{FileFormat, parse_individuals},
     server,
     store::{
-        Store, audit,
+        Store, audit, clients,
         devices::{self, ProgrammeKey},
         payroll, plans,
         registry::{self, ImportOptions, Scope},
@@ -104,6 +104,11 @@ enum Command {
         #[arg(long)]
         name: Option<String>,
     },
+    /// API clients for integrations: create (the secret is printed once), list, revoke.
+    Client {
+        #[command(subcommand)]
+        what: ClientWhat,
+    },
     /// Check that the audit log's hash chain is intact.
     AuditVerify,
     /// Print the current TOTP code for a base32 secret (by default the demo staff's published
@@ -144,6 +149,39 @@ enum Command {
         #[arg(long)]
         no_issue: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ClientWhat {
+    /// Create a client; prints it with its secret, which is shown only this once.
+    Create {
+        name: String,
+        /// admin or supervisor.
+        #[arg(long, value_parser = parse_role)]
+        role: Role,
+        /// read, registry, devices or accounts; repeat for several.
+        #[arg(long = "permission", required = true, value_parser = parse_permission)]
+        permissions: Vec<clients::Permission>,
+        /// Location code of the client's area; national if omitted.
+        #[arg(long)]
+        area: Option<String>,
+        /// When it stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z).
+        #[arg(long)]
+        expires_at: chrono::DateTime<chrono::FixedOffset>,
+    },
+    /// List every client with its state.
+    List,
+    /// Revoke a client: its next request is refused.
+    Revoke {
+        id: uuid::Uuid,
+        #[arg(long)]
+        reason: String,
+    },
+}
+
+fn parse_permission(s: &str) -> std::result::Result<clients::Permission, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_lowercase()))
+        .map_err(|_| format!("'{s}' is not a permission: read, registry, devices or accounts"))
 }
 
 #[derive(Subcommand)]
@@ -411,6 +449,41 @@ fn run(cli: Cli) -> Result<()> {
             };
             let user = store.write(|tx| users::create_user(tx, &actor, &Scope::National, &new))?;
             println!("user {} created", user.username);
+            Ok(())
+        }
+        Command::Client { what } => {
+            let store = open(&cli.data)?;
+            match what {
+                ClientWhat::Create {
+                    name,
+                    role,
+                    permissions,
+                    area,
+                    expires_at,
+                } => {
+                    let new = clients::NewClient {
+                        name,
+                        role,
+                        permissions,
+                        area,
+                        expires_at,
+                    };
+                    let created = store.write(|tx| {
+                        clients::create_client(tx, &actor, &Scope::National, None, &new)
+                    })?;
+                    println!("{}", serde_json::to_string_pretty(&created)?);
+                }
+                ClientWhat::List => {
+                    let list = store.read(|c| clients::list_clients(c, &Scope::National))?;
+                    println!("{}", serde_json::to_string_pretty(&list)?);
+                }
+                ClientWhat::Revoke { id, reason } => {
+                    let client = store.write(|tx| {
+                        clients::revoke_client(tx, &actor, &Scope::National, id, &reason)
+                    })?;
+                    println!("client {} revoked", client.name);
+                }
+            }
             Ok(())
         }
         Command::AuditVerify => {

@@ -837,3 +837,306 @@ async fn tasks_and_reconciliation_over_the_api_keep_four_eyes_and_area() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
 }
+
+/// An expiry `days` from now, as the API takes it.
+fn in_days(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days)).to_rfc3339()
+}
+
+#[tokio::test]
+async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoked() {
+    let s = Server::start(20);
+    let admin = s.token("admin").await;
+
+    // Created by an administrator: the secret is answered once, only its hash is kept.
+    let (status, created) = s
+        .post(
+            &admin,
+            "/api/v1/clients",
+            json!({"name": "bank-feed", "role": "SUPERVISOR", "permissions": ["read"],
+                   "area": "S", "expires_at": in_days(30)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let reader = created["secret"].as_str().unwrap().to_owned();
+    assert!(reader.starts_with("opc_"));
+    assert_eq!(created["client"]["state"], "ACTIVE");
+    assert_eq!(created["client"]["created_by"], "user:admin");
+    let reader_id = created["client"]["id"].as_str().unwrap().to_owned();
+
+    // It acts as a southern supervisor: reads its area only.
+    let (status, me) = s.get(&reader, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (me["username"].as_str(), me["area"].as_str()),
+        (Some("bank-feed"), Some("S"))
+    );
+    let (status, people) = s.get(&reader, "/api/v1/individuals?limit=500").await;
+    assert_eq!(status, StatusCode::OK);
+    let people = people.as_array().unwrap();
+    assert!(!people.is_empty());
+    assert!(
+        people
+            .iter()
+            .all(|p| p["location"].as_str().unwrap().starts_with("S-"))
+    );
+
+    // Read only: every change is refused, whatever its role would allow.
+    let (status, body) = s
+        .post(
+            &reader,
+            "/api/v1/payrolls/generate",
+            json!({"plan": "CT-HH", "cycle": s.cycle}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("registry")
+    );
+
+    // An admin client with registry rights in the north still cannot make accounts, clients
+    // or enrolment codes, nor take a person's decision.
+    let (_, created) = s
+        .post(
+            &admin,
+            "/api/v1/clients",
+            json!({"name": "north-sync", "role": "ADMIN", "permissions": ["read", "registry"],
+                   "area": "N", "expires_at": in_days(90)}),
+        )
+        .await;
+    let writer = created["secret"].as_str().unwrap().to_owned();
+    let new_user = json!({"username": "x.client", "display_name": "X", "role": "SUPERVISOR",
+                          "area": "N", "password": "long enough password"});
+    let (status, _) = s.post(&writer, "/api/v1/users", new_user.clone()).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .post(
+            &writer,
+            "/api/v1/clients",
+            json!({"name": "child", "role": "SUPERVISOR", "permissions": ["read"],
+                   "area": "N", "expires_at": in_days(10)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .post(
+            &writer,
+            "/api/v1/devices/enrolments",
+            json!({"agent": "agent.n-mz", "assignment": "N-MZ-01"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = s
+        .post(
+            &writer,
+            "/api/v1/tasks/00000000-0000-4000-8000-000000000000/decision",
+            json!({"verdict": "APPROVE"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // What it may do, it does in its own name, inside its area.
+    let (status, body) = s
+        .post(
+            &writer,
+            "/api/v1/payrolls/generate",
+            json!({"plan": "CT-HH", "cycle": s.cycle}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // An accounts client makes accounts and clients inside its area only, never beyond its
+    // own permissions or expiry.
+    let (_, created) = s
+        .post(
+            &admin,
+            "/api/v1/clients",
+            json!({"name": "north-hr", "role": "ADMIN", "permissions": ["read", "accounts"],
+                   "area": "N", "expires_at": in_days(60)}),
+        )
+        .await;
+    let hr = created["secret"].as_str().unwrap().to_owned();
+    let (status, body) = s.post(&hr, "/api/v1/users", new_user).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, _) = s
+        .post(
+            &hr,
+            "/api/v1/users",
+            json!({"username": "y.client", "display_name": "Y", "role": "SUPERVISOR",
+                   "area": "S", "password": "long enough password"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a user outside its area");
+    let child = |name: &str, perms: Value, area: Option<&str>, days: i64| {
+        let mut body = json!({"name": name, "role": "SUPERVISOR", "permissions": perms,
+                              "expires_at": in_days(days)});
+        if let Some(area) = area {
+            body["area"] = json!(area);
+        }
+        body
+    };
+    for (body, why) in [
+        (child("c1", json!(["read"]), None, 10), "a national client"),
+        (
+            child("c2", json!(["read"]), Some("S"), 10),
+            "another region",
+        ),
+        (
+            child("c3", json!(["registry"]), Some("N"), 10),
+            "a permission it lacks",
+        ),
+        (
+            child("c4", json!(["read"]), Some("N"), 100),
+            "outliving its creator",
+        ),
+    ] {
+        let (status, _) = s.post(&hr, "/api/v1/clients", body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{why}");
+    }
+    let (status, _) = s
+        .post(
+            &hr,
+            "/api/v1/clients",
+            child("c5", json!(["read"]), Some("N-MZ"), 10),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Listed by area: the north's administrator client sees the north's clients only.
+    let (status, listed) = s.get(&hr, "/api/v1/clients").await;
+    assert_eq!(status, StatusCode::OK);
+    let mut names: Vec<&str> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["c5", "north-hr", "north-sync"]);
+
+    // Expiry is required, in the future and at most a year ahead.
+    for (days, why) in [(-1, "in the past"), (400, "beyond a year")] {
+        let (status, _) = s
+            .post(
+                &admin,
+                "/api/v1/clients",
+                child("late", json!(["read"]), Some("N"), days),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{why}");
+    }
+    let (status, _) = s
+        .post(
+            &admin,
+            "/api/v1/clients",
+            json!({"name": "no-expiry", "role": "SUPERVISOR", "permissions": ["read"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // Revoked: refused at once, like an unknown token; revoking again is a conflict.
+    let revoke = format!("/api/v1/clients/{reader_id}/revoke");
+    let (status, _) = s.post(&hr, &revoke, json!({"reason": "not mine"})).await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a southern client, for a northern admin"
+    );
+    let (status, body) = s
+        .post(&admin, &revoke, json!({"reason": "contract ended"}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["state"], "REVOKED");
+    let (status, _) = s.get(&reader, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = s.post(&admin, &revoke, json!({"reason": "again"})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    // Expired: the clock passing is the stored expiry moved behind it.
+    let db = rusqlite::Connection::open(s._dir.path().join("registry.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "UPDATE api_clients SET expires_at = '2000-01-01T00:00:00.000Z' WHERE name = 'north-sync'",
+        [],
+    )
+    .unwrap();
+    let (status, _) = s.get(&writer, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (_, listed) = s.get(&admin, "/api/v1/clients").await;
+    let states: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["name"].as_str().unwrap(), c["state"].as_str().unwrap()))
+        .collect();
+    assert!(states.contains(&("north-sync", "EXPIRED")), "{states:?}");
+    assert!(states.contains(&("bank-feed", "REVOKED")), "{states:?}");
+    // Audited, a client's own work in its name.
+    let (_, audit) = s.get(&admin, "/api/v1/audit?limit=500").await;
+    let entries: Vec<(&str, &str)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["actor"].as_str().unwrap(), e["action"].as_str().unwrap()))
+        .collect();
+    for entry in [
+        ("user:admin", "client.create"),
+        ("user:admin", "client.revoke"),
+        ("client:north-hr", "user.create"),
+        ("client:north-hr", "client.create"),
+    ] {
+        assert!(entries.contains(&entry), "{entry:?} in {entries:?}");
+    }
+}
+
+#[test]
+fn the_cli_creates_lists_and_revokes_api_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_outpost-server");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["demo", "--households", "3"]);
+    let expires = in_days(7);
+    let created: Value = serde_json::from_str(&run(&[
+        "client",
+        "create",
+        "ledger",
+        "--role",
+        "admin",
+        "--permission",
+        "read",
+        "--permission",
+        "registry",
+        "--area",
+        "N",
+        "--expires-at",
+        &expires,
+    ]))
+    .unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("opc_"));
+    assert_eq!(
+        created["client"]["permissions"],
+        json!(["read", "registry"])
+    );
+    let id = created["client"]["id"].as_str().unwrap();
+    run(&["client", "revoke", id, "--reason", "test"]);
+    let listed: Value = serde_json::from_str(&run(&["client", "list"])).unwrap();
+    assert_eq!(listed[0]["state"], "REVOKED");
+    assert!(
+        !run(&["client", "list"]).contains("opc_"),
+        "the secret is shown once"
+    );
+}

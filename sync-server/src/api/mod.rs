@@ -1,6 +1,7 @@
 //! The HTTP surface: every route is registered in [`router`]; handlers live beside it by
 //! resource. Errors become HTTP answers in one place ([`Error`]'s `IntoResponse`).
 
+mod clients;
 mod office;
 mod payroll;
 mod registry;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use axum::{
     Router,
     extract::{
-        FromRequest, FromRequestParts,
+        FromRequest, FromRequestParts, MatchedPath,
         rejection::{JsonRejection, PathRejection, QueryRejection},
     },
     http::{StatusCode, header, request::Parts},
@@ -25,7 +26,7 @@ use serde_json::json;
 use crate::{
     Error, Result,
     store::{
-        Store,
+        Store, clients as store_clients,
         devices::ProgrammeKey,
         records::Ingest,
         users::{self, Role, User},
@@ -75,6 +76,11 @@ pub fn router(state: AppState) -> Router {
             "/api/v1/users",
             get(registry::list_users).post(registry::create_user),
         )
+        .route(
+            "/api/v1/clients",
+            get(clients::list_clients).post(clients::create_client),
+        )
+        .route("/api/v1/clients/{id}/revoke", post(clients::revoke_client))
         .route(
             "/api/v1/locations",
             get(registry::list_locations).post(registry::create_location),
@@ -228,6 +234,28 @@ impl FromRequestParts<AppState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or(Error::Unauthenticated)?
             .to_owned();
+        if token.starts_with(store_clients::SECRET_PREFIX) {
+            let grant = db(state, move |s| {
+                s.read(|c| store_clients::grant_for_secret(c, &token))
+            })
+            .await?;
+            // A client may do what its permissions name, on the route as registered.
+            let route = parts
+                .extensions
+                .get::<MatchedPath>()
+                .map(|m| m.as_str().to_owned())
+                .unwrap_or_default();
+            return match clients::needed(&parts.method, &route) {
+                Some(p) if grant.permissions.contains(&p) => Ok(Caller(grant.principal)),
+                Some(p) => Err(Error::Forbidden(format!(
+                    "this client lacks the permission '{}'",
+                    json!(p).as_str().unwrap_or_default()
+                ))),
+                None => Err(Error::Forbidden(
+                    "this decision is a person's: API clients cannot take it".into(),
+                )),
+            };
+        }
         db(state, move |s| s.read(|c| users::user_for_token(c, &token)))
             .await
             .map(Caller)

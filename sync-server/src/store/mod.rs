@@ -6,6 +6,7 @@
 //! narrow on purpose: a PostgreSQL backend is to follow behind the same functions.
 
 pub mod audit;
+pub mod clients;
 pub mod devices;
 pub mod payroll;
 pub mod plans;
@@ -39,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_sync.sql"),
     include_str!("migrations/0003_office.sql"),
     include_str!("migrations/0004_generation.sql"),
+    include_str!("migrations/0009_clients.sql"),
 ];
 
 /// The schema version this build writes.

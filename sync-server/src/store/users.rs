@@ -45,6 +45,10 @@ pub struct User {
     pub area: Option<String>,
     #[serde(skip)]
     area_path: Option<String>,
+    /// Set when the caller is an API client ([`super::clients`]) acting with this role and
+    /// area; `id` and `username` are then the client's.
+    #[serde(skip)]
+    client: bool,
 }
 
 impl User {
@@ -55,9 +59,37 @@ impl User {
         }
     }
 
-    /// How the audit log names this user.
+    /// How the audit log names this user (or API client).
     pub fn actor(&self) -> String {
-        format!("user:{}", self.username)
+        if self.client {
+            format!("client:{}", self.username)
+        } else {
+            format!("user:{}", self.username)
+        }
+    }
+
+    /// Whether this principal is an API client rather than a person.
+    pub fn is_client(&self) -> bool {
+        self.client
+    }
+
+    /// The principal an API client acts as: its own id and name, its role and area.
+    pub(crate) fn for_client(
+        id: Uuid,
+        name: String,
+        role: Role,
+        area: Option<(String, String)>,
+    ) -> User {
+        let (area, area_path) = area.unzip();
+        User {
+            id,
+            display_name: name.clone(),
+            username: name,
+            role,
+            area,
+            area_path,
+            client: true,
+        }
     }
 }
 
@@ -84,6 +116,7 @@ fn user_from_row(r: &Row) -> rusqlite::Result<User> {
         role: text_column(r, 3)?,
         area: r.get(4)?,
         area_path: r.get(5)?,
+        client: false,
     })
 }
 

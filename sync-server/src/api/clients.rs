@@ -1,0 +1,80 @@
+//! API clients: created, listed and revoked by administrators; what a client's permissions
+//! allow on each route ([`needed`], checked once in the `Caller` extractor).
+
+use axum::{
+    extract::State,
+    http::{Method, StatusCode},
+    response::Response,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::{AppState, Caller, Json, Path, read_json, write_json};
+use crate::{
+    Result,
+    store::{
+        clients::{self, NewClient, Permission},
+        users::Role,
+    },
+};
+
+const ADMIN: &[Role] = &[Role::Admin];
+
+/// What a client needs for `method` on the route pattern `route`; `None` is a decision only
+/// a person may take (the four-eyes approvals, timesheet decisions, exception resolutions).
+/// Anything not named here that changes something needs `registry`.
+pub fn needed(method: &Method, route: &str) -> Option<Permission> {
+    if method == Method::GET || method == Method::HEAD {
+        return Some(Permission::Read);
+    }
+    match route {
+        "/api/v1/users" | "/api/v1/clients" | "/api/v1/clients/{id}/revoke" => {
+            Some(Permission::Accounts)
+        }
+        "/api/v1/devices/enrolments" | "/api/v1/devices/{id}/revoke" => Some(Permission::Devices),
+        "/api/v1/tasks/{id}/decision"
+        | "/api/v1/timesheets/{id}/decision"
+        | "/api/v1/payrolls/{id}/resolutions" => None,
+        _ => Some(Permission::Registry),
+    }
+}
+
+pub async fn create_client(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(new): Json<NewClient>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let creator = caller.0;
+    let by_client = creator.is_client().then_some(creator.id);
+    write_json(&state, StatusCode::CREATED, move |tx| {
+        clients::create_client(tx, &creator.actor(), &creator.scope(), by_client, &new)
+    })
+    .await
+}
+
+pub async fn list_clients(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let scope = caller.0.scope();
+    read_json(&state, move |c| clients::list_clients(c, &scope)).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    reason: String,
+}
+
+pub async fn revoke_client(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+    Json(body): Json<Revoke>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    write_json(&state, StatusCode::OK, move |tx| {
+        clients::revoke_client(tx, &actor, &scope, id, &body.reason)
+    })
+    .await
+}
