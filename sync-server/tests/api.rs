@@ -1176,6 +1176,39 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
         .collect();
     assert!(states.contains(&("north-sync", "EXPIRED")), "{states:?}");
     assert!(states.contains(&("bank-feed", "REVOKED")), "{states:?}");
+    // Revoking a client revokes the clients it made.
+    let hr_id = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "north-hr")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = s
+        .post(
+            &admin,
+            &format!("/api/v1/clients/{hr_id}/revoke"),
+            json!({"reason": "moved"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, listed) = s.get(&admin, "/api/v1/clients").await;
+    let c5 = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "c5")
+        .unwrap();
+    assert_eq!(c5["state"], "REVOKED");
+    assert_eq!(
+        c5["revoke_reason"],
+        "its creator, client 'north-hr', was revoked"
+    );
+    let (status, _) = s.get(&hr, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
     // Audited, a client's own work in its name.
     let (_, audit) = s.get(&admin, "/api/v1/audit?limit=500").await;
     let entries: Vec<(&str, &str)> = audit["entries"]

@@ -312,19 +312,37 @@ pub fn revoke_client(
             client.name
         )));
     }
-    tx.execute(
-        "UPDATE api_clients SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
-         WHERE id = ?1",
-        params![id, now, actor, reason],
-    )?;
-    audit::append(
-        tx,
-        actor,
-        "client.revoke",
-        "api_client",
-        Some(&id.to_string()),
-        &json!({ "name": client.name, "reason": reason }),
-    )?;
+    // The clients it created (and theirs) go with it: a revoked integration leaves nothing
+    // of its own behind.
+    let mut pending = vec![(id, client.name.clone(), reason.to_owned())];
+    while let Some((id, name, reason)) = pending.pop() {
+        tx.execute(
+            "UPDATE api_clients SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
+             WHERE id = ?1",
+            params![id, now, actor, reason],
+        )?;
+        audit::append(
+            tx,
+            actor,
+            "client.revoke",
+            "api_client",
+            Some(&id.to_string()),
+            &json!({ "name": name, "reason": reason }),
+        )?;
+        let mut children = tx.prepare(
+            "SELECT id, name FROM api_clients WHERE created_by = ?1 AND revoked_at IS NULL",
+        )?;
+        let children = children
+            .query_map([format!("client:{name}")], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<Vec<(Uuid, String)>>>()?;
+        pending.extend(children.into_iter().map(|(child, child_name)| {
+            (
+                child,
+                child_name,
+                format!("its creator, client '{name}', was revoked"),
+            )
+        }));
+    }
     get_client(tx, id)
 }
 
