@@ -315,6 +315,23 @@ fn the_openapi_document_lists_every_route_and_only_routes_with_their_methods() {
     }
 }
 
+#[test]
+fn every_route_that_changes_something_is_classified_for_api_clients() {
+    use outpost_server::api::{PERSONS_ONLY, client_permission};
+    let post = reqwest::Method::POST;
+    for (path, methods) in routed() {
+        if !path.starts_with("/api/") || !methods.contains("post") {
+            continue;
+        }
+        let classified = client_permission(&post, &path).is_some();
+        let persons_only = PERSONS_ONLY.contains(&path.as_str());
+        assert!(
+            classified != persons_only,
+            "POST {path}: name the permission a client needs for it, or list it as persons only"
+        );
+    }
+}
+
 #[tokio::test]
 async fn each_user_sees_only_their_area() {
     let s = Server::start(40);

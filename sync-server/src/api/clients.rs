@@ -20,10 +20,12 @@ use crate::{
 
 const ADMIN: &[Role] = &[Role::Admin];
 
-/// What a client needs for `method` on the route pattern `route`; `None` is a decision only
-/// a person may take (the four-eyes approvals, timesheet decisions, exception resolutions).
-/// Anything not named here that changes something needs `registry`.
-pub fn needed(method: &Method, route: &str) -> Option<Permission> {
+/// What a client needs for `method` on the route pattern `route`. `None`: no client may,
+/// whatever its permissions: the decisions only a person may take (four-eyes approvals,
+/// timesheet decisions, exception resolutions), and any route not classified here, so a new
+/// endpoint is closed to clients until someone decides otherwise (a test checks that every
+/// route is classified).
+pub fn client_permission(method: &Method, route: &str) -> Option<Permission> {
     if method == Method::GET || method == Method::HEAD {
         return Some(Permission::Read);
     }
@@ -32,12 +34,30 @@ pub fn needed(method: &Method, route: &str) -> Option<Permission> {
             Some(Permission::Accounts)
         }
         "/api/v1/devices/enrolments" | "/api/v1/devices/{id}/revoke" => Some(Permission::Devices),
-        "/api/v1/tasks/{id}/decision"
-        | "/api/v1/timesheets/{id}/decision"
-        | "/api/v1/payrolls/{id}/resolutions" => None,
-        _ => Some(Permission::Registry),
+        "/api/v1/locations"
+        | "/api/v1/individuals"
+        | "/api/v1/imports/individuals"
+        | "/api/v1/plans"
+        | "/api/v1/goods-items"
+        | "/api/v1/cycles"
+        | "/api/v1/beneficiaries"
+        | "/api/v1/beneficiaries/{id}/status"
+        | "/api/v1/work-projects"
+        | "/api/v1/timesheets"
+        | "/api/v1/payrolls/generate"
+        | "/api/v1/cards"
+        | "/api/v1/cards/sheet" => Some(Permission::Registry),
+        _ => None,
     }
 }
+
+/// The routes no client may change anything through, whatever its permissions.
+pub const PERSONS_ONLY: &[&str] = &[
+    "/api/v1/auth/token",
+    "/api/v1/tasks/{id}/decision",
+    "/api/v1/timesheets/{id}/decision",
+    "/api/v1/payrolls/{id}/resolutions",
+];
 
 pub async fn create_client(
     State(state): State<AppState>,

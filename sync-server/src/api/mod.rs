@@ -3,6 +3,8 @@
 
 mod clients;
 mod office;
+
+pub use clients::{PERSONS_ONLY, client_permission};
 mod payroll;
 mod registry;
 pub mod sync;
@@ -245,14 +247,14 @@ impl FromRequestParts<AppState> for Caller {
                 .get::<MatchedPath>()
                 .map(|m| m.as_str().to_owned())
                 .unwrap_or_default();
-            return match clients::needed(&parts.method, &route) {
+            return match clients::client_permission(&parts.method, &route) {
                 Some(p) if grant.permissions.contains(&p) => Ok(Caller(grant.principal)),
                 Some(p) => Err(Error::Forbidden(format!(
                     "this client lacks the permission '{}'",
                     json!(p).as_str().unwrap_or_default()
                 ))),
                 None => Err(Error::Forbidden(
-                    "this decision is a person's: API clients cannot take it".into(),
+                    "API clients cannot use this endpoint: it is for people".into(),
                 )),
             };
         }
