@@ -365,6 +365,85 @@ Tom,Foo,1970-01-01,A9,V1,HEAD,1,AA
 }
 
 #[test]
+fn an_import_cannot_reach_into_another_areas_household() {
+    let f = fixture();
+    // Household CC lives in District Two.
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Ada,Cee,1980-01-01,C1,V3,SPOUSE,0,CC
+",
+        ImportOptions::default(),
+    )
+    .unwrap();
+    let district_one = Scope::Area {
+        path: "R1/D1".into(),
+    };
+    let scoped = |csv: &str, partial: bool| {
+        let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, None).unwrap();
+        f.store.write(|tx| {
+            registry::apply_import(
+                tx,
+                ACTOR,
+                &district_one,
+                &parsed,
+                &ImportOptions {
+                    partial,
+                    ..Default::default()
+                },
+            )
+        })
+    };
+    let before = counts(&f);
+    // A member, a primary recipient and a head (who would move CC to V1), each from D1.
+    let reach =
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Mem,Ber,1990-01-01,D1-1,V1,CHILD,0,CC
+Rec,Ipient,1990-01-01,D1-2,V1,,1,CC
+New,Head,1970-01-01,D1-3,V1,HEAD,0,CC
+";
+    let Err(Error::ImportRejected { errors }) = scoped(reach, false) else {
+        panic!("another area's household must be refused");
+    };
+    for row in [2, 3, 4] {
+        assert!(
+            errors.iter().any(|e| e.row == row
+                && e.column.as_deref() == Some("group_code")
+                && e.reason == "household CC belongs to another area"),
+            "row {row}: {errors:?}"
+        );
+    }
+    assert_eq!(counts(&f), before, "a refused file wrote something");
+
+    // Partial: the row for D1's own household goes in; the one reaching into CC does not.
+    let mixed =
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Own,Head,1970-01-01,D1-4,V1,HEAD,1,DD
+New,Head,1970-01-01,D1-3,V1,HEAD,0,CC
+";
+    let report = scoped(mixed, true).unwrap();
+    assert_eq!(report.created, 1);
+    assert_eq!(
+        report.rejected.iter().map(|e| e.row).collect::<Vec<_>>(),
+        [3]
+    );
+    let cc = f
+        .store
+        .read(|c| {
+            let id = registry::household_id_by_code(c, "CC")?;
+            registry::get_household(c, &Scope::National, id)
+        })
+        .unwrap();
+    assert_eq!(cc.location.as_deref(), Some("V3"), "CC did not move");
+    assert_eq!(cc.members.len(), 1);
+    let found = f
+        .store
+        .read(|c| registry::search_individuals(c, &Scope::National, Some("D1-3"), 5, 0))
+        .unwrap();
+    assert!(found.is_empty(), "nothing of a refused row is written");
+}
+
+#[test]
 fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
     let f = fixture();
     add_plan(
