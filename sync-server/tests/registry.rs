@@ -444,6 +444,49 @@ New,Head,1970-01-01,D1-3,V1,HEAD,0,CC
 }
 
 #[test]
+fn a_household_shows_each_caller_only_the_members_in_their_area() {
+    let f = fixture();
+    // The head lives in District One (so does the household); a son has moved to District Two.
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Mia,Foo,1989-01-01,A1,V1,HEAD,1,AA
+Sam,Foo,2005-01-01,A2,V3,SON,0,AA
+",
+        ImportOptions::default(),
+    )
+    .unwrap();
+    let id = f
+        .store
+        .read(|c| registry::household_id_by_code(c, "AA"))
+        .unwrap();
+    let members = |scope: Scope| {
+        f.store
+            .read(|c| registry::get_household(c, &scope, id))
+            .map(|h| {
+                h.members
+                    .into_iter()
+                    .map(|m| m.external_id)
+                    .collect::<Vec<_>>()
+            })
+    };
+    assert_eq!(members(Scope::National).unwrap(), ["A1", "A2"]);
+    assert_eq!(
+        members(Scope::Area {
+            path: "R1/D1".into()
+        })
+        .unwrap(),
+        ["A1"],
+        "D2's member is not shown in D1"
+    );
+    let err = members(Scope::Area {
+        path: "R1/D2".into(),
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
+#[test]
 fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
     let f = fixture();
     add_plan(

@@ -396,13 +396,18 @@ pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<House
         )
         .optional()?
         .ok_or_else(|| Error::not_found("household", id))?;
-    let mut stmt = conn.prepare(
+    // Members are people: a household that straddles areas shows each caller only the
+    // members in their own, as `get_individual` would.
+    let mut stmt = conn.prepare(&format!(
         "SELECT i.id, i.external_id, i.first_name, i.last_name, i.dob, m.relationship, m.recipient
          FROM group_members m JOIN individuals i ON i.id = m.individual_id
-         WHERE m.group_id = ?1 ORDER BY m.relationship = 'HEAD' DESC, i.dob",
-    )?;
+         LEFT JOIN locations l ON l.id = i.location_id
+         WHERE m.group_id = ?2 AND {}
+         ORDER BY m.relationship = 'HEAD' DESC, i.dob",
+        in_scope_or_unplaced()
+    ))?;
     let members = stmt
-        .query_map([id], |r| {
+        .query_map(params![scope.sql(), id], |r| {
             Ok(Member {
                 individual_id: r.get(0)?,
                 external_id: r.get(1)?,
