@@ -231,6 +231,71 @@ fn a_rejected_payroll_never_reaches_the_field() {
     assert!(matches!(err, Error::Conflict(_)), "{err}");
 }
 
+/// `maker` generates the cycle's CT-HH payrolls again, importing nothing.
+fn generate_again(o: &Office, maker: &str) -> payroll::GenerateReport {
+    let maker = o.user(maker);
+    o.store
+        .write(|tx| payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &o.cycle))
+        .unwrap()
+}
+
+/// The entitlements of a payroll, by beneficiary.
+fn entitled(o: &Office, payroll: Uuid) -> Vec<Uuid> {
+    o.store
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT beneficiary_id FROM entitlements WHERE payroll_id = ?1 ORDER BY beneficiary_id",
+            )?;
+            let rows = stmt.query_map([payroll], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<Uuid>>>()?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_rejected_payrolls_beneficiaries_are_covered_by_the_next_generation_and_nobody_twice() {
+    let o = office();
+    let rejected = o.new_payroll();
+    let household = entitled(&o, rejected);
+    assert_eq!(household.len(), 1);
+    // Pending: generating again adds nobody.
+    assert_eq!(generate_again(&o, "sup.north1").entitlements_created, 0);
+    let task = o.approval_task(rejected);
+    o.decide(
+        "sup.north2",
+        task.id,
+        Verdict::Reject,
+        "wrong amounts",
+        false,
+    )
+    .unwrap();
+    assert_eq!(o.payroll_status(rejected), PayrollStatus::Rejected);
+
+    let again = generate_again(&o, "sup.north1");
+    assert_eq!(again.entitlements_created, 1, "{again:?}");
+    let fresh = again.payrolls[0];
+    assert_ne!(fresh, rejected);
+    assert_eq!(entitled(&o, fresh), household);
+    assert_eq!(
+        entitled(&o, rejected),
+        household,
+        "the rejected payroll keeps its lines as history"
+    );
+    assert_eq!(o.payroll_status(fresh), PayrollStatus::PendingApproval);
+
+    // The new payroll, pending and then approved, blocks like any other: nobody is paid twice.
+    assert_eq!(generate_again(&o, "sup.north2").entitlements_created, 0);
+    let task = o.approval_task(fresh);
+    o.decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    o.decide("sup.north3", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(o.payroll_status(fresh), PayrollStatus::Approved);
+    assert_eq!(generate_again(&o, "sup.north1").entitlements_created, 0);
+    assert_eq!(o.in_the_field(fresh), 1);
+    assert_eq!(o.in_the_field(rejected), 0);
+}
+
 #[test]
 fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
     let o = office();

@@ -1,0 +1,47 @@
+-- Policies of the security review (issue 14).
+
+-- A REJECTED payroll's entitlements no longer hold their beneficiaries' place in the cycle, so
+-- a new generation can cover them; approved and pending ones still do (never paid twice). The
+-- one-per-cycle key becomes a unique index over the entitlements not rejected. A UNIQUE
+-- constraint cannot be dropped, so the table is rebuilt (legacy renaming keeps the triggers
+-- on other tables, which name `entitlements`, as they are).
+PRAGMA legacy_alter_table = ON;
+CREATE TABLE entitlements_new (
+    id                 BLOB PRIMARY KEY,
+    payroll_id         BLOB NOT NULL REFERENCES payrolls (id),
+    plan_id            BLOB NOT NULL,
+    cycle_id           BLOB NOT NULL,
+    -- No foreign keys on these two: beneficiaries and individuals are never deleted (statuses
+    -- record their end), and generation reads them in the same transaction; the checks cost
+    -- two index seeks per row on a million-row payroll.
+    beneficiary_id     BLOB NOT NULL,
+    -- Who collects: the individual, or the household's primary recipient.
+    recipient_id       BLOB,
+    amount_minor       INTEGER NOT NULL CHECK (amount_minor >= 0),
+    currency           TEXT NOT NULL,
+    -- JSON list of {item, quantity} for goods provisions.
+    goods              TEXT NOT NULL DEFAULT '[]',
+    status             TEXT NOT NULL,
+    -- Set when the payroll is rejected: the entitlement stays as history but is not live.
+    rejected_at        TEXT
+) WITHOUT ROWID;
+INSERT INTO entitlements_new (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
+    amount_minor, currency, goods, status, rejected_at)
+SELECT e.id, e.payroll_id, e.plan_id, e.cycle_id, e.beneficiary_id, e.recipient_id,
+    e.amount_minor, e.currency, e.goods, e.status,
+    CASE WHEN p.status = 'REJECTED' THEN strftime('%Y-%m-%dT%H:%M:%SZ', 'now') END
+FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id;
+DROP TABLE entitlements;
+ALTER TABLE entitlements_new RENAME TO entitlements;
+PRAGMA legacy_alter_table = OFF;
+CREATE INDEX entitlements_payroll ON entitlements (payroll_id);
+-- One live entitlement per beneficiary and cycle, however often generation runs (a
+-- beneficiary belongs to one plan, so this is per plan too, with a shorter key).
+CREATE UNIQUE INDEX entitlements_live ON entitlements (cycle_id, beneficiary_id)
+    WHERE rejected_at IS NULL;
+CREATE TRIGGER replica_entitlements_upd AFTER UPDATE ON entitlements
+WHEN (SELECT status FROM payrolls WHERE id = NEW.payroll_id) IN ('APPROVED', 'RECONCILED', 'CLOSED')
+BEGIN
+    INSERT INTO replica_log (kind, row_id, path)
+    SELECT 8, NEW.id, path FROM beneficiary_paths WHERE beneficiary_id = NEW.beneficiary_id;
+END;
