@@ -777,6 +777,89 @@ Mum,M,1995-01-01,M2,V3,HEAD,1,MM
 }
 
 #[test]
+fn an_office_timesheet_passes_the_checks_a_device_timesheet_does() {
+    let f = fixture();
+    add_plan(
+        &f,
+        json!({"code": "CFW", "beneficiary_type": "INDIVIDUAL", "provisions": ["CASH"],
+        "rule": {"cash": {"kind": "cash_for_work", "project": "ROAD"}}}),
+    );
+    add_plan(
+        &f,
+        json!({"code": "FOOD", "beneficiary_type": "INDIVIDUAL", "provisions": ["GOODS"],
+        "rule": {"goods": [{"item": "MAIZE", "quantity": 2}]}}),
+    );
+    // W1 in District One, W2 in District Two; the road is in District One.
+    let csv = "first_name,last_name,dob,id,location_name\nW,One,1990-01-01,W1,V1\nW,Two,1990-01-01,W2,V3\n";
+    import(&f, csv, plan("CFW")).unwrap();
+    import(&f, csv, plan("FOOD")).unwrap();
+    f.store
+        .write(|tx| {
+            plans::add_work_project(
+                tx,
+                ACTOR,
+                &Scope::National,
+                &plans::WorkProject {
+                    code: "ROAD".into(),
+                    name: "Road".into(),
+                    plan: "CFW".into(),
+                    location: "D1".into(),
+                    daily_wage_minor: 2000,
+                },
+            )
+        })
+        .unwrap();
+    let beneficiary = |plan: &str, name: &str| {
+        f.store
+            .read(|c| registry::list_beneficiaries(c, &Scope::National, Some(plan), None, 10, 0))
+            .unwrap()
+            .into_iter()
+            .find(|b| b.name == name)
+            .unwrap()
+            .id
+    };
+    let record = |scope: Scope, b| {
+        f.store.write(|tx| {
+            plans::record_timesheet(
+                tx,
+                "user:clerk",
+                &scope,
+                &plans::TimesheetEntry {
+                    project: "ROAD".into(),
+                    beneficiary_id: b,
+                    work_date: date("2026-11-02"),
+                    day_hundredths: 100,
+                },
+            )
+        })
+    };
+    let district = |d: &str| Scope::Area {
+        path: format!("R1/{d}"),
+    };
+    let before = (count(&f, "timesheets"), count(&f, "tasks"));
+
+    // A beneficiary of another plan does not work on the plan's project.
+    let err = record(Scope::National, beneficiary("FOOD", "W One")).unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref m) if m.contains("not of the project's plan CFW")),
+        "{err}"
+    );
+    // District Two's clerk sees W2, but the road is District One's.
+    let err = record(district("D2"), beneficiary("CFW", "W Two")).unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m == "project ROAD is outside your area"),
+        "{err}"
+    );
+    assert_eq!(
+        (count(&f, "timesheets"), count(&f, "tasks")),
+        before,
+        "a refused timesheet writes nothing"
+    );
+    record(district("D1"), beneficiary("CFW", "W One")).unwrap();
+    assert_eq!(count(&f, "timesheets"), before.0 + 1);
+}
+
+#[test]
 fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
     let f = fixture();
     add_plan(
