@@ -296,6 +296,70 @@ fn a_rejected_payrolls_beneficiaries_are_covered_by_the_next_generation_and_nobo
     assert_eq!(o.in_the_field(rejected), 0);
 }
 
+/// Creates a supervisor in region N, as `creator` (an actor) would.
+fn supervisor_made_by(o: &Office, creator: &str, username: &str, role: users::Role) {
+    o.store
+        .write(|tx| {
+            users::create_user(
+                tx,
+                creator,
+                &Scope::National,
+                &users::NewUser {
+                    username: username.into(),
+                    display_name: username.into(),
+                    role,
+                    area: (role == users::Role::Supervisor).then(|| "N".into()),
+                    password: demo::DEMO_PASSWORD.into(),
+                },
+            )
+        })
+        .unwrap();
+}
+
+#[test]
+fn an_account_the_maker_created_cannot_approve_the_makers_payroll() {
+    let o = office();
+    // The administrator makes a supervisor of their own, then a payroll.
+    supervisor_made_by(&o, "user:admin", "sup.puppet", users::Role::Supervisor);
+    // Accounts made by someone else remain independent approvers.
+    supervisor_made_by(&o, "system:test", "admin2", users::Role::Admin);
+    supervisor_made_by(&o, "user:admin2", "sup.other", users::Role::Supervisor);
+    let payroll = o.new_household_paid_by("T-7,Tiyamike,Banda,1980-05-06,F", "admin");
+    let task = o.approval_task(payroll);
+    assert!(task.policy.approvers_not_created_by_maker, "on by default");
+
+    let err = o
+        .decide("sup.puppet", task.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
+        "{err}"
+    );
+    let one = o
+        .decide("sup.other", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert!(matches!(one.outcome, Outcome::Pending { approvals: 1, .. }));
+    let done = o
+        .decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(done.status, "APPROVED");
+    assert_eq!(o.payroll_status(payroll), PayrollStatus::Approved);
+    let created_by: Option<Uuid> = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT created_by FROM users WHERE username = 'sup.north1'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(
+        created_by, None,
+        "the demo's accounts are made by the system"
+    );
+}
+
 #[test]
 fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
     let o = office();

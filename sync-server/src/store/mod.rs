@@ -387,6 +387,20 @@ mod tests {
                     0,
                     "triggers elsewhere still name entitlements"
                 );
+                assert_eq!(
+                    schema("SELECT count(*) FROM users WHERE created_by IS NULL")?,
+                    1,
+                    "an existing account's creator is unknown"
+                );
+                let strict = |kind: &str| -> Result<bool> {
+                    Ok(tx.query_row(
+                        "SELECT policy ->> '$.approvers_not_created_by_maker' IS 1 FROM task_policies WHERE kind = ?1",
+                        [kind],
+                        |r| r.get(0),
+                    )?)
+                };
+                assert!(strict("PAYROLL_APPROVAL")? && strict("PAYROLL_SIGN_OFF")?);
+                assert!(!strict("TIMESHEET")?);
                 Ok(())
             })
             .unwrap();

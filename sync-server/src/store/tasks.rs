@@ -239,7 +239,8 @@ fn decisions(task: &Task) -> Vec<Decision> {
 }
 
 /// How many people may approve at each tier: supervisors and administrators, not disabled,
-/// not the maker, whose area covers the task (and is at the tier's level, if it names one).
+/// not the maker (nor, if the policy says so, made by the maker), whose area covers the task
+/// (and is at the tier's level, if it names one).
 fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(task.policy.tiers.len());
     for tier in &task.policy.tiers {
@@ -249,11 +250,17 @@ fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
                 "SELECT count(*) FROM users u LEFT JOIN locations l ON l.id = u.area_id
                  WHERE u.role IN ('SUPERVISOR', 'ADMIN') AND u.disabled = 0
                    AND (?2 IS NULL OR u.id <> ?2)
+                   AND (?2 IS NULL OR NOT ?4 OR u.created_by IS NOT ?2)
                    AND (l.path IS NULL OR {})
                    AND (?3 IS NULL OR COALESCE(l.level, 'NATIONAL') = ?3)",
                 under_path("?1", "l.path")
             ),
-            params![task.path, task.maker_id, level],
+            params![
+                task.path,
+                task.maker_id,
+                level,
+                task.policy.approvers_not_created_by_maker
+            ],
             |r| r.get(0),
         )?;
         out.push(n);
@@ -375,12 +382,18 @@ pub fn decide(
         return finish(tx, user, task, "");
     }
     let level = user_level(tx, user)?;
+    let created_by: Option<Uuid> = tx.query_row(
+        "SELECT created_by FROM users WHERE id = ?1",
+        [user.id],
+        |r| r.get(0),
+    )?;
     let tier = approvals::may_decide(
         &task.policy,
         task.maker_id,
         &decisions(&task),
         &eligible,
         user.id,
+        created_by,
         level,
         verdict,
         second_factor,

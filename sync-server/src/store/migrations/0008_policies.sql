@@ -45,3 +45,14 @@ BEGIN
     INSERT INTO replica_log (kind, row_id, path)
     SELECT 8, NEW.id, path FROM beneficiary_paths WHERE beneficiary_id = NEW.beneficiary_id;
 END;
+
+-- Who created each account (NULL: unknown, the CLI or the demo), so a policy can refuse an
+-- approver the maker created: an administrator must not approve their own payroll through
+-- accounts of their own making.
+ALTER TABLE users ADD COLUMN created_by BLOB REFERENCES users (id);
+-- On by default for money: payroll approval and sign-off, in the policies and in the tasks
+-- still open (a security fix, unlike a policy change, reaches the tasks already waiting).
+UPDATE task_policies SET policy = json_set(policy, '$.approvers_not_created_by_maker', json('true'))
+WHERE kind IN ('PAYROLL_APPROVAL', 'PAYROLL_SIGN_OFF');
+UPDATE tasks SET policy = json_set(policy, '$.approvers_not_created_by_maker', json('true'))
+WHERE status = 'PENDING' AND kind IN ('PAYROLL_APPROVAL', 'PAYROLL_SIGN_OFF');
