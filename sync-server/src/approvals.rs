@@ -22,17 +22,26 @@ pub enum TaskKind {
     /// An entitlement above its plan's single-payment limit (openIMIS's
     /// `limit_per_single_transaction`), before it may be paid.
     EntitlementApproval,
+    /// A beneficiary status changed at the office (API), like a field proposal.
+    OfficeStatusChange,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::PayrollApproval,
         TaskKind::PayrollSignOff,
         TaskKind::StatusChange,
         TaskKind::ContactUpdate,
         TaskKind::Timesheet,
         TaskKind::EntitlementApproval,
+        TaskKind::OfficeStatusChange,
     ];
+
+    /// Kinds whose policy may ask for no approval at all (no tiers): the change then applies
+    /// at once. Money and field reports always wait for someone.
+    pub fn may_skip_approval(self) -> bool {
+        self == TaskKind::OfficeStatusChange
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +51,7 @@ impl TaskKind {
             TaskKind::ContactUpdate => "CONTACT_UPDATE",
             TaskKind::Timesheet => "TIMESHEET",
             TaskKind::EntitlementApproval => "ENTITLEMENT_APPROVAL",
+            TaskKind::OfficeStatusChange => "OFFICE_STATUS_CHANGE",
         }
     }
 
@@ -94,6 +104,15 @@ pub struct Policy {
 }
 
 impl Policy {
+    /// [`Policy::check`] for `kind`: no tiers (apply without approval) is allowed only where
+    /// [`TaskKind::may_skip_approval`].
+    pub fn check_for(&self, kind: TaskKind) -> Result<(), String> {
+        if self.tiers.is_empty() && kind.may_skip_approval() {
+            return Ok(());
+        }
+        self.check()
+    }
+
     /// Refuses policies that could never complete or that would let one person decide alone
     /// a threshold of nobody.
     pub fn check(&self) -> Result<(), String> {
@@ -513,6 +532,14 @@ mod tests {
             approvers_not_created_by_maker: false,
         };
         assert!(zero.check().is_err());
+        let none = Policy {
+            tiers: vec![],
+            second_factor: false,
+            approvers_not_created_by_maker: false,
+        };
+        assert!(none.check_for(TaskKind::OfficeStatusChange).is_ok());
+        assert!(none.check_for(TaskKind::StatusChange).is_err());
+        assert!(none.check_for(TaskKind::PayrollApproval).is_err());
         assert!(two_approvers().check().is_ok());
         let parsed: Policy = serde_json::from_str(
             r#"{"tiers":[{"level":"DISTRICT","completion":"ANY"},{"level":null,"completion":{"THRESHOLD":2}}],"second_factor":true}"#,

@@ -563,6 +563,134 @@ fn a_field_status_proposal_is_applied_only_when_approved() {
     assert!(history.last().unwrap().reason.contains("moved to town"));
 }
 
+#[test]
+fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none() {
+    let o = office();
+    let b = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
+                 WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
+                [],
+                |r| r.get::<_, Uuid>(0),
+            )?)
+        })
+        .unwrap();
+    let status = || {
+        o.store
+            .read(|c| registry::get_beneficiary(c, &Scope::National, b))
+            .unwrap()
+            .status
+    };
+    let sup = o.user("sup.north1");
+    let ask = |to, why: &str| {
+        o.store
+            .write(|tx| tasks::request_status_change(tx, &sup, b, to, why))
+    };
+    let pending = |r: Result<tasks::StatusRequest, Error>| match r.unwrap() {
+        tasks::StatusRequest::Pending(task) => *task,
+        other => panic!("applied without approval: {other:?}"),
+    };
+    // Bad requests are refused at once and open nothing.
+    let open_before = o
+        .store
+        .read(|c| tasks::count_pending(c, &Scope::National))
+        .unwrap();
+    assert!(matches!(
+        ask(BeneficiaryStatus::Suspended, " "),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        ask(BeneficiaryStatus::Enrolled, "x"),
+        Err(Error::Transition(_))
+    ));
+    let south = o.user("sup.south1");
+    let err = o
+        .store
+        .write(|tx| tasks::request_status_change(tx, &south, b, BeneficiaryStatus::Suspended, "x"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(
+        o.store
+            .read(|c| tasks::count_pending(c, &Scope::National))
+            .unwrap(),
+        open_before
+    );
+
+    let task = pending(ask(BeneficiaryStatus::Suspended, "moved away"));
+    assert_eq!(task.kind, TaskKind::OfficeStatusChange);
+    assert_eq!(task.maker, "user:sup.north1");
+    assert_eq!(
+        status(),
+        BeneficiaryStatus::Active,
+        "not applied before approval"
+    );
+    let err = o
+        .decide("sup.north1", task.id, Verdict::Approve, "", false)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("four eyes")),
+        "{err}"
+    );
+    o.decide(
+        "sup.north2",
+        task.id,
+        Verdict::Reject,
+        "seen at home yesterday",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        status(),
+        BeneficiaryStatus::Active,
+        "not applied after a rejection"
+    );
+
+    let task = pending(ask(BeneficiaryStatus::Suspended, "moved away"));
+    o.decide("sup.north2", task.id, Verdict::Approve, "", false)
+        .unwrap();
+    assert_eq!(status(), BeneficiaryStatus::Suspended);
+    let history = o.store.read(|c| registry::status_history(c, b)).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.by, "user:sup.north1", "the history names who asked");
+    assert_eq!(last.reason, "moved away (approved by user:sup.north2)");
+
+    // A policy may drop the approval for this kind only; then the change applies at once.
+    let no_approval = outpost_server::approvals::Policy {
+        tiers: vec![],
+        second_factor: false,
+        approvers_not_created_by_maker: false,
+    };
+    let err = o
+        .store
+        .write(|tx| tasks::set_policy(tx, "test", TaskKind::StatusChange, &no_approval))
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    o.store
+        .write(|tx| tasks::set_policy(tx, "test", TaskKind::OfficeStatusChange, &no_approval))
+        .unwrap();
+    match ask(BeneficiaryStatus::Active, "back home").unwrap() {
+        tasks::StatusRequest::Applied(now) => assert_eq!(now.status, BeneficiaryStatus::Active),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(), BeneficiaryStatus::Active);
+
+    // The demo's own status changes went through the same tasks.
+    let demo_changes: i64 = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM tasks WHERE kind = 'OFFICE_STATUS_CHANGE' AND status = 'APPROVED'
+                   AND summary NOT LIKE '%moved away'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert!(demo_changes > 0);
+}
+
 fn approved_north_payroll(o: &Office) -> Uuid {
     o.store
         .read(|c| {

@@ -56,3 +56,20 @@ UPDATE task_policies SET policy = json_set(policy, '$.approvers_not_created_by_m
 WHERE kind IN ('PAYROLL_APPROVAL', 'PAYROLL_SIGN_OFF');
 UPDATE tasks SET policy = json_set(policy, '$.approvers_not_created_by_maker', json('true'))
 WHERE status = 'PENDING' AND kind IN ('PAYROLL_APPROVAL', 'PAYROLL_SIGN_OFF');
+
+-- A status changed at the office waits for four eyes as a field proposal does: the request is
+-- kept here, applied when its OFFICE_STATUS_CHANGE task is approved. A policy with no tiers
+-- (allowed for this kind only) applies office changes at once.
+CREATE TABLE status_requests (
+    id              BLOB PRIMARY KEY,
+    beneficiary_id  BLOB NOT NULL REFERENCES beneficiaries (id),
+    from_status     TEXT NOT NULL,
+    to_status       TEXT NOT NULL,
+    reason          TEXT NOT NULL,
+    requested_by    TEXT NOT NULL,
+    requested_at    TEXT NOT NULL,
+    decision        TEXT NOT NULL DEFAULT 'PENDING' CHECK (decision IN ('PENDING', 'APPROVED', 'REJECTED'))
+) WITHOUT ROWID;
+CREATE INDEX status_requests_beneficiary ON status_requests (beneficiary_id);
+INSERT INTO task_policies (kind, policy, updated_by, updated_at) VALUES
+    ('OFFICE_STATUS_CHANGE', '{"tiers":[{"level":null,"completion":"ANY"}],"second_factor":false}', 'migration', strftime('%Y-%m-%dT%H:%M:%SZ', 'now'));
