@@ -642,6 +642,67 @@ C,C,1990-01-01,X3,V1,yes,10
 }
 
 #[test]
+fn a_rejected_payrolls_limit_approvals_are_withdrawn_and_its_people_generated_again() {
+    let f = fixture();
+    add_plan(
+        &f,
+        json!({"code": "P", "beneficiary_type": "INDIVIDUAL", "provisions": ["CASH"],
+        "rule": {"cash": {"kind": "flat", "amount": 3000}, "limit_per_transaction": 2000}}),
+    );
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name\nA,A,1990-01-01,X1,V1\n",
+        plan("P"),
+    )
+    .unwrap();
+    let waiting = |f: &Fixture| {
+        f.store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM tasks WHERE kind = 'ENTITLEMENT_APPROVAL' AND status = 'PENDING'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let first = generate(&f, "P");
+    assert_eq!(
+        (first.entitlements_created, first.awaiting_approval),
+        (1, 1)
+    );
+    assert_eq!(waiting(&f), 1);
+    f.store
+        .write(|tx| {
+            payroll::set_payroll_status(
+                tx,
+                ACTOR,
+                &Scope::National,
+                first.payrolls[0],
+                PayrollStatus::Rejected,
+                "wrong plan",
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        waiting(&f),
+        0,
+        "nothing left to approve on a rejected payroll"
+    );
+    let again = generate(&f, "P");
+    assert_eq!(
+        (again.entitlements_created, again.awaiting_approval),
+        (1, 1)
+    );
+    assert_ne!(again.payrolls, first.payrolls);
+    assert_eq!(
+        waiting(&f),
+        1,
+        "the new entitlement waits for its own approval"
+    );
+}
+
+#[test]
 fn flat_amounts_only_for_active_beneficiaries_and_never_twice() {
     let f = fixture();
     add_plan(
