@@ -291,7 +291,16 @@ fn a_beneficiary_who_is_not_active_is_not_paid() {
         &format!("/api/v1/beneficiaries/{}/status", detail.summary.id),
         serde_json::json!({"status": "SUSPENDED", "reason": "moved away"}),
     );
+    // An office status change waits for four eyes: another supervisor approves its task.
+    assert_eq!(status, 202, "{body}");
+    let (status, body) = server.api(
+        "sup.north2",
+        "POST",
+        &format!("/api/v1/tasks/{}/decision", body["id"].as_str().unwrap()),
+        serde_json::json!({"verdict": "APPROVE"}),
+    );
     assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "APPROVED");
     d.core.sync(None).unwrap();
     assert!(matches!(
         refused(d.pay(&e, &collector(&detail))),

@@ -22,17 +22,26 @@ pub enum TaskKind {
     /// An entitlement above its plan's single-payment limit (openIMIS's
     /// `limit_per_single_transaction`), before it may be paid.
     EntitlementApproval,
+    /// A beneficiary status changed at the office (API), like a field proposal.
+    OfficeStatusChange,
 }
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 6] = [
+    pub const ALL: [TaskKind; 7] = [
         TaskKind::PayrollApproval,
         TaskKind::PayrollSignOff,
         TaskKind::StatusChange,
         TaskKind::ContactUpdate,
         TaskKind::Timesheet,
         TaskKind::EntitlementApproval,
+        TaskKind::OfficeStatusChange,
     ];
+
+    /// Kinds whose policy may ask for no approval at all (no tiers): the change then applies
+    /// at once. Money and field reports always wait for someone.
+    pub fn may_skip_approval(self) -> bool {
+        self == TaskKind::OfficeStatusChange
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -42,6 +51,7 @@ impl TaskKind {
             TaskKind::ContactUpdate => "CONTACT_UPDATE",
             TaskKind::Timesheet => "TIMESHEET",
             TaskKind::EntitlementApproval => "ENTITLEMENT_APPROVAL",
+            TaskKind::OfficeStatusChange => "OFFICE_STATUS_CHANGE",
         }
     }
 
@@ -86,9 +96,23 @@ pub struct Policy {
     pub tiers: Vec<Tier>,
     /// Each approval is confirmed with a TOTP code.
     pub second_factor: bool,
+    /// No approval from an account the maker created (`users.created_by`): otherwise an
+    /// administrator could make accounts in their area and approve their own change through
+    /// them. Rejections stay open to everyone. Policies stored before it read as `false`.
+    #[serde(default)]
+    pub approvers_not_created_by_maker: bool,
 }
 
 impl Policy {
+    /// [`Policy::check`] for `kind`: no tiers (apply without approval) is allowed only where
+    /// [`TaskKind::may_skip_approval`].
+    pub fn check_for(&self, kind: TaskKind) -> Result<(), String> {
+        if self.tiers.is_empty() && kind.may_skip_approval() {
+            return Ok(());
+        }
+        self.check()
+    }
+
     /// Refuses policies that could never complete or that would let one person decide alone
     /// a threshold of nobody.
     pub fn check(&self) -> Result<(), String> {
@@ -139,6 +163,11 @@ pub enum Outcome {
 pub enum RuleError {
     #[error("you made this change, so someone else must approve it (four eyes)")]
     Maker,
+    #[error(
+        "your account was created by the maker of this change, so it cannot approve it \
+         (the policy asks for approvers the maker did not create)"
+    )]
+    CreatedByMaker,
     #[error("you have already decided on this task")]
     AlreadyDecided,
     #[error("this task is already {0}")]
@@ -184,8 +213,9 @@ pub fn outcome(policy: &Policy, decisions: &[Decision], eligible: &[u32]) -> Out
     Outcome::Approved
 }
 
-/// Whether `user` (whose area is at `level`) may take `verdict` now; returns the tier the
-/// decision counts for. `second_factor` says whether a valid TOTP code came with it.
+/// Whether `user` (whose area is at `level`, and whose account was made by `created_by`) may
+/// take `verdict` now; returns the tier the decision counts for. `second_factor` says whether
+/// a valid TOTP code came with it.
 #[allow(clippy::too_many_arguments)]
 pub fn may_decide(
     policy: &Policy,
@@ -193,6 +223,7 @@ pub fn may_decide(
     decisions: &[Decision],
     eligible: &[u32],
     user: Uuid,
+    created_by: Option<Uuid>,
     level: Level,
     verdict: Verdict,
     second_factor: bool,
@@ -205,6 +236,13 @@ pub fn may_decide(
     };
     if maker == Some(user) {
         return Err(RuleError::Maker);
+    }
+    if policy.approvers_not_created_by_maker
+        && verdict == Verdict::Approve
+        && maker.is_some()
+        && created_by == maker
+    {
+        return Err(RuleError::CreatedByMaker);
     }
     if decisions.iter().any(|d| d.by == user) {
         return Err(RuleError::AlreadyDecided);
@@ -245,6 +283,7 @@ mod tests {
                 completion: Completion::Threshold(2),
             }],
             second_factor: true,
+            approvers_not_created_by_maker: false,
         }
     }
 
@@ -270,6 +309,7 @@ mod tests {
             decisions,
             eligible,
             user(who),
+            None,
             level,
             Verdict::Approve,
             totp,
@@ -327,6 +367,37 @@ mod tests {
     }
 
     #[test]
+    fn an_account_the_maker_created_cannot_approve_when_the_policy_says_so() {
+        let strict = Policy {
+            approvers_not_created_by_maker: true,
+            ..two_approvers()
+        };
+        let by = |p: &Policy, created_by: Option<Uuid>, verdict| {
+            may_decide(
+                p,
+                Some(user(1)),
+                &[],
+                &[3],
+                user(2),
+                created_by,
+                Level::Region,
+                verdict,
+                true,
+                "not this one",
+            )
+        };
+        assert_eq!(
+            by(&strict, Some(user(1)), Verdict::Approve),
+            Err(RuleError::CreatedByMaker)
+        );
+        // Stopping a change stays open to anyone; other creators, or none known, may approve.
+        assert_eq!(by(&strict, Some(user(1)), Verdict::Reject), Ok(0));
+        assert_eq!(by(&strict, Some(user(5)), Verdict::Approve), Ok(0));
+        assert_eq!(by(&strict, None, Verdict::Approve), Ok(0));
+        assert_eq!(by(&two_approvers(), Some(user(1)), Verdict::Approve), Ok(0));
+    }
+
+    #[test]
     fn one_rejection_with_a_reason_rejects() {
         let p = two_approvers();
         let no_reason = may_decide(
@@ -335,6 +406,7 @@ mod tests {
             &[],
             &[3],
             user(2),
+            None,
             Level::Region,
             Verdict::Reject,
             false,
@@ -348,6 +420,7 @@ mod tests {
             &[approve(3, 0)],
             &[3],
             user(2),
+            None,
             Level::Region,
             Verdict::Reject,
             false,
@@ -373,6 +446,7 @@ mod tests {
                 completion: Completion::All,
             }],
             second_factor: false,
+            approvers_not_created_by_maker: false,
         };
         assert_eq!(
             outcome(&p, &[approve(2, 0), approve(3, 0)], &[3]),
@@ -407,6 +481,7 @@ mod tests {
                 },
             ],
             second_factor: false,
+            approvers_not_created_by_maker: false,
         };
         // The region cannot go first.
         assert_eq!(
@@ -442,7 +517,8 @@ mod tests {
         assert!(
             Policy {
                 tiers: vec![],
-                second_factor: false
+                second_factor: false,
+                approvers_not_created_by_maker: false,
             }
             .check()
             .is_err()
@@ -453,8 +529,17 @@ mod tests {
                 completion: Completion::Threshold(0),
             }],
             second_factor: false,
+            approvers_not_created_by_maker: false,
         };
         assert!(zero.check().is_err());
+        let none = Policy {
+            tiers: vec![],
+            second_factor: false,
+            approvers_not_created_by_maker: false,
+        };
+        assert!(none.check_for(TaskKind::OfficeStatusChange).is_ok());
+        assert!(none.check_for(TaskKind::StatusChange).is_err());
+        assert!(none.check_for(TaskKind::PayrollApproval).is_err());
         assert!(two_approvers().check().is_ok());
         let parsed: Policy = serde_json::from_str(
             r#"{"tiers":[{"level":"DISTRICT","completion":"ANY"},{"level":null,"completion":{"THRESHOLD":2}}],"second_factor":true}"#,

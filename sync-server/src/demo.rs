@@ -599,8 +599,22 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
                 )),
                 _ => None,
             };
+            // Through the office's four eyes, as the API does: a region's first supervisor
+            // asks, its second approves.
             if let Some((to, why)) = change {
-                registry::change_status(tx, "user:sup.north1", &national, b.id, to, why)?;
+                let region = if b.location.as_deref().is_some_and(|l| l.starts_with("S-")) {
+                    "south"
+                } else {
+                    "north"
+                };
+                let maker = users::user_by_username(tx, &format!("sup.{region}1"))?;
+                let checker = users::user_by_username(tx, &format!("sup.{region}2"))?;
+                match tasks::request_status_change(tx, &maker, b.id, to, why)? {
+                    tasks::StatusRequest::Pending(task) => {
+                        tasks::decide(tx, &checker, task.id, Verdict::Approve, "", false)?;
+                    }
+                    tasks::StatusRequest::Applied(_) => {}
+                }
             }
         }
 

@@ -537,25 +537,60 @@ async fn lifecycle_and_generation_through_the_api() {
     let id = bens[0]["id"].as_str().unwrap().to_owned();
     let path = format!("/api/v1/beneficiaries/{id}/status");
 
-    let (status, _) = s
+    // An office change waits for four eyes: 202 with its task, applied once another
+    // supervisor approves it (the maker cannot).
+    let checker = s.token("sup.north2").await;
+    let approve = |task: Value| {
+        let decision = format!("/api/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+        let (sup, checker) = (sup.clone(), checker.clone());
+        let s = &s;
+        async move {
+            let (status, body) = s.post(&sup, &decision, json!({"verdict": "APPROVE"})).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "the maker approves: {body}");
+            let (status, body) = s
+                .post(&checker, &decision, json!({"verdict": "APPROVE"}))
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["status"], "APPROVED");
+        }
+    };
+    let (status, task) = s
         .post(
             &sup,
             &path,
             json!({"status": "SUSPENDED", "reason": "not seen at verification"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK);
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    assert_eq!(task["kind"], "OFFICE_STATUS_CHANGE");
+    let (_, detail) = s.get(&sup, &format!("/api/v1/beneficiaries/{id}")).await;
+    assert_eq!(
+        detail["status"], "ACTIVE",
+        "nothing changes before approval"
+    );
+    let (status, body) = s
+        .post(&sup, &path, json!({"status": "GRADUATED", "reason": "x"}))
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "one waiting change at a time: {body}"
+    );
+    approve(task).await;
     let (status, body) = s
         .post(&sup, &path, json!({"status": "ENROLLED", "reason": "x"}))
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "transition_refused");
-    s.post(
-        &sup,
-        &path,
-        json!({"status": "GRADUATED", "reason": "found work"}),
-    )
-    .await;
+    let (status, task) = s
+        .post(
+            &sup,
+            &path,
+            json!({"status": "GRADUATED", "reason": "found work"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    approve(task).await;
     let (status, _) = s
         .post(
             &sup,

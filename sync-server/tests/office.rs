@@ -231,6 +231,135 @@ fn a_rejected_payroll_never_reaches_the_field() {
     assert!(matches!(err, Error::Conflict(_)), "{err}");
 }
 
+/// `maker` generates the cycle's CT-HH payrolls again, importing nothing.
+fn generate_again(o: &Office, maker: &str) -> payroll::GenerateReport {
+    let maker = o.user(maker);
+    o.store
+        .write(|tx| payroll::generate(tx, &maker.actor(), &maker.scope(), "CT-HH", &o.cycle))
+        .unwrap()
+}
+
+/// The entitlements of a payroll, by beneficiary.
+fn entitled(o: &Office, payroll: Uuid) -> Vec<Uuid> {
+    o.store
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT beneficiary_id FROM entitlements WHERE payroll_id = ?1 ORDER BY beneficiary_id",
+            )?;
+            let rows = stmt.query_map([payroll], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<Uuid>>>()?)
+        })
+        .unwrap()
+}
+
+#[test]
+fn a_rejected_payrolls_beneficiaries_are_covered_by_the_next_generation_and_nobody_twice() {
+    let o = office();
+    let rejected = o.new_payroll();
+    let household = entitled(&o, rejected);
+    assert_eq!(household.len(), 1);
+    // Pending: generating again adds nobody.
+    assert_eq!(generate_again(&o, "sup.north1").entitlements_created, 0);
+    let task = o.approval_task(rejected);
+    o.decide(
+        "sup.north2",
+        task.id,
+        Verdict::Reject,
+        "wrong amounts",
+        false,
+    )
+    .unwrap();
+    assert_eq!(o.payroll_status(rejected), PayrollStatus::Rejected);
+
+    let again = generate_again(&o, "sup.north1");
+    assert_eq!(again.entitlements_created, 1, "{again:?}");
+    let fresh = again.payrolls[0];
+    assert_ne!(fresh, rejected);
+    assert_eq!(entitled(&o, fresh), household);
+    assert_eq!(
+        entitled(&o, rejected),
+        household,
+        "the rejected payroll keeps its lines as history"
+    );
+    assert_eq!(o.payroll_status(fresh), PayrollStatus::PendingApproval);
+
+    // The new payroll, pending and then approved, blocks like any other: nobody is paid twice.
+    assert_eq!(generate_again(&o, "sup.north2").entitlements_created, 0);
+    let task = o.approval_task(fresh);
+    o.decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    o.decide("sup.north3", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(o.payroll_status(fresh), PayrollStatus::Approved);
+    assert_eq!(generate_again(&o, "sup.north1").entitlements_created, 0);
+    assert_eq!(o.in_the_field(fresh), 1);
+    assert_eq!(o.in_the_field(rejected), 0);
+}
+
+/// Creates a supervisor in region N, as `creator` (an actor) would.
+fn supervisor_made_by(o: &Office, creator: &str, username: &str, role: users::Role) {
+    o.store
+        .write(|tx| {
+            users::create_user(
+                tx,
+                creator,
+                &Scope::National,
+                &users::NewUser {
+                    username: username.into(),
+                    display_name: username.into(),
+                    role,
+                    area: (role == users::Role::Supervisor).then(|| "N".into()),
+                    password: demo::DEMO_PASSWORD.into(),
+                },
+            )
+        })
+        .unwrap();
+}
+
+#[test]
+fn an_account_the_maker_created_cannot_approve_the_makers_payroll() {
+    let o = office();
+    // The administrator makes a supervisor of their own, then a payroll.
+    supervisor_made_by(&o, "user:admin", "sup.puppet", users::Role::Supervisor);
+    // Accounts made by someone else remain independent approvers.
+    supervisor_made_by(&o, "system:test", "admin2", users::Role::Admin);
+    supervisor_made_by(&o, "user:admin2", "sup.other", users::Role::Supervisor);
+    let payroll = o.new_household_paid_by("T-7,Tiyamike,Banda,1980-05-06,F", "admin");
+    let task = o.approval_task(payroll);
+    assert!(task.policy.approvers_not_created_by_maker, "on by default");
+
+    let err = o
+        .decide("sup.puppet", task.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
+        "{err}"
+    );
+    let one = o
+        .decide("sup.other", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert!(matches!(one.outcome, Outcome::Pending { approvals: 1, .. }));
+    let done = o
+        .decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(done.status, "APPROVED");
+    assert_eq!(o.payroll_status(payroll), PayrollStatus::Approved);
+    let created_by: Option<Uuid> = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT created_by FROM users WHERE username = 'sup.north1'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(
+        created_by, None,
+        "the demo's accounts are made by the system"
+    );
+}
+
 #[test]
 fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
     let o = office();
@@ -432,6 +561,134 @@ fn a_field_status_proposal_is_applied_only_when_approved() {
     assert_eq!(status(&o), BeneficiaryStatus::Suspended);
     let history = o.store.read(|c| registry::status_history(c, b)).unwrap();
     assert!(history.last().unwrap().reason.contains("moved to town"));
+}
+
+#[test]
+fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none() {
+    let o = office();
+    let b = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
+                 WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
+                [],
+                |r| r.get::<_, Uuid>(0),
+            )?)
+        })
+        .unwrap();
+    let status = || {
+        o.store
+            .read(|c| registry::get_beneficiary(c, &Scope::National, b))
+            .unwrap()
+            .status
+    };
+    let sup = o.user("sup.north1");
+    let ask = |to, why: &str| {
+        o.store
+            .write(|tx| tasks::request_status_change(tx, &sup, b, to, why))
+    };
+    let pending = |r: Result<tasks::StatusRequest, Error>| match r.unwrap() {
+        tasks::StatusRequest::Pending(task) => *task,
+        other => panic!("applied without approval: {other:?}"),
+    };
+    // Bad requests are refused at once and open nothing.
+    let open_before = o
+        .store
+        .read(|c| tasks::count_pending(c, &Scope::National))
+        .unwrap();
+    assert!(matches!(
+        ask(BeneficiaryStatus::Suspended, " "),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        ask(BeneficiaryStatus::Enrolled, "x"),
+        Err(Error::Transition(_))
+    ));
+    let south = o.user("sup.south1");
+    let err = o
+        .store
+        .write(|tx| tasks::request_status_change(tx, &south, b, BeneficiaryStatus::Suspended, "x"))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert_eq!(
+        o.store
+            .read(|c| tasks::count_pending(c, &Scope::National))
+            .unwrap(),
+        open_before
+    );
+
+    let task = pending(ask(BeneficiaryStatus::Suspended, "moved away"));
+    assert_eq!(task.kind, TaskKind::OfficeStatusChange);
+    assert_eq!(task.maker, "user:sup.north1");
+    assert_eq!(
+        status(),
+        BeneficiaryStatus::Active,
+        "not applied before approval"
+    );
+    let err = o
+        .decide("sup.north1", task.id, Verdict::Approve, "", false)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("four eyes")),
+        "{err}"
+    );
+    o.decide(
+        "sup.north2",
+        task.id,
+        Verdict::Reject,
+        "seen at home yesterday",
+        false,
+    )
+    .unwrap();
+    assert_eq!(
+        status(),
+        BeneficiaryStatus::Active,
+        "not applied after a rejection"
+    );
+
+    let task = pending(ask(BeneficiaryStatus::Suspended, "moved away"));
+    o.decide("sup.north2", task.id, Verdict::Approve, "", false)
+        .unwrap();
+    assert_eq!(status(), BeneficiaryStatus::Suspended);
+    let history = o.store.read(|c| registry::status_history(c, b)).unwrap();
+    let last = history.last().unwrap();
+    assert_eq!(last.by, "user:sup.north1", "the history names who asked");
+    assert_eq!(last.reason, "moved away (approved by user:sup.north2)");
+
+    // A policy may drop the approval for this kind only; then the change applies at once.
+    let no_approval = outpost_server::approvals::Policy {
+        tiers: vec![],
+        second_factor: false,
+        approvers_not_created_by_maker: false,
+    };
+    let err = o
+        .store
+        .write(|tx| tasks::set_policy(tx, "test", TaskKind::StatusChange, &no_approval))
+        .unwrap_err();
+    assert!(matches!(err, Error::Invalid(_)), "{err}");
+    o.store
+        .write(|tx| tasks::set_policy(tx, "test", TaskKind::OfficeStatusChange, &no_approval))
+        .unwrap();
+    match ask(BeneficiaryStatus::Active, "back home").unwrap() {
+        tasks::StatusRequest::Applied(now) => assert_eq!(now.status, BeneficiaryStatus::Active),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(status(), BeneficiaryStatus::Active);
+
+    // The demo's own status changes went through the same tasks.
+    let demo_changes: i64 = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT count(*) FROM tasks WHERE kind = 'OFFICE_STATUS_CHANGE' AND status = 'APPROVED'
+                   AND summary NOT LIKE '%moved away'",
+                [],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert!(demo_changes > 0);
 }
 
 fn approved_north_payroll(o: &Office) -> Uuid {

@@ -365,6 +365,128 @@ Tom,Foo,1970-01-01,A9,V1,HEAD,1,AA
 }
 
 #[test]
+fn an_import_cannot_reach_into_another_areas_household() {
+    let f = fixture();
+    // Household CC lives in District Two.
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Ada,Cee,1980-01-01,C1,V3,SPOUSE,0,CC
+",
+        ImportOptions::default(),
+    )
+    .unwrap();
+    let district_one = Scope::Area {
+        path: "R1/D1".into(),
+    };
+    let scoped = |csv: &str, partial: bool| {
+        let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, None).unwrap();
+        f.store.write(|tx| {
+            registry::apply_import(
+                tx,
+                ACTOR,
+                &district_one,
+                &parsed,
+                &ImportOptions {
+                    partial,
+                    ..Default::default()
+                },
+            )
+        })
+    };
+    let before = counts(&f);
+    // A member, a primary recipient and a head (who would move CC to V1), each from D1.
+    let reach =
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Mem,Ber,1990-01-01,D1-1,V1,CHILD,0,CC
+Rec,Ipient,1990-01-01,D1-2,V1,,1,CC
+New,Head,1970-01-01,D1-3,V1,HEAD,0,CC
+";
+    let Err(Error::ImportRejected { errors }) = scoped(reach, false) else {
+        panic!("another area's household must be refused");
+    };
+    for row in [2, 3, 4] {
+        assert!(
+            errors.iter().any(|e| e.row == row
+                && e.column.as_deref() == Some("group_code")
+                && e.reason == "household CC belongs to another area"),
+            "row {row}: {errors:?}"
+        );
+    }
+    assert_eq!(counts(&f), before, "a refused file wrote something");
+
+    // Partial: the row for D1's own household goes in; the one reaching into CC does not.
+    let mixed =
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Own,Head,1970-01-01,D1-4,V1,HEAD,1,DD
+New,Head,1970-01-01,D1-3,V1,HEAD,0,CC
+";
+    let report = scoped(mixed, true).unwrap();
+    assert_eq!(report.created, 1);
+    assert_eq!(
+        report.rejected.iter().map(|e| e.row).collect::<Vec<_>>(),
+        [3]
+    );
+    let cc = f
+        .store
+        .read(|c| {
+            let id = registry::household_id_by_code(c, "CC")?;
+            registry::get_household(c, &Scope::National, id)
+        })
+        .unwrap();
+    assert_eq!(cc.location.as_deref(), Some("V3"), "CC did not move");
+    assert_eq!(cc.members.len(), 1);
+    let found = f
+        .store
+        .read(|c| registry::search_individuals(c, &Scope::National, Some("D1-3"), 5, 0))
+        .unwrap();
+    assert!(found.is_empty(), "nothing of a refused row is written");
+}
+
+#[test]
+fn a_household_shows_each_caller_only_the_members_in_their_area() {
+    let f = fixture();
+    // The head lives in District One (so does the household); a son has moved to District Two.
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name,individual_role,recipient_info,group_code
+Mia,Foo,1989-01-01,A1,V1,HEAD,1,AA
+Sam,Foo,2005-01-01,A2,V3,SON,0,AA
+",
+        ImportOptions::default(),
+    )
+    .unwrap();
+    let id = f
+        .store
+        .read(|c| registry::household_id_by_code(c, "AA"))
+        .unwrap();
+    let members = |scope: Scope| {
+        f.store
+            .read(|c| registry::get_household(c, &scope, id))
+            .map(|h| {
+                h.members
+                    .into_iter()
+                    .map(|m| m.external_id)
+                    .collect::<Vec<_>>()
+            })
+    };
+    assert_eq!(members(Scope::National).unwrap(), ["A1", "A2"]);
+    assert_eq!(
+        members(Scope::Area {
+            path: "R1/D1".into()
+        })
+        .unwrap(),
+        ["A1"],
+        "D2's member is not shown in D1"
+    );
+    let err = members(Scope::Area {
+        path: "R1/D2".into(),
+    })
+    .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+}
+
+#[test]
 fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
     let f = fixture();
     add_plan(
@@ -520,6 +642,67 @@ C,C,1990-01-01,X3,V1,yes,10
 }
 
 #[test]
+fn a_rejected_payrolls_limit_approvals_are_withdrawn_and_its_people_generated_again() {
+    let f = fixture();
+    add_plan(
+        &f,
+        json!({"code": "P", "beneficiary_type": "INDIVIDUAL", "provisions": ["CASH"],
+        "rule": {"cash": {"kind": "flat", "amount": 3000}, "limit_per_transaction": 2000}}),
+    );
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name\nA,A,1990-01-01,X1,V1\n",
+        plan("P"),
+    )
+    .unwrap();
+    let waiting = |f: &Fixture| {
+        f.store
+            .read(|c| {
+                Ok(c.query_row(
+                    "SELECT count(*) FROM tasks WHERE kind = 'ENTITLEMENT_APPROVAL' AND status = 'PENDING'",
+                    [],
+                    |r| r.get::<_, i64>(0),
+                )?)
+            })
+            .unwrap()
+    };
+    let first = generate(&f, "P");
+    assert_eq!(
+        (first.entitlements_created, first.awaiting_approval),
+        (1, 1)
+    );
+    assert_eq!(waiting(&f), 1);
+    f.store
+        .write(|tx| {
+            payroll::set_payroll_status(
+                tx,
+                ACTOR,
+                &Scope::National,
+                first.payrolls[0],
+                PayrollStatus::Rejected,
+                "wrong plan",
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        waiting(&f),
+        0,
+        "nothing left to approve on a rejected payroll"
+    );
+    let again = generate(&f, "P");
+    assert_eq!(
+        (again.entitlements_created, again.awaiting_approval),
+        (1, 1)
+    );
+    assert_ne!(again.payrolls, first.payrolls);
+    assert_eq!(
+        waiting(&f),
+        1,
+        "the new entitlement waits for its own approval"
+    );
+}
+
+#[test]
 fn flat_amounts_only_for_active_beneficiaries_and_never_twice() {
     let f = fixture();
     add_plan(
@@ -652,6 +835,89 @@ Mum,M,1995-01-01,M2,V3,HEAD,1,MM
             ("M2".into(), 1100, "DUE".into())
         ]
     );
+}
+
+#[test]
+fn an_office_timesheet_passes_the_checks_a_device_timesheet_does() {
+    let f = fixture();
+    add_plan(
+        &f,
+        json!({"code": "CFW", "beneficiary_type": "INDIVIDUAL", "provisions": ["CASH"],
+        "rule": {"cash": {"kind": "cash_for_work", "project": "ROAD"}}}),
+    );
+    add_plan(
+        &f,
+        json!({"code": "FOOD", "beneficiary_type": "INDIVIDUAL", "provisions": ["GOODS"],
+        "rule": {"goods": [{"item": "MAIZE", "quantity": 2}]}}),
+    );
+    // W1 in District One, W2 in District Two; the road is in District One.
+    let csv = "first_name,last_name,dob,id,location_name\nW,One,1990-01-01,W1,V1\nW,Two,1990-01-01,W2,V3\n";
+    import(&f, csv, plan("CFW")).unwrap();
+    import(&f, csv, plan("FOOD")).unwrap();
+    f.store
+        .write(|tx| {
+            plans::add_work_project(
+                tx,
+                ACTOR,
+                &Scope::National,
+                &plans::WorkProject {
+                    code: "ROAD".into(),
+                    name: "Road".into(),
+                    plan: "CFW".into(),
+                    location: "D1".into(),
+                    daily_wage_minor: 2000,
+                },
+            )
+        })
+        .unwrap();
+    let beneficiary = |plan: &str, name: &str| {
+        f.store
+            .read(|c| registry::list_beneficiaries(c, &Scope::National, Some(plan), None, 10, 0))
+            .unwrap()
+            .into_iter()
+            .find(|b| b.name == name)
+            .unwrap()
+            .id
+    };
+    let record = |scope: Scope, b| {
+        f.store.write(|tx| {
+            plans::record_timesheet(
+                tx,
+                "user:clerk",
+                &scope,
+                &plans::TimesheetEntry {
+                    project: "ROAD".into(),
+                    beneficiary_id: b,
+                    work_date: date("2026-11-02"),
+                    day_hundredths: 100,
+                },
+            )
+        })
+    };
+    let district = |d: &str| Scope::Area {
+        path: format!("R1/{d}"),
+    };
+    let before = (count(&f, "timesheets"), count(&f, "tasks"));
+
+    // A beneficiary of another plan does not work on the plan's project.
+    let err = record(Scope::National, beneficiary("FOOD", "W One")).unwrap_err();
+    assert!(
+        matches!(err, Error::Invalid(ref m) if m.contains("not of the project's plan CFW")),
+        "{err}"
+    );
+    // District Two's clerk sees W2, but the road is District One's.
+    let err = record(district("D2"), beneficiary("CFW", "W Two")).unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m == "project ROAD is outside your area"),
+        "{err}"
+    );
+    assert_eq!(
+        (count(&f, "timesheets"), count(&f, "tasks")),
+        before,
+        "a refused timesheet writes nothing"
+    );
+    record(district("D1"), beneficiary("CFW", "W One")).unwrap();
+    assert_eq!(count(&f, "timesheets"), before.0 + 1);
 }
 
 #[test]

@@ -19,6 +19,7 @@ use crate::{
     store::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
+        tasks,
         users::{self, NewUser, Role},
     },
 };
@@ -361,7 +362,9 @@ pub struct StatusChange {
     reason: String,
 }
 
-/// Moves a beneficiary along its lifecycle; refused transitions answer 409 and change nothing.
+/// Moves a beneficiary along its lifecycle under the `OFFICE_STATUS_CHANGE` policy: 202 with
+/// the four-eyes task that will apply it (the default), or 200 with the beneficiary when the
+/// policy asks for no approval. Refused transitions answer 409 and change nothing.
 pub async fn change_status(
     State(state): State<AppState>,
     caller: Caller,
@@ -369,11 +372,16 @@ pub async fn change_status(
     Json(change): Json<StatusChange>,
 ) -> Result<Response> {
     caller.require(OFFICE)?;
-    let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    write_json(&state, StatusCode::OK, move |tx| {
-        reg::change_status(tx, &actor, &scope, id, change.status, &change.reason)
+    let user = caller.0;
+    let answer = db(&state, move |s| {
+        s.write(|tx| tasks::request_status_change(tx, &user, id, change.status, &change.reason))
     })
-    .await
+    .await?;
+    let status = match answer {
+        tasks::StatusRequest::Applied(_) => StatusCode::OK,
+        tasks::StatusRequest::Pending(_) => StatusCode::ACCEPTED,
+    };
+    Ok((status, Json(answer)).into_response())
 }
 
 #[derive(Deserialize)]

@@ -42,6 +42,15 @@ fn cell(text: &str) -> String {
     }
 }
 
+/// Reads back a cell written by [`cell`]: the guarding apostrophe goes, so an exported sheet
+/// imports with the text it was made from.
+fn uncell(text: String) -> String {
+    match text.strip_prefix('\'') {
+        Some(rest) if rest.starts_with(['=', '+', '-', '@', '\t', '\r']) => rest.to_owned(),
+        _ => text,
+    }
+}
+
 /// The report as CSV, amounts as decimals in the currency's unit.
 pub fn report_csv(rows: &[ReportRow]) -> Vec<u8> {
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -114,8 +123,10 @@ pub fn openimis_csv(rows: &[SheetRow]) -> Vec<u8> {
             Some(false) => "No",
             None => "",
         };
+        // The payroll's name comes from a plan's code and the receipt from a provider's
+        // statement: text from outside, guarded like names.
         let _ = w.write_record([
-            r.payroll_name.as_str(),
+            cell(&r.payroll_name).as_str(),
             &r.payroll_status,
             &cell(&r.first_name),
             &cell(&r.last_name),
@@ -124,7 +135,7 @@ pub fn openimis_csv(rows: &[SheetRow]) -> Vec<u8> {
             &r.status,
             &r.amount,
             &r.kind,
-            &r.receipt,
+            &cell(&r.receipt),
             paid,
         ]);
     }
@@ -202,7 +213,7 @@ pub fn read_openimis(bytes: &[u8]) -> Result<SheetRead, String> {
                 continue;
             }
         };
-        let receipt = get(9);
+        let receipt = uncell(get(9));
         if paid == Some(true) && receipt.is_empty() {
             errors.push(SheetError {
                 row,
@@ -214,10 +225,10 @@ pub fn read_openimis(bytes: &[u8]) -> Result<SheetRead, String> {
         rows.push((
             row,
             SheetRow {
-                payroll_name: get(0),
+                payroll_name: uncell(get(0)),
                 payroll_status: get(1),
-                first_name: get(2),
-                last_name: get(3),
+                first_name: uncell(get(2)),
+                last_name: uncell(get(3)),
                 dob: get(4),
                 code,
                 status: get(6),
@@ -461,6 +472,34 @@ mod tests {
         assert_eq!(cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
         assert_eq!(cell("@SUM(A1)"), "'@SUM(A1)");
         assert_eq!(cell("Zoë"), "Zoë");
+    }
+
+    #[test]
+    fn the_openimis_sheet_defuses_receipts_and_payroll_names_and_reads_them_back() {
+        let row = SheetRow {
+            payroll_name: "=HYPERLINK(\"http://x\")".into(),
+            payroll_status: "APPROVED".into(),
+            first_name: "+Zoë".into(),
+            last_name: "Banda".into(),
+            dob: "1980-01-02".into(),
+            code: "0190-abc".into(),
+            status: "RECONCILED".into(),
+            amount: "150.00".into(),
+            kind: "CASH".into(),
+            receipt: "@SUM(A1)".into(),
+            paid: Some(true),
+        };
+        let bytes = openimis_csv(std::slice::from_ref(&row));
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let line = text.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("\"'=HYPERLINK(") && line.contains(",'@SUM(A1),Yes"),
+            "{line}"
+        );
+        assert!(line.contains(",'+Zoë,"), "{line}");
+        let (rows, errors) = read_openimis(&bytes).unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(rows, [(2, row)], "the guard is undone on import");
     }
 
     #[test]

@@ -40,6 +40,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_sync.sql"),
     include_str!("migrations/0003_office.sql"),
     include_str!("migrations/0004_generation.sql"),
+    include_str!("migrations/0008_policies.sql"),
     include_str!("migrations/0009_clients.sql"),
 ];
 
@@ -312,6 +313,99 @@ mod tests {
         drop(conn);
         let err = Store::open(&path).err().expect("newer schema refused");
         assert!(err.to_string().contains("newer than this server"), "{err}");
+    }
+
+    /// The database of a server before `0008_policies`, with a rejected and an approved
+    /// payroll, upgraded in place: the rejected entitlement no longer holds its place in the
+    /// cycle, the approved one still does, and the triggers on entitlements still fire.
+    #[test]
+    fn an_existing_database_upgrades_to_policies_with_its_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("registry.db");
+        let before = MIGRATIONS
+            .iter()
+            .position(|m| m.starts_with("-- Policies of the security review"))
+            .unwrap();
+        let id = |n: u64| uuid::Uuid::from_u64_pair(0, n);
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            conn.execute_batch("PRAGMA foreign_keys = ON").unwrap();
+            for (version, sql) in MIGRATIONS[..before].iter().enumerate() {
+                let tx = conn.transaction().unwrap();
+                tx.execute_batch(sql).unwrap();
+                tx.pragma_update(None, "user_version", version as u32 + 1)
+                    .unwrap();
+                tx.commit().unwrap();
+            }
+            conn.execute_batch(&format!(
+                "INSERT INTO locations (id, code, name, level, path) VALUES (x'{l}', 'R', 'R', 'REGION', 'R');
+                 INSERT INTO users (id, username, display_name, role, password_hash, created_at)
+                     VALUES (x'{u}', 'old.admin', 'Old', 'ADMIN', 'x', '2026-01-01T00:00:00Z');
+                 INSERT INTO benefit_plans (id, code, name, beneficiary_type, start_date, currency,
+                     provisions, extra_schema, rule, payment_point, created_at)
+                     VALUES (x'{p}', 'P', 'P', 'INDIVIDUAL', '2026-01-01', 'MWK', '[]', '{{}}', '{{}}', '{{}}', '2026-01-01T00:00:00Z');
+                 INSERT INTO payment_cycles (id, code, start_date, end_date, created_at)
+                     VALUES (x'{c}', 'C', '2026-01-01', '2026-01-31', '2026-01-01T00:00:00Z');
+                 INSERT INTO payrolls (id, plan_id, cycle_id, location_id, seq, name, status, currency, created_by, created_at)
+                     VALUES (x'{r}', x'{p}', x'{c}', x'{l}', 1, 'rejected', 'REJECTED', 'MWK', 'user:a', '2026-01-02T00:00:00Z'),
+                            (x'{a}', x'{p}', x'{c}', x'{l}', 2, 'approved', 'APPROVED', 'MWK', 'user:a', '2026-01-02T00:00:00Z');
+                 INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, amount_minor, currency, status)
+                     VALUES (x'{e1}', x'{r}', x'{p}', x'{c}', x'{b1}', 100, 'MWK', 'DUE'),
+                            (x'{e2}', x'{a}', x'{p}', x'{c}', x'{b2}', 100, 'MWK', 'DUE');",
+                l = id(1).simple(), u = id(2).simple(), p = id(3).simple(), c = id(4).simple(),
+                r = id(5).simple(), a = id(6).simple(), e1 = id(7).simple(), e2 = id(8).simple(),
+                b1 = id(9).simple(), b2 = id(10).simple(),
+            ))
+            .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        store
+            .write(|tx| {
+                let rejected: Vec<(uuid::Uuid, bool)> = tx
+                    .prepare("SELECT id, rejected_at IS NOT NULL FROM entitlements ORDER BY id")?
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                assert_eq!(rejected, [(id(7), true), (id(8), false)]);
+                let again = |e: uuid::Uuid, b: uuid::Uuid| {
+                    tx.execute(
+                        "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, amount_minor, currency, status)
+                         VALUES (?1, ?2, ?3, ?4, ?5, 100, 'MWK', 'DUE')",
+                        rusqlite::params![e, id(6), id(3), id(4), b],
+                    )
+                };
+                again(id(11), id(9)).expect("a rejected entitlement no longer blocks");
+                assert!(again(id(12), id(10)).is_err(), "an approved one still does");
+                let schema = |sql: &str| -> Result<i64> {
+                    Ok(tx.query_row(sql, [], |r| r.get(0))?)
+                };
+                assert_eq!(
+                    schema("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'
+                            AND name = 'replica_entitlements_upd' AND tbl_name = 'entitlements'")?,
+                    1,
+                    "the replica trigger on entitlements is back"
+                );
+                assert_eq!(
+                    schema("SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%entitlements_new%'")?,
+                    0,
+                    "triggers elsewhere still name entitlements"
+                );
+                assert_eq!(
+                    schema("SELECT count(*) FROM users WHERE created_by IS NULL")?,
+                    1,
+                    "an existing account's creator is unknown"
+                );
+                let strict = |kind: &str| -> Result<bool> {
+                    Ok(tx.query_row(
+                        "SELECT policy ->> '$.approvers_not_created_by_maker' IS 1 FROM task_policies WHERE kind = ?1",
+                        [kind],
+                        |r| r.get(0),
+                    )?)
+                };
+                assert!(strict("PAYROLL_APPROVAL")? && strict("PAYROLL_SIGN_OFF")?);
+                assert!(!strict("TIMESHEET")?);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -414,7 +414,9 @@ fn load_candidates(
     let not_entitled = if first_run {
         ""
     } else {
-        " AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.cycle_id = ?3 AND e.beneficiary_id = b.id)"
+        // A rejected payroll's entitlements do not count: its beneficiaries are still due.
+        " AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.cycle_id = ?3 AND e.beneficiary_id = b.id
+             AND e.rejected_at IS NULL)"
     };
     let mut stmt = conn.prepare(&format!(
         "{select} WHERE b.plan_id = ?2 AND b.status = 'ACTIVE'{in_scope}{not_entitled} ORDER BY b.id"
@@ -761,6 +763,9 @@ pub fn set_payroll_status(
          WHERE id = ?1",
         params![id, to.as_str(), now()],
     )?;
+    if to == PayrollStatus::Rejected {
+        reject_entitlements(tx, actor, id)?;
+    }
     audit::append(
         tx,
         actor,
@@ -773,4 +778,31 @@ pub fn set_payroll_status(
         status: to,
         ..current
     })
+}
+
+/// A rejected payroll's entitlements stop holding their beneficiaries' place in the cycle
+/// (a new generation covers them), and their own approvals have nothing left to approve.
+fn reject_entitlements(tx: &Transaction, actor: &str, payroll: Uuid) -> Result<()> {
+    let at = now();
+    tx.execute(
+        "UPDATE entitlements SET rejected_at = ?2 WHERE payroll_id = ?1 AND rejected_at IS NULL",
+        params![payroll, at],
+    )?;
+    let withdrawn = tx.execute(
+        "UPDATE tasks SET status = 'WITHDRAWN', decided_at = ?2
+         WHERE kind = 'ENTITLEMENT_APPROVAL' AND status = 'PENDING'
+           AND subject_id IN (SELECT id FROM entitlements WHERE payroll_id = ?1)",
+        params![payroll, at],
+    )?;
+    if withdrawn > 0 {
+        audit::append(
+            tx,
+            actor,
+            "task.withdrawn",
+            "payroll",
+            Some(&payroll.to_string()),
+            &json!({ "kind": "ENTITLEMENT_APPROVAL", "tasks": withdrawn }),
+        )?;
+    }
+    Ok(())
 }

@@ -429,7 +429,27 @@ pub fn record_timesheet(
         ));
     }
     let (project_id, _) = work_project_by_code(tx, &e.project)?;
+    // The checks a device's timesheet passes (`records::validate`): the project is in the
+    // caller's area, and the worker is a beneficiary of the project's plan.
+    let (project_plan, project_path): (String, String) = tx.query_row(
+        "SELECT p.code, l.path FROM work_projects w JOIN benefit_plans p ON p.id = w.plan_id
+         JOIN locations l ON l.id = w.location_id WHERE w.id = ?1",
+        [project_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    if !scope.contains(Some(&project_path)) {
+        return Err(Error::Forbidden(format!(
+            "project {} is outside your area",
+            e.project
+        )));
+    }
     let beneficiary = super::registry::get_beneficiary(tx, scope, e.beneficiary_id)?;
+    if beneficiary.plan != project_plan {
+        return Err(Error::Invalid(format!(
+            "the worker is a beneficiary of {}, not of the project's plan {project_plan}",
+            beneficiary.plan
+        )));
+    }
     if beneficiary.status != outpost_proto::BeneficiaryStatus::Active {
         return Err(Error::Invalid(format!(
             "only ACTIVE beneficiaries work on cash-for-work projects; this one is {}",

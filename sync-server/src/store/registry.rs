@@ -396,13 +396,18 @@ pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<House
         )
         .optional()?
         .ok_or_else(|| Error::not_found("household", id))?;
-    let mut stmt = conn.prepare(
+    // Members are people: a household that straddles areas shows each caller only the
+    // members in their own, as `get_individual` would.
+    let mut stmt = conn.prepare(&format!(
         "SELECT i.id, i.external_id, i.first_name, i.last_name, i.dob, m.relationship, m.recipient
          FROM group_members m JOIN individuals i ON i.id = m.individual_id
-         WHERE m.group_id = ?1 ORDER BY m.relationship = 'HEAD' DESC, i.dob",
-    )?;
+         LEFT JOIN locations l ON l.id = i.location_id
+         WHERE m.group_id = ?2 AND {}
+         ORDER BY m.relationship = 'HEAD' DESC, i.dob",
+        in_scope_or_unplaced()
+    ))?;
     let members = stmt
-        .query_map([id], |r| {
+        .query_map(params![scope.sql(), id], |r| {
             Ok(Member {
                 individual_id: r.get(0)?,
                 external_id: r.get(1)?,
@@ -513,6 +518,16 @@ pub fn apply_import(
                 ),
             ));
         }
+        // A household outside the caller's area is not theirs to join, to give a recipient
+        // or to move (a head's location moves the household).
+        if let Some(code) = row.group_code.as_deref()
+            && existing.outside(scope, code)
+        {
+            row_errors.push((
+                "group_code",
+                format!("household {code} belongs to another area"),
+            ));
+        }
         if let Some(current) = existing.individuals.get(&row.external_id)
             && current.location_path.is_some()
             && !scope.contains(current.location_path.as_deref())
@@ -529,7 +544,7 @@ pub fn apply_import(
         }));
         resolved.push(location);
     }
-    check_households_against_registry(parsed, &existing, &mut errors);
+    check_households_against_registry(parsed, &existing, scope, &mut errors);
 
     if !errors.is_empty() && !opts.partial {
         errors.sort_by_key(|e| e.row);
@@ -725,6 +740,8 @@ fn import_order(parsed: &ParsedFile) -> Vec<usize> {
 struct ExistingRows {
     individuals: HashMap<String, ExistingIndividual>,
     groups: HashMap<String, Uuid>,
+    /// group code → the household's location path (`None`: unplaced, national users only).
+    group_paths: HashMap<String, Option<String>>,
     /// group code → members already there (external id, relationship, recipient).
     group_members: HashMap<String, Vec<(String, Option<Relationship>, RecipientKind)>>,
 }
@@ -770,8 +787,12 @@ impl ExistingRows {
             }
         }
         let mut groups = HashMap::new();
+        let mut group_paths = HashMap::new();
         let mut group_members: HashMap<String, Vec<_>> = HashMap::new();
-        let mut group_by_code = conn.prepare_cached("SELECT id FROM groups WHERE code = ?1")?;
+        let mut group_by_code = conn.prepare_cached(
+            "SELECT g.id, l.path FROM groups g LEFT JOIN locations l ON l.id = g.location_id
+             WHERE g.code = ?1",
+        )?;
         let mut members_of = conn.prepare_cached(
             "SELECT i.external_id, m.relationship, m.recipient FROM group_members m
              JOIN individuals i ON i.id = m.individual_id WHERE m.group_id = ?1",
@@ -780,11 +801,14 @@ impl ExistingRows {
             if groups.contains_key(code) {
                 continue;
             }
-            if let Some(id) = group_by_code
-                .query_row([code], |r| r.get::<_, Uuid>(0))
+            if let Some((id, path)) = group_by_code
+                .query_row([code], |r| {
+                    Ok((r.get::<_, Uuid>(0)?, r.get::<_, Option<String>>(1)?))
+                })
                 .optional()?
             {
                 groups.insert(code.to_owned(), id);
+                group_paths.insert(code.to_owned(), path);
                 let members = members_of
                     .query_map([id], |r| {
                         Ok((
@@ -800,8 +824,17 @@ impl ExistingRows {
         Ok(ExistingRows {
             individuals,
             groups,
+            group_paths,
             group_members,
         })
+    }
+
+    /// Whether the registry holds household `code` outside `scope` (as [`get_household`]
+    /// sees it: an unplaced household is national only).
+    fn outside(&self, scope: &Scope, code: &str) -> bool {
+        self.group_paths
+            .get(code)
+            .is_some_and(|path| !scope.contains(path.as_deref()))
     }
 }
 
@@ -810,6 +843,7 @@ impl ExistingRows {
 fn check_households_against_registry(
     parsed: &ParsedFile,
     existing: &ExistingRows,
+    scope: &Scope,
     errors: &mut Vec<RowError>,
 ) {
     let in_file: HashSet<&str> = parsed.rows.iter().map(|r| r.external_id.as_str()).collect();
@@ -817,6 +851,10 @@ fn check_households_against_registry(
         let Some(code) = row.group_code.as_deref() else {
             continue;
         };
+        // Another area's household is refused as such, without naming its members.
+        if existing.outside(scope, code) {
+            continue;
+        }
         let Some(members) = existing.group_members.get(code) else {
             continue;
         };

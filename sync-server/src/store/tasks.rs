@@ -61,7 +61,7 @@ pub fn policy(conn: &Connection, kind: TaskKind) -> Result<Policy> {
 
 /// Sets a kind's policy; tasks already open keep the policy they opened with.
 pub fn set_policy(tx: &Transaction, actor: &str, kind: TaskKind, policy: &Policy) -> Result<()> {
-    policy.check().map_err(Error::Invalid)?;
+    policy.check_for(kind).map_err(Error::Invalid)?;
     tx.execute(
         "INSERT INTO task_policies (kind, policy, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (kind) DO UPDATE SET policy = excluded.policy, updated_by = excluded.updated_by,
@@ -239,7 +239,8 @@ fn decisions(task: &Task) -> Vec<Decision> {
 }
 
 /// How many people may approve at each tier: supervisors and administrators, not disabled,
-/// not the maker, whose area covers the task (and is at the tier's level, if it names one).
+/// not the maker (nor, if the policy says so, made by the maker), whose area covers the task
+/// (and is at the tier's level, if it names one).
 fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(task.policy.tiers.len());
     for tier in &task.policy.tiers {
@@ -249,11 +250,17 @@ fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
                 "SELECT count(*) FROM users u LEFT JOIN locations l ON l.id = u.area_id
                  WHERE u.role IN ('SUPERVISOR', 'ADMIN') AND u.disabled = 0
                    AND (?2 IS NULL OR u.id <> ?2)
+                   AND (?2 IS NULL OR NOT ?4 OR u.created_by IS NOT ?2)
                    AND (l.path IS NULL OR {})
                    AND (?3 IS NULL OR COALESCE(l.level, 'NATIONAL') = ?3)",
                 under_path("?1", "l.path")
             ),
-            params![task.path, task.maker_id, level],
+            params![
+                task.path,
+                task.maker_id,
+                level,
+                task.policy.approvers_not_created_by_maker
+            ],
             |r| r.get(0),
         )?;
         out.push(n);
@@ -375,12 +382,18 @@ pub fn decide(
         return finish(tx, user, task, "");
     }
     let level = user_level(tx, user)?;
+    let created_by: Option<Uuid> = tx.query_row(
+        "SELECT created_by FROM users WHERE id = ?1",
+        [user.id],
+        |r| r.get(0),
+    )?;
     let tier = approvals::may_decide(
         &task.policy,
         task.maker_id,
         &decisions(&task),
         &eligible,
         user.id,
+        created_by,
         level,
         verdict,
         second_factor,
@@ -530,6 +543,26 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
                 params![subject, if approved { "APPROVED" } else { "REJECTED" }],
             )?;
         }
+        TaskKind::OfficeStatusChange => {
+            let (beneficiary, to, why, requested_by): (Uuid, String, String, String) = tx
+                .query_row(
+                    "SELECT beneficiary_id, to_status, reason, requested_by FROM status_requests WHERE id = ?1",
+                    [subject],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )?;
+            if approved {
+                let to: BeneficiaryStatus = to
+                    .parse()
+                    .map_err(|e: outpost_proto::UnknownName| Error::Internal(e.to_string()))?;
+                // The history names who asked; the approver is in the reason and the task.
+                let why = format!("{why} (approved by {actor})");
+                registry::change_status(tx, &requested_by, &national, beneficiary, to, &why)?;
+            }
+            tx.execute(
+                "UPDATE status_requests SET decision = ?2 WHERE id = ?1",
+                params![subject, if approved { "APPROVED" } else { "REJECTED" }],
+            )?;
+        }
         TaskKind::ContactUpdate => {
             if approved {
                 let (individual, phone, address): (Uuid, Option<String>, Option<String>) = tx.query_row(
@@ -558,6 +591,87 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
         }
     }
     Ok(())
+}
+
+/// What an office status change came to.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum StatusRequest {
+    /// The kind's policy asks for no approval: changed at once.
+    Applied(registry::Beneficiary),
+    /// Waiting for four eyes in this task; nothing is changed before it is approved.
+    Pending(Box<Task>),
+}
+
+/// Asks for a beneficiary's status to change at the office. Checked now (reason, area,
+/// transition), then applied only through an `OFFICE_STATUS_CHANGE` task decided by someone
+/// else, as field proposals are; only a policy with no tiers applies it directly.
+pub fn request_status_change(
+    tx: &Transaction,
+    user: &User,
+    id: Uuid,
+    to: BeneficiaryStatus,
+    reason: &str,
+) -> Result<StatusRequest> {
+    let (actor, scope) = (user.actor(), user.scope());
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::Invalid("a status change needs a reason".into()));
+    }
+    let current = registry::get_beneficiary(tx, &scope, id)?;
+    current.status.transition(to)?;
+    let kind = TaskKind::OfficeStatusChange;
+    if policy(tx, kind)?.tiers.is_empty() {
+        return registry::change_status(tx, &actor, &scope, id, to, reason)
+            .map(StatusRequest::Applied);
+    }
+    let waiting: Option<Uuid> = tx
+        .query_row(
+            "SELECT t.id FROM status_requests r JOIN tasks t ON t.subject_id = r.id
+             WHERE r.beneficiary_id = ?1 AND t.kind = ?2 AND t.status = 'PENDING'",
+            params![id, kind.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(task) = waiting {
+        return Err(Error::Conflict(format!(
+            "a status change of this beneficiary already waits for approval (task {task})"
+        )));
+    }
+    let request = Uuid::now_v7();
+    let at = now();
+    tx.execute(
+        "INSERT INTO status_requests (id, beneficiary_id, from_status, to_status, reason, requested_by, requested_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![request, id, current.status.as_str(), to.as_str(), reason, actor, at],
+    )?;
+    // Unplaced beneficiaries are national: so is their task.
+    let path: String = tx
+        .query_row(
+            "SELECT path FROM beneficiary_paths WHERE beneficiary_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    let task = open(
+        tx,
+        kind,
+        request,
+        &path,
+        &format!("become {to}: {reason}"),
+        &actor,
+        Some(user.id),
+    )?;
+    audit::append(
+        tx,
+        &actor,
+        "beneficiary.status_requested",
+        "beneficiary",
+        Some(&id.to_string()),
+        &json!({ "from": current.status, "to": to, "reason": reason, "task": task }),
+    )?;
+    Ok(StatusRequest::Pending(Box::new(get(tx, &scope, task)?)))
 }
 
 /// Withdraws the open task about `subject` when the subject itself went away (a timesheet

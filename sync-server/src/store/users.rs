@@ -158,9 +158,11 @@ pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) 
     }
     let hash = hash_password(&new.password)?;
     let id = Uuid::now_v7();
+    // Kept so an approval policy can refuse accounts the maker of a change created.
+    let created_by = super::tasks::actor_user(tx, actor)?;
     tx.execute(
-        "INSERT INTO users (id, username, display_name, role, area_id, password_hash, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO users (id, username, display_name, role, area_id, password_hash, created_at, created_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
             id,
             username,
@@ -168,7 +170,8 @@ pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) 
             json!(new.role).as_str(),
             area.as_ref().map(|a| a.id),
             hash,
-            now()
+            now(),
+            created_by
         ],
     )
     .map_err(|e| unique_to_conflict(e, format!("username '{username}' is taken")))?;
