@@ -76,6 +76,10 @@ pub fn router(state: AppState) -> Router {
             get(registry::list_users).post(registry::create_user),
         )
         .route(
+            "/api/v1/users/{username}/reset-login",
+            post(registry::reset_login),
+        )
+        .route(
             "/api/v1/locations",
             get(registry::list_locations).post(registry::create_location),
         )
@@ -210,6 +214,28 @@ pub(crate) async fn write_json<T: Serialize + Send + 'static>(
     f: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
 ) -> Result<Response> {
     Ok((status, Json(db(state, move |s| s.write(f)).await?)).into_response())
+}
+
+/// The client's IP address, from the connection, for throttling log-ins by address. Behind a
+/// reverse proxy every client shares the proxy's address (the per-name pause still applies);
+/// forwarded headers are not trusted, since any client can send them. Servers made without
+/// connection info (in-process routers) count as one address.
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+        ))
+    }
 }
 
 /// The authenticated caller, from `Authorization: Bearer <token>`.

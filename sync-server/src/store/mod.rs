@@ -39,6 +39,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_sync.sql"),
     include_str!("migrations/0003_office.sql"),
     include_str!("migrations/0004_generation.sql"),
+    include_str!("migrations/0005_login.sql"),
 ];
 
 /// The schema version this build writes.
