@@ -1147,3 +1147,163 @@ fn a_reset_ends_the_accounts_tokens_and_sessions() {
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert!(users::Reset::default().prepare().is_err());
 }
+
+/// TOTP secrets are encrypted at rest with a key file beside the database; secrets a database
+/// held in plain text before are encrypted when it opens, and still work.
+#[test]
+fn totp_secrets_are_encrypted_at_rest_and_plain_ones_are_sealed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let store = Store::open(&path).unwrap();
+    demo::load(
+        &store,
+        &DemoOptions {
+            households: 5,
+            seed: 3,
+            as_of: demo::today(),
+        },
+    )
+    .unwrap();
+    let raw = || rusqlite::Connection::open(&path).unwrap();
+    let stored = |user: &str| -> String {
+        raw()
+            .query_row(
+                "SELECT totp_secret FROM users WHERE username = ?1",
+                [user],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(stored("sup.north1").starts_with("v1:"));
+    assert!(!stored("sup.north1").contains(sessions::DEMO_TOTP_SECRET));
+    let key = dir
+        .path()
+        .join(outpost_server::store::secrets::SecretKey::FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // As a database written before encryption held it.
+    drop(store);
+    raw()
+        .execute(
+            "UPDATE users SET totp_secret = ?1 WHERE username = 'sup.north2'",
+            [sessions::DEMO_TOTP_SECRET],
+        )
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(stored("sup.north2").starts_with("v1:"), "sealed on open");
+    let u = store
+        .read(|c| users::user_by_username(c, "sup.north2"))
+        .unwrap();
+    let code = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
+    assert_eq!(
+        store
+            .write(|tx| sessions::check_code(tx, &u, &code))
+            .unwrap(),
+        sessions::Code::Accepted
+    );
+    // Without its key file the database's secrets are of no use.
+    drop(store);
+    std::fs::remove_file(&key).unwrap();
+    let store = Store::open(&path).unwrap();
+    let u = store
+        .read(|c| users::user_by_username(c, "sup.north1"))
+        .unwrap();
+    assert!(
+        store
+            .write(|tx| sessions::check_code(tx, &u, &code))
+            .is_err()
+    );
+}
+
+/// A new account's first log-in enrols an authenticator app; the secret offered and the one
+/// enrolled are stored encrypted, and the enrolled one then opens a token.
+#[test]
+fn enrolling_an_authenticator_stores_its_secret_encrypted_and_it_then_buys_a_token() {
+    let o = office();
+    let path = o.store.path().to_owned();
+    o.store
+        .write(|tx| {
+            users::create_user(
+                tx,
+                "user:admin",
+                &Scope::National,
+                &users::NewUser {
+                    username: "sup.new".into(),
+                    display_name: "New supervisor".into(),
+                    role: users::Role::Supervisor,
+                    area: Some("N".into()),
+                    password: "a long enough password".into(),
+                },
+            )
+        })
+        .unwrap();
+    let sessions::LogIn::Opened(cookie) =
+        sessions::log_in(&o.store, "sup.new", "a long enough password", ADDRESS).unwrap()
+    else {
+        panic!("opened");
+    };
+    let s = o
+        .store
+        .read(|c| sessions::session(c, &cookie))
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.stage, sessions::Stage::EnrolSecondFactor);
+    let (secret, url) = o
+        .store
+        .write(|tx| sessions::enrolment_offer(tx, &s))
+        .unwrap();
+    assert!(url.starts_with("otpauth://"));
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let pending: String = raw
+        .query_row(
+            "SELECT pending_totp FROM web_sessions WHERE pending_totp IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(pending.starts_with("v1:") && !pending.contains(&secret));
+    // Reloading the page offers the same secret.
+    let s = o
+        .store
+        .read(|c| sessions::session(c, &cookie))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        o.store
+            .write(|tx| sessions::enrolment_offer(tx, &s))
+            .unwrap()
+            .0,
+        secret
+    );
+    let codes = sessions::FreshCodes::default();
+    let (code, wait) = codes.next("sup.new", &secret).unwrap();
+    std::thread::sleep(wait);
+    o.store
+        .write(|tx| sessions::enrol_second_factor(tx, &s, &code))
+        .unwrap();
+    let enrolled: String = raw
+        .query_row(
+            "SELECT totp_secret FROM users WHERE username = 'sup.new'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(enrolled.starts_with("v1:") && !enrolled.contains(&secret));
+    let (code, wait) = codes.next("sup.new", &secret).unwrap();
+    std::thread::sleep(wait);
+    let (user, _, _) = sessions::api_token(
+        &o.store,
+        "sup.new",
+        "a long enough password",
+        Some(&code),
+        ADDRESS,
+    )
+    .unwrap();
+    assert_eq!(user.username, "sup.new");
+}

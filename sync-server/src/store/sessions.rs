@@ -397,7 +397,7 @@ fn count_code_failure(tx: &Transaction, user: &User) -> Result<Option<String>> {
 pub fn session(conn: &Connection, token: &str) -> Result<Option<Session>> {
     let found: Option<(String, String, String, Option<String>)> = conn
         .query_row(
-            "SELECT s.stage, s.csrf, u.username, s.pending_totp FROM web_sessions s
+            "SELECT s.stage, s.csrf, u.username, totp_open(s.pending_totp) FROM web_sessions s
              JOIN users u ON u.id = s.user_id
              WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0
                AND (u.locked_until IS NULL OR u.locked_until <= ?2)",
@@ -536,7 +536,7 @@ pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
         return Ok(Code::Paused(until));
     }
     let (secret, last): (Option<String>, i64) = tx.query_row(
-        "SELECT totp_secret, totp_last_step FROM users WHERE id = ?1",
+        "SELECT totp_open(totp_secret), totp_last_step FROM users WHERE id = ?1",
         [user.id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -604,7 +604,7 @@ pub fn enrolment_offer(tx: &Transaction, session: &Session) -> Result<(String, S
                 .map_err(|_| Error::Internal("no randomness for a TOTP secret".into()))?;
             let s = Secret::from(bytes.to_vec()).to_base32();
             tx.execute(
-                "UPDATE web_sessions SET pending_totp = ?2 WHERE token_hash = ?1",
+                "UPDATE web_sessions SET pending_totp = totp_seal(?2) WHERE token_hash = ?1",
                 params![session.token_hash, s],
             )?;
             s
@@ -632,7 +632,7 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
     // Only an account without a secret enrols one: a session opened before the user set up
     // their app cannot replace the secret afterwards.
     let set = tx.execute(
-        "UPDATE users SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1 AND totp_secret IS NULL",
+        "UPDATE users SET totp_secret = totp_seal(?2), totp_last_step = ?3 WHERE id = ?1 AND totp_secret IS NULL",
         params![session.user.id, secret, step as i64],
     )?;
     if set == 0 {
@@ -655,7 +655,7 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
 pub fn set_secret(tx: &Transaction, username: &str, secret_base32: &str) -> Result<()> {
     totp_for(secret_base32, username)?;
     tx.execute(
-        "UPDATE users SET totp_secret = ?2 WHERE username = ?1",
+        "UPDATE users SET totp_secret = totp_seal(?2) WHERE username = ?1",
         params![username, secret_base32],
     )?;
     Ok(())
