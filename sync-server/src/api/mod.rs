@@ -28,6 +28,7 @@ use crate::{
         Store,
         devices::ProgrammeKey,
         records::Ingest,
+        sessions,
         users::{self, Role, User},
     },
 };
@@ -197,6 +198,28 @@ pub(crate) async fn db<T: Send + 'static>(
     })
     .await
     .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
+}
+
+/// Checks a log-in's password in three steps, so that argon2 (slow on purpose, and what a
+/// flood of bad log-ins costs) holds neither the writer nor one of the database slots device
+/// uploads and approvals wait for: the hash is read on a reader, verified on a blocking thread
+/// with nothing held, and the outcome recorded in one small write where `then` runs for a
+/// right password.
+pub(crate) async fn check_password<T: Send + 'static>(
+    state: &AppState,
+    username: String,
+    password: String,
+    address: String,
+    then: impl FnOnce(&rusqlite::Transaction, &User) -> Result<T> + Send + 'static,
+) -> Result<sessions::Password<T>> {
+    let stored = db(state, move |s| sessions::Stored::read(s, &username)).await?;
+    let verified = tokio::task::spawn_blocking(move || stored.verify(&password))
+        .await
+        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+    db(state, move |s| {
+        s.write(|tx| verified.record(tx, &address, then))
+    })
+    .await
 }
 
 /// Runs a read off the async threads and answers its result as JSON.

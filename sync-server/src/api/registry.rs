@@ -46,10 +46,12 @@ pub async fn token(
     ClientAddress(address): ClientAddress,
     Json(c): Json<Credentials>,
 ) -> Result<Response> {
-    let (user, token, expires_at) = db(&state, move |s| {
-        sessions::api_token(s, &c.username, &c.password, c.code.as_deref(), &address)
+    let code = c.code;
+    let outcome = super::check_password(&state, c.username, c.password, address, move |tx, u| {
+        sessions::issue_for_code(tx, u, code)
     })
     .await?;
+    let (user, token, expires_at) = sessions::token_answer(outcome)?;
     Ok(Json(json!({ "token": token, "expires_at": expires_at, "user": user })).into_response())
 }
 

@@ -179,6 +179,34 @@ fn count_password_failure(
     Ok(paused)
 }
 
+/// A name's stored password hash, read on a reader: the first of a password check's three
+/// steps (read, [`verify`](Self::verify) with nothing held, [`Verified::record`]).
+#[derive(Debug)]
+pub struct Stored {
+    username: String,
+    record: Option<(String, bool)>,
+}
+
+impl Stored {
+    pub fn read(store: &Store, username: &str) -> Result<Stored> {
+        let username = username.trim().to_owned();
+        let record = store.read(|c| users::password_record(c, &username))?;
+        Ok(Stored { username, record })
+    }
+
+    /// Runs argon2 (slow on purpose) for known and unknown names alike; holds no
+    /// connection, transaction or lock, so slow (and bad) log-ins never hold up the writer
+    /// that uploads and approvals need. The API runs it outside its database slots too.
+    pub fn verify(self, password: &str) -> Verified {
+        let right = users::verify_password(self.record.as_ref().map(|(h, _)| h.as_str()), password);
+        Verified {
+            username: self.username,
+            record: self.record,
+            right,
+        }
+    }
+}
+
 /// A password checked against the stored hash, not yet recorded (see [`check_password`]).
 #[derive(Debug)]
 pub struct Verified {
@@ -188,18 +216,9 @@ pub struct Verified {
 }
 
 impl Verified {
-    /// Reads the stored hash on a reader and runs argon2 with no transaction or lock held,
-    /// so slow (and bad) log-ins never hold up the writer that uploads and approvals need.
-    /// Always runs argon2, for known and unknown names alike.
+    /// [`Stored::read`] then [`Stored::verify`].
     pub fn check(store: &Store, username: &str, password: &str) -> Result<Verified> {
-        let username = username.trim().to_owned();
-        let record = store.read(|c| users::password_record(c, &username))?;
-        let right = users::verify_password(record.as_ref().map(|(h, _)| h.as_str()), password);
-        Ok(Verified {
-            username,
-            record,
-            right,
-        })
+        Ok(Stored::read(store, username)?.verify(password))
     }
 
     /// Records the outcome in one small write: the pauses and the account are checked again
@@ -257,16 +276,22 @@ pub fn check_password<T>(
 /// towards a pause of the name and of the address; the answer never says whether the user
 /// exists.
 pub fn log_in(store: &Store, username: &str, password: &str, address: &str) -> Result<LogIn> {
-    Ok(
-        match check_password(store, username, password, address, open_session)? {
+    Ok(check_password(store, username, password, address, open_session)?.into())
+}
+
+impl From<Password<String>> for LogIn {
+    fn from(p: Password<String>) -> LogIn {
+        match p {
             Password::Right(token) => LogIn::Opened(token),
             Password::Refused => LogIn::Refused,
             Password::Paused(until) => LogIn::Paused(until),
-        },
-    )
+        }
+    }
 }
 
-fn open_session(tx: &Transaction, user: &User) -> Result<String> {
+/// Opens a web session at the second-factor stage (or enrolment, for an account without an
+/// authenticator app) for a user whose password was right.
+pub fn open_session(tx: &Transaction, user: &User) -> Result<String> {
     let has_totp: bool = tx.query_row(
         "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
         [user.id],
@@ -310,32 +335,55 @@ pub fn api_token(
     code: Option<&str>,
     address: &str,
 ) -> Result<(User, String, String)> {
-    let issued = check_password(store, username, password, address, |tx, user| {
-        let has_totp: bool = tx.query_row(
-            "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
-            [user.id],
-            |r| r.get(0),
-        )?;
-        if !has_totp {
-            return Ok(Err(Error::Forbidden(
-                "this account has no authenticator app yet: log in once on the web (/login) \
-                 to set one up, then ask for a token with a code from it"
-                    .into(),
-            )));
-        }
-        let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
-            return Ok(Err(Error::Invalid(
-                "a token needs the code from your authenticator app: send it as `code`".into(),
-            )));
-        };
-        Ok(match check_code(tx, user, code)? {
-            Code::Accepted => users::issue_token(tx, user).map(|(t, e)| (user.clone(), t, e)),
-            refused => refused
-                .into_result()
-                .and_then(|()| Err(Error::Internal("a refused code was accepted".into()))),
-        })
-    })?;
-    match issued {
+    let code = code.map(str::to_owned);
+    token_answer(check_password(
+        store,
+        username,
+        password,
+        address,
+        |tx, user| issue_for_code(tx, user, code),
+    )?)
+}
+
+/// An issued token: the account, the token and when it expires.
+pub type Issued = (User, String, String);
+
+/// The second half of [`api_token`], for a user whose password was right: the code is
+/// checked (and counted) in the same write, and a refusal is the inner error, so the counts
+/// commit.
+pub fn issue_for_code(
+    tx: &Transaction,
+    user: &User,
+    code: Option<String>,
+) -> Result<Result<Issued>> {
+    let has_totp: bool = tx.query_row(
+        "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
+        [user.id],
+        |r| r.get(0),
+    )?;
+    if !has_totp {
+        return Ok(Err(Error::Forbidden(
+            "this account has no authenticator app yet: log in once on the web (/login) \
+             to set one up, then ask for a token with a code from it"
+                .into(),
+        )));
+    }
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Ok(Err(Error::Invalid(
+            "a token needs the code from your authenticator app: send it as `code`".into(),
+        )));
+    };
+    Ok(match check_code(tx, user, &code)? {
+        Code::Accepted => users::issue_token(tx, user).map(|(t, e)| (user.clone(), t, e)),
+        refused => refused
+            .into_result()
+            .and_then(|()| Err(Error::Internal("a refused code was accepted".into()))),
+    })
+}
+
+/// The answer to a token request.
+pub fn token_answer(outcome: Password<Result<Issued>>) -> Result<Issued> {
+    match outcome {
         Password::Right(result) => result,
         Password::Refused => Err(Error::Unauthenticated),
         Password::Paused(until) => Err(paused_error(&until)),

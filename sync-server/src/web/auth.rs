@@ -55,10 +55,15 @@ pub async fn log_in(
             )),
         );
     }
-    let outcome = db(&state, move |s| {
-        sessions::log_in(s, &c.username, &c.password, &address)
-    })
-    .await;
+    let outcome = crate::api::check_password(
+        &state,
+        c.username,
+        c.password,
+        address,
+        sessions::open_session,
+    )
+    .await
+    .map(sessions::LogIn::from);
     match outcome {
         Ok(sessions::LogIn::Opened(token)) => {
             let mut r = Redirect::to("/login/totp").into_response();
