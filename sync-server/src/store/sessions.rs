@@ -189,7 +189,9 @@ pub struct Stored {
 
 impl Stored {
     pub fn read(store: &Store, username: &str) -> Result<Stored> {
-        let username = username.trim().to_owned();
+        // No username is longer than 64 characters: a longer name typed is cut (still too long
+        // to be anyone's) before it becomes a throttle key and an audit entry.
+        let username: String = username.trim().chars().take(65).collect();
         let record = store.read(|c| users::password_record(c, &username))?;
         Ok(Stored { username, record })
     }
