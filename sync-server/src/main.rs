@@ -109,6 +109,17 @@ enum Command {
         #[command(subcommand)]
         what: ClientWhat,
     },
+    /// Reset a staff account's password (read from standard input) and/or its authenticator
+    /// app; every API token and web session of the account ends.
+    ResetLogin {
+        username: String,
+        /// Set a new password, read from standard input.
+        #[arg(long)]
+        password: bool,
+        /// Forget the authenticator app: the next web log-in enrols a new one.
+        #[arg(long)]
+        totp: bool,
+    },
     /// Check that the audit log's hash chain is intact.
     AuditVerify,
     /// Print the current TOTP code for a base32 secret (by default the demo staff's published
@@ -484,6 +495,37 @@ fn run(cli: Cli) -> Result<()> {
                     println!("client {} revoked", client.name);
                 }
             }
+            Ok(())
+        }
+        Command::ResetLogin {
+            username,
+            password,
+            totp,
+        } => {
+            let store = open(&cli.data)?;
+            let password = if password {
+                let mut p = String::new();
+                std::io::stdin().read_to_string(&mut p)?;
+                Some(p.trim_end_matches(['\r', '\n']).to_owned())
+            } else {
+                None
+            };
+            let reset = users::Reset { password, totp };
+            let hash = reset.prepare()?;
+            let user = store.write(|tx| {
+                users::reset_login(
+                    tx,
+                    &actor,
+                    &Scope::National,
+                    &username,
+                    &reset,
+                    hash.as_deref(),
+                )
+            })?;
+            println!(
+                "{}: log-in reset; its tokens and sessions have ended",
+                user.username
+            );
             Ok(())
         }
         Command::AuditVerify => {

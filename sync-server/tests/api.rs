@@ -7,6 +7,7 @@ use std::{
 };
 
 use outpost_proto::wire;
+use outpost_server::store::sessions;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -21,6 +22,7 @@ struct Server {
     cycle: String,
     _dir: TempDir,
     http: Client,
+    codes: sessions::FreshCodes,
 }
 
 impl Server {
@@ -68,6 +70,7 @@ impl Server {
             cycle: outpost_server::demo::cycle_of(as_of).code,
             _dir: dir,
             http: Client::new(),
+            codes: Default::default(),
         }
     }
 
@@ -75,11 +78,22 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// A code from a demo user's authenticator app the server has not seen yet.
+    async fn code(&self, username: &str) -> String {
+        let (code, wait) = self
+            .codes
+            .next(username, sessions::DEMO_TOTP_SECRET)
+            .unwrap();
+        tokio::time::sleep(wait).await;
+        code
+    }
+
     async fn token(&self, username: &str) -> String {
+        let code = self.code(username).await;
         let r = self
             .http
             .post(self.url("/api/v1/auth/token"))
-            .json(&json!({ "username": username, "password": PASSWORD }))
+            .json(&json!({ "username": username, "password": PASSWORD, "code": code }))
             .send()
             .await
             .unwrap();
@@ -943,10 +957,7 @@ async fn tasks_and_reconciliation_over_the_api_keep_four_eyes_and_area() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
-    let code = outpost_server::store::sessions::current_code(
-        outpost_server::store::sessions::DEMO_TOTP_SECRET,
-    )
-    .unwrap();
+    let code = s.code("sup.north2").await;
     let r = decide(&north, json!({ "verdict": "APPROVE", "code": code }))
         .await
         .unwrap();
@@ -1328,4 +1339,171 @@ fn the_cli_creates_lists_and_revokes_api_clients() {
         !run(&["client", "list"]).contains("opc_"),
         "the secret is shown once"
     );
+}
+
+/// A token costs the password and a fresh authenticator code, for every role; a paused name
+/// gets none; a reset (over the API by an administrator, or with the CLI) ends the account's
+/// tokens and takes effect at once.
+#[tokio::test]
+async fn a_token_needs_a_fresh_code_and_a_reset_ends_the_accounts_tokens() {
+    let s = Server::start(20);
+    let ask = |body: Value| {
+        let r = s.http.post(s.url("/api/v1/auth/token")).json(&body).send();
+        async move {
+            let r = r.await.unwrap();
+            (r.status(), r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let message = |v: &Value| {
+        v["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+
+    // A password alone buys nothing, for a supervisor or a field agent.
+    for user in ["sup.north1", "agent.n-mz"] {
+        let (status, body) = ask(json!({ "username": user, "password": PASSWORD })).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{user}: {body}");
+        assert!(message(&body).contains("code"), "{body}");
+    }
+    let (status, body) =
+        ask(json!({ "username": "sup.north1", "password": PASSWORD, "code": "12345x" })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let code = s.code("sup.north1").await;
+    let (status, body) =
+        ask(json!({ "username": "sup.north1", "password": PASSWORD, "code": code })).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let north = body["token"].as_str().unwrap().to_owned();
+    // An overheard code is not replayed.
+    let (status, body) =
+        ask(json!({ "username": "sup.north1", "password": PASSWORD, "code": code })).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(message(&body).contains("already used"), "{body}");
+
+    // Only an administrator resets, and the reset ends the account's tokens.
+    let reset = |token: &str, user: &str, body: Value| {
+        s.http
+            .post(s.url(&format!("/api/v1/users/{user}/reset-login")))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let south = s.token("sup.south1").await;
+    let r = reset(&south, "sup.north1", json!({ "totp": true }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let admin = s.token("admin").await;
+    let r = reset(&admin, "sup.north1", json!({})).await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "nothing to reset"
+    );
+    assert_eq!(s.get(&north, "/api/v1/me").await.0, StatusCode::OK);
+    let r = reset(&admin, "sup.north1", json!({ "totp": true }))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        s.get(&north, "/api/v1/me").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let code = s.code("sup.north1").await;
+    let (status, body) =
+        ask(json!({ "username": "sup.north1", "password": PASSWORD, "code": code })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(message(&body).contains("log in once on the web"), "{body}");
+
+    // The CLI resets a password while the server runs.
+    let mut cli = Command::new(env!("CARGO_BIN_EXE_outpost-server"))
+        .args(["--data", s._dir.path().to_str().unwrap()])
+        .args(["reset-login", "sup.south1", "--password"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(b"a new password for south\n")
+        .unwrap();
+    assert!(cli.wait().unwrap().success());
+    assert_eq!(
+        s.get(&south, "/api/v1/me").await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let code = s.code("sup.south1").await;
+    let (status, _) =
+        ask(json!({ "username": "sup.south1", "password": PASSWORD, "code": code })).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = ask(json!({
+        "username": "sup.south1", "password": "a new password for south", "code": code
+    }))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Five wrong passwords pause the name on this endpoint too, the right one included.
+    for _ in 0..5 {
+        let _ =
+            ask(json!({ "username": "sup.north3", "password": "guess", "code": "000000" })).await;
+    }
+    let code = s.code("sup.north3").await;
+    let (status, body) =
+        ask(json!({ "username": "sup.north3", "password": PASSWORD, "code": code })).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(message(&body).contains("paused"), "{body}");
+}
+
+/// The log-in page shows only messages the server chose: not a link's text, and the same one
+/// for a known and an unknown name.
+#[tokio::test]
+async fn the_login_page_shows_only_the_servers_own_messages() {
+    let s = Server::start(5);
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    for query in [
+        "error=Your+account+is+blocked%3A+call+0999",
+        "ok=Your+account+is+blocked%3A+call+0999",
+        "error=Your+account+is+blocked%3A+call+0999&sig=AAAA",
+    ] {
+        let page = http
+            .get(s.url(&format!("/login?{query}")))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!page.contains("call 0999"), "{query}");
+    }
+    let mut answers = Vec::new();
+    for name in ["admin", "nobody.at.all"] {
+        let r = http
+            .post(s.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("username={name}&password=guess"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER);
+        answers.push(r.headers()["location"].to_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        answers[0], answers[1],
+        "known and unknown names answer alike"
+    );
+    let page = http
+        .get(s.url(&answers[0]))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("not right"), "{page}");
 }

@@ -26,6 +26,9 @@ use outpost_server::{
 use tempfile::TempDir;
 use uuid::Uuid;
 
+/// The client address office tests log in from.
+const ADDRESS: &str = "192.0.2.1";
+
 struct Office {
     _dir: TempDir,
     store: Store,
@@ -408,27 +411,15 @@ fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
 fn wrong_passwords_are_counted_and_pause_the_account_even_for_the_right_one() {
     let o = office();
     for _ in 0..4 {
-        let r = o
-            .store
-            .write(|tx| sessions::log_in(tx, "sup.north1", "guess"))
-            .unwrap();
+        let r = sessions::log_in(&o.store, "sup.north1", "guess", ADDRESS).unwrap();
         assert_eq!(r, sessions::LogIn::Refused);
     }
-    let r = o
-        .store
-        .write(|tx| sessions::log_in(tx, "sup.north1", "guess"))
-        .unwrap();
+    let r = sessions::log_in(&o.store, "sup.north1", "guess", ADDRESS).unwrap();
     assert!(matches!(r, sessions::LogIn::Paused(_)), "{r:?}");
-    let r = o
-        .store
-        .write(|tx| sessions::log_in(tx, "sup.north1", demo::DEMO_PASSWORD))
-        .unwrap();
+    let r = sessions::log_in(&o.store, "sup.north1", demo::DEMO_PASSWORD, ADDRESS).unwrap();
     assert!(matches!(r, sessions::LogIn::Paused(_)), "{r:?}");
     // Unknown users get the same answer as wrong passwords.
-    let r = o
-        .store
-        .write(|tx| sessions::log_in(tx, "nobody", "guess"))
-        .unwrap();
+    let r = sessions::log_in(&o.store, "nobody", "guess", ADDRESS).unwrap();
     assert_eq!(r, sessions::LogIn::Refused);
     let audit = o
         .store
@@ -1052,10 +1043,7 @@ fn a_cached_report_lasts_until_something_it_reads_changes() {
     let cache = rec::ReportCache::default();
     let first = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
     // A log-in is audited, but reconciliation reads nothing of it.
-    let _ = o
-        .store
-        .write(|tx| sessions::log_in(tx, "sup.north2", demo::DEMO_PASSWORD))
-        .unwrap();
+    let _ = sessions::log_in(&o.store, "sup.north2", demo::DEMO_PASSWORD, ADDRESS).unwrap();
     let again = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
     assert!(
         std::sync::Arc::ptr_eq(&first, &again),
@@ -1208,4 +1196,371 @@ fn a_demo_as_of_a_day_to_come_is_refused_and_writes_nothing() {
         "{refused}"
     );
     assert!(demo::is_empty(&store).unwrap());
+}
+
+/// A right password leaves the count of wrong codes alone, the approval form's code counts
+/// too, and the account's pause after five wrong codes refuses its existing token.
+#[test]
+fn wrong_codes_are_counted_apart_from_passwords_and_pause_the_account_and_its_tokens() {
+    let o = office();
+    let u = o.user("sup.north2");
+    let (token, _) = o.store.write(|tx| users::issue_token(tx, &u)).unwrap();
+    let right = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
+    let wrong = if right == "000000" {
+        "111111"
+    } else {
+        "000000"
+    };
+    for _ in 0..4 {
+        let opened =
+            sessions::log_in(&o.store, "sup.north2", demo::DEMO_PASSWORD, ADDRESS).unwrap();
+        assert!(matches!(opened, sessions::LogIn::Opened(_)), "{opened:?}");
+        assert_eq!(
+            o.store
+                .write(|tx| sessions::check_code(tx, &u, wrong))
+                .unwrap(),
+            sessions::Code::Wrong
+        );
+    }
+    // The right password again does not reset the count: the fifth wrong code, typed on the
+    // approval form, pauses the account.
+    let opened = sessions::log_in(&o.store, "sup.north2", demo::DEMO_PASSWORD, ADDRESS).unwrap();
+    assert!(matches!(opened, sessions::LogIn::Opened(_)), "{opened:?}");
+    let paused = sessions::require_code(&o.store, &u, wrong).unwrap_err();
+    assert!(paused.to_string().contains("paused"), "{paused}");
+    let err = o
+        .store
+        .read(|c| users::user_for_token(c, &token))
+        .unwrap_err();
+    assert!(matches!(err, Error::Unauthenticated), "{err}");
+    let again = sessions::log_in(&o.store, "sup.north2", demo::DEMO_PASSWORD, ADDRESS).unwrap();
+    assert!(matches!(again, sessions::LogIn::Paused(_)), "{again:?}");
+    let token_err = sessions::api_token(
+        &o.store,
+        "sup.north2",
+        demo::DEMO_PASSWORD,
+        Some(&right),
+        ADDRESS,
+    )
+    .unwrap_err();
+    assert!(token_err.to_string().contains("paused"), "{token_err}");
+}
+
+/// Wrong passwords for a name pause only new log-ins under that name: a session and a token
+/// the account already has keep working. Unknown names pause alike, with the same message,
+/// and one address that fails too often is paused for every name.
+#[test]
+fn a_paused_name_keeps_its_sessions_unknown_names_pause_alike_and_addresses_are_throttled() {
+    let o = office();
+    let codes = sessions::FreshCodes::default();
+    let u = o.user("sup.north1");
+    let sessions::LogIn::Opened(cookie) =
+        sessions::log_in(&o.store, "sup.north1", demo::DEMO_PASSWORD, ADDRESS).unwrap()
+    else {
+        panic!("the right password opens a session");
+    };
+    let half = o
+        .store
+        .read(|c| sessions::session(c, &cookie))
+        .unwrap()
+        .unwrap();
+    let (code, wait) = codes
+        .next("sup.north1", sessions::DEMO_TOTP_SECRET)
+        .unwrap();
+    std::thread::sleep(wait);
+    let outcome = o
+        .store
+        .write(|tx| sessions::second_factor(tx, &half, &code))
+        .unwrap();
+    assert_eq!(outcome, sessions::Code::Accepted);
+    let (token, _) = o.store.write(|tx| users::issue_token(tx, &u)).unwrap();
+
+    let mut answers = Vec::new();
+    for name in ["sup.north1", "nobody.here"] {
+        for i in 0..sessions::MAX_FAILURES {
+            // From addresses of their own, so only the name's count is reached.
+            let address = format!("198.51.100.{i}");
+            answers.push(sessions::log_in(&o.store, name, "guess", &address).unwrap());
+        }
+        let r = sessions::log_in(&o.store, name, "anything", "198.51.100.99").unwrap();
+        assert!(matches!(r, sessions::LogIn::Paused(_)), "{name}: {r:?}");
+    }
+    let shape = |r: &sessions::LogIn| match r {
+        sessions::LogIn::Paused(_) => "paused",
+        sessions::LogIn::Refused => "refused",
+        sessions::LogIn::Opened(_) => "opened",
+    };
+    let (known, unknown) = answers.split_at(answers.len() / 2);
+    assert_eq!(
+        known.iter().map(shape).collect::<Vec<_>>(),
+        unknown.iter().map(shape).collect::<Vec<_>>(),
+        "known and unknown names answer alike"
+    );
+    assert_eq!(shape(known.last().unwrap()), "paused");
+    let still = o
+        .store
+        .read(|c| sessions::session(c, &cookie))
+        .unwrap()
+        .expect("the session survives someone else's failures");
+    assert_eq!(still.stage, sessions::Stage::Full);
+    assert_eq!(
+        o.store
+            .read(|c| users::user_for_token(c, &token))
+            .unwrap()
+            .username,
+        "sup.north1"
+    );
+
+    // One address guessing many names is paused for all of them, the right one included.
+    for i in 0..sessions::ADDRESS_MAX_FAILURES {
+        let _ = sessions::log_in(&o.store, &format!("guess{i}"), "guess", "203.0.113.7").unwrap();
+    }
+    let r = sessions::log_in(&o.store, "sup.south1", demo::DEMO_PASSWORD, "203.0.113.7").unwrap();
+    assert!(matches!(r, sessions::LogIn::Paused(_)), "{r:?}");
+    let r = sessions::log_in(&o.store, "sup.south1", demo::DEMO_PASSWORD, ADDRESS).unwrap();
+    assert!(matches!(r, sessions::LogIn::Opened(_)), "{r:?}");
+}
+
+/// The slow password check (argon2) runs while another request holds the writer: only the
+/// small write that records the outcome waits for it.
+#[test]
+fn a_password_is_checked_without_the_writer() {
+    let o = office();
+    let store = std::sync::Arc::new(o.store);
+    let (done, finished) = std::sync::mpsc::channel();
+    let checked = store
+        .write(|_tx| {
+            let s = store.clone();
+            std::thread::spawn(move || {
+                let v = sessions::Verified::check(&s, "sup.north1", demo::DEMO_PASSWORD);
+                let _ = done.send(v.is_ok());
+            });
+            // A deadlock guard, not a measure: the check needs no writer, so it ends.
+            Ok(finished.recv_timeout(std::time::Duration::from_secs(120)))
+        })
+        .unwrap();
+    assert_eq!(checked, Ok(true), "the check ran while the writer was held");
+}
+
+/// An administrator's reset ends every token and session of the account, takes effect on the
+/// password and the authenticator app, and is audited; a supervisor cannot reset, and an
+/// administrator only inside their area.
+#[test]
+fn a_reset_ends_the_accounts_tokens_and_sessions() {
+    let o = office();
+    let u = o.user("sup.south1");
+    let (token, _) = o.store.write(|tx| users::issue_token(tx, &u)).unwrap();
+    let sessions::LogIn::Opened(cookie) =
+        sessions::log_in(&o.store, "sup.south1", demo::DEMO_PASSWORD, ADDRESS).unwrap()
+    else {
+        panic!("opened");
+    };
+    let reset = users::Reset {
+        password: Some("a brand new password".into()),
+        totp: true,
+    };
+    let hash = reset.prepare().unwrap();
+    o.store
+        .write(|tx| {
+            users::reset_login(
+                tx,
+                "user:admin",
+                &Scope::National,
+                "sup.south1",
+                &reset,
+                hash.as_deref(),
+            )
+        })
+        .unwrap();
+    assert!(o.store.read(|c| users::user_for_token(c, &token)).is_err());
+    assert!(
+        o.store
+            .read(|c| sessions::session(c, &cookie))
+            .unwrap()
+            .is_none()
+    );
+    let old = sessions::log_in(&o.store, "sup.south1", demo::DEMO_PASSWORD, ADDRESS).unwrap();
+    assert_eq!(old, sessions::LogIn::Refused);
+    let err = sessions::api_token(
+        &o.store,
+        "sup.south1",
+        "a brand new password",
+        Some("123456"),
+        ADDRESS,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("authenticator app"), "{err}");
+    let audit = o
+        .store
+        .read(|c| outpost_server::store::audit::list(c, None, 20))
+        .unwrap();
+    assert!(audit.iter().any(|e| e.action == "user.reset_login"));
+    // Outside the caller's area the account is not found; nothing to reset is refused.
+    let north = o.user("sup.north1").scope();
+    let err = o
+        .store
+        .write(|tx| users::reset_login(tx, "user:x", &north, "sup.south1", &reset, None))
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err}");
+    assert!(users::Reset::default().prepare().is_err());
+}
+
+/// TOTP secrets are encrypted at rest with a key file beside the database; secrets a database
+/// held in plain text before are encrypted when it opens, and still work.
+#[test]
+fn totp_secrets_are_encrypted_at_rest_and_plain_ones_are_sealed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let store = Store::open(&path).unwrap();
+    demo::load(
+        &store,
+        &DemoOptions {
+            households: 5,
+            seed: 3,
+            as_of: demo::today(),
+        },
+    )
+    .unwrap();
+    let raw = || rusqlite::Connection::open(&path).unwrap();
+    let stored = |user: &str| -> String {
+        raw()
+            .query_row(
+                "SELECT totp_secret FROM users WHERE username = ?1",
+                [user],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    assert!(stored("sup.north1").starts_with("v1:"));
+    assert!(!stored("sup.north1").contains(sessions::DEMO_TOTP_SECRET));
+    let key = dir
+        .path()
+        .join(outpost_server::store::secrets::SecretKey::FILE);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    // As a database written before encryption held it.
+    drop(store);
+    raw()
+        .execute(
+            "UPDATE users SET totp_secret = ?1 WHERE username = 'sup.north2'",
+            [sessions::DEMO_TOTP_SECRET],
+        )
+        .unwrap();
+    let store = Store::open(&path).unwrap();
+    assert!(stored("sup.north2").starts_with("v1:"), "sealed on open");
+    let u = store
+        .read(|c| users::user_by_username(c, "sup.north2"))
+        .unwrap();
+    let code = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
+    assert_eq!(
+        store
+            .write(|tx| sessions::check_code(tx, &u, &code))
+            .unwrap(),
+        sessions::Code::Accepted
+    );
+    // Without its key file the database's secrets are of no use.
+    drop(store);
+    std::fs::remove_file(&key).unwrap();
+    let store = Store::open(&path).unwrap();
+    let u = store
+        .read(|c| users::user_by_username(c, "sup.north1"))
+        .unwrap();
+    assert!(
+        store
+            .write(|tx| sessions::check_code(tx, &u, &code))
+            .is_err()
+    );
+}
+
+/// A new account's first log-in enrols an authenticator app; the secret offered and the one
+/// enrolled are stored encrypted, and the enrolled one then opens a token.
+#[test]
+fn enrolling_an_authenticator_stores_its_secret_encrypted_and_it_then_buys_a_token() {
+    let o = office();
+    let path = o.store.path().to_owned();
+    o.store
+        .write(|tx| {
+            users::create_user(
+                tx,
+                "user:admin",
+                &Scope::National,
+                &users::NewUser {
+                    username: "sup.new".into(),
+                    display_name: "New supervisor".into(),
+                    role: users::Role::Supervisor,
+                    area: Some("N".into()),
+                    password: "a long enough password".into(),
+                },
+            )
+        })
+        .unwrap();
+    let sessions::LogIn::Opened(cookie) =
+        sessions::log_in(&o.store, "sup.new", "a long enough password", ADDRESS).unwrap()
+    else {
+        panic!("opened");
+    };
+    let s = o
+        .store
+        .read(|c| sessions::session(c, &cookie))
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.stage, sessions::Stage::EnrolSecondFactor);
+    let (secret, url) = o
+        .store
+        .write(|tx| sessions::enrolment_offer(tx, &s))
+        .unwrap();
+    assert!(url.starts_with("otpauth://"));
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let pending: String = raw
+        .query_row(
+            "SELECT pending_totp FROM web_sessions WHERE pending_totp IS NOT NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(pending.starts_with("v1:") && !pending.contains(&secret));
+    // Reloading the page offers the same secret.
+    let s = o
+        .store
+        .read(|c| sessions::session(c, &cookie))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        o.store
+            .write(|tx| sessions::enrolment_offer(tx, &s))
+            .unwrap()
+            .0,
+        secret
+    );
+    let codes = sessions::FreshCodes::default();
+    let (code, wait) = codes.next("sup.new", &secret).unwrap();
+    std::thread::sleep(wait);
+    o.store
+        .write(|tx| sessions::enrol_second_factor(tx, &s, &code))
+        .unwrap();
+    let enrolled: String = raw
+        .query_row(
+            "SELECT totp_secret FROM users WHERE username = 'sup.new'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(enrolled.starts_with("v1:") && !enrolled.contains(&secret));
+    let (code, wait) = codes.next("sup.new", &secret).unwrap();
+    std::thread::sleep(wait);
+    let (user, _, _) = sessions::api_token(
+        &o.store,
+        "sup.new",
+        "a long enough password",
+        Some(&code),
+        ADDRESS,
+    )
+    .unwrap();
+    assert_eq!(user.username, "sup.new");
 }

@@ -143,7 +143,11 @@ test('a wrong password or TOTP code does not log in, and pages need a session', 
 
 test('a payroll from generation to sign-off, with four eyes and a duplicate payout', async () => {
   // An administrator registers a new household in Ekwendeni, so generation finds someone new.
-  const { token } = await api('/api/v1/auth/token', { username: 'admin', password: PASSWORD });
+  const { token } = await api('/api/v1/auth/token', {
+    username: 'admin',
+    password: PASSWORD,
+    code: await freshCode('admin'),
+  });
   const csv =
     'id,first_name,last_name,dob,sex,location_name,group_code,individual_role,recipient_info,disability,housing\n' +
     'WEB-1,Thokozani,Nyirenda,1984-03-05,F,N-MZ-01,HH-WEB-1,HEAD,1,no,OWNED\n';

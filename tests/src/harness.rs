@@ -6,7 +6,7 @@ use std::path::Path;
 use outpost_server::{
     api::AppState,
     demo,
-    store::{Store, devices::ProgrammeKey},
+    store::{Store, devices::ProgrammeKey, sessions},
 };
 use tempfile::TempDir;
 
@@ -19,6 +19,10 @@ pub struct TestServer {
     pub cycle: String,
     pub state: AppState,
     pub http: reqwest::Client,
+    /// Tokens already issued, per user: a token costs a TOTP code, and a code is accepted
+    /// once per 30-second step.
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
+    codes: sessions::FreshCodes,
     handle: axum_server::Handle<std::net::SocketAddr>,
     _dir: TempDir,
 }
@@ -64,6 +68,8 @@ impl TestServer {
             cycle: demo::cycle_of(day).code,
             state,
             http: reqwest::Client::new(),
+            tokens: Default::default(),
+            codes: Default::default(),
             handle,
             _dir: dir,
         }
@@ -73,14 +79,29 @@ impl TestServer {
         format!("{}{path}", self.base)
     }
 
-    /// A bearer token for a demo user.
+    /// A code from a demo user's authenticator app that the server has not seen yet (waits
+    /// for the clock only when the user spent three codes within one step).
+    pub async fn code(&self, username: &str) -> String {
+        let (code, wait) = self
+            .codes
+            .next(username, sessions::DEMO_TOTP_SECRET)
+            .expect("a TOTP code");
+        tokio::time::sleep(wait).await;
+        code
+    }
+
+    /// A bearer token for a demo user (one per user and server, kept for later calls).
     pub async fn token(&self, username: &str) -> String {
+        if let Some(t) = self.tokens.lock().unwrap().get(username) {
+            return t.clone();
+        }
+        let code = self.code(username).await;
         let r = self
             .http
             .post(self.url("/api/v1/auth/token"))
             .header("content-type", "application/json")
             .body(
-                serde_json::json!({"username": username, "password": demo::DEMO_PASSWORD})
+                serde_json::json!({"username": username, "password": demo::DEMO_PASSWORD, "code": code})
                     .to_string(),
             )
             .send()
@@ -88,7 +109,12 @@ impl TestServer {
             .expect("token request");
         assert!(r.status().is_success(), "login as {username}");
         let v: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
-        v["token"].as_str().unwrap().to_owned()
+        let token = v["token"].as_str().unwrap().to_owned();
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(username.to_owned(), token.clone());
+        token
     }
 
     /// A JSON call with a bearer token; returns the status and the parsed body.

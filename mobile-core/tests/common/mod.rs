@@ -34,6 +34,7 @@ pub struct Server {
     pub url: String,
     pub dir: TempDir,
     http: reqwest::blocking::Client,
+    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
 }
 
 impl Drop for Server {
@@ -109,6 +110,7 @@ impl Server {
                 let _ = rustls::crypto::ring::default_provider().install_default();
                 reqwest::blocking::Client::new()
             },
+            tokens: Default::default(),
         }
     }
 
@@ -136,18 +138,32 @@ impl Server {
             .to_owned()
     }
 
+    /// A token for a demo user, one per user and server: a token costs a code from the
+    /// authenticator app (the demo's published secret, from `outpost-server totp-code`), and a
+    /// code is accepted once per 30-second step.
     pub fn token(&self, user: &str) -> String {
+        if let Some(t) = self.tokens.lock().unwrap().get(user) {
+            return t.clone();
+        }
+        let out = Command::new(server_bin()).arg("totp-code").output().unwrap();
+        assert!(out.status.success(), "totp-code");
+        let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let r: Value = self
             .http
             .post(format!("{}/api/v1/auth/token", self.url))
             .header("content-type", "application/json")
-            .body(json!({"username": user, "password": DEMO_PASSWORD}).to_string())
+            .body(json!({"username": user, "password": DEMO_PASSWORD, "code": code}).to_string())
             .send()
             .unwrap()
             .bytes()
             .map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null))
             .unwrap();
-        r["token"].as_str().expect("a token").to_owned()
+        let token = r["token"].as_str().expect("a token").to_owned();
+        self.tokens
+            .lock()
+            .unwrap()
+            .insert(user.to_owned(), token.clone());
+        token
     }
 
     /// Calls the staff API as `user`.

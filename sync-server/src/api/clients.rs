@@ -57,6 +57,7 @@ pub const PERSONS_ONLY: &[&str] = &[
     "/api/v1/tasks/{id}/decision",
     "/api/v1/timesheets/{id}/decision",
     "/api/v1/payrolls/{id}/resolutions",
+    "/api/v1/users/{username}/reset-login",
 ];
 
 pub async fn create_client(

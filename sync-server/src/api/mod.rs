@@ -31,6 +31,7 @@ use crate::{
         Store, clients as store_clients,
         devices::ProgrammeKey,
         records::Ingest,
+        sessions,
         users::{self, Role, User},
     },
 };
@@ -83,6 +84,10 @@ pub fn router(state: AppState) -> Router {
             get(clients::list_clients).post(clients::create_client),
         )
         .route("/api/v1/clients/{id}/revoke", post(clients::revoke_client))
+        .route(
+            "/api/v1/users/{username}/reset-login",
+            post(registry::reset_login),
+        )
         .route(
             "/api/v1/locations",
             get(registry::list_locations).post(registry::create_location),
@@ -203,6 +208,28 @@ pub(crate) async fn db<T: Send + 'static>(
     .map_err(|e| Error::Internal(format!("database task failed: {e}")))?
 }
 
+/// Checks a log-in's password in three steps, so that argon2 (slow on purpose, and what a
+/// flood of bad log-ins costs) holds neither the writer nor one of the database slots device
+/// uploads and approvals wait for: the hash is read on a reader, verified on a blocking thread
+/// with nothing held, and the outcome recorded in one small write where `then` runs for a
+/// right password.
+pub(crate) async fn check_password<T: Send + 'static>(
+    state: &AppState,
+    username: String,
+    password: String,
+    address: String,
+    then: impl FnOnce(&rusqlite::Transaction, &User) -> Result<T> + Send + 'static,
+) -> Result<sessions::Password<T>> {
+    let stored = db(state, move |s| sessions::Stored::read(s, &username)).await?;
+    let verified = tokio::task::spawn_blocking(move || stored.verify(&password))
+        .await
+        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+    db(state, move |s| {
+        s.write(|tx| verified.record(tx, &address, then))
+    })
+    .await
+}
+
 /// Runs a read off the async threads and answers its result as JSON.
 pub(crate) async fn read_json<T: Serialize + Send + 'static>(
     state: &AppState,
@@ -218,6 +245,28 @@ pub(crate) async fn write_json<T: Serialize + Send + 'static>(
     f: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
 ) -> Result<Response> {
     Ok((status, Json(db(state, move |s| s.write(f)).await?)).into_response())
+}
+
+/// The client's IP address, from the connection, for throttling log-ins by address. Behind a
+/// reverse proxy every client shares the proxy's address (the per-name pause still applies);
+/// forwarded headers are not trusted, since any client can send them. Servers made without
+/// connection info (in-process routers) count as one address.
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddress(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
+        ))
+    }
 }
 
 /// The authenticated caller, from `Authorization: Bearer <token>`.

@@ -12,7 +12,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
+use super::{
+    AppState, Caller, ClientAddress, Json, Path, Query, db, page_limit, read_json, write_json,
+};
 use crate::{
     Error, Result,
     registry::import::{FileFormat, ImportRow, parse_individuals},
@@ -20,6 +22,7 @@ use crate::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
         tasks,
+        sessions,
         users::{self, NewUser, Role},
     },
 };
@@ -32,16 +35,24 @@ const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
 pub struct Credentials {
     username: String,
     password: String,
+    /// The current code from the account's authenticator app.
+    #[serde(default)]
+    code: Option<String>,
 }
 
-/// Exchanges a username and password for a bearer token.
-pub async fn token(State(state): State<AppState>, Json(c): Json<Credentials>) -> Result<Response> {
-    let (user, token, expires_at) = db(&state, move |s| {
-        let user = s.read(|conn| users::authenticate(conn, &c.username, &c.password))?;
-        let (token, expires) = s.write(|tx| users::issue_token(tx, &user))?;
-        Ok((user, token, expires))
+/// Exchanges a username, password and authenticator code for a bearer token, with the same
+/// failure counts and pauses as the web log-in.
+pub async fn token(
+    State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
+    Json(c): Json<Credentials>,
+) -> Result<Response> {
+    let code = c.code;
+    let outcome = super::check_password(&state, c.username, c.password, address, move |tx, u| {
+        sessions::issue_for_code(tx, u, code)
     })
     .await?;
+    let (user, token, expires_at) = sessions::token_answer(outcome)?;
     Ok(Json(json!({ "token": token, "expires_at": expires_at, "user": user })).into_response())
 }
 
@@ -53,6 +64,25 @@ pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result
     caller.require(ADMIN)?;
     let scope = caller.0.scope();
     read_json(&state, move |c| users::list_users(c, &scope)).await
+}
+
+/// Resets a user's password and/or authenticator app (administrators, inside their area);
+/// the user's tokens and web sessions end.
+pub async fn reset_login(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(username): Path<String>,
+    Json(reset): Json<users::Reset>,
+) -> Result<Response> {
+    caller.require(ADMIN)?;
+    let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    let user = db(&state, move |s| {
+        // Hashed before the write, so argon2 never runs while holding the writer.
+        let hash = reset.prepare()?;
+        s.write(|tx| users::reset_login(tx, &actor, &scope, &username, &reset, hash.as_deref()))
+    })
+    .await?;
+    Ok(Json(user).into_response())
 }
 
 pub async fn create_user(

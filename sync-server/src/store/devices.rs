@@ -56,7 +56,8 @@ impl ProgrammeKey {
     }
 }
 
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes a new key file readable by its owner only; never overwrites one.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

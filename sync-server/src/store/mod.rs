@@ -14,6 +14,7 @@ pub mod reconciliation;
 pub mod records;
 pub mod registry;
 pub mod replica;
+pub mod secrets;
 pub mod sessions;
 pub mod tasks;
 pub mod users;
@@ -40,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0002_sync.sql"),
     include_str!("migrations/0003_office.sql"),
     include_str!("migrations/0004_generation.sql"),
+    include_str!("migrations/0005_login.sql"),
     include_str!("migrations/0008_policies.sql"),
     include_str!("migrations/0009_clients.sql"),
 ];
@@ -59,6 +61,8 @@ pub struct Store {
     /// 32 MB), and past a few per core more readers only wait on the CPU anyway.
     reading: (Mutex<usize>, std::sync::Condvar),
     checkpointer: Option<Checkpointer>,
+    /// Encrypts TOTP secrets at rest; every connection reaches it through SQL functions.
+    secrets: std::sync::Arc<secrets::SecretKey>,
 }
 
 /// The most reads at once; the rest queue for a slot.
@@ -114,11 +118,18 @@ impl Drop for Store {
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        // Beside the database, never inside it (like the programme key).
+        let secrets = std::sync::Arc::new(secrets::SecretKey::load_or_create(dir)?);
         let mut writer = open_connection(path, false)?;
+        secrets::register(&writer, &secrets)?;
         migrate(&mut writer)?;
+        {
+            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            secrets::seal_plain_secrets(&tx)?;
+            tx.commit()?;
+        }
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Store {
             path: path.to_owned(),
@@ -126,6 +137,7 @@ impl Store {
             readers: Mutex::new(Vec::new()),
             reading: (Mutex::new(0), std::sync::Condvar::new()),
             checkpointer: Some(Checkpointer::start(path)?),
+            secrets,
         })
     }
 
@@ -161,7 +173,11 @@ impl Store {
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
             Some(conn) => conn,
-            None => open_connection(&self.path, true)?,
+            None => {
+                let conn = open_connection(&self.path, true)?;
+                secrets::register(&conn, &self.secrets)?;
+                conn
+            }
         };
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;

@@ -14,7 +14,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde_json::json;
 use totp_rs::{Secret, Totp};
 
-use super::{audit, now, users};
+use super::{Store, audit, now, users};
 use crate::{Error, Result, store::users::User};
 
 /// How long a web session lives without a new log-in (a working day).
@@ -90,79 +90,210 @@ pub enum LogIn {
     Opened(String),
     /// Wrong username or password (the same answer for both).
     Refused,
-    /// Too many failures: no log-in until this time.
+    /// Too many failures for this name or from this address: no new log-in until this time.
+    /// Known and unknown names pause alike, so the answer tells nothing about which exist.
     Paused(String),
 }
 
-fn paused_until(tx: &Transaction, user: &str) -> Result<Option<String>> {
-    let until: Option<String> = tx
-        .query_row(
-            "SELECT locked_until FROM users WHERE username = ?1",
-            [user],
-            |r| r.get(0),
-        )
-        .optional()?
-        .flatten();
-    Ok(until.filter(|u| u.as_str() > stamp(Utc::now()).as_str()))
+/// How a password check went; `Right` carries what was done with the account inside the
+/// same small write.
+#[derive(Debug)]
+pub enum Password<T> {
+    Right(T),
+    Refused,
+    Paused(String),
 }
 
-/// Counts a failure (wrong password or code); at [`MAX_FAILURES`] the account pauses for
-/// [`LOCK_MINUTES`] and its sessions end. Returns the pause, if one began.
-fn count_failure(tx: &Transaction, username: &str, what: &str) -> Result<Option<String>> {
-    let failures: Option<i64> = tx
-        .query_row(
-            "SELECT failed_logins FROM users WHERE username = ?1",
-            [username],
-            |r| r.get(0),
-        )
-        .optional()?;
-    let Some(failures) = failures.map(|f| f + 1) else {
-        return Ok(None);
-    };
-    let until =
-        (failures >= MAX_FAILURES).then(|| stamp(Utc::now() + Duration::minutes(LOCK_MINUTES)));
-    tx.execute(
-        "UPDATE users SET failed_logins = ?2, locked_until = COALESCE(?3, locked_until) WHERE username = ?1",
-        params![username, if until.is_some() { 0 } else { failures }, until],
-    )?;
-    if until.is_some() {
-        tx.execute(
-            "DELETE FROM web_sessions WHERE user_id = (SELECT id FROM users WHERE username = ?1)",
-            [username],
-        )?;
+/// Failed passwords from one client address within [`LOCK_MINUTES`] before it pauses. Higher
+/// than [`MAX_FAILURES`]: an office behind one address has several people mistyping.
+pub const ADDRESS_MAX_FAILURES: i64 = 20;
+
+fn throttle_keys(username: &str, address: &str) -> [String; 2] {
+    [format!("name:{username}"), format!("address:{address}")]
+}
+
+/// The later pause among a name's and an address's, if either is on now.
+fn throttled(tx: &Transaction, keys: &[String]) -> Result<Option<String>> {
+    let now = stamp(Utc::now());
+    let mut until: Option<String> = None;
+    for key in keys {
+        let u: Option<String> = tx
+            .query_row(
+                "SELECT paused_until FROM login_throttle WHERE key = ?1 AND paused_until > ?2",
+                params![key, now],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        until = until.max(u);
     }
+    Ok(until)
+}
+
+/// Counts a wrong password against the name and the address; returns the pause, if one
+/// began. Windows older than [`LOCK_MINUTES`] start again, and finished rows are dropped so
+/// names tried once do not pile up.
+fn count_password_failure(
+    tx: &Transaction,
+    username: &str,
+    address: &str,
+) -> Result<Option<String>> {
+    let now_t = Utc::now();
+    let (now_s, window) = (stamp(now_t), stamp(now_t - Duration::minutes(LOCK_MINUTES)));
+    tx.execute(
+        "DELETE FROM login_throttle WHERE window_start < ?1 AND (paused_until IS NULL OR paused_until < ?2)",
+        params![window, now_s],
+    )?;
+    let until = stamp(now_t + Duration::minutes(LOCK_MINUTES));
+    let mut paused = None;
+    for (key, limit) in throttle_keys(username, address)
+        .into_iter()
+        .zip([MAX_FAILURES, ADDRESS_MAX_FAILURES])
+    {
+        let failures: i64 = tx.query_row(
+            "INSERT INTO login_throttle (key, failures, window_start) VALUES (?1, 1, ?2)
+             ON CONFLICT (key) DO UPDATE SET
+               failures = CASE WHEN window_start < ?3 THEN 1 ELSE failures + 1 END,
+               window_start = CASE WHEN window_start < ?3 THEN ?2 ELSE window_start END
+             RETURNING failures",
+            params![key, now_s, window],
+            |r| r.get(0),
+        )?;
+        if failures >= limit {
+            tx.execute(
+                "UPDATE login_throttle SET failures = 0, window_start = ?2, paused_until = ?3 WHERE key = ?1",
+                params![key, now_s, until],
+            )?;
+            paused = Some(until.clone());
+        }
+    }
+    // Known and unknown names are recorded alike (the audit log shows guessing either way).
     audit::append(
         tx,
         &format!("user:{username}"),
         "auth.failed",
         "user",
         None,
-        &json!({ "what": what, "failures": failures, "paused_until": until }),
+        &json!({ "what": "password", "address": address, "paused_until": paused }),
     )?;
-    Ok(until)
+    Ok(paused)
+}
+
+/// A name's stored password hash, read on a reader: the first of a password check's three
+/// steps (read, [`verify`](Self::verify) with nothing held, [`Verified::record`]).
+#[derive(Debug)]
+pub struct Stored {
+    username: String,
+    record: Option<(String, bool)>,
+}
+
+impl Stored {
+    pub fn read(store: &Store, username: &str) -> Result<Stored> {
+        // No username is longer than 64 characters: a longer name typed is cut (still too long
+        // to be anyone's) before it becomes a throttle key and an audit entry.
+        let username: String = username.trim().chars().take(65).collect();
+        let record = store.read(|c| users::password_record(c, &username))?;
+        Ok(Stored { username, record })
+    }
+
+    /// Runs argon2 (slow on purpose) for known and unknown names alike; holds no
+    /// connection, transaction or lock, so slow (and bad) log-ins never hold up the writer
+    /// that uploads and approvals need. The API runs it outside its database slots too.
+    pub fn verify(self, password: &str) -> Verified {
+        let right = users::verify_password(self.record.as_ref().map(|(h, _)| h.as_str()), password);
+        Verified {
+            username: self.username,
+            record: self.record,
+            right,
+        }
+    }
+}
+
+/// A password checked against the stored hash, not yet recorded (see [`check_password`]).
+#[derive(Debug)]
+pub struct Verified {
+    username: String,
+    record: Option<(String, bool)>,
+    right: bool,
+}
+
+impl Verified {
+    /// [`Stored::read`] then [`Stored::verify`].
+    pub fn check(store: &Store, username: &str, password: &str) -> Result<Verified> {
+        Ok(Stored::read(store, username)?.verify(password))
+    }
+
+    /// Records the outcome in one small write: the pauses and the account are checked again
+    /// there (the hash verified must still be the account's, not changed by a reset
+    /// meanwhile, and the account not disabled meanwhile). On a right password, `then` runs
+    /// in that same write with the account.
+    pub fn record<T>(
+        self,
+        tx: &Transaction,
+        address: &str,
+        then: impl FnOnce(&Transaction, &User) -> Result<T>,
+    ) -> Result<Password<T>> {
+        let username = self.username.as_str();
+        if let Some(until) = throttled(tx, &throttle_keys(username, address))? {
+            return Ok(Password::Paused(until));
+        }
+        let now_record = users::password_record(tx, username)?;
+        let right = self.right
+            && matches!((&self.record, &now_record), (Some((h, _)), Some((n, false))) if h == n);
+        if !right {
+            return Ok(match count_password_failure(tx, username, address)? {
+                Some(until) => Password::Paused(until),
+                None => Password::Refused,
+            });
+        }
+        tx.execute(
+            "DELETE FROM login_throttle WHERE key = ?1",
+            [format!("name:{username}")],
+        )?;
+        let user = users::user_by_username(tx, username)?;
+        if let Some(until) = account_paused(tx, &user)? {
+            return Ok(Password::Paused(until));
+        }
+        then(tx, &user).map(Password::Right)
+    }
+}
+
+/// Checks a password the way every log-in does (web and API token): [`Verified::check`] with
+/// no lock held, then [`Verified::record`] in one small write.
+///
+/// The answer costs the same for known and unknown names, paused or not: argon2 runs every
+/// time, and a pause is per name typed, whether an account has it or not.
+pub fn check_password<T>(
+    store: &Store,
+    username: &str,
+    password: &str,
+    address: &str,
+    then: impl FnOnce(&Transaction, &User) -> Result<T>,
+) -> Result<Password<T>> {
+    let verified = Verified::check(store, username, password)?;
+    store.write(|tx| verified.record(tx, address, then))
 }
 
 /// Checks the password and opens a session at the second-factor stage. Failures count
-/// towards a pause of the account; the answer never says whether the user exists.
-pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<LogIn> {
-    let username = username.trim();
-    if let Some(until) = paused_until(tx, username)? {
-        return Ok(LogIn::Paused(until));
-    }
-    let user = match users::authenticate(tx, username, password) {
-        Ok(u) => u,
-        Err(Error::Unauthenticated) => {
-            return Ok(match count_failure(tx, username, "password")? {
-                Some(until) => LogIn::Paused(until),
-                None => LogIn::Refused,
-            });
+/// towards a pause of the name and of the address; the answer never says whether the user
+/// exists.
+pub fn log_in(store: &Store, username: &str, password: &str, address: &str) -> Result<LogIn> {
+    Ok(check_password(store, username, password, address, open_session)?.into())
+}
+
+impl From<Password<String>> for LogIn {
+    fn from(p: Password<String>) -> LogIn {
+        match p {
+            Password::Right(token) => LogIn::Opened(token),
+            Password::Refused => LogIn::Refused,
+            Password::Paused(until) => LogIn::Paused(until),
         }
-        Err(e) => return Err(e),
-    };
-    tx.execute(
-        "UPDATE users SET failed_logins = 0 WHERE id = ?1",
-        [user.id],
-    )?;
+    }
+}
+
+/// Opens a web session at the second-factor stage (or enrolment, for an account without an
+/// authenticator app) for a user whose password was right.
+pub fn open_session(tx: &Transaction, user: &User) -> Result<String> {
     let has_totp: bool = tx.query_row(
         "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
         [user.id],
@@ -191,16 +322,135 @@ pub fn log_in(tx: &Transaction, username: &str, password: &str) -> Result<LogIn>
         "DELETE FROM web_sessions WHERE expires_at < ?1",
         [stamp(now_t)],
     )?;
-    Ok(LogIn::Opened(token))
+    Ok(token)
+}
+
+/// Exchanges a password and a code from the account's authenticator app for an API token.
+/// Every role needs the code: a token reads the area's people whatever its role, and field
+/// agents' devices sign their requests instead of using tokens, so the code costs them
+/// nothing in the field. Wrong passwords and codes count as on the web, and the code is
+/// spent as on the web (an overheard one cannot be replayed).
+pub fn api_token(
+    store: &Store,
+    username: &str,
+    password: &str,
+    code: Option<&str>,
+    address: &str,
+) -> Result<(User, String, String)> {
+    let code = code.map(str::to_owned);
+    token_answer(check_password(
+        store,
+        username,
+        password,
+        address,
+        |tx, user| issue_for_code(tx, user, code),
+    )?)
+}
+
+/// An issued token: the account, the token and when it expires.
+pub type Issued = (User, String, String);
+
+/// The second half of [`api_token`], for a user whose password was right: the code is
+/// checked (and counted) in the same write, and a refusal is the inner error, so the counts
+/// commit.
+pub fn issue_for_code(
+    tx: &Transaction,
+    user: &User,
+    code: Option<String>,
+) -> Result<Result<Issued>> {
+    let has_totp: bool = tx.query_row(
+        "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
+        [user.id],
+        |r| r.get(0),
+    )?;
+    if !has_totp {
+        return Ok(Err(Error::Forbidden(
+            "this account has no authenticator app yet: log in once on the web (/login) \
+             to set one up, then ask for a token with a code from it"
+                .into(),
+        )));
+    }
+    let Some(code) = code.filter(|c| !c.trim().is_empty()) else {
+        return Ok(Err(Error::Invalid(
+            "a token needs the code from your authenticator app: send it as `code`".into(),
+        )));
+    };
+    Ok(match check_code(tx, user, &code)? {
+        Code::Accepted => users::issue_token(tx, user).map(|(t, e)| (user.clone(), t, e)),
+        refused => refused
+            .into_result()
+            .and_then(|()| Err(Error::Internal("a refused code was accepted".into()))),
+    })
+}
+
+/// The answer to a token request.
+pub fn token_answer(outcome: Password<Result<Issued>>) -> Result<Issued> {
+    match outcome {
+        Password::Right(result) => result,
+        Password::Refused => Err(Error::Unauthenticated),
+        Password::Paused(until) => Err(paused_error(&until)),
+    }
+}
+
+/// The one message for a paused log-in, whoever it is for.
+pub fn paused_error(until: &str) -> Error {
+    Error::Forbidden(format!(
+        "too many failed attempts: log-ins with this name are paused until {until}"
+    ))
+}
+
+/// The account's own pause (after wrong second-factor codes), if it is on now.
+fn account_paused(tx: &Transaction, user: &User) -> Result<Option<String>> {
+    let until: Option<String> = tx.query_row(
+        "SELECT locked_until FROM users WHERE id = ?1",
+        [user.id],
+        |r| r.get(0),
+    )?;
+    Ok(until.filter(|u| u.as_str() > stamp(Utc::now()).as_str()))
+}
+
+/// Counts a wrong second-factor code, apart from wrong passwords (a right password does not
+/// reset it). At [`MAX_FAILURES`] the account pauses for [`LOCK_MINUTES`]: whoever is
+/// guessing codes knows the password, so the pause also refuses the account's tokens and
+/// sessions, and ends the half-open log-ins waiting for a code. Returns the pause, if one
+/// began.
+fn count_code_failure(tx: &Transaction, user: &User) -> Result<Option<String>> {
+    let failures: i64 = tx.query_row(
+        "UPDATE users SET failed_codes = failed_codes + 1 WHERE id = ?1 RETURNING failed_codes",
+        [user.id],
+        |r| r.get(0),
+    )?;
+    let until =
+        (failures >= MAX_FAILURES).then(|| stamp(Utc::now() + Duration::minutes(LOCK_MINUTES)));
+    if let Some(until) = &until {
+        tx.execute(
+            "UPDATE users SET failed_codes = 0, locked_until = ?2 WHERE id = ?1",
+            params![user.id, until],
+        )?;
+        tx.execute(
+            "DELETE FROM web_sessions WHERE user_id = ?1 AND stage <> 'FULL'",
+            [user.id],
+        )?;
+    }
+    audit::append(
+        tx,
+        &user.actor(),
+        "auth.failed",
+        "user",
+        Some(&user.id.to_string()),
+        &json!({ "what": "code", "failures": failures, "paused_until": until }),
+    )?;
+    Ok(until)
 }
 
 /// The session behind a cookie's token, if it is live.
 pub fn session(conn: &Connection, token: &str) -> Result<Option<Session>> {
     let found: Option<(String, String, String, Option<String>)> = conn
         .query_row(
-            "SELECT s.stage, s.csrf, u.username, s.pending_totp FROM web_sessions s
+            "SELECT s.stage, s.csrf, u.username, totp_open(s.pending_totp) FROM web_sessions s
              JOIN users u ON u.id = s.user_id
-             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0",
+             WHERE s.token_hash = ?1 AND s.expires_at > ?2 AND u.disabled = 0
+               AND (u.locked_until IS NULL OR u.locked_until <= ?2)",
             params![hash(token), stamp(Utc::now())],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
@@ -251,8 +501,52 @@ fn totp_for(secret_base32: &str, account: &str) -> Result<Totp> {
 
 /// The current code for a base32 secret (for the demo helper and tests).
 pub fn current_code(secret_base32: &str) -> Result<String> {
+    code_at(secret_base32, Utc::now().timestamp())
+}
+
+/// Seconds per TOTP step.
+pub const STEP_SECONDS: i64 = 30;
+
+/// The code for a base32 secret at a Unix time (for tests that need a code of a step not yet
+/// spent: the server accepts one step either side of its own).
+pub fn code_at(secret_base32: &str, unix_seconds: i64) -> Result<String> {
     let totp = totp_for(secret_base32, "demo")?;
-    Ok(totp.generate(Utc::now().timestamp() as u64).to_string())
+    Ok(totp.generate(unix_seconds.max(0) as u64).to_string())
+}
+
+/// Codes for tests and scripts that need several codes for the same user (a token, then an
+/// approval): each [`next`](Self::next) gives a step no earlier call gave. The server accepts
+/// the step before its own, its own and the one after, so three codes in a row need no wait;
+/// only a fourth within one step waits for the clock.
+#[derive(Debug, Default)]
+pub struct FreshCodes {
+    spent: std::sync::Mutex<std::collections::HashMap<String, i64>>,
+}
+
+impl FreshCodes {
+    /// A code of `secret` for `username`, and how long to sleep before sending it.
+    pub fn next(&self, username: &str, secret: &str) -> Result<(String, std::time::Duration)> {
+        let now_ms = Utc::now().timestamp_millis();
+        let step_ms = STEP_SECONDS * 1000;
+        let current = now_ms.div_euclid(step_ms);
+        // The step before now is safe only if the request arrives before the step ends.
+        let earliest = if now_ms - current * step_ms < step_ms - 5000 {
+            current - 1
+        } else {
+            current
+        };
+        let mut spent = self.spent.lock().unwrap_or_else(|p| p.into_inner());
+        let step = spent
+            .get(username)
+            .map_or(earliest, |last| (last + 1).max(earliest));
+        spent.insert(username.to_owned(), step);
+        // A step after the next is accepted once the clock is one step short of it.
+        let wait_ms = ((step - 1) * step_ms - now_ms).max(0);
+        Ok((
+            code_at(secret, step * STEP_SECONDS)?,
+            std::time::Duration::from_millis(wait_ms as u64),
+        ))
+    }
 }
 
 /// How a TOTP code went; like [`LogIn`], refusals are answers so their count commits.
@@ -286,13 +580,13 @@ impl Code {
 
 /// Checks a code against the user's enrolled secret. A code is accepted once (its time step
 /// must be later than the last accepted one), so an overheard code cannot be replayed; wrong
-/// codes count towards the same pause as wrong passwords.
+/// codes count towards a pause of their own (see [`count_code_failure`]).
 pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
-    if let Some(until) = paused_until(tx, &user.username)? {
+    if let Some(until) = account_paused(tx, user)? {
         return Ok(Code::Paused(until));
     }
     let (secret, last): (Option<String>, i64) = tx.query_row(
-        "SELECT totp_secret, totp_last_step FROM users WHERE id = ?1",
+        "SELECT totp_open(totp_secret), totp_last_step FROM users WHERE id = ?1",
         [user.id],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -304,13 +598,13 @@ pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
     match totp.check(&code, Utc::now().timestamp() as u64) {
         Some(step) if step as i64 > last => {
             tx.execute(
-                "UPDATE users SET totp_last_step = ?2, failed_logins = 0 WHERE id = ?1",
+                "UPDATE users SET totp_last_step = ?2, failed_codes = 0 WHERE id = ?1",
                 params![user.id, step as i64],
             )?;
             Ok(Code::Accepted)
         }
         Some(_) => Ok(Code::Reused),
-        None => Ok(match count_failure(tx, &user.username, "code")? {
+        None => Ok(match count_code_failure(tx, user)? {
             Some(until) => Code::Paused(until),
             None => Code::Wrong,
         }),
@@ -319,7 +613,7 @@ pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
 
 /// Checks a code in a transaction of its own, so a wrong one is counted even though what it
 /// was meant to confirm is not done.
-pub fn require_code(store: &super::Store, user: &User, code: &str) -> Result<()> {
+pub fn require_code(store: &Store, user: &User, code: &str) -> Result<()> {
     store.write(|tx| check_code(tx, user, code))?.into_result()
 }
 
@@ -360,7 +654,7 @@ pub fn enrolment_offer(tx: &Transaction, session: &Session) -> Result<(String, S
                 .map_err(|_| Error::Internal("no randomness for a TOTP secret".into()))?;
             let s = Secret::from(bytes.to_vec()).to_base32();
             tx.execute(
-                "UPDATE web_sessions SET pending_totp = ?2 WHERE token_hash = ?1",
+                "UPDATE web_sessions SET pending_totp = totp_seal(?2) WHERE token_hash = ?1",
                 params![session.token_hash, s],
             )?;
             s
@@ -388,7 +682,7 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
     // Only an account without a secret enrols one: a session opened before the user set up
     // their app cannot replace the secret afterwards.
     let set = tx.execute(
-        "UPDATE users SET totp_secret = ?2, totp_last_step = ?3 WHERE id = ?1 AND totp_secret IS NULL",
+        "UPDATE users SET totp_secret = totp_seal(?2), totp_last_step = ?3 WHERE id = ?1 AND totp_secret IS NULL",
         params![session.user.id, secret, step as i64],
     )?;
     if set == 0 {
@@ -411,7 +705,7 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
 pub fn set_secret(tx: &Transaction, username: &str, secret_base32: &str) -> Result<()> {
     totp_for(secret_base32, username)?;
     tx.execute(
-        "UPDATE users SET totp_secret = ?2 WHERE username = ?1",
+        "UPDATE users SET totp_secret = totp_seal(?2) WHERE username = ?1",
         params![username, secret_base32],
     )?;
     Ok(())

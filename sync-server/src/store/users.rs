@@ -186,7 +186,8 @@ pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) 
     user_by_username(tx, username)
 }
 
-fn hash_password(password: &str) -> Result<String> {
+/// An argon2id hash of a password (slow: outside any transaction).
+pub fn hash_password(password: &str) -> Result<String> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|h| h.to_string())
@@ -212,26 +213,26 @@ pub fn list_users(conn: &Connection, scope: &Scope) -> Result<Vec<User>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Checks a username and password. The same error, and about the same time, whether the user
-/// exists or not, so the answer does not reveal which usernames exist.
-pub fn authenticate(conn: &Connection, username: &str, password: &str) -> Result<User> {
-    let found: Option<(String, bool)> = conn
+/// The stored password hash of a name, and whether the account is disabled; read on a
+/// reader so the slow check ([`verify_password`]) runs with no lock held.
+pub fn password_record(conn: &Connection, username: &str) -> Result<Option<(String, bool)>> {
+    Ok(conn
         .query_row(
             "SELECT password_hash, disabled FROM users WHERE username = ?1",
             [username],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()?;
-    let hash = found
-        .as_ref()
-        .map_or(DUMMY_HASH.as_str(), |(h, _)| h.as_str());
-    let ok = Argon2::default()
-        .verify_password(password.as_bytes(), hash)
-        .is_ok();
-    match found {
-        Some((_, false)) if ok => user_by_username(conn, username),
-        _ => Err(Error::Unauthenticated),
-    }
+        .optional()?)
+}
+
+/// Checks a password against a stored hash, or against a dummy one when the name is unknown,
+/// so both cases cost the same time. Slow on purpose (argon2id): call it outside any
+/// transaction.
+pub fn verify_password(hash: Option<&str>, password: &str) -> bool {
+    Argon2::default()
+        .verify_password(password.as_bytes(), hash.unwrap_or(DUMMY_HASH.as_str()))
+        .is_ok()
+        && hash.is_some()
 }
 
 /// A real hash, verified against when the user is unknown so that case costs the same time.
@@ -270,12 +271,15 @@ pub fn issue_token(tx: &Transaction, user: &User) -> Result<(String, String)> {
     Ok((token, expires))
 }
 
+/// The user a token belongs to, if it is live and the account is neither disabled nor paused
+/// (a pause after wrong second-factor codes refuses the account's tokens until it ends).
 pub fn user_for_token(conn: &Connection, token: &str) -> Result<User> {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     conn.query_row(
         &format!(
             "{USER_SELECT} JOIN api_tokens t ON t.user_id = u.id
-             WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND u.disabled = 0"
+             WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND u.disabled = 0
+               AND (u.locked_until IS NULL OR u.locked_until <= ?2)"
         ),
         params![token_hash(token), now],
         user_from_row,
@@ -286,4 +290,89 @@ pub fn user_for_token(conn: &Connection, token: &str) -> Result<User> {
 
 fn token_hash(token: &str) -> Vec<u8> {
     digest(&SHA256, token.as_bytes()).as_ref().to_vec()
+}
+
+/// What an administrator resets on an account.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reset {
+    /// A new password; omitted to keep the current one.
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Forget the enrolled authenticator app: the next web log-in enrols a new one.
+    #[serde(default)]
+    pub totp: bool,
+}
+
+impl Reset {
+    /// Checks the request and hashes the new password (slow: call it before the write).
+    pub fn prepare(&self) -> Result<Option<String>> {
+        if self.password.is_none() && !self.totp {
+            return Err(Error::Invalid(
+                "say what to reset: a new password, the authenticator app, or both".into(),
+            ));
+        }
+        match &self.password {
+            Some(p) if p.chars().count() < MIN_PASSWORD_LEN => Err(Error::Invalid(format!(
+                "a password has at least {MIN_PASSWORD_LEN} characters"
+            ))),
+            Some(p) => hash_password(p).map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Resets an account's password and/or authenticator app (for a user who lost either, or
+/// whose credentials may be known to someone else), inside the caller's area. Every token and
+/// web session of the account ends, and its pauses and failure counts are cleared.
+/// `password_hash` comes from [`Reset::prepare`].
+pub fn reset_login(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    username: &str,
+    reset: &Reset,
+    password_hash: Option<&str>,
+) -> Result<User> {
+    let user = user_by_username(tx, username)?;
+    if !scope.contains(user.area_path.as_deref()) {
+        return Err(Error::not_found("user", username));
+    }
+    if let Some(hash) = password_hash {
+        tx.execute(
+            "UPDATE users SET password_hash = ?2 WHERE id = ?1",
+            params![user.id, hash],
+        )?;
+    }
+    if reset.totp {
+        tx.execute(
+            "UPDATE users SET totp_secret = NULL, totp_last_step = 0 WHERE id = ?1",
+            [user.id],
+        )?;
+    }
+    tx.execute(
+        "UPDATE users SET failed_logins = 0, failed_codes = 0, locked_until = NULL WHERE id = ?1",
+        [user.id],
+    )?;
+    tx.execute(
+        "DELETE FROM login_throttle WHERE key = ?1",
+        [format!("name:{}", user.username)],
+    )?;
+    let tokens = tx.execute("DELETE FROM api_tokens WHERE user_id = ?1", [user.id])?;
+    let sessions = tx.execute("DELETE FROM web_sessions WHERE user_id = ?1", [user.id])?;
+    audit::append(
+        tx,
+        actor,
+        "user.reset_login",
+        "user",
+        Some(&user.id.to_string()),
+        &json!({
+            "username": user.username,
+            "password": password_hash.is_some(),
+            "totp": reset.totp,
+            "tokens_revoked": tokens,
+            "sessions_ended": sessions,
+        }),
+    )?;
+    Ok(user)
 }

@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     Error,
-    api::{AppState, db},
+    api::{AppState, ClientAddress, db},
     store::sessions::{self, Stage},
 };
 
@@ -41,6 +41,7 @@ pub struct Credentials {
 
 pub async fn log_in(
     State(state): State<AppState>,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
     Form(c): Form<Credentials>,
 ) -> Response {
@@ -54,10 +55,15 @@ pub async fn log_in(
             )),
         );
     }
-    let outcome = db(&state, move |s| {
-        s.write(|tx| sessions::log_in(tx, &c.username, &c.password))
-    })
-    .await;
+    let outcome = crate::api::check_password(
+        &state,
+        c.username,
+        c.password,
+        address,
+        sessions::open_session,
+    )
+    .await
+    .map(sessions::LogIn::from);
     match outcome {
         Ok(sessions::LogIn::Opened(token)) => {
             let mut r = Redirect::to("/login/totp").into_response();
@@ -74,12 +80,9 @@ pub async fn log_in(
                 "the username or password is not right".into(),
             )),
         ),
-        Ok(sessions::LogIn::Paused(until)) => super::after(
-            "/login",
-            Err(Error::Forbidden(format!(
-                "too many failed attempts: this account is paused until {until}"
-            ))),
-        ),
+        Ok(sessions::LogIn::Paused(until)) => {
+            super::after("/login", Err(sessions::paused_error(&until)))
+        }
         Err(e) => super::after("/login", Err(e)),
     }
 }
@@ -149,7 +152,7 @@ pub async fn totp(
     .await
     {
         Ok(sessions::Code::Accepted) => Redirect::to("/").into_response(),
-        // Paused: the account's sessions are gone, so back to the start.
+        // Paused: the half-open log-ins are gone, so back to the start.
         Ok(outcome @ sessions::Code::Paused(_)) => {
             super::after("/login", outcome.into_result().map(|_| ""))
         }
@@ -287,10 +290,8 @@ pub async fn language(
     if !LANGUAGES.contains(&f.lang.as_str()) {
         return super::after(
             "/",
-            Err(Error::Invalid(format!(
-                "'{}' is not a language of this site",
-                f.lang
-            ))),
+            // Not echoed: the message would carry a link's text onto the page.
+            Err(Error::Invalid("this is not a language of this site".into())),
         );
     }
     let back = f

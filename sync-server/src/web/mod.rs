@@ -178,12 +178,50 @@ pub struct View<'a> {
     pub flash: Flash,
 }
 
+/// A message carried to the next page in its query string. Only messages the server chose
+/// are shown: `ok` is a key of the locale files (anything else is dropped), and `error` is
+/// shown only with the `sig` [`after`] put beside it, so a link cannot put its own text on a
+/// page (the log-in page especially) as if the server said it.
 #[derive(Debug, Default, Deserialize, Clone)]
 pub struct Flash {
     #[serde(default)]
     pub ok: Option<String>,
     #[serde(default)]
     pub error: Option<String>,
+    #[serde(default)]
+    pub sig: Option<String>,
+}
+
+/// Signs flash messages; made fresh each start (a message is only ever read on the next page).
+static FLASH_KEY: LazyLock<ring::hmac::Key> = LazyLock::new(|| {
+    ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &ring::rand::SystemRandom::new())
+        .unwrap_or_else(|_| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &rand_fallback()))
+});
+
+/// Without system randomness the key is still unguessable enough for a message's signature:
+/// the process id and the time. (System randomness failing means much else fails first.)
+fn rand_fallback() -> Vec<u8> {
+    format!("{}:{:?}", std::process::id(), std::time::SystemTime::now()).into_bytes()
+}
+
+fn flash_sig(message: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(ring::hmac::sign(&FLASH_KEY, message.as_bytes()).as_ref())
+}
+
+impl Flash {
+    /// The error message, if the server signed it.
+    fn verified_error(&self) -> Option<String> {
+        use base64::Engine;
+        let (error, sig) = (self.error.as_ref()?, self.sig.as_ref()?);
+        let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(sig)
+            .ok()?;
+        ring::hmac::verify(&FLASH_KEY, error.as_bytes(), &sig)
+            .ok()
+            .map(|()| error.clone())
+    }
 }
 
 pub fn render(view: View, template: &str, page: Value) -> Response {
@@ -195,11 +233,12 @@ pub fn render(view: View, template: &str, page: Value) -> Response {
             area => s.user.area.clone().unwrap_or_default(),
         }
     });
-    let ok = view
-        .flash
-        .ok
-        .as_deref()
-        .map(|k| tr(view.lang, &format!("ok_{k}")));
+    let ok = view.flash.ok.as_deref().and_then(|k| {
+        let key = format!("ok_{k}");
+        LOCALES["en"]
+            .contains_key(&key)
+            .then(|| tr(view.lang, &key))
+    });
     let ctx = minijinja::context! {
         tr => strings(view.lang),
         lang => view.lang,
@@ -207,7 +246,7 @@ pub fn render(view: View, template: &str, page: Value) -> Response {
         csrf => view.session.map(|s| s.csrf.clone()),
         nav => view.nav,
         flash_ok => ok,
-        flash_error => view.flash.error,
+        flash_error => view.flash.verified_error(),
         ..page
     };
     match TEMPLATES.get_template(template).and_then(|t| t.render(ctx)) {
@@ -407,7 +446,11 @@ pub fn after(to: &str, outcome: Result<&str>) -> Response {
         Err(e @ (Error::Database(_) | Error::Io(_) | Error::Internal(_))) => {
             return server_error(e);
         }
-        Err(e) => serde_urlencoded::to_string([("error", e.to_string())]),
+        Err(e) => {
+            let message = e.to_string();
+            let sig = flash_sig(&message);
+            serde_urlencoded::to_string([("error", message), ("sig", sig)])
+        }
     }
     .unwrap_or_default();
     let sep = if to.contains('?') { '&' } else { '?' };

@@ -254,6 +254,8 @@ pub struct ReportFilter {
     ok: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 const LINES_PER_PAGE: usize = 100;
@@ -271,6 +273,7 @@ pub async fn reconciliation(
     let flash = Flash {
         ok: f.ok.clone(),
         error: f.error.clone(),
+        sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
         let r = cache.get(c, &u.scope(), id)?;
@@ -681,6 +684,8 @@ pub struct TaskFilter {
     ok: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 pub async fn tasks(
@@ -691,6 +696,7 @@ pub async fn tasks(
     let flash = Flash {
         ok: f.ok.clone(),
         error: f.error.clone(),
+        sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
         let kind = f.kind.as_deref().and_then(TaskKind::parse);
@@ -767,6 +773,8 @@ pub struct GrievanceFilter {
     ok: Option<String>,
     #[serde(default)]
     error: Option<String>,
+    #[serde(default)]
+    sig: Option<String>,
 }
 
 pub async fn grievances(
@@ -777,6 +785,7 @@ pub async fn grievances(
     let flash = Flash {
         ok: f.ok.clone(),
         error: f.error.clone(),
+        sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
         let status = f.status.clone().filter(|x| !x.is_empty());

@@ -1,0 +1,165 @@
+//! The key that encrypts TOTP secrets at rest (`users.totp_secret`, `web_sessions.
+//! pending_totp`), kept as a file beside the database (mode 0600) the way the programme key
+//! is, so a copy of the database alone cannot mint anyone's second-factor codes.
+//!
+//! Values are AES-256-GCM with a random nonce each, stored as `v1:` + base64url(nonce ‖
+//! ciphertext ‖ tag). SQL reaches the key through two functions every connection of the
+//! store has, `totp_seal(plain)` and `totp_open(stored)`, so the store functions keep their
+//! `&Transaction`/`&Connection` signatures. `totp_open` reads a value without the prefix as
+//! plain text: secrets written before encryption, which [`seal_plain_secrets`] encrypts
+//! when the store opens.
+
+use std::{path::Path, sync::Arc};
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use ring::{
+    aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey},
+    rand::{SecureRandom, SystemRandom},
+};
+use rusqlite::{Connection, functions::FunctionFlags};
+
+use crate::{Error, Result};
+
+const PREFIX: &str = "v1:";
+/// Ties a sealed value to its use: a value sealed for anything else does not open as one.
+const AAD: &[u8] = b"outpost totp secret v1";
+
+pub struct SecretKey {
+    key: LessSafeKey,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretKey(..)")
+    }
+}
+
+impl SecretKey {
+    pub const FILE: &'static str = "login-secrets.key";
+
+    /// Loads the key from `dir`, creating it on first start.
+    pub fn load_or_create(dir: &Path) -> Result<SecretKey> {
+        let path = dir.join(Self::FILE);
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut bytes = vec![0u8; 32];
+                SystemRandom::new()
+                    .fill(&mut bytes)
+                    .map_err(|_| Error::Internal("no randomness for the secrets key".into()))?;
+                super::devices::write_private(&path, &bytes)?;
+                bytes
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+            .map_err(|_| Error::Invalid(format!("{} is not a 32-byte key", path.display())))?;
+        Ok(SecretKey {
+            key: LessSafeKey::new(key),
+        })
+    }
+
+    pub fn seal(&self, plain: &str) -> Result<String> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::Internal("no randomness for a nonce".into()))?;
+        let mut buf = plain.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(AAD),
+                &mut buf,
+            )
+            .map_err(|_| Error::Internal("sealing a secret failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&buf);
+        Ok(format!("{PREFIX}{}", URL_SAFE_NO_PAD.encode(out)))
+    }
+
+    pub fn open(&self, stored: &str) -> Result<String> {
+        let Some(sealed) = stored.strip_prefix(PREFIX) else {
+            return Ok(stored.to_owned());
+        };
+        let undecryptable = || {
+            Error::Internal(format!(
+                "a stored TOTP secret does not open with {}: is it this database's key file?",
+                Self::FILE
+            ))
+        };
+        let mut bytes = URL_SAFE_NO_PAD
+            .decode(sealed)
+            .map_err(|_| undecryptable())?;
+        if bytes.len() < NONCE_LEN {
+            return Err(undecryptable());
+        }
+        let mut body = bytes.split_off(NONCE_LEN);
+        let nonce = Nonce::try_assume_unique_for_key(&bytes).map_err(|_| undecryptable())?;
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(AAD), &mut body)
+            .map_err(|_| undecryptable())?;
+        String::from_utf8(plain.to_vec()).map_err(|_| undecryptable())
+    }
+}
+
+/// Gives a connection `totp_seal` and `totp_open` (NULL in, NULL out).
+pub fn register(conn: &Connection, key: &Arc<SecretKey>) -> Result<()> {
+    let fail = |e: Error| rusqlite::Error::UserFunctionError(Box::new(e));
+    let k = key.clone();
+    conn.create_scalar_function("totp_seal", 1, FunctionFlags::SQLITE_UTF8, move |ctx| {
+        let plain: Option<String> = ctx.get(0)?;
+        plain.map(|p| k.seal(&p)).transpose().map_err(fail)
+    })?;
+    let k = key.clone();
+    conn.create_scalar_function(
+        "totp_open",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        move |ctx| {
+            let stored: Option<String> = ctx.get(0)?;
+            stored.map(|s| k.open(&s)).transpose().map_err(fail)
+        },
+    )?;
+    Ok(())
+}
+
+/// Encrypts the secrets a database holds in plain text (written before encryption); nothing
+/// is lost, and a database already sealed is left as it is.
+pub fn seal_plain_secrets(tx: &rusqlite::Transaction) -> Result<usize> {
+    let users = tx.execute(
+        "UPDATE users SET totp_secret = totp_seal(totp_secret)
+         WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE 'v1:%'",
+        [],
+    )?;
+    let sessions = tx.execute(
+        "UPDATE web_sessions SET pending_totp = totp_seal(pending_totp)
+         WHERE pending_totp IS NOT NULL AND pending_totp NOT LIKE 'v1:%'",
+        [],
+    )?;
+    Ok(users + sessions)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sealed_secret_opens_with_its_key_only_and_plain_text_reads_as_itself() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = SecretKey::load_or_create(dir.path()).unwrap();
+        let sealed = key.seal("JBSWY3DPEHPK3PXP").unwrap();
+        assert!(sealed.starts_with(PREFIX) && !sealed.contains("JBSWY3DPEHPK3PXP"));
+        assert_ne!(
+            sealed,
+            key.seal("JBSWY3DPEHPK3PXP").unwrap(),
+            "a nonce each"
+        );
+        assert_eq!(key.open(&sealed).unwrap(), "JBSWY3DPEHPK3PXP");
+        assert_eq!(key.open("JBSWY3DPEHPK3PXP").unwrap(), "JBSWY3DPEHPK3PXP");
+        let again = SecretKey::load_or_create(dir.path()).unwrap();
+        assert_eq!(again.open(&sealed).unwrap(), "JBSWY3DPEHPK3PXP");
+        let other = SecretKey::load_or_create(tempfile::tempdir().unwrap().path()).unwrap();
+        assert!(other.open(&sealed).is_err());
+    }
+}
