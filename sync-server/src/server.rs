@@ -29,7 +29,8 @@ pub async fn run(
         ..state
     };
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    let service = app.into_make_service();
+    // The client's address reaches handlers and `api::limits` as `ConnectInfo`.
+    let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         Some(config) => {
             axum_server::from_tcp_rustls(listener, config)?

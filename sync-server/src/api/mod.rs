@@ -1,6 +1,7 @@
 //! The HTTP surface: every route is registered in [`router`]; handlers live beside it by
 //! resource. Errors become HTTP answers in one place ([`Error`]'s `IntoResponse`).
 
+pub mod limits;
 mod office;
 mod payroll;
 mod registry;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub reports: Arc<crate::store::reconciliation::ReportCache>,
     /// Session cookies are `Secure` when the server speaks HTTPS.
     pub secure_cookies: bool,
+    /// Caps on unauthenticated work in progress (`api::limits`).
+    pub limits: Arc<limits::Limits>,
 }
 
 impl AppState {
@@ -55,6 +58,7 @@ impl AppState {
             programme: Arc::new(programme),
             reports: Arc::default(),
             secure_cookies: false,
+            limits: Arc::default(),
         }
     }
 }
@@ -150,6 +154,11 @@ pub fn router(state: AppState) -> Router {
         // "endpoint '/api/v1/x' not found"; the API is described at /api/v1/openapi.json.
         .fallback(|uri: axum::http::Uri| async move { Error::not_found("endpoint", uri.path()) })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        // Log-ins and requests without credentials, capped per address and in total.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
+        ))
         .with_state(state)
 }
 
@@ -307,6 +316,7 @@ impl IntoResponse for Error {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
             Error::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
@@ -327,6 +337,9 @@ impl IntoResponse for Error {
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limits::retry_after(&mut response);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
