@@ -7,7 +7,7 @@
 use chrono::DateTime;
 use outpost_proto::{
     Money,
-    records::{Payout, Proof, Record},
+    records::{self, Comment, Grievance, GrievanceStatus, Payout, Proof, Record, bounds},
     wire::{self, DocOutcome, EnrolRequest, ErrorCode, ErrorReply, Row, RowKind, header as h},
 };
 use outpost_server::store::{devices, registry::Scope};
@@ -348,4 +348,103 @@ fn zstd_bomb() -> Vec<u8> {
     });
     assert!(compressed);
     packed
+}
+
+fn grievance(description: &str) -> Record {
+    Record::Grievance(Grievance {
+        beneficiary_id: None,
+        category: "WRONG_AMOUNT".into(),
+        description: description.into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    })
+}
+
+fn quarantine_reasons(server: &TestServer, doc_id: Uuid) -> Vec<String> {
+    server
+        .state
+        .store
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT reason FROM quarantine WHERE doc_id = ?1")?;
+            let rows = stmt.query_map([doc_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_documents_beyond_their_bounds_are_refused_and_quarantined() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+
+    // A grievance within bounds lands; comments past the cap, added later, do not.
+    let (doc_id, mut doc, dc) = device.new_record(&grievance("Le montant est faux"));
+    let reply = device.push(vec![dc]).await.unwrap();
+    assert_eq!(reply.results[0].outcome(), DocOutcome::Accepted);
+    let accepted = doc.get_heads();
+    for i in 0..=bounds::MAX_COMMENTS {
+        records::add_comment(
+            &mut doc,
+            &Comment {
+                author: "agent.n-mz".into(),
+                at: DateTime::parse_from_rfc3339("2026-11-21T09:00:00Z").unwrap(),
+                text: format!("relance {i}"),
+            },
+        )
+        .unwrap();
+    }
+    let changes = doc
+        .get_changes(&accepted)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let reply = device
+        .push(vec![wire::DocChanges {
+            doc_id: doc_id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes,
+            device_seq: 0,
+        }])
+        .await
+        .unwrap();
+    let r = &reply.results[0];
+    assert_eq!(r.outcome(), DocOutcome::Rejected);
+    assert_eq!(
+        r.reason,
+        "the record is too large: the grievance has 101 comments; at most 100 are accepted"
+    );
+    assert_eq!(quarantine_reasons(&server, doc_id), vec![r.reason.clone()]);
+    // The server's copy, which devices receive, is the accepted one.
+    let held: Vec<u8> = server
+        .state
+        .store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    let Record::Grievance(g) = Record::read(&automerge::Automerge::load(&held).unwrap()).unwrap()
+    else {
+        panic!("a grievance")
+    };
+    assert!(g.comments.is_empty());
+
+    // A new record with a description past its bound is refused whole.
+    let long = "é".repeat(bounds::MAX_TEXT_CHARS + 1);
+    let (doc_id, _, dc) = device.new_record(&grievance(&long));
+    let reply = device.push(vec![dc]).await.unwrap();
+    let r = &reply.results[0];
+    assert_eq!(r.outcome(), DocOutcome::Rejected);
+    assert!(
+        r.reason
+            .contains("`description` is 4001 characters; at most 4000"),
+        "{}",
+        r.reason
+    );
+    assert_eq!(quarantine_reasons(&server, doc_id).len(), 1);
 }
