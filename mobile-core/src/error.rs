@@ -57,6 +57,10 @@ pub enum OutpostError {
     NotSyncedYet { what: String },
     #[error("{reason}")]
     Invalid { reason: String },
+    /// Beyond the bounds of one record (`outpost_proto::records::bounds`), which the server
+    /// would refuse: shorten the text or open a new record.
+    #[error("{reason}: shorten it, or record a new one")]
+    RecordTooLarge { reason: String },
     #[error("cannot reach the server: {reason}")]
     Network { reason: String },
     #[error("the server refused ({code}): {reason}")]
@@ -103,7 +107,12 @@ impl From<rusqlite::Error> for Error {
 
 impl From<outpost_proto::records::RecordError> for Error {
     fn from(e: outpost_proto::records::RecordError) -> Error {
-        Error::invalid(e.to_string())
+        match e {
+            e @ outpost_proto::records::RecordError::TooLarge(_) => Error::RecordTooLarge {
+                reason: e.to_string(),
+            },
+            e => Error::invalid(e.to_string()),
+        }
     }
 }
 

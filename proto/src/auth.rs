@@ -51,6 +51,14 @@ pub fn verify(public_key: &[u8], text: &[u8], signature: &str) -> bool {
         .is_ok()
 }
 
+/// Whether an `outpost-signature` header value has the shape of one (64 bytes in base64url),
+/// checked before a request's body is read; [`verify`] is the real check.
+pub fn signature_is_well_formed(signature: &str) -> bool {
+    URL_SAFE_NO_PAD
+        .decode(signature.trim())
+        .is_ok_and(|bytes| bytes.len() == 64)
+}
+
 /// A fresh nonce: 16 random bytes, base64url.
 pub fn nonce() -> String {
     let mut bytes = [0u8; 16];

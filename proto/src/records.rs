@@ -248,6 +248,9 @@ pub enum RecordError {
     CommentLost,
     #[error("the document cannot be read: {0}")]
     Document(String),
+    /// Beyond one of the [`bounds`]: the record is refused whole.
+    #[error("the record is too large: {0}")]
+    TooLarge(String),
 }
 
 fn invalid(field: &'static str, reason: impl Into<String>) -> RecordError {
@@ -857,6 +860,117 @@ pub fn set_grievance_status(
     Ok(())
 }
 
+/// Limits on one record document, checked by the device before it writes a record and by the
+/// server before it merges one (beyond them a document is refused and quarantined): a record
+/// document reaches every device in its area, so one device must not be able to store a huge
+/// one. A real record is a few hundred bytes; a long-running grievance stays well inside.
+pub mod bounds {
+    /// The document's changes, as stored and sent.
+    pub const MAX_DOC_BYTES: usize = 256 * 1024;
+    /// Automerge operations in the document (a character typed into a text field is one).
+    pub const MAX_DOC_OPS: usize = 20_000;
+    /// Comments on one grievance.
+    pub const MAX_COMMENTS: usize = 100;
+    /// Characters in one grievance comment.
+    pub const MAX_COMMENT_CHARS: usize = 2_000;
+    /// Characters in any other text field (a description, a note, a reason, an answer).
+    pub const MAX_TEXT_CHARS: usize = 4_000;
+    /// Entries in a map field (a verification's answers, a distribution's items).
+    pub const MAX_ENTRIES: usize = 100;
+}
+
+/// Checks a document's size (its changes) and its record's content against [`bounds`].
+pub fn check_bounds(changes: &[automerge::Change], record: &Record) -> Result<(), RecordError> {
+    let bytes: usize = changes.iter().map(|c| c.raw_bytes().len()).sum();
+    if bytes > bounds::MAX_DOC_BYTES {
+        return Err(RecordError::TooLarge(format!(
+            "the document is {bytes} bytes; at most {} are accepted",
+            bounds::MAX_DOC_BYTES
+        )));
+    }
+    let ops: usize = changes.iter().map(|c| c.len()).sum();
+    if ops > bounds::MAX_DOC_OPS {
+        return Err(RecordError::TooLarge(format!(
+            "the document holds {ops} operations; at most {} are accepted",
+            bounds::MAX_DOC_OPS
+        )));
+    }
+    check_content(record)
+}
+
+/// Checks a record's text fields, comments and maps against [`bounds`].
+pub fn check_content(record: &Record) -> Result<(), RecordError> {
+    fn text(field: &str, value: &str, max: usize) -> Result<(), RecordError> {
+        let n = value.chars().count();
+        if n > max {
+            return Err(RecordError::TooLarge(format!(
+                "`{field}` is {n} characters; at most {max} are accepted"
+            )));
+        }
+        Ok(())
+    }
+    fn entries(field: &str, n: usize) -> Result<(), RecordError> {
+        if n > bounds::MAX_ENTRIES {
+            return Err(RecordError::TooLarge(format!(
+                "`{field}` has {n} entries; at most {} are accepted",
+                bounds::MAX_ENTRIES
+            )));
+        }
+        Ok(())
+    }
+    let max = bounds::MAX_TEXT_CHARS;
+    let void = |v: &Option<Void>| match v {
+        Some(v) => text("void reason", &v.reason, max),
+        None => Ok(()),
+    };
+    match record {
+        Record::Payout(p) => {
+            if let Proof::Signature(r) | Proof::Photo(r) = &p.proof {
+                text("ref", r, max)?;
+            }
+            text("override", p.override_reason.as_deref().unwrap_or(""), max)?;
+            void(&p.void)
+        }
+        Record::Distribution(d) => {
+            entries("items", d.items.len())?;
+            for code in d.items.keys() {
+                text("items", code, max)?;
+            }
+            void(&d.void)
+        }
+        Record::Timesheet(t) => void(&t.void),
+        Record::Grievance(g) => {
+            text("category", &g.category, max)?;
+            text("description", &g.description, max)?;
+            text("assignee", g.assignee.as_deref().unwrap_or(""), max)?;
+            if g.comments.len() > bounds::MAX_COMMENTS {
+                return Err(RecordError::TooLarge(format!(
+                    "the grievance has {} comments; at most {} are accepted",
+                    g.comments.len(),
+                    bounds::MAX_COMMENTS
+                )));
+            }
+            for c in &g.comments {
+                text("comment", &c.text, bounds::MAX_COMMENT_CHARS)?;
+                text("comment author", &c.author, max)?;
+            }
+            Ok(())
+        }
+        Record::Verification(v) => {
+            entries("answers", v.answers.len())?;
+            for (q, a) in &v.answers {
+                text("answers", q, max)?;
+                text("answers", a, max)?;
+            }
+            text("note", &v.note, max)
+        }
+        Record::ContactUpdate(c) => {
+            text("phone", c.phone.as_deref().unwrap_or(""), max)?;
+            text("address", c.address.as_deref().unwrap_or(""), max)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -988,6 +1102,82 @@ mod tests {
         assert_eq!(
             Record::read(&AutoCommit::new()).unwrap_err(),
             RecordError::Missing("v")
+        );
+    }
+
+    #[test]
+    fn documents_beyond_the_bounds_are_refused() {
+        let mut doc = AutoCommit::new();
+        let g = Record::Grievance(Grievance {
+            beneficiary_id: None,
+            category: "OTHER".into(),
+            description: "Queue too long".into(),
+            status: GrievanceStatus::Open,
+            assignee: None,
+            comments: vec![],
+            created_at: time("2026-11-20T09:00:00Z"),
+        });
+        g.write_new(&mut doc).unwrap();
+        assert_eq!(check_bounds(&doc.get_changes(&[]), &g), Ok(()));
+        let comment = |text: String| Comment {
+            author: "agent".into(),
+            at: time("2026-11-21T10:00:00Z"),
+            text,
+        };
+
+        // One comment too long.
+        let mut long = doc.fork();
+        add_comment(
+            &mut long,
+            &comment("x".repeat(bounds::MAX_COMMENT_CHARS + 1)),
+        )
+        .unwrap();
+        let read = Record::read(&long).unwrap();
+        let err = check_bounds(&long.get_changes(&[]), &read).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::TooLarge(m) if m.contains("`comment` is 2001 characters")),
+            "{err}"
+        );
+
+        // One comment too many.
+        let mut many = doc.fork();
+        for i in 0..=bounds::MAX_COMMENTS {
+            add_comment(&mut many, &comment(format!("comment {i}"))).unwrap();
+        }
+        let read = Record::read(&many).unwrap();
+        let err = check_content(&read).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the record is too large: the grievance has 101 comments; at most 100 are accepted"
+        );
+
+        // A document whose content is within bounds, grown past its byte bound by history:
+        // the assignee rewritten again and again.
+        let mut big = doc.fork();
+        for i in 0..100 {
+            let assignee = format!("{i:04}{}", "y".repeat(2_996));
+            set_grievance_status(&mut big, GrievanceStatus::Open, Some(&assignee)).unwrap();
+        }
+        let read = Record::read(&big).unwrap();
+        let err = check_bounds(&big.get_changes(&[]), &read).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::TooLarge(m) if m.contains("bytes; at most 262144")),
+            "{err}"
+        );
+
+        // Many operations in a small document: the assignee set over and over.
+        let mut typed = doc.fork();
+        for i in 0..(bounds::MAX_DOC_OPS / 1000 + 1) {
+            for j in 0..1000 {
+                typed.put(ROOT, "assignee", format!("{i}.{j}")).unwrap();
+            }
+            typed.commit();
+        }
+        let read = Record::read(&typed).unwrap();
+        let err = check_bounds(&typed.get_changes(&[]), &read).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::TooLarge(m) if m.contains("operations; at most 20000")),
+            "{err}"
         );
     }
 

@@ -72,6 +72,9 @@ pub enum ErrorCode {
     /// The agent's account is disabled: stop syncing, keep local data (unsynced records
     /// included) until a supervisor re-enables the account or revokes the device.
     AgentDisabled = 17,
+    /// Too much unauthenticated work at once from this address or in this device's name
+    /// (HTTP 429): retry after the `Retry-After` header's seconds.
+    Busy = 18,
 }
 
 /// Every refusal, whatever the endpoint, has this body.
@@ -492,6 +495,9 @@ pub enum WireError {
     Decode { what: &'static str, reason: String },
     #[error("the compressed body is corrupt or expands beyond {MAX_DECOMPRESSED} bytes")]
     Decompress,
+    /// From [`decode_within`]: the body (after decompression) is larger than the caller allows.
+    #[error("the {what} message is larger than {limit} bytes once decompressed")]
+    TooLarge { what: &'static str, limit: usize },
 }
 
 /// Encodes a message; returns the bytes and whether they are zstd-compressed (then the HTTP
@@ -521,6 +527,40 @@ pub fn decode<M: Message + Default>(
     } else {
         body
     };
+    M::decode(bytes).map_err(|e| WireError::Decode {
+        what,
+        reason: e.to_string(),
+    })
+}
+
+/// Decodes a body of at most `limit` bytes once decompressed, for endpoints whose messages are
+/// small (an enrolment): the decompression streams and stops at the limit, so a zstd bomb costs
+/// `limit` bytes of memory, not [`MAX_DECOMPRESSED`].
+pub fn decode_within<M: Message + Default>(
+    what: &'static str,
+    body: &[u8],
+    compressed: bool,
+    limit: usize,
+) -> Result<M, WireError> {
+    use std::io::Read;
+    let too_large = WireError::TooLarge { what, limit };
+    let plain;
+    let bytes = if compressed {
+        let decoder =
+            zstd::stream::read::Decoder::with_buffer(body).map_err(|_| WireError::Decompress)?;
+        let mut out = Vec::new();
+        decoder
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .map_err(|_| WireError::Decompress)?;
+        plain = out;
+        &plain[..]
+    } else {
+        body
+    };
+    if bytes.len() > limit {
+        return Err(too_large);
+    }
     M::decode(bytes).map_err(|e| WireError::Decode {
         what,
         reason: e.to_string(),
@@ -601,6 +641,43 @@ mod tests {
         let bomb = zstd::bulk::compress(&vec![0u8; 64 * 1024 * 1024], 3).unwrap();
         assert_eq!(
             decode::<PushRequest>("push", &bomb, true),
+            Err(WireError::Decompress)
+        );
+    }
+
+    #[test]
+    fn bounded_decoding_stops_at_its_limit() {
+        let small = ReplicaRequest {
+            cursor: 7,
+            max_bytes: 1000,
+        };
+        let plain = small.encode_to_vec();
+        let packed = zstd::bulk::compress(&plain, 3).unwrap();
+        assert_eq!(
+            decode_within::<ReplicaRequest>("replica", &packed, true, 64).unwrap(),
+            small
+        );
+        assert_eq!(
+            decode_within::<ReplicaRequest>("replica", &plain, false, 64).unwrap(),
+            small
+        );
+        let bomb = zstd::bulk::compress(&vec![0u8; 64 * 1024 * 1024], 3).unwrap();
+        assert_eq!(
+            decode_within::<ReplicaRequest>("replica", &bomb, true, 4096),
+            Err(WireError::TooLarge {
+                what: "replica",
+                limit: 4096
+            })
+        );
+        assert_eq!(
+            decode_within::<ReplicaRequest>("replica", &[0u8; 5000], false, 4096),
+            Err(WireError::TooLarge {
+                what: "replica",
+                limit: 4096
+            })
+        );
+        assert_eq!(
+            decode_within::<ReplicaRequest>("replica", b"not zstd", true, 4096),
             Err(WireError::Decompress)
         );
     }

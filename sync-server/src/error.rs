@@ -34,6 +34,10 @@ pub enum Error {
     TooLarge(String),
     #[error("authentication required")]
     Unauthenticated,
+    /// Too much unauthenticated work at once from one address or in total (see
+    /// `api::limits`): answered 429 with `Retry-After`.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     Forbidden(String),
     /// A device's sync request refused, with the protocol's error code (see `proto/README.md`).

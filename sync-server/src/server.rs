@@ -29,7 +29,8 @@ pub async fn run(
         ..state
     };
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    // With the peer's address, so log-ins can be throttled by address.
+    // The client's address reaches handlers (log-in throttles) and `api::limits` as
+    // `ConnectInfo`.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         Some(config) => {

@@ -38,6 +38,8 @@ pub fn insert_new(
 ) -> Result<Uuid> {
     let mut doc = AutoCommit::new().with_actor(ActorId::from(actor));
     record.write_new(&mut doc)?;
+    // The server refuses a document beyond the bounds; so does the phone, before keeping it.
+    records::check_bounds(&doc.get_changes(&[]), record)?;
     let id = Uuid::now_v7();
     let seq: i64 = tx
         .prepare_cached(
@@ -100,6 +102,7 @@ pub fn update(
     edit(&mut held.doc)?;
     let new = Record::read(&held.doc)?;
     records::check_update(&held.record, &new)?;
+    records::check_bounds(&held.doc.get_changes(&[]), &new)?;
     save(tx, held.id, &mut held.doc, now)?;
     materialise(tx, held.id, held.enrolment, held.own, &new)?;
     Ok(new)

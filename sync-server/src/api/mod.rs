@@ -2,6 +2,7 @@
 //! resource. Errors become HTTP answers in one place ([`Error`]'s `IntoResponse`).
 
 mod clients;
+pub mod limits;
 mod office;
 
 pub use clients::{PERSONS_ONLY, client_permission};
@@ -48,6 +49,8 @@ pub struct AppState {
     pub reports: Arc<crate::store::reconciliation::ReportCache>,
     /// Session cookies are `Secure` when the server speaks HTTPS.
     pub secure_cookies: bool,
+    /// Caps on unauthenticated work in progress (`api::limits`).
+    pub limits: Arc<limits::Limits>,
 }
 
 impl AppState {
@@ -59,6 +62,7 @@ impl AppState {
             programme: Arc::new(programme),
             reports: Arc::default(),
             secure_cookies: false,
+            limits: Arc::default(),
         }
     }
 }
@@ -163,6 +167,11 @@ pub fn router(state: AppState) -> Router {
         // "endpoint '/api/v1/x' not found"; the API is described at /api/v1/openapi.json.
         .fallback(|uri: axum::http::Uri| async move { Error::not_found("endpoint", uri.path()) })
         .layer(DefaultBodyLimit::max(JSON_BODY_LIMIT))
+        // Log-ins and requests without credentials, capped per address and in total.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            limits::guard,
+        ))
         .with_state(state)
 }
 
@@ -386,6 +395,7 @@ impl IntoResponse for Error {
             Error::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
+            Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
             Error::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
@@ -406,6 +416,9 @@ impl IntoResponse for Error {
             _ => {}
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            limits::retry_after(&mut response);
+        }
         if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,

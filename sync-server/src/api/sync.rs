@@ -29,6 +29,10 @@ use crate::{
 
 /// The largest sync request body accepted (compressed size as sent).
 pub const SYNC_BODY_LIMIT: usize = 8 * 1024 * 1024;
+/// The largest enrolment body, as sent and once decompressed. An `EnrolRequest` is a code, a
+/// key and two short labels; its signature can only be checked with the key inside it, so
+/// this is all an unauthenticated caller can make the server read or expand.
+pub const ENROL_BODY_LIMIT: usize = 16 * 1024;
 /// Upload batches decoded at once, before they queue for the writer.
 static PREPARE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 /// Prepared batches held at once, waiting for the writer or being merged. Each holds its
@@ -53,6 +57,7 @@ fn code_status(code: ErrorCode) -> StatusCode {
         Replayed => StatusCode::CONFLICT,
         EnrolmentCodeExpired | EnrolmentCodeUsed => StatusCode::GONE,
         BodyTooLarge | BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        Busy => StatusCode::TOO_MANY_REQUESTS,
         NotFound => StatusCode::NOT_FOUND,
         Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -78,6 +83,7 @@ impl IntoResponse for SyncFailure {
             e @ Error::NotFound { .. } => (ErrorCode::Malformed, e.to_string()),
             Error::Forbidden(m) => (ErrorCode::OutOfScope, m),
             Error::TooLarge(m) => (ErrorCode::BodyTooLarge, m),
+            Error::Busy(m) => (ErrorCode::Busy, m),
             e @ Error::StorageFull => (ErrorCode::Internal, e.to_string()),
             e => {
                 tracing::error!("sync request failed: {e}");
@@ -100,6 +106,9 @@ impl IntoResponse for SyncFailure {
         };
         let mut response = protobuf(&reply, None);
         *response.status_mut() = code_status(code);
+        if code == ErrorCode::Busy {
+            super::limits::retry_after(&mut response);
+        }
         response
     }
 }
@@ -132,27 +141,64 @@ fn header<'a>(headers: &'a HeaderMap, name: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// Negotiates the version and reads the body within the limit.
-async fn open(headers: &HeaderMap, body: Body) -> Result<(u32, Bytes)> {
-    let Some(version) = wire::negotiate(header(headers, h::PROTOCOL)) else {
-        return Err(Error::refused(
+/// Negotiates the protocol version from the headers.
+fn version(headers: &HeaderMap) -> Result<u32> {
+    wire::negotiate(header(headers, h::PROTOCOL)).ok_or_else(|| {
+        Error::refused(
             ErrorCode::UnsupportedProtocol,
             format!(
                 "protocol version `{}` is not supported; this server speaks {:?}: update the app",
                 header(headers, h::PROTOCOL),
                 wire::PROTOCOL_VERSIONS
             ),
-        ));
-    };
-    Ok((version, read_body(body).await?))
+        )
+    })
 }
 
-/// Reads a body up to [`SYNC_BODY_LIMIT`]. A larger body is read to its end (up to a bound)
-/// and discarded, so the device receives the `BODY_TOO_LARGE` answer instead of a reset
+/// Opens a signed request: negotiates the version, checks what the headers alone allow (well
+/// formed, a known device, not revoked) before a byte of the body is read, reads the body
+/// under the device's cap and [`BODY_READS`](super::limits::BODY_READS), then checks the
+/// signature. Returns the version, the device and the body.
+async fn open_signed(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(u32, Device, Bytes)> {
+    let version = version(headers)?;
+    let get = |n| header(headers, n).to_owned();
+    let (device, timestamp, nonce, signature) = (
+        get(h::DEVICE),
+        get(h::TIMESTAMP),
+        get(h::NONCE),
+        get(h::SIGNATURE),
+    );
+    let id = db(state, move |s| {
+        s.read(|c| devices::check_claim(c, &device, &timestamp, &nonce, &signature))
+    })
+    .await?;
+    let _in_progress = state
+        .limits
+        .devices
+        .try_acquire(id, &format!("the device {id}"))?;
+    let bytes = {
+        let _reading = super::limits::BODY_READS
+            .acquire()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        read_body(body, SYNC_BODY_LIMIT).await?
+    };
+    let (device, bytes) = signed(state, method, uri, headers, bytes).await?;
+    Ok((version, device, bytes))
+}
+
+/// Reads a body up to `limit`. A larger body is read to its end (up to a bound) and
+/// discarded, so the device receives the `BODY_TOO_LARGE` answer instead of a reset
 /// connection it would take for a network fault and retry forever.
-async fn read_body(body: Body) -> Result<Bytes> {
+async fn read_body(body: Body, limit: usize) -> Result<Bytes> {
     use http_body_util::BodyExt;
-    const DRAIN_LIMIT: usize = 8 * SYNC_BODY_LIMIT;
+    let drain_limit = 8 * limit;
     let mut body = body;
     let mut buf = Vec::new();
     let mut seen = 0usize;
@@ -165,17 +211,17 @@ async fn read_body(body: Body) -> Result<Bytes> {
         })?;
         if let Ok(data) = frame.into_data() {
             seen += data.len();
-            if seen <= SYNC_BODY_LIMIT {
+            if seen <= limit {
                 buf.extend_from_slice(&data);
-            } else if seen > DRAIN_LIMIT {
+            } else if seen > drain_limit {
                 break;
             }
         }
     }
-    if seen > SYNC_BODY_LIMIT {
+    if seen > limit {
         return Err(Error::refused(
             ErrorCode::BodyTooLarge,
-            format!("the request body is over {SYNC_BODY_LIMIT} bytes; send smaller batches"),
+            format!("the request body is over {limit} bytes; send smaller batches"),
         ));
     }
     Ok(Bytes::from(buf))
@@ -246,8 +292,18 @@ pub async fn enrol(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, bytes) = open(&headers, body).await?;
-    let request: EnrolRequest = decode("EnrolRequest", &headers, &bytes)?;
+    let version = version(&headers)?;
+    let bytes = read_body(body, ENROL_BODY_LIMIT).await?;
+    let compressed = header(&headers, header::CONTENT_ENCODING.as_str()) == "zstd";
+    let request: EnrolRequest =
+        wire::decode_within("EnrolRequest", &bytes, compressed, ENROL_BODY_LIMIT).map_err(|e| {
+            match e {
+                e @ wire::WireError::TooLarge { .. } => {
+                    Error::refused(ErrorCode::BodyTooLarge, e.to_string())
+                }
+                e => Error::refused(ErrorCode::Malformed, e.to_string()),
+            }
+        })?;
     if request.public_key.len() != 32 {
         return Err(Error::refused(
             ErrorCode::Malformed,
@@ -314,8 +370,7 @@ pub async fn replica(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, bytes) = open(&headers, body).await?;
-    let (device, bytes) = signed(&state, &method, &uri, &headers, bytes).await?;
+    let (version, device, bytes) = open_signed(&state, &method, &uri, &headers, body).await?;
     let request: ReplicaRequest = decode("ReplicaRequest", &headers, &bytes)?;
     let page = db(&state, move |s| {
         s.read(|c| {
@@ -339,8 +394,7 @@ pub async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, bytes) = open(&headers, body).await?;
-    let (device, bytes) = signed(&state, &method, &uri, &headers, bytes).await?;
+    let (version, device, bytes) = open_signed(&state, &method, &uri, &headers, body).await?;
     let request: PushRequest = decode("PushRequest", &headers, &bytes)?;
     if request.docs.len() > MAX_BATCH_DOCS {
         return Err(Error::refused(
@@ -389,8 +443,7 @@ pub async fn changes(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, bytes) = open(&headers, body).await?;
-    let (device, bytes) = signed(&state, &method, &uri, &headers, bytes).await?;
+    let (version, device, bytes) = open_signed(&state, &method, &uri, &headers, body).await?;
     let request: ChangesRequest = decode("ChangesRequest", &headers, &bytes)?;
     let reply = db(&state, move |s| {
         s.read(|c| {

@@ -314,6 +314,67 @@ fn device(conn: &Connection, id: Uuid) -> Result<Option<Device>> {
         .optional()?)
 }
 
+/// The device id and timestamp of a signed request's headers, checked for form.
+fn parse_claim(device: &str, timestamp_ms: &str, nonce: &str) -> Result<(Uuid, u64)> {
+    let id: Uuid = device.parse().map_err(|_| {
+        Error::refused(
+            ErrorCode::UnknownDevice,
+            "the device id is missing or not a UUID",
+        )
+    })?;
+    let timestamp: u64 = timestamp_ms.parse().map_err(|_| {
+        Error::refused(
+            ErrorCode::Malformed,
+            "the timestamp header must be milliseconds since 1970",
+        )
+    })?;
+    if nonce.len() < 8 || nonce.len() > 64 {
+        return Err(Error::refused(
+            ErrorCode::Malformed,
+            "the nonce must be 8 to 64 characters",
+        ));
+    }
+    Ok((id, timestamp))
+}
+
+/// What can be checked of a signed request before its body is read (the body is signed, so
+/// the signature waits for it): the headers are well-formed and name a device that is
+/// enrolled and not revoked. A request failing here is answered without reading its body;
+/// [`authenticate`] checks everything again once the body is in. Returns the device's id.
+pub fn check_claim(
+    conn: &Connection,
+    device: &str,
+    timestamp_ms: &str,
+    nonce: &str,
+    signature: &str,
+) -> Result<Uuid> {
+    let (id, _) = parse_claim(device, timestamp_ms, nonce)?;
+    if !auth::signature_is_well_formed(signature) {
+        return Err(Error::refused(
+            ErrorCode::BadSignature,
+            "the request signature is missing or not an Ed25519 signature",
+        ));
+    }
+    let known: Option<bool> = conn
+        .query_row(
+            "SELECT revoked_at IS NOT NULL FROM devices WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match known {
+        None => Err(Error::refused(
+            ErrorCode::UnknownDevice,
+            "this device is not enrolled; enrol it again",
+        )),
+        Some(true) => Err(Error::refused(
+            ErrorCode::DeviceRevoked,
+            "this device was revoked by a supervisor; its local data must be wiped",
+        )),
+        Some(false) => Ok(id),
+    }
+}
+
 /// The headers of a signed request, as received.
 pub struct SignedRequest<'a> {
     pub method: &'a str,
@@ -328,24 +389,7 @@ pub struct SignedRequest<'a> {
 /// Checks a signed request: known device, valid signature, not revoked, timestamp inside the
 /// window, nonce never seen. Records the nonce and the time the device was last seen.
 pub fn authenticate(tx: &Transaction, req: &SignedRequest, now_ms: u64) -> Result<Device> {
-    let id: Uuid = req.device.parse().map_err(|_| {
-        Error::refused(
-            ErrorCode::UnknownDevice,
-            "the device id is missing or not a UUID",
-        )
-    })?;
-    let timestamp: u64 = req.timestamp_ms.parse().map_err(|_| {
-        Error::refused(
-            ErrorCode::Malformed,
-            "the timestamp header must be milliseconds since 1970",
-        )
-    })?;
-    if req.nonce.len() < 8 || req.nonce.len() > 64 {
-        return Err(Error::refused(
-            ErrorCode::Malformed,
-            "the nonce must be 8 to 64 characters",
-        ));
-    }
+    let (id, timestamp) = parse_claim(req.device, req.timestamp_ms, req.nonce)?;
     let device = device(tx, id)?.ok_or_else(|| {
         Error::refused(
             ErrorCode::UnknownDevice,

@@ -362,6 +362,10 @@ fn merge(
             ),
         );
     }
+    // The merged document reaches every device in its area: one beyond the bounds is refused.
+    if let Err(e) = records::check_bounds(&doc.get_changes(&[]), &record) {
+        return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
+    }
     // A grievance moved in two places at once can merge to a status neither could reach
     // (closed at the office, reopened offline). That is a conflict, not a bad record: keep
     // every change sent (their comments above all), put the status back where it was with

@@ -1,0 +1,450 @@
+//! Load before authentication (issue 14): unauthenticated work is capped per address and in
+//! total with 429 + `Retry-After`, sync bodies are not read for devices the headers already
+//! rule out, and an enrolment cannot make the server expand a large body. Requests are held
+//! open by sending their headers and not their body; nothing here depends on timing (the
+//! polling loops only wait for the server to have seen every held request).
+
+use chrono::DateTime;
+use outpost_proto::{
+    Money,
+    records::{self, Comment, Grievance, GrievanceStatus, Payout, Proof, Record, bounds},
+    wire::{self, DocOutcome, EnrolRequest, ErrorCode, ErrorReply, Row, RowKind, header as h},
+};
+use outpost_server::store::{devices, registry::Scope};
+use outpost_tests::{device::SimDevice, harness::TestServer};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+use uuid::Uuid;
+
+const SUP: &str = "sup.north1";
+const AREA: &str = "N-MZ";
+
+async fn enrolled(server: &TestServer) -> SimDevice {
+    let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
+    let mut device = SimDevice::new(server.http.clone(), &server.base);
+    device.hello().await;
+    device.enrol(&code).await.expect("enrols");
+    device.sync_replica(0).await.expect("replica");
+    device
+}
+
+/// One payout of an entitlement the device holds.
+fn payout(device: &mut SimDevice) -> wire::DocChanges {
+    let e = device
+        .rows(RowKind::Entitlement)
+        .find_map(|r| match r {
+            Row::Entitlement(e) if !e.recipient_id.is_empty() && e.amount_minor > 0 => {
+                Some(e.clone())
+            }
+            _ => None,
+        })
+        .expect("an approved entitlement in the replica");
+    let record = Record::Payout(Payout {
+        beneficiary_id: Uuid::from_slice(&e.beneficiary_id).unwrap(),
+        entitlement_id: Uuid::from_slice(&e.id).unwrap(),
+        collector_id: Uuid::from_slice(&e.recipient_id).unwrap(),
+        amount: Money::new(e.amount_minor, e.currency.parse().unwrap()),
+        proof: Proof::Pin,
+        paid_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").unwrap(),
+        override_reason: None,
+        void: None,
+    });
+    device.new_record(&record).2
+}
+
+fn address(server: &TestServer) -> String {
+    server.base.trim_start_matches("http://").to_owned()
+}
+
+/// Opens a connection and sends a request's head only: the body it announces never comes.
+async fn head_only(server: &TestServer, head: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(address(server)).await.expect("connect");
+    stream.write_all(head.as_bytes()).await.expect("send head");
+    stream
+}
+
+/// A raw HTTP/1.1 answer.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Reads the answer to a request whose body was never sent. A generous guard turns a server
+/// that waits for the body (the behaviour this file tests against) into a failure, not a hang.
+async fn answer(stream: &mut TcpStream) -> Answer {
+    let read = async {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "the server closed the connection without answering");
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(':'))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        let length: usize = headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+            .and_then(|(_, v)| v.parse().ok())
+            .expect("a content length");
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let n = stream.read(&mut chunk).await.expect("read body");
+            assert!(n > 0, "the answer was cut short");
+            body.extend_from_slice(&chunk[..n]);
+        }
+        body.truncate(length);
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("the server answered without waiting for the body")
+}
+
+/// The head of a signed-looking push in `device`'s name announcing `length` body bytes.
+fn push_head(device: &str, length: usize, signature: &str) -> String {
+    let timestamp = chrono::Utc::now().timestamp_millis();
+    format!(
+        "POST {} HTTP/1.1\r\nhost: outpost\r\ncontent-type: {}\r\n{}: 1\r\n{}: {device}\r\n\
+         {}: {timestamp}\r\n{}: {}\r\n{}: {signature}\r\ncontent-length: {length}\r\n\r\n",
+        wire::path::PUSH,
+        wire::CONTENT_TYPE,
+        h::PROTOCOL,
+        h::DEVICE,
+        h::TIMESTAMP,
+        h::NONCE,
+        outpost_proto::auth::nonce(),
+        h::SIGNATURE,
+    )
+}
+
+/// A signature-shaped header value (64 bytes), signed by nobody.
+fn fake_signature() -> String {
+    "A".repeat(86)
+}
+
+/// Waits until the server has seen what the test sent (requests held open are taken up by the
+/// server in its own time); a generous guard turns a condition never met into a failure.
+async fn until(condition: impl Fn() -> bool) {
+    for _ in 0..6000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("the server never reached the expected state");
+}
+
+async fn wrong_token_request(server: &TestServer) -> reqwest::Response {
+    server
+        .http
+        .post(server.url("/api/v1/auth/token"))
+        .header("content-type", "application/json")
+        .body(r#"{"username": "admin", "password": "not the password"}"#)
+        .send()
+        .await
+        .expect("the server answers")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_ins_from_one_address_are_capped_while_devices_and_tokens_carry_on() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let token = server.token(SUP).await;
+
+    // Log-ins held open from this address, each waiting for its body, up to the cap.
+    let cap = 4;
+    let head = "POST /api/v1/auth/token HTTP/1.1\r\nhost: outpost\r\n\
+                content-type: application/json\r\ncontent-length: 64\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..cap {
+        held.push(head_only(&server, head).await);
+    }
+    // Once the server has seen them all, the next log-in is refused before any hashing.
+    until(|| server.state.limits.logins.in_progress() == cap).await;
+    let busy = wrong_token_request(&server).await;
+    assert_eq!(busy.status(), 429);
+    assert_eq!(
+        busy.headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&busy.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already in progress from the address 127.0.0.1"),
+        "{body}"
+    );
+    // The web log-in shares the cap, and says so with a page.
+    let web = server
+        .http
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=admin&password=wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(web.status(), 429);
+    assert!(web.headers().contains_key("retry-after"));
+
+    // Signed device work and authenticated API calls from the same address are not held up.
+    let doc = payout(&mut device);
+    let reply = device.push(vec![doc]).await.expect("a signed upload");
+    assert_eq!(reply.results[0].outcome(), DocOutcome::Accepted);
+    let (status, me) = server
+        .json(&token, reqwest::Method::GET, "/api/v1/me", None)
+        .await;
+    assert_eq!(status, 200, "{me}");
+
+    // The held requests end (their clients leave) and log-ins are served again.
+    drop(held);
+    until(|| server.state.limits.logins.in_progress() == 0).await;
+    assert_eq!(wrong_token_request(&server).await.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_bodies_are_refused_unread_for_devices_the_headers_rule_out() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let eight_mib = 8 * 1024 * 1024;
+
+    // An unknown device announcing 8 MiB is answered before a byte of the body is sent.
+    let mut unknown = head_only(
+        &server,
+        &push_head(&Uuid::now_v7().to_string(), eight_mib, &fake_signature()),
+    )
+    .await;
+    let a = answer(&mut unknown).await;
+    let reply: ErrorReply = wire::decode("error", &a.body, false).unwrap();
+    assert_eq!((a.status, reply.code()), (401, ErrorCode::UnknownDevice));
+    assert_eq!(a.header("content-type"), Some(wire::CONTENT_TYPE));
+
+    // A known device's id with no usable signature: refused as well, unread.
+    let id = device.id.unwrap().to_string();
+    let mut garbled = head_only(&server, &push_head(&id, eight_mib, "AAAA")).await;
+    let a = answer(&mut garbled).await;
+    let reply: ErrorReply = wire::decode("error", &a.body, false).unwrap();
+    assert_eq!((a.status, reply.code()), (401, ErrorCode::BadSignature));
+
+    // In a known device's name, at most a few bodies are read at once: the next request is
+    // told to retry, while another device's upload goes through.
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(head_only(&server, &push_head(&id, 1000, &fake_signature())).await);
+    }
+    let mut other = enrolled(&server).await;
+    until(|| server.state.limits.devices.in_progress() == 4).await;
+    let busy = device.push(vec![]).await.unwrap_err();
+    assert_eq!(busy.code(), ErrorCode::Busy);
+    assert_eq!(busy.status, 429);
+    assert!(
+        busy.reply
+            .message
+            .contains("already in progress from the device")
+    );
+    let doc = payout(&mut other);
+    let reply = other.push(vec![doc]).await.expect("another device uploads");
+    assert_eq!(reply.results[0].outcome(), DocOutcome::Accepted);
+    drop(held);
+    until(|| server.state.limits.devices.in_progress() == 0).await;
+    device.push(vec![]).await.expect("served again");
+
+    // A revoked device is told so (and to wipe) without its body being read.
+    let device_id = device.id.unwrap();
+    server
+        .state
+        .store
+        .write(|tx| devices::revoke_device(tx, "test", &Scope::National, device_id, "lost"))
+        .unwrap();
+    let mut revoked = head_only(&server, &push_head(&id, eight_mib, &fake_signature())).await;
+    let a = answer(&mut revoked).await;
+    let reply: ErrorReply = wire::decode("error", &a.body, false).unwrap();
+    assert_eq!((a.status, reply.code()), (403, ErrorCode::DeviceRevoked));
+    assert!(reply.wipe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enrolment_that_expands_beyond_its_small_limit_is_refused() {
+    let server = TestServer::start(40).await;
+    let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
+    let mut device = SimDevice::new(server.http.clone(), &server.base);
+    device.hello().await;
+
+    // A properly signed enrolment with a valid code whose label expands to 4 MiB: a few KiB
+    // on the wire.
+    let request = EnrolRequest {
+        code: code.clone(),
+        public_key: device.public_key(),
+        label: "x".repeat(4 * 1024 * 1024),
+        app_version: "test".into(),
+    };
+    let (body, compressed) = wire::encode(&request);
+    assert!(compressed && body.len() < 16 * 1024, "{}", body.len());
+    let r = device
+        .raw(wire::path::ENROL, body, compressed, true, |_| {})
+        .await;
+    let reply: ErrorReply = wire::decode("error", &r.body, r.compressed).unwrap();
+    assert_eq!((r.status, reply.code()), (413, ErrorCode::BodyTooLarge));
+    assert!(
+        reply
+            .message
+            .contains("larger than 16384 bytes once decompressed"),
+        "{}",
+        reply.message
+    );
+
+    // A bomb of zeros: refused the same way, without expanding it.
+    let bomb = zstd_bomb();
+    let r = device
+        .raw(wire::path::ENROL, bomb, true, true, |_| {})
+        .await;
+    let reply: ErrorReply = wire::decode("error", &r.body, r.compressed).unwrap();
+    assert_eq!((r.status, reply.code()), (413, ErrorCode::BodyTooLarge));
+
+    // Nothing was used up: the code still enrols the phone.
+    device.enrol(&code).await.expect("the code is still valid");
+}
+
+/// 64 MiB of zeros, compressed to a few KiB.
+fn zstd_bomb() -> Vec<u8> {
+    let zeros = vec![0u8; 64 * 1024 * 1024];
+    let (packed, compressed) = wire::encode(&wire::EnrolRequest {
+        code: String::new(),
+        public_key: Vec::new(),
+        label: String::from_utf8(zeros).unwrap(),
+        app_version: String::new(),
+    });
+    assert!(compressed);
+    packed
+}
+
+fn grievance(description: &str) -> Record {
+    Record::Grievance(Grievance {
+        beneficiary_id: None,
+        category: "WRONG_AMOUNT".into(),
+        description: description.into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    })
+}
+
+fn quarantine_reasons(server: &TestServer, doc_id: Uuid) -> Vec<String> {
+    server
+        .state
+        .store
+        .read(|c| {
+            let mut stmt = c.prepare("SELECT reason FROM quarantine WHERE doc_id = ?1")?;
+            let rows = stmt.query_map([doc_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
+        })
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn record_documents_beyond_their_bounds_are_refused_and_quarantined() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+
+    // A grievance within bounds lands; comments past the cap, added later, do not.
+    let (doc_id, mut doc, dc) = device.new_record(&grievance("Le montant est faux"));
+    let reply = device.push(vec![dc]).await.unwrap();
+    assert_eq!(reply.results[0].outcome(), DocOutcome::Accepted);
+    let accepted = doc.get_heads();
+    for i in 0..=bounds::MAX_COMMENTS {
+        records::add_comment(
+            &mut doc,
+            &Comment {
+                author: "agent.n-mz".into(),
+                at: DateTime::parse_from_rfc3339("2026-11-21T09:00:00Z").unwrap(),
+                text: format!("relance {i}"),
+            },
+        )
+        .unwrap();
+    }
+    let changes = doc
+        .get_changes(&accepted)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let reply = device
+        .push(vec![wire::DocChanges {
+            doc_id: doc_id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes,
+            device_seq: 0,
+        }])
+        .await
+        .unwrap();
+    let r = &reply.results[0];
+    assert_eq!(r.outcome(), DocOutcome::Rejected);
+    assert_eq!(
+        r.reason,
+        "the record is too large: the grievance has 101 comments; at most 100 are accepted"
+    );
+    assert_eq!(quarantine_reasons(&server, doc_id), vec![r.reason.clone()]);
+    // The server's copy, which devices receive, is the accepted one.
+    let held: Vec<u8> = server
+        .state
+        .store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    let Record::Grievance(g) = Record::read(&automerge::Automerge::load(&held).unwrap()).unwrap()
+    else {
+        panic!("a grievance")
+    };
+    assert!(g.comments.is_empty());
+
+    // A new record with a description past its bound is refused whole.
+    let long = "é".repeat(bounds::MAX_TEXT_CHARS + 1);
+    let (doc_id, _, dc) = device.new_record(&grievance(&long));
+    let reply = device.push(vec![dc]).await.unwrap();
+    let r = &reply.results[0];
+    assert_eq!(r.outcome(), DocOutcome::Rejected);
+    assert!(
+        r.reason
+            .contains("`description` is 4001 characters; at most 4000"),
+        "{}",
+        r.reason
+    );
+    assert_eq!(quarantine_reasons(&server, doc_id).len(), 1);
+}
