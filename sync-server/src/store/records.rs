@@ -301,9 +301,18 @@ fn merge(
                     format!("this record is a {stored_kind}, not a {}", kind.as_str()),
                 );
             }
-            let old = Record::read(&doc).map_err(|e| {
-                Error::Internal(format!("stored document {doc_id} no longer reads: {e}"))
-            })?;
+            // A record accepted under older, looser rules (an amount since judged implausible)
+            // is refused with the reason rather than failing the device's whole batch.
+            let old = match Record::read(&doc) {
+                Ok(old) => old,
+                Err(e) => {
+                    return refuse(
+                        DocOutcome::Rejected,
+                        &doc.get_heads(),
+                        format!("the record held by the server no longer passes its rules: {e}"),
+                    );
+                }
+            };
             (Some(doc), Some(old))
         }
         None => (None, None),
