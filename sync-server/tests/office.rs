@@ -350,6 +350,7 @@ fn propose(o: &Office, beneficiary: Uuid, to: BeneficiaryStatus) -> Uuid {
         home_path: "N/N-MZ".into(),
         actor: "agent:agent.n-mz".into(),
         user_id: Some(agent.id),
+        author: "agent.n-mz".into(),
     };
     let dc = DocChanges {
         doc_id: id.as_bytes().to_vec(),
@@ -679,6 +680,7 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
         home_path: "N/N-MZ".into(),
         actor: "agent:agent.n-mz".into(),
         user_id: Some(agent.id),
+        author: "agent.n-mz".into(),
     };
     let send = |changes: Vec<Vec<u8>>, id: Uuid| {
         let dc = DocChanges {

@@ -1,11 +1,12 @@
 //! Money a device reports, against a real server on a loopback port: amounts beyond any
 //! plausible payment are refused as malformed, amounts the entitlement does not match are
 //! kept and flagged, and no total, however large the stored amounts, stops a page.
+//! Also who signs a grievance comment: the device's agent, never the text the device wrote.
 
 use chrono::DateTime;
 use outpost_proto::{
     Money,
-    records::{Payout, Proof, Record},
+    records::{Comment, Grievance, GrievanceStatus, Payout, Proof, Record},
     wire::{self, DocOutcome, Row, RowKind},
 };
 use outpost_tests::{device::SimDevice, harness::TestServer};
@@ -427,4 +428,103 @@ async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its
         "{}",
         reply.results[1].reason
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let (e, _) = payable(&device).remove(0);
+    let claim = |text: &str, minute: u32| Comment {
+        author: "the supervisor".into(),
+        at: DateTime::parse_from_rfc3339(&format!("2026-11-20T10:{minute:02}:00Z")).unwrap(),
+        text: text.into(),
+    };
+    let grievance = Record::Grievance(Grievance {
+        beneficiary_id: Some(id(&e.beneficiary_id)),
+        category: "WRONG_AMOUNT".into(),
+        description: "Le montant est faux".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![claim("Approved, paid again", 16)],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    });
+    let (doc_id, mut doc, dc) = device.new_record(&grievance);
+    let r = device.push(vec![dc]).await.unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+
+    let (web, cookie, _) = web_session(&server, SUP).await;
+    let path = format!("/grievances/{doc_id}");
+    let (status, page) = get_page(&server, &web, &cookie, &path).await;
+    assert_eq!(status, 200);
+    let csrf = csrf_of(&page);
+    assert!(
+        page.contains(&format!("<strong>{AGENT}</strong>")),
+        "{page}"
+    );
+    assert!(!page.contains("<strong>the supervisor</strong>"), "{page}");
+
+    // The supervisor answers on the web: signed by the staff user.
+    let r = web
+        .post(server.url(&format!("/grievances/{doc_id}/comment")))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("text=On+regarde&_csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+
+    // The device adds another comment claiming to be someone else: still its agent, and the
+    // supervisor's comment keeps its signer.
+    outpost_proto::records::add_comment(&mut doc, &claim("Closed, nothing owed", 30)).unwrap();
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let r = device
+        .push(vec![wire::DocChanges {
+            doc_id: doc_id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes: vec![change],
+            device_seq: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    let g = server
+        .state
+        .store
+        .read(|c| {
+            outpost_server::store::records::get_grievance(
+                c,
+                &outpost_server::store::registry::Scope::National,
+                doc_id,
+            )
+        })
+        .unwrap();
+    let signed: Vec<(&str, &str)> = g
+        .comments
+        .iter()
+        .map(|c| (c["by"].as_str().unwrap(), c["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(signed.len(), 3, "{signed:?}");
+    assert!(
+        signed.contains(&(AGENT, "Approved, paid again")),
+        "{signed:?}"
+    );
+    assert!(signed.contains(&(SUP, "On regarde")), "{signed:?}");
+    assert!(
+        signed.contains(&(AGENT, "Closed, nothing owed")),
+        "{signed:?}"
+    );
+    let (_, page) = get_page(&server, &web, &cookie, &path).await;
+    assert!(!page.contains("<strong>the supervisor</strong>"), "{page}");
 }

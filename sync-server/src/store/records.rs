@@ -30,6 +30,10 @@ pub struct Origin {
     pub actor: String,
     /// The user who made the records (the device's agent): the maker of the tasks they open.
     pub user_id: Option<Uuid>,
+    /// The username that signs grievance comments this origin adds: a device's enrolled agent,
+    /// or the staff user at the office. A comment's own `by` is text the device wrote, so it
+    /// is never trusted for this.
+    pub author: String,
 }
 
 /// The CPU-only part of merging one document (decoding its changes, and reading it as a new
@@ -465,7 +469,16 @@ fn merge(
             received_at,
         ])?;
     }
-    materialise(tx, origin, received_at, doc_id, &path, payroll, &record)?;
+    materialise(
+        tx,
+        origin,
+        received_at,
+        doc_id,
+        &path,
+        payroll,
+        &doc,
+        &record,
+    )?;
     Ok(result(
         &dc.doc_id,
         DocOutcome::Accepted,
@@ -729,6 +742,67 @@ fn may_collect(tx: &Transaction, b: &BeneficiaryRef, collector: Uuid) -> Result<
         .query_row(params![b.group_id, collector], |r| r.get(0))?)
 }
 
+/// The automerge object id of each grievance comment, in the order [`Record::read`] lists them:
+/// a comment's identity across merges, whatever its text.
+fn comment_ids(doc: &Automerge) -> Result<Vec<String>> {
+    match doc.get(automerge::ROOT, "comments") {
+        Ok(Some((automerge::Value::Object(automerge::ObjType::List), list))) => Ok(doc
+            .list_range(&list, ..)
+            .map(|item| item.id().to_string())
+            .collect()),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => Err(Error::Internal(format!("reading grievance comments: {e}"))),
+    }
+}
+
+/// Who signed each comment of a grievance, as the server saw it arrive: a comment already
+/// materialised keeps its signer; one new to the server is signed by `origin.author` (the
+/// device's agent, or the staff user), never by the `by` the document claims.
+fn comment_authors(
+    tx: &Transaction,
+    origin: &Origin,
+    doc_id: Uuid,
+    doc: &Automerge,
+    comments: &[records::Comment],
+) -> Result<Vec<String>> {
+    let held: Option<Vec<serde_json::Value>> = tx
+        .prepare_cached("SELECT comments FROM grievances WHERE doc_id = ?1")?
+        .query_row([doc_id], |r| super::json_column(r, 0))
+        .optional()?;
+    let mut held = held.unwrap_or_default();
+    let ids = comment_ids(doc)?;
+    let mut authors = Vec::with_capacity(comments.len());
+    for (i, c) in comments.iter().enumerate() {
+        let id = ids.get(i).map(String::as_str);
+        let at = c.at.to_rfc3339();
+        // By id; comments materialised before ids were kept match on what they said.
+        let found = held.iter().position(|h| {
+            let field = |k: &str| h.get(k).and_then(serde_json::Value::as_str);
+            match field("id") {
+                Some(held_id) => Some(held_id) == id,
+                None => {
+                    field("by") == Some(c.author.as_str())
+                        && field("at") == Some(at.as_str())
+                        && field("text") == Some(c.text.as_str())
+                }
+            }
+        });
+        let by = match found {
+            Some(at) => {
+                let h = held.swap_remove(at);
+                h.get("by")
+                    .and_then(serde_json::Value::as_str)
+                    .unwrap_or(&origin.author)
+                    .to_owned()
+            }
+            None => origin.author.clone(),
+        };
+        authors.push(by);
+    }
+    Ok(authors)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn materialise(
     tx: &Transaction,
     origin: &Origin,
@@ -736,6 +810,7 @@ fn materialise(
     doc_id: Uuid,
     path: &str,
     payroll: Option<Uuid>,
+    doc: &Automerge,
     record: &Record,
 ) -> Result<()> {
     let void = records::Void::columns;
@@ -838,10 +913,16 @@ fn materialise(
             }
         }
         Record::Grievance(g) => {
+            let authors = comment_authors(tx, origin, doc_id, doc, &g.comments)?;
+            let ids = comment_ids(doc)?;
             let comments: Vec<_> = g
                 .comments
                 .iter()
-                .map(|c| json!({"by": c.author, "at": c.at.to_rfc3339(), "text": c.text}))
+                .zip(authors)
+                .zip(ids)
+                .map(|((c, by), id)| {
+                    json!({"id": id, "by": by, "at": c.at.to_rfc3339(), "text": c.text})
+                })
                 .collect();
             tx.prepare_cached(
                 "INSERT INTO grievances (doc_id, device_id, beneficiary_id, path, category, description,
@@ -1149,6 +1230,7 @@ pub fn office_edit(
         home_path: path,
         actor: user.actor(),
         user_id: Some(user.id),
+        author: user.username.clone(),
     };
     let docs = prepare(vec![DocChanges {
         doc_id: doc_id.as_bytes().to_vec(),
