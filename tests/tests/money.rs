@@ -527,4 +527,54 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
     );
     let (_, page) = get_page(&server, &web, &cookie, &path).await;
     assert!(!page.contains("<strong>the supervisor</strong>"), "{page}");
+
+    // Comments an older server materialised carry no id: they keep the signer they had.
+    server
+        .state
+        .store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE grievances SET comments = (SELECT json_group_array(json_remove(value, '$.id'))
+                     FROM json_each(grievances.comments)) WHERE doc_id = ?1",
+                [doc_id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    outpost_proto::records::add_comment(&mut doc, &claim("Paid at last", 45)).unwrap();
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let r = device
+        .push(vec![wire::DocChanges {
+            doc_id: doc_id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes: vec![change],
+            device_seq: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    let g = server
+        .state
+        .store
+        .read(|c| {
+            outpost_server::store::records::get_grievance(
+                c,
+                &outpost_server::store::registry::Scope::National,
+                doc_id,
+            )
+        })
+        .unwrap();
+    let signed: Vec<(&str, &str)> = g
+        .comments
+        .iter()
+        .map(|c| (c["by"].as_str().unwrap(), c["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(signed.len(), 4, "{signed:?}");
+    assert!(signed.contains(&(SUP, "On regarde")), "{signed:?}");
+    assert!(signed.contains(&(AGENT, "Paid at last")), "{signed:?}");
 }

@@ -755,31 +755,38 @@ fn comment_ids(doc: &Automerge) -> Result<Vec<String>> {
     }
 }
 
-/// Who signed each comment of a grievance, as the server saw it arrive: a comment already
-/// materialised keeps its signer; one new to the server is signed by `origin.author` (the
-/// device's agent, or the staff user), never by the `by` the document claims.
-fn comment_authors(
+/// A grievance's comments as the office reads them, each signed by who sent it when it first
+/// reached the server: one already materialised keeps its signer; one new to the server is
+/// signed by `origin.author` (the device's agent, or the staff user), never by the `by` the
+/// document claims.
+fn signed_comments(
     tx: &Transaction,
     origin: &Origin,
     doc_id: Uuid,
     doc: &Automerge,
     comments: &[records::Comment],
-) -> Result<Vec<String>> {
+) -> Result<Vec<serde_json::Value>> {
     let held: Option<Vec<serde_json::Value>> = tx
         .prepare_cached("SELECT comments FROM grievances WHERE doc_id = ?1")?
         .query_row([doc_id], |r| super::json_column(r, 0))
         .optional()?;
     let mut held = held.unwrap_or_default();
     let ids = comment_ids(doc)?;
-    let mut authors = Vec::with_capacity(comments.len());
-    for (i, c) in comments.iter().enumerate() {
-        let id = ids.get(i).map(String::as_str);
+    if ids.len() != comments.len() {
+        return Err(Error::Internal(format!(
+            "grievance {doc_id} lists {} comments but holds {}",
+            comments.len(),
+            ids.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(comments.len());
+    for (c, id) in comments.iter().zip(ids) {
         let at = c.at.to_rfc3339();
         // By id; comments materialised before ids were kept match on what they said.
         let found = held.iter().position(|h| {
             let field = |k: &str| h.get(k).and_then(serde_json::Value::as_str);
             match field("id") {
-                Some(held_id) => Some(held_id) == id,
+                Some(held_id) => held_id == id,
                 None => {
                     field("by") == Some(c.author.as_str())
                         && field("at") == Some(at.as_str())
@@ -787,19 +794,17 @@ fn comment_authors(
                 }
             }
         });
-        let by = match found {
-            Some(at) => {
-                let h = held.swap_remove(at);
+        let by = found
+            .map(|k| held.swap_remove(k))
+            .and_then(|h| {
                 h.get("by")
                     .and_then(serde_json::Value::as_str)
-                    .unwrap_or(&origin.author)
-                    .to_owned()
-            }
-            None => origin.author.clone(),
-        };
-        authors.push(by);
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| origin.author.clone());
+        out.push(json!({"id": id, "by": by, "at": at, "text": c.text}));
     }
-    Ok(authors)
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -913,17 +918,7 @@ fn materialise(
             }
         }
         Record::Grievance(g) => {
-            let authors = comment_authors(tx, origin, doc_id, doc, &g.comments)?;
-            let ids = comment_ids(doc)?;
-            let comments: Vec<_> = g
-                .comments
-                .iter()
-                .zip(authors)
-                .zip(ids)
-                .map(|((c, by), id)| {
-                    json!({"id": id, "by": by, "at": c.at.to_rfc3339(), "text": c.text})
-                })
-                .collect();
+            let comments = signed_comments(tx, origin, doc_id, doc, &g.comments)?;
             tx.prepare_cached(
                 "INSERT INTO grievances (doc_id, device_id, beneficiary_id, path, category, description,
                      status, assignee, comments, created_at, updated_at)
