@@ -481,6 +481,16 @@ fn float_resolutions_and_sign_off() {
         .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "USD", 5, ""))
         .unwrap_err();
     assert!(err.to_string().contains("pays in MWK"), "{err}");
+    for slip in [outpost_proto::MAX_PAYMENT_MINOR + 1, i64::MIN] {
+        let err = o
+            .store
+            .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", slip, ""))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("beyond any plausible amount"),
+            "{err}"
+        );
+    }
     let r = report(&o);
     let float = r
         .report

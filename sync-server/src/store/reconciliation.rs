@@ -383,6 +383,13 @@ pub fn record_float(
     if quantity == 0 {
         return Err(Error::Invalid("the quantity cannot be zero".into()));
     }
+    // The bound a device's payout has: beyond it is a typing slip, not cash handed over.
+    if quantity.unsigned_abs() > outpost_proto::MAX_PAYMENT_MINOR as u64 {
+        return Err(Error::Invalid(format!(
+            "{quantity} is beyond any plausible amount (at most {} either way)",
+            outpost_proto::MAX_PAYMENT_MINOR
+        )));
+    }
     let agent_id: Uuid = tx
         .query_row(
             &format!(
