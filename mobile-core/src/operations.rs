@@ -626,6 +626,14 @@ pub fn ledger(
     if amount <= 0 {
         return Err(Error::invalid("the amount must be more than zero"));
     }
+    // The same bound the server puts on a payment: beyond it is a slip of the finger, and it
+    // keeps every total on this phone far from overflowing.
+    if amount > outpost_proto::MAX_PAYMENT_MINOR {
+        return Err(Error::invalid(format!(
+            "{amount} is beyond any plausible amount (at most {})",
+            outpost_proto::MAX_PAYMENT_MINOR
+        )));
+    }
     let day = ctx.now.date_naive();
     let (currency, minor, item, qty) = match kind {
         "CASH_IN" | "CASH_OUT" => {

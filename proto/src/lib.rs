@@ -12,7 +12,7 @@ pub mod records;
 mod status;
 pub mod wire;
 
-pub use money::{Currency, Money, MoneyError};
+pub use money::{Currency, MAX_PAYMENT_MINOR, Money, MoneyError};
 pub use status::{
     BeneficiaryStatus, EntitlementStatus, PayrollStatus, RecipientKind, Relationship,
     TransitionError, UnknownName,

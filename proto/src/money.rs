@@ -30,17 +30,23 @@ impl Currency {
     /// Minor units as a plain decimal ("1500.00" for 150000 MWK), for files and pages; no
     /// grouping, so what is written can be read back.
     pub fn format_minor(&self, minor: i64) -> String {
+        self.format_wide(minor.into())
+    }
+
+    /// [`Currency::format_minor`] for totals, which are summed in `i128` so as never to
+    /// overflow.
+    pub fn format_wide(&self, minor: i128) -> String {
         let digits = self.minor_digits();
         if digits == 0 {
             return minor.to_string();
         }
-        let unit = 10i64.pow(digits);
+        let unit = 10u128.pow(digits);
         let sign = if minor < 0 { "-" } else { "" };
         let abs = minor.unsigned_abs();
         format!(
             "{sign}{}.{:0width$}",
-            abs / unit as u64,
-            abs % unit as u64,
+            abs / unit,
+            abs % unit,
             width = digits as usize
         )
     }
@@ -112,6 +118,15 @@ impl<'de> Deserialize<'de> for Currency {
     }
 }
 
+/// The largest amount one payment may carry, in minor units: 10^12.
+///
+/// That is ten thousand million in a currency with cents (10 000 000 000.00 MWK) and a million
+/// million in one without (1 000 000 000 000 VND, about 40 million US dollars): far above any
+/// social transfer, so a larger amount is a damaged or hostile record, not a payment. It also
+/// keeps sums safe: more than nine million such payments are needed to overflow an `i64`
+/// total, and totals are widened or checked besides.
+pub const MAX_PAYMENT_MINOR: i64 = 1_000_000_000_000;
+
 /// An amount in minor units (cents, tambala, kobo) of one currency.
 ///
 /// Arithmetic is checked: adding different currencies or overflowing is an error, never a
@@ -169,6 +184,11 @@ mod tests {
         assert_eq!(mwk.format_minor(-5), "-0.05");
         assert_eq!(xof.format_minor(2500), "2500");
         assert_eq!(kwd.format_minor(1234), "1.234");
+        assert_eq!(
+            mwk.format_wide(2 * i64::MAX as i128),
+            "184467440737095516.14"
+        );
+        assert_eq!(mwk.format_minor(i64::MIN), "-92233720368547758.08");
         assert_eq!(mwk.parse_minor("1,500.5"), Ok(150050));
         assert_eq!(mwk.parse_minor("1500"), Ok(150000));
         assert_eq!(xof.parse_minor("2500"), Ok(2500));

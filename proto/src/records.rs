@@ -448,6 +448,15 @@ impl Record {
                 if minor <= 0 {
                     return Err(invalid("amount", "must be more than zero"));
                 }
+                if minor > crate::MAX_PAYMENT_MINOR {
+                    return Err(invalid(
+                        "amount",
+                        format!(
+                            "{minor} is beyond any plausible payment (at most {} minor units)",
+                            crate::MAX_PAYMENT_MINOR
+                        ),
+                    ));
+                }
                 let proof = match r.str("proof")?.as_str() {
                     "CARD" => Proof::Card(r.opt_uint("card")?.ok_or(RecordError::Missing("card"))?),
                     "PIN" => Proof::Pin,
@@ -1086,6 +1095,14 @@ mod tests {
             Record::read(&doc).unwrap_err(),
             invalid("amount", "must be more than zero")
         );
+        doc.put(ROOT, "amount", 4_611_686_018_427_387_904i64)
+            .unwrap();
+        assert!(matches!(
+            Record::read(&doc).unwrap_err(),
+            RecordError::Invalid { field: "amount", reason } if reason.contains("beyond any plausible payment")
+        ));
+        doc.put(ROOT, "amount", crate::MAX_PAYMENT_MINOR).unwrap();
+        assert!(Record::read(&doc).is_ok(), "the bound itself is a payment");
         doc.put(ROOT, "amount", 5i64).unwrap();
         doc.put(ROOT, "at", "yesterday").unwrap();
         assert!(matches!(

@@ -470,6 +470,7 @@ fn propose(o: &Office, beneficiary: Uuid, to: BeneficiaryStatus) -> Uuid {
         home_path: "N/N-MZ".into(),
         actor: "agent:agent.n-mz".into(),
         user_id: Some(agent.id),
+        author: "agent.n-mz".into(),
     };
     let dc = DocChanges {
         doc_id: id.as_bytes().to_vec(),
@@ -728,6 +729,16 @@ fn float_resolutions_and_sign_off() {
         .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "USD", 5, ""))
         .unwrap_err();
     assert!(err.to_string().contains("pays in MWK"), "{err}");
+    for slip in [outpost_proto::MAX_PAYMENT_MINOR + 1, i64::MIN] {
+        let err = o
+            .store
+            .write(|tx| rec::record_float(tx, &sup, p, "agent.n-mz", "MWK", slip, ""))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("beyond any plausible amount"),
+            "{err}"
+        );
+    }
     let r = report(&o);
     let float = r
         .report
@@ -927,6 +938,7 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
         home_path: "N/N-MZ".into(),
         actor: "agent:agent.n-mz".into(),
         user_id: Some(agent.id),
+        author: "agent.n-mz".into(),
     };
     let send = |changes: Vec<Vec<u8>>, id: Uuid| {
         let dc = DocChanges {

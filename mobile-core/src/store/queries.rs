@@ -25,6 +25,29 @@ pub fn date_of_days(days: i64) -> Option<NaiveDate> {
     }
 }
 
+/// A total summed wide (`i128`) as the screens show it (`i64`). Amounts are bounded where
+/// they are written (`MAX_PAYMENT_MINOR`), so this fails only on records no check let in;
+/// then the screen says so instead of showing a wrapped number. (SQLite's own `SUM` fails
+/// with "integer overflow" on such rows, so money is never summed there.)
+fn total(sum: i128) -> Result<i64> {
+    i64::try_from(sum).map_err(|_| Error::Internal {
+        reason: format!("a total of {sum} is beyond what this phone can show"),
+    })
+}
+
+/// What is paid against each entitlement (voided payouts excluded), summed wide.
+fn paid_of(conn: &Connection, entitlement: Uuid) -> Result<i128> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT amount_minor FROM payouts WHERE entitlement_id = ?1 AND voided_at IS NULL",
+    )?;
+    let mut rows = stmt.query([entitlement])?;
+    let mut sum = 0i128;
+    while let Some(r) = rows.next()? {
+        sum += i128::from(r.get::<_, i64>(0)?);
+    }
+    Ok(sum)
+}
+
 pub fn days_of_date(date: NaiveDate) -> i64 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("epoch")).num_days()
 }
@@ -98,20 +121,39 @@ pub fn summaries(conn: &Connection, ids: &[Uuid]) -> Result<Vec<BeneficiarySumma
     Ok(out)
 }
 
+/// What is still due per currency (currencies with nothing entitled left out), summed wide.
 fn due_of(conn: &Connection, beneficiary: Uuid) -> Result<Vec<Money>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT e.currency, SUM(MAX(e.amount_minor - COALESCE((SELECT SUM(amount_minor) FROM payouts p
-                 WHERE p.entitlement_id = e.id AND p.voided_at IS NULL), 0), 0))
-         FROM entitlements e WHERE e.beneficiary_id = ?1 AND e.status = 'DUE'
-         GROUP BY e.currency HAVING SUM(e.amount_minor) > 0 ORDER BY 1",
+        "SELECT e.id, e.currency, e.amount_minor FROM entitlements e
+         WHERE e.beneficiary_id = ?1 AND e.status = 'DUE'",
     )?;
-    let rows = stmt.query_map([beneficiary], |r| {
-        Ok(Money {
-            currency: r.get(0)?,
-            amount_minor: r.get(1)?,
+    let rows = stmt
+        .query_map([beneficiary], |r| {
+            Ok((
+                r.get::<_, Uuid>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    // Per currency: (entitled, still due).
+    let mut by_currency: BTreeMap<String, (i128, i128)> = BTreeMap::new();
+    for (id, currency, amount) in rows {
+        let left = (i128::from(amount) - paid_of(conn, id)?).max(0);
+        let entry = by_currency.entry(currency).or_default();
+        entry.0 += i128::from(amount);
+        entry.1 += left;
+    }
+    by_currency
+        .into_iter()
+        .filter(|(_, (entitled, _))| *entitled > 0)
+        .map(|(currency, (_, left))| {
+            Ok(Money {
+                currency,
+                amount_minor: total(left)?,
+            })
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        .collect()
 }
 
 /// Beneficiaries matching a name prefix (any member of the household, accents and case
@@ -221,26 +263,30 @@ fn goods_of(json: &str) -> Vec<ItemQuantity> {
 /// Quantities of each item handed out against an entitlement (voided ones excluded).
 pub fn handed_out(conn: &Connection, entitlement: Uuid) -> Result<BTreeMap<String, i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT l.item_code, SUM(l.quantity) FROM distributions d
+        "SELECT l.item_code, l.quantity FROM distributions d
          JOIN distribution_lines l ON l.record_id = d.record_id
-         WHERE d.entitlement_id = ?1 AND d.voided_at IS NULL GROUP BY l.item_code",
+         WHERE d.entitlement_id = ?1 AND d.voided_at IS NULL",
     )?;
-    let rows = stmt.query_map([entitlement], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+    let mut rows = stmt.query([entitlement])?;
+    while let Some(r) = rows.next()? {
+        *sums.entry(r.get(0)?).or_default() += i128::from(r.get::<_, i64>(1)?);
+    }
+    sums.into_iter()
+        .map(|(item, q)| Ok((item, total(q)?)))
+        .collect()
 }
 
 const ENTITLEMENT_SQL: &str = "
     SELECT e.id, e.beneficiary_id, e.cycle_code, e.cycle_start_days, e.cycle_end_days, e.status,
-           e.amount_minor, e.currency, e.goods, e.recipient_id,
-           COALESCE((SELECT SUM(p.amount_minor) FROM payouts p
-                     WHERE p.entitlement_id = e.id AND p.voided_at IS NULL), 0)
+           e.amount_minor, e.currency, e.goods, e.recipient_id
     FROM entitlements e";
 
 fn entitlement_row(conn: &Connection, r: &rusqlite::Row) -> Result<EntitlementView> {
     let id: Uuid = r.get(0)?;
     let date = |d: i64| date_of_days(d).map(|d| d.to_string()).unwrap_or_default();
     let amount: i64 = r.get(6)?;
-    let paid: i64 = r.get(10)?;
+    let paid = paid_of(conn, id)?;
     let goods = goods_of(&r.get::<_, String>(8)?);
     let handed = handed_out(conn, id)?;
     let goods_remaining = goods
@@ -261,8 +307,8 @@ fn entitlement_row(conn: &Connection, r: &rusqlite::Row) -> Result<EntitlementVi
             amount_minor: amount,
             currency: r.get(7)?,
         },
-        paid_minor: paid,
-        remaining_minor: (amount - paid).max(0),
+        paid_minor: total(paid)?,
+        remaining_minor: total((i128::from(amount) - paid).max(0))?,
         goods,
         goods_remaining,
         recipient_id: r.get::<_, Option<Uuid>>(9)?.map(|u| u.to_string()),
@@ -432,67 +478,104 @@ pub fn due_on(conn: &Connection, day: NaiveDate, limit: u32) -> Result<Vec<DueEn
 /// give the money back). `in_hand` counts every move, whatever day the phone's clock gave it
 /// (a clock corrected backwards must not make money reappear); the other columns are `day`'s.
 pub fn float(conn: &Connection, enrolment: Uuid, day: NaiveDate) -> Result<Vec<FloatLine>> {
-    let day = day.to_string();
-    let mut stmt = conn.prepare_cached(
-        "WITH moves AS (
-             SELECT currency, day, CASE kind WHEN 'CASH_IN' THEN amount_minor ELSE 0 END AS received,
-                    CASE kind WHEN 'CASH_OUT' THEN amount_minor ELSE 0 END AS returned, 0 AS paid
-             FROM ledger WHERE enrolment_id = ?1 AND kind IN ('CASH_IN', 'CASH_OUT')
-             UNION ALL
-             SELECT currency, day, 0, 0, amount_minor FROM payouts
-             WHERE enrolment_id = ?1 AND own = 1 AND voided_at IS NULL)
-         SELECT currency,
-                SUM(CASE WHEN day < ?2 THEN received - returned - paid ELSE 0 END),
-                SUM(CASE WHEN day = ?2 THEN received ELSE 0 END),
-                SUM(CASE WHEN day = ?2 THEN paid ELSE 0 END),
-                SUM(CASE WHEN day = ?2 THEN returned ELSE 0 END),
-                SUM(received - returned - paid)
-         FROM moves GROUP BY currency ORDER BY currency",
+    let moves = moves(
+        conn,
+        "SELECT currency, day, CASE kind WHEN 'CASH_IN' THEN amount_minor ELSE 0 END,
+                CASE kind WHEN 'CASH_OUT' THEN amount_minor ELSE 0 END, 0
+         FROM ledger WHERE enrolment_id = ?1 AND kind IN ('CASH_IN', 'CASH_OUT')
+         UNION ALL
+         SELECT currency, day, 0, 0, amount_minor FROM payouts
+         WHERE enrolment_id = ?1 AND own = 1 AND voided_at IS NULL",
+        enrolment,
+        day,
     )?;
-    let rows = stmt.query_map(params![enrolment, day], |r| {
-        Ok(FloatLine {
-            currency: r.get(0)?,
-            opening_minor: r.get(1)?,
-            received_minor: r.get(2)?,
-            paid_out_minor: r.get(3)?,
-            returned_minor: r.get(4)?,
-            in_hand_minor: r.get(5)?,
+    moves
+        .into_iter()
+        .map(|(currency, m)| {
+            Ok(FloatLine {
+                currency,
+                opening_minor: total(m.opening)?,
+                received_minor: total(m.received)?,
+                paid_out_minor: total(m.used)?,
+                returned_minor: total(m.returned)?,
+                in_hand_minor: total(m.in_hand)?,
+            })
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        .collect()
 }
 
 /// Goods in hand per item for an enrolment, as [`float`] does for cash.
 pub fn stock(conn: &Connection, enrolment: Uuid, day: NaiveDate) -> Result<Vec<StockLine>> {
-    let day = day.to_string();
-    let mut stmt = conn.prepare_cached(
-        "WITH moves AS (
-             SELECT item_code, day, CASE kind WHEN 'STOCK_IN' THEN quantity ELSE 0 END AS received,
-                    CASE kind WHEN 'STOCK_OUT' THEN quantity ELSE 0 END AS returned, 0 AS handed
-             FROM ledger WHERE enrolment_id = ?1 AND kind IN ('STOCK_IN', 'STOCK_OUT')
-             UNION ALL
-             SELECT l.item_code, d.day, 0, 0, l.quantity FROM distributions d
-             JOIN distribution_lines l ON l.record_id = d.record_id
-             WHERE d.enrolment_id = ?1 AND d.own = 1 AND d.voided_at IS NULL)
-         SELECT item_code,
-                SUM(CASE WHEN day < ?2 THEN received - returned - handed ELSE 0 END),
-                SUM(CASE WHEN day = ?2 THEN received ELSE 0 END),
-                SUM(CASE WHEN day = ?2 THEN handed ELSE 0 END),
-                SUM(CASE WHEN day = ?2 THEN returned ELSE 0 END),
-                SUM(received - returned - handed)
-         FROM moves GROUP BY item_code ORDER BY item_code",
+    let moves = moves(
+        conn,
+        "SELECT item_code, day, CASE kind WHEN 'STOCK_IN' THEN quantity ELSE 0 END,
+                CASE kind WHEN 'STOCK_OUT' THEN quantity ELSE 0 END, 0
+         FROM ledger WHERE enrolment_id = ?1 AND kind IN ('STOCK_IN', 'STOCK_OUT')
+         UNION ALL
+         SELECT l.item_code, d.day, 0, 0, l.quantity FROM distributions d
+         JOIN distribution_lines l ON l.record_id = d.record_id
+         WHERE d.enrolment_id = ?1 AND d.own = 1 AND d.voided_at IS NULL",
+        enrolment,
+        day,
     )?;
-    let rows = stmt.query_map(params![enrolment, day], |r| {
-        Ok(StockLine {
-            item_code: r.get(0)?,
-            opening: r.get(1)?,
-            received: r.get(2)?,
-            handed_out: r.get(3)?,
-            returned: r.get(4)?,
-            in_hand: r.get(5)?,
+    moves
+        .into_iter()
+        .map(|(item_code, m)| {
+            Ok(StockLine {
+                item_code,
+                opening: total(m.opening)?,
+                received: total(m.received)?,
+                handed_out: total(m.used)?,
+                returned: total(m.returned)?,
+                in_hand: total(m.in_hand)?,
+            })
         })
-    })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+        .collect()
+}
+
+/// One holding's moves, summed wide: before `day` (opening), on `day`, and all of them.
+#[derive(Default)]
+struct Moves {
+    opening: i128,
+    received: i128,
+    used: i128,
+    returned: i128,
+    in_hand: i128,
+}
+
+/// Sums rows of (holding, day, received, returned, used) per holding, in order of the holding.
+/// `in_hand` counts every move, whatever day the phone's clock gave it (a clock corrected
+/// backwards must not make money reappear); the other columns are `day`'s.
+fn moves(
+    conn: &Connection,
+    sql: &str,
+    enrolment: Uuid,
+    day: NaiveDate,
+) -> Result<BTreeMap<String, Moves>> {
+    let day = day.to_string();
+    let mut out: BTreeMap<String, Moves> = BTreeMap::new();
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![enrolment])?;
+    while let Some(r) = rows.next()? {
+        let on: String = r.get(1)?;
+        let get = |i: usize| -> rusqlite::Result<i128> {
+            Ok(i128::from(r.get::<_, Option<i64>>(i)?.unwrap_or(0)))
+        };
+        let (received, returned, used) = (get(2)?, get(3)?, get(4)?);
+        let m = out.entry(r.get(0)?).or_default();
+        let net = received - returned - used;
+        m.in_hand += net;
+        match on.as_str().cmp(day.as_str()) {
+            std::cmp::Ordering::Less => m.opening += net,
+            std::cmp::Ordering::Equal => {
+                m.received += received;
+                m.returned += returned;
+                m.used += used;
+            }
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+    Ok(out)
 }
 
 pub fn day_summary(conn: &Connection, enrolment: &Enrolment, day: NaiveDate) -> Result<DaySummary> {
@@ -510,16 +593,19 @@ pub fn day_summary(conn: &Connection, enrolment: &Enrolment, day: NaiveDate) -> 
     let mut payouts = 0;
     {
         let mut stmt = conn.prepare_cached(
-            "SELECT currency, count(*), SUM(amount_minor) FROM payouts
-             WHERE enrolment_id = ?1 AND own = 1 AND day = ?2 AND voided_at IS NULL
-             GROUP BY currency ORDER BY currency",
+            "SELECT currency, amount_minor FROM payouts
+             WHERE enrolment_id = ?1 AND own = 1 AND day = ?2 AND voided_at IS NULL",
         )?;
         let mut rows = stmt.query(params![enrolment.id, d])?;
+        let mut sums: BTreeMap<String, i128> = BTreeMap::new();
         while let Some(r) = rows.next()? {
-            payouts += r.get::<_, i64>(1)? as u64;
+            payouts += 1;
+            *sums.entry(r.get(0)?).or_default() += i128::from(r.get::<_, i64>(1)?);
+        }
+        for (currency, sum) in sums {
             paid.push(Money {
-                currency: r.get(0)?,
-                amount_minor: r.get(2)?,
+                currency,
+                amount_minor: total(sum)?,
             });
         }
     }

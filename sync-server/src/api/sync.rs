@@ -412,6 +412,7 @@ pub async fn push(
         home_path: device.assignment_path.clone(),
         actor: format!("agent:{}", device.agent),
         user_id: Some(device.agent_id),
+        author: device.agent.clone(),
     };
     // Decoding and reading the records needs no lock, only the merge does; a few batches are
     // prepared at a time (a hundred devices at once would only crowd the allocator).

@@ -8,6 +8,10 @@
 //! Times are judged with the server's receipt time wherever a device's clock could mislead: a
 //! payout cannot have happened after the server received it, so "when" is the earlier of the
 //! device's time and the receipt.
+//!
+//! Sums (paid per line, totals, each agent's float and stock) are `i128`: the amounts are
+//! device facts, bounded at the edge but summed over a million lines, and a report must come
+//! out whole whatever the records hold, never wrapped, never a panic.
 
 pub mod sheets;
 
@@ -31,6 +35,9 @@ pub struct PayrollFacts {
     pub sync_grace: Duration,
     /// When the payroll was signed off, if it was.
     pub closed_at: Option<DateTime<Utc>>,
+    /// How far a line may be paid above its due before that is an exception (the plan's
+    /// `rule.overpayment_tolerance`, 0 unless set): rounding at a cash point, say.
+    pub overpayment_tolerance: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -153,7 +160,8 @@ impl LineStatus {
         LineStatus::ALL.into_iter().find(|l| l.as_str() == s)
     }
 
-    fn judge(due: i64, paid: i64) -> LineStatus {
+    fn judge(due: i64, paid: i128) -> LineStatus {
+        let due = i128::from(due);
         match paid {
             0 if due > 0 => LineStatus::Unpaid,
             p if p > due => LineStatus::Overpaid,
@@ -170,7 +178,7 @@ pub struct Line {
     pub beneficiary: Uuid,
     pub due_minor: i64,
     /// Payouts not voided, in the payroll's currency, plus matched external payments.
-    pub paid_minor: i64,
+    pub paid_minor: i128,
     pub payouts: u32,
     pub status: LineStatus,
     /// Whether any exception names this entitlement or one of its payouts.
@@ -191,7 +199,7 @@ pub enum ExceptionKind {
     /// Received after the payroll was signed off.
     LateSync,
     CurrencyMismatch,
-    /// Partly paid or overpaid.
+    /// Partly paid, or paid above the due by more than the plan's tolerance.
     AmountMismatch,
     /// A payout was voided: someone should know why.
     Voided,
@@ -264,8 +272,8 @@ pub struct Exception {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Totals {
     pub lines: usize,
-    pub due_minor: i64,
-    pub paid_minor: i64,
+    pub due_minor: i128,
+    pub paid_minor: i128,
     pub by_status: BTreeMap<&'static str, usize>,
     pub exceptions: usize,
 }
@@ -283,14 +291,14 @@ pub struct Report {
 pub struct HoldingBalance {
     pub agent: Uuid,
     pub what: Holding,
-    pub issued: i64,
-    pub used: i64,
-    pub returned: i64,
+    pub issued: i128,
+    pub used: i128,
+    pub returned: i128,
 }
 
 impl HoldingBalance {
     /// What the agent should still hold: zero once the payroll is done.
-    pub fn outstanding(&self) -> i64 {
+    pub fn outstanding(&self) -> i128 {
         self.issued - self.used - self.returned
     }
 }
@@ -361,7 +369,7 @@ pub fn reconcile(input: &Input) -> Report {
     };
 
     let history = StatusHistory::new(&input.status_changes);
-    let mut used: BTreeMap<(Uuid, Holding), i64> = BTreeMap::new();
+    let mut used: BTreeMap<(Uuid, Holding), i128> = BTreeMap::new();
     let mut overridden = vec![false; lines.len()];
 
     for pay in &input.payouts {
@@ -387,7 +395,7 @@ pub fn reconcile(input: &Input) -> Report {
         if let Some(agent) = pay.agent {
             *used
                 .entry((agent, Holding::Cash(pay.currency)))
-                .or_default() += pay.amount_minor;
+                .or_default() += i128::from(pay.amount_minor);
         }
         match e {
             None => except(
@@ -455,7 +463,7 @@ pub fn reconcile(input: &Input) -> Report {
             );
             continue;
         }
-        lines[i].paid_minor += pay.amount_minor;
+        lines[i].paid_minor += i128::from(pay.amount_minor);
         lines[i].payouts += 1;
         overridden[i] |= pay.overridden;
     }
@@ -511,14 +519,14 @@ pub fn reconcile(input: &Input) -> Report {
             );
         }
         if x.currency == e.currency {
-            lines[i].paid_minor += x.amount_minor;
+            lines[i].paid_minor += i128::from(x.amount_minor);
             lines[i].payouts += 1;
             external_lines[i] += 1;
         }
     }
 
     // Goods handed out, per entitlement and item.
-    let mut handed: IdMap<BTreeMap<&str, i64>> = id_map(0);
+    let mut handed: IdMap<BTreeMap<&str, i128>> = id_map(0);
     for d in &input.distributions {
         if d.voided {
             except(
@@ -535,11 +543,11 @@ pub fn reconcile(input: &Input) -> Report {
         }
         let entry = handed.entry(d.entitlement).or_default();
         for (item, qty) in &d.items {
-            *entry.entry(item.as_str()).or_default() += qty;
+            *entry.entry(item.as_str()).or_default() += i128::from(*qty);
             if let Some(agent) = d.agent {
                 *used
                     .entry((agent, Holding::Item(item.clone())))
-                    .or_default() += qty;
+                    .or_default() += i128::from(*qty);
             }
         }
     }
@@ -570,8 +578,11 @@ pub fn reconcile(input: &Input) -> Report {
                 subject(format!("{} payments{how}", line.payouts)),
             );
         }
+        let beyond_tolerance = line.paid_minor
+            > i128::from(e.amount_minor) + i128::from(p.overpayment_tolerance.max(0));
         if e.amount_minor > 0
-            && matches!(line.status, LineStatus::PartlyPaid | LineStatus::Overpaid)
+            && (line.status == LineStatus::PartlyPaid
+                || (line.status == LineStatus::Overpaid && beyond_tolerance))
         {
             except(
                 ExceptionKind::AmountMismatch,
@@ -584,7 +595,11 @@ pub fn reconcile(input: &Input) -> Report {
             );
         }
         if let Some(got) = got {
-            let due: BTreeMap<&str, i64> = e.goods.iter().map(|(k, q)| (k.as_str(), *q)).collect();
+            let due: BTreeMap<&str, i128> = e
+                .goods
+                .iter()
+                .map(|(k, q)| (k.as_str(), i128::from(*q)))
+                .collect();
             if got.iter().any(|(item, q)| due.get(item) != Some(q))
                 || due.keys().any(|item| !got.contains_key(item))
             {
@@ -599,13 +614,13 @@ pub fn reconcile(input: &Input) -> Report {
     }
 
     // Each agent's float and stock: issued = used + returned.
-    let mut issued: BTreeMap<(Uuid, Holding), (i64, i64)> = BTreeMap::new();
+    let mut issued: BTreeMap<(Uuid, Holding), (i128, i128)> = BTreeMap::new();
     for m in &input.floats {
         let entry = issued.entry((m.agent, m.what.clone())).or_default();
         if m.quantity >= 0 {
-            entry.0 += m.quantity;
+            entry.0 += i128::from(m.quantity);
         } else {
-            entry.1 -= m.quantity;
+            entry.1 -= i128::from(m.quantity);
         }
     }
     let mut holdings = Vec::new();
@@ -677,7 +692,7 @@ pub fn reconcile(input: &Input) -> Report {
         totals.by_status.insert(s.as_str(), 0);
     }
     for l in &lines {
-        totals.due_minor += l.due_minor;
+        totals.due_minor += i128::from(l.due_minor);
         totals.paid_minor += l.paid_minor;
         *totals.by_status.entry(l.status.as_str()).or_default() += 1;
     }
@@ -689,7 +704,7 @@ pub fn reconcile(input: &Input) -> Report {
     }
 }
 
-fn goods_status(due: &[(String, i64)], got: Option<&BTreeMap<&str, i64>>) -> LineStatus {
+fn goods_status(due: &[(String, i64)], got: Option<&BTreeMap<&str, i128>>) -> LineStatus {
     let Some(got) = got else {
         return LineStatus::Unpaid;
     };
@@ -697,8 +712,8 @@ fn goods_status(due: &[(String, i64)], got: Option<&BTreeMap<&str, i64>>) -> Lin
     let mut short = false;
     for (item, q) in due {
         let have = got.get(item.as_str()).copied().unwrap_or(0);
-        over |= have > *q;
-        short |= have < *q;
+        over |= have > i128::from(*q);
+        short |= have < i128::from(*q);
     }
     over |= got.keys().any(|k| !due.iter().any(|(item, _)| item == k));
     match (over, short) {
@@ -710,8 +725,12 @@ fn goods_status(due: &[(String, i64)], got: Option<&BTreeMap<&str, i64>>) -> Lin
 }
 
 /// "150.00 MWK": in the currency's unit, as people read amounts.
-fn money(minor: i64, currency: Currency) -> String {
-    format!("{} {}", currency.format_minor(minor), currency.as_str())
+fn money(minor: impl Into<i128>, currency: Currency) -> String {
+    format!(
+        "{} {}",
+        currency.format_wide(minor.into()),
+        currency.as_str()
+    )
 }
 
 /// Each beneficiary's status over time, for "was it ACTIVE when paid".

@@ -14,7 +14,7 @@ pub struct ReportRow {
     pub name: String,
     pub currency: Currency,
     pub due_minor: i64,
-    pub paid_minor: i64,
+    pub paid_minor: i128,
     pub payouts: u32,
     pub status: String,
     /// Exception kinds on this line, `;`-separated, open ones only.
@@ -63,7 +63,7 @@ pub fn report_csv(rows: &[ReportRow]) -> Vec<u8> {
             &cell(&r.name),
             r.currency.as_str(),
             &r.currency.format_minor(r.due_minor),
-            &r.currency.format_minor(r.paid_minor),
+            &r.currency.format_wide(r.paid_minor),
             &r.payouts.to_string(),
             &r.status,
             &r.exceptions,

@@ -33,6 +33,7 @@ impl Case {
                 window_end: t(30, 23),
                 sync_grace: Duration::days(14),
                 closed_at: None,
+                overpayment_tolerance: 0,
             },
             entitlements: (1..=entitlements)
                 .map(|n| EntitlementFacts {
@@ -395,4 +396,70 @@ fn exception_keys_are_stable_and_the_report_is_deterministic() {
     let b = c.run();
     assert_eq!(a.exceptions, b.exceptions);
     assert_eq!(a.lines, b.lines);
+}
+
+#[test]
+fn sums_beyond_an_i64_are_exact_not_wrapped() {
+    // Amounts no edge lets in any more, as an older server may have stored them.
+    const HUGE: i64 = 4_700_000_000_000_000_000;
+    let mut c = Case::new(2);
+    c.pay(1, 1, HUGE);
+    c.pay(2, 1, HUGE);
+    c.pay(3, 2, HUGE);
+    c.issue(i64::MAX);
+    c.issue(i64::MAX);
+    c.issue(i64::MIN);
+    let r = c.run();
+    let twice = 2 * i128::from(HUGE);
+    assert_eq!(r.lines[0].paid_minor, twice);
+    assert_eq!(r.lines[0].status, LineStatus::Overpaid);
+    assert_eq!(r.totals.paid_minor, 3 * i128::from(HUGE));
+    assert_eq!(r.totals.due_minor, 30000);
+    let h = &r.holdings[0];
+    assert_eq!(h.issued, 2 * i128::from(i64::MAX));
+    assert_eq!(h.returned, -i128::from(i64::MIN));
+    assert_eq!(h.used, 3 * i128::from(HUGE));
+    assert_eq!(h.outstanding(), h.issued - h.used - h.returned);
+    let amount = r
+        .exceptions
+        .iter()
+        .find(|e| e.kind == ExceptionKind::AmountMismatch && e.entitlement == Some(id(1)))
+        .unwrap();
+    assert!(
+        amount.detail.contains("paid 94000000000000000.00 MWK"),
+        "{}",
+        amount.detail
+    );
+}
+
+#[test]
+fn the_plans_tolerance_decides_when_overpaid_is_an_exception() {
+    let mut c = Case::new(3);
+    c.input.payroll.overpayment_tolerance = 100;
+    c.pay(1, 1, 15100);
+    c.pay(2, 2, 15101);
+    c.pay(3, 3, 14900);
+    c.issue(45101);
+    let r = c.run();
+    let statuses: Vec<_> = r.lines.iter().map(|l| l.status).collect();
+    assert_eq!(
+        statuses,
+        [
+            LineStatus::Overpaid,
+            LineStatus::Overpaid,
+            LineStatus::PartlyPaid
+        ],
+        "the status is the fact, whatever the tolerance"
+    );
+    let flagged: Vec<_> = r
+        .exceptions
+        .iter()
+        .filter(|e| e.kind == ExceptionKind::AmountMismatch)
+        .map(|e| e.entitlement)
+        .collect();
+    assert_eq!(
+        flagged,
+        [Some(id(2)), Some(id(3))],
+        "within the tolerance is no exception; beyond it, or short, is"
+    );
 }

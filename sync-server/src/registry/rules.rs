@@ -22,6 +22,14 @@ pub struct Rule {
     pub goods: Vec<GoodsLine>,
     #[serde(default)]
     pub limit_per_transaction: Option<i64>,
+    /// How much a payout may exceed its entitlement, in minor units, before reconciliation
+    /// calls it an exception (cash points that round); 0, the default, allows nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub overpayment_tolerance: i64,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -169,6 +177,12 @@ impl Rule {
         {
             return Err("limit_per_transaction must be positive".into());
         }
+        if !(0..=outpost_proto::MAX_PAYMENT_MINOR).contains(&self.overpayment_tolerance) {
+            return Err(format!(
+                "overpayment_tolerance must be between 0 and {} minor units",
+                outpost_proto::MAX_PAYMENT_MINOR
+            ));
+        }
         if self.cash == CashRule::None && self.goods.is_empty() {
             return Err("the rule provides neither cash nor goods".into());
         }
@@ -280,6 +294,34 @@ mod tests {
 
     fn date(s: &str) -> NaiveDate {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn the_overpayment_tolerance_defaults_to_nothing_and_is_bounded() {
+        let r = rule(json!({"cash": {"kind": "flat", "amount": 15000}}));
+        assert_eq!(r.overpayment_tolerance, 0);
+        assert_eq!(
+            serde_json::to_value(&r)
+                .unwrap()
+                .get("overpayment_tolerance"),
+            None,
+            "a plan without one stores what it stored before"
+        );
+        let r =
+            rule(json!({"cash": {"kind": "flat", "amount": 15000}, "overpayment_tolerance": 50}));
+        r.check(&schema(), false).unwrap();
+        assert_eq!(r.overpayment_tolerance, 50);
+        for bad in [-1, outpost_proto::MAX_PAYMENT_MINOR + 1] {
+            let r = rule(
+                json!({"cash": {"kind": "flat", "amount": 15000}, "overpayment_tolerance": bad}),
+            );
+            assert!(
+                r.check(&schema(), false)
+                    .unwrap_err()
+                    .contains("overpayment_tolerance"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -47,12 +47,27 @@ fn currency(s: &str) -> rusqlite::Result<Currency> {
 
 /// Everything the engine needs about one payroll, in a few range reads.
 pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
-    let (cur, start, end, closed): (String, chrono::NaiveDate, chrono::NaiveDate, Option<String>) =
-        conn.query_row(
-            "SELECT p.currency, c.start_date, c.end_date, p.closed_at FROM payrolls p
-             JOIN payment_cycles c ON c.id = p.cycle_id WHERE p.id = ?1",
+    let (cur, start, end, closed, rule): (
+        String,
+        chrono::NaiveDate,
+        chrono::NaiveDate,
+        Option<String>,
+        crate::registry::rules::Rule,
+    ) = conn
+        .query_row(
+            "SELECT p.currency, c.start_date, c.end_date, p.closed_at, b.rule FROM payrolls p
+             JOIN payment_cycles c ON c.id = p.cycle_id JOIN benefit_plans b ON b.id = p.plan_id
+             WHERE p.id = ?1",
             [payroll_id],
-            |r| Ok((r.get(0)?, date_column(r, 1)?, date_column(r, 2)?, r.get(3)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    date_column(r, 1)?,
+                    date_column(r, 2)?,
+                    r.get(3)?,
+                    super::json_column(r, 4)?,
+                ))
+            },
         )
         .optional()?
         .ok_or_else(|| Error::not_found("payroll", payroll_id))?;
@@ -62,6 +77,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         window_end: end.and_time(NaiveTime::MIN).and_utc() + Duration::days(1),
         sync_grace: Duration::days(SYNC_GRACE_DAYS),
         closed_at: closed.as_deref().map(instant).transpose()?,
+        overpayment_tolerance: rule.overpayment_tolerance,
     };
 
     // Read with borrowed text (no allocation per cell): a million-line payroll is read here
@@ -366,6 +382,13 @@ pub fn record_float(
     writable(&p, false)?;
     if quantity == 0 {
         return Err(Error::Invalid("the quantity cannot be zero".into()));
+    }
+    // The bound a device's payout has: beyond it is a typing slip, not cash handed over.
+    if quantity.unsigned_abs() > outpost_proto::MAX_PAYMENT_MINOR as u64 {
+        return Err(Error::Invalid(format!(
+            "{quantity} is beyond any plausible amount (at most {} either way)",
+            outpost_proto::MAX_PAYMENT_MINOR
+        )));
     }
     let agent_id: Uuid = tx
         .query_row(
@@ -771,8 +794,8 @@ pub fn request_sign_off(tx: &Transaction, user: &User, payroll_id: Uuid) -> Resu
     let summary = format!(
         "sign off {}: paid {} of {} {}",
         rec.payroll.name,
-        rec.payroll.currency.format_minor(t.paid_minor),
-        rec.payroll.currency.format_minor(t.due_minor),
+        rec.payroll.currency.format_wide(t.paid_minor),
+        rec.payroll.currency.format_wide(t.due_minor),
         rec.payroll.currency
     );
     tasks::open(
@@ -830,7 +853,7 @@ impl ReportCache {
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
     pub payroll: Payroll,
-    pub paid_minor: i64,
+    pub paid_minor: i128,
     /// Entitlements with at least one payment standing.
     pub paid_lines: i64,
     pub open_exceptions: usize,
@@ -859,16 +882,27 @@ pub fn progress(conn: &Connection, scope: &Scope, cache: &ReportCache) -> Result
 }
 
 /// Amount paid per day (the device's local date) across `payrolls`, oldest first.
-pub fn paid_by_day(conn: &Connection, payrolls: &[Uuid]) -> Result<Vec<(String, i64)>> {
-    let mut by_day: std::collections::BTreeMap<String, i64> = Default::default();
+///
+/// Summed without overflow: SQLite's `SUM` of integers fails outright on overflow (and with
+/// it the dashboard), so each amount is split into its high and low 32 bits, summed apart in
+/// SQL (each part stays below 2^32, so over four thousand million rows would be needed to
+/// overflow either) and joined again in `i128`.
+pub fn paid_by_day(conn: &Connection, payrolls: &[Uuid]) -> Result<Vec<(String, i128)>> {
+    let mut by_day: std::collections::BTreeMap<String, i128> = Default::default();
     let mut stmt = conn.prepare_cached(
-        "SELECT substr(paid_at, 1, 10), SUM(amount_minor) FROM payouts
-         WHERE payroll_id = ?1 AND voided_at IS NULL GROUP BY 1",
+        "SELECT substr(paid_at, 1, 10), SUM(amount_minor >> 32), SUM(amount_minor & 4294967295)
+         FROM payouts WHERE payroll_id = ?1 AND voided_at IS NULL GROUP BY 1",
     )?;
     for id in payrolls {
-        for row in stmt.query_map([id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))? {
-            let (day, amount) = row?;
-            *by_day.entry(day).or_default() += amount;
+        for row in stmt.query_map([id], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })? {
+            let (day, high, low) = row?;
+            *by_day.entry(day).or_default() += (i128::from(high) << 32) + i128::from(low);
         }
     }
     Ok(by_day.into_iter().collect())

@@ -30,6 +30,10 @@ pub struct Origin {
     pub actor: String,
     /// The user who made the records (the device's agent): the maker of the tasks they open.
     pub user_id: Option<Uuid>,
+    /// The username that signs grievance comments this origin adds: a device's enrolled agent,
+    /// or the staff user at the office. A comment's own `by` is text the device wrote, so it
+    /// is never trusted for this.
+    pub author: String,
 }
 
 /// The CPU-only part of merging one document (decoding its changes, and reading it as a new
@@ -301,9 +305,18 @@ fn merge(
                     format!("this record is a {stored_kind}, not a {}", kind.as_str()),
                 );
             }
-            let old = Record::read(&doc).map_err(|e| {
-                Error::Internal(format!("stored document {doc_id} no longer reads: {e}"))
-            })?;
+            // A record accepted under older, looser rules (an amount since judged implausible)
+            // is refused with the reason rather than failing the device's whole batch.
+            let old = match Record::read(&doc) {
+                Ok(old) => old,
+                Err(e) => {
+                    return refuse(
+                        DocOutcome::Rejected,
+                        &doc.get_heads(),
+                        format!("the record held by the server no longer passes its rules: {e}"),
+                    );
+                }
+            };
             (Some(doc), Some(old))
         }
         None => (None, None),
@@ -460,7 +473,16 @@ fn merge(
             received_at,
         ])?;
     }
-    materialise(tx, origin, received_at, doc_id, &path, payroll, &record)?;
+    materialise(
+        tx,
+        origin,
+        received_at,
+        doc_id,
+        &path,
+        payroll,
+        &doc,
+        &record,
+    )?;
     Ok(result(
         &dc.doc_id,
         DocOutcome::Accepted,
@@ -724,6 +746,72 @@ fn may_collect(tx: &Transaction, b: &BeneficiaryRef, collector: Uuid) -> Result<
         .query_row(params![b.group_id, collector], |r| r.get(0))?)
 }
 
+/// The automerge object id of each grievance comment, in the order [`Record::read`] lists them:
+/// a comment's identity across merges, whatever its text.
+fn comment_ids(doc: &Automerge) -> Result<Vec<String>> {
+    match doc.get(automerge::ROOT, "comments") {
+        Ok(Some((automerge::Value::Object(automerge::ObjType::List), list))) => Ok(doc
+            .list_range(&list, ..)
+            .map(|item| item.id().to_string())
+            .collect()),
+        Ok(_) => Ok(Vec::new()),
+        Err(e) => Err(Error::Internal(format!("reading grievance comments: {e}"))),
+    }
+}
+
+/// A grievance's comments as the office reads them, each signed by who sent it when it first
+/// reached the server: one already materialised keeps its signer; one new to the server is
+/// signed by `origin.author` (the device's agent, or the staff user), never by the `by` the
+/// document claims.
+fn signed_comments(
+    tx: &Transaction,
+    origin: &Origin,
+    doc_id: Uuid,
+    doc: &Automerge,
+    comments: &[records::Comment],
+) -> Result<Vec<serde_json::Value>> {
+    let held: Option<Vec<serde_json::Value>> = tx
+        .prepare_cached("SELECT comments FROM grievances WHERE doc_id = ?1")?
+        .query_row([doc_id], |r| super::json_column(r, 0))
+        .optional()?;
+    let mut held = held.unwrap_or_default();
+    let ids = comment_ids(doc)?;
+    if ids.len() != comments.len() {
+        return Err(Error::Internal(format!(
+            "grievance {doc_id} lists {} comments but holds {}",
+            comments.len(),
+            ids.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(comments.len());
+    for (c, id) in comments.iter().zip(ids) {
+        let at = c.at.to_rfc3339();
+        // By id; comments materialised before ids were kept match on what they said.
+        let found = held.iter().position(|h| {
+            let field = |k: &str| h.get(k).and_then(serde_json::Value::as_str);
+            match field("id") {
+                Some(held_id) => held_id == id,
+                None => {
+                    field("by") == Some(c.author.as_str())
+                        && field("at") == Some(at.as_str())
+                        && field("text") == Some(c.text.as_str())
+                }
+            }
+        });
+        let by = found
+            .map(|k| held.swap_remove(k))
+            .and_then(|h| {
+                h.get("by")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned)
+            })
+            .unwrap_or_else(|| origin.author.clone());
+        out.push(json!({"id": id, "by": by, "at": at, "text": c.text}));
+    }
+    Ok(out)
+}
+
+#[allow(clippy::too_many_arguments)]
 fn materialise(
     tx: &Transaction,
     origin: &Origin,
@@ -731,6 +819,7 @@ fn materialise(
     doc_id: Uuid,
     path: &str,
     payroll: Option<Uuid>,
+    doc: &Automerge,
     record: &Record,
 ) -> Result<()> {
     let void = records::Void::columns;
@@ -833,11 +922,7 @@ fn materialise(
             }
         }
         Record::Grievance(g) => {
-            let comments: Vec<_> = g
-                .comments
-                .iter()
-                .map(|c| json!({"by": c.author, "at": c.at.to_rfc3339(), "text": c.text}))
-                .collect();
+            let comments = signed_comments(tx, origin, doc_id, doc, &g.comments)?;
             tx.prepare_cached(
                 "INSERT INTO grievances (doc_id, device_id, beneficiary_id, path, category, description,
                      status, assignee, comments, created_at, updated_at)
@@ -1144,6 +1229,7 @@ pub fn office_edit(
         home_path: path,
         actor: user.actor(),
         user_id: Some(user.id),
+        author: user.username.clone(),
     };
     let docs = prepare(vec![DocChanges {
         doc_id: doc_id.as_bytes().to_vec(),

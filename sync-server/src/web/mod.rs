@@ -108,9 +108,9 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
             None => "—".into(),
         }
     });
-    env.add_filter("money", |minor: i64, currency: String| -> String {
+    env.add_filter("money", |minor: i128, currency: String| -> String {
         match currency.parse::<outpost_proto::Currency>() {
-            Ok(c) => format!("{} {c}", group(&c.format_minor(minor))),
+            Ok(c) => format!("{} {c}", group(&c.format_wide(minor))),
             Err(_) => format!("{minor} {currency}"),
         }
     });

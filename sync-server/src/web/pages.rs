@@ -95,7 +95,7 @@ pub async fn dashboard(
                 id => p.payroll.id.to_string(), name => p.payroll.name.clone(), status => p.payroll.status.as_str(),
                 currency => p.payroll.currency.as_str(), due => p.payroll.total_minor, paid => p.paid_minor,
                 lines => p.payroll.entitlements, paid_lines => p.paid_lines,
-                percent => if p.payroll.total_minor > 0 { (p.paid_minor * 100 / p.payroll.total_minor).min(100) } else { 0 },
+                percent => if p.payroll.total_minor > 0 { (p.paid_minor * 100 / i128::from(p.payroll.total_minor)).clamp(0, 100) } else { 0 },
                 open_exceptions => p.open_exceptions,
             });
         }
@@ -124,7 +124,8 @@ fn chart(c: &rusqlite::Connection, progress: &[rec::Progress]) -> Result<Value> 
         .iter()
         .filter(|p| p.payroll.currency == currency)
         .collect();
-    let due: i64 = same.iter().map(|p| p.payroll.total_minor).sum();
+    // Summed wide: totals of many payrolls need not fit an i64.
+    let due: i128 = same.iter().map(|p| i128::from(p.payroll.total_minor)).sum();
     let ids: Vec<Uuid> = same.iter().map(|p| p.payroll.id).collect();
     let days = rec::paid_by_day(c, &ids)?;
     let (_, cycle_row) = plans::cycle_by_code(c, &cycle)?;
@@ -132,8 +133,8 @@ fn chart(c: &rusqlite::Connection, progress: &[rec::Progress]) -> Result<Value> 
         .num_days()
         .max(1) as f64;
     let (w, h) = (600.0, 160.0);
-    let scale = |v: i64| h - (v as f64 / due.max(1) as f64).min(1.2) * (h - 10.0) / 1.2;
-    let mut total = 0i64;
+    let scale = |v: i128| h - (v as f64 / due.max(1) as f64).min(1.2) * (h - 10.0) / 1.2;
+    let mut total = 0i128;
     let mut points = vec![format!("0,{h}")];
     for (day, amount) in &days {
         let Ok(d) = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d") else {

@@ -346,6 +346,7 @@ impl Payroll {
                 window_end: utc(12, 1, 0),
                 sync_grace: Duration::days(reconciliation::SYNC_GRACE_DAYS),
                 closed_at: None,
+                overpayment_tolerance: 0,
             },
             entitlements,
             payouts,
@@ -396,8 +397,8 @@ impl Payroll {
         }
         Totals {
             lines: e.len(),
-            due_minor: e.iter().map(|x| x.amount_minor).sum(),
-            paid_minor: paid.values().sum(),
+            due_minor: e.iter().map(|x| i128::from(x.amount_minor)).sum(),
+            paid_minor: paid.values().map(|p| i128::from(*p)).sum(),
             by_status,
             exceptions: self.exceptions,
         }

@@ -1,0 +1,580 @@
+//! Money a device reports, against a real server on a loopback port: amounts beyond any
+//! plausible payment are refused as malformed, amounts the entitlement does not match are
+//! kept and flagged, and no total, however large the stored amounts, stops a page.
+//! Also who signs a grievance comment: the device's agent, never the text the device wrote.
+
+use chrono::DateTime;
+use outpost_proto::{
+    Money,
+    records::{Comment, Grievance, GrievanceStatus, Payout, Proof, Record},
+    wire::{self, DocOutcome, Row, RowKind},
+};
+use outpost_tests::{device::SimDevice, harness::TestServer};
+use reqwest::Method;
+use uuid::Uuid;
+
+const SUP: &str = "sup.north1";
+const AGENT: &str = "agent.n-mz";
+const AREA: &str = "N-MZ";
+
+/// Two of these overflow an `i64` total (and SQLite's `SUM`).
+const HUGE: i64 = 4_700_000_000_000_000_000;
+
+async fn enrolled(server: &TestServer) -> SimDevice {
+    let code = server.enrolment_code(SUP, AGENT, AREA).await;
+    let mut device = SimDevice::new(server.http.clone(), &server.base);
+    device.hello().await;
+    device.enrol(&code).await.expect("enrols");
+    device.sync_replica(0).await.unwrap();
+    device
+}
+
+fn id(bytes: &[u8]) -> Uuid {
+    Uuid::from_slice(bytes).unwrap()
+}
+
+/// Cash entitlements the device holds, each with who may collect it.
+fn payable(device: &SimDevice) -> Vec<(wire::Entitlement, Uuid)> {
+    device
+        .rows(RowKind::Entitlement)
+        .filter_map(|r| match r {
+            Row::Entitlement(e) if !e.recipient_id.is_empty() && e.amount_minor > 0 => {
+                Some((e.clone(), id(&e.recipient_id)))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn payout(e: &wire::Entitlement, collector: Uuid, minor: i64, currency: &str) -> Record {
+    Record::Payout(Payout {
+        beneficiary_id: id(&e.beneficiary_id),
+        entitlement_id: id(&e.id),
+        collector_id: collector,
+        amount: Money::new(minor, currency.parse().unwrap()),
+        proof: Proof::Pin,
+        paid_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").unwrap(),
+        override_reason: None,
+        void: None,
+    })
+}
+
+fn count(server: &TestServer, sql: &str) -> i64 {
+    server
+        .state
+        .store
+        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .unwrap()
+}
+
+/// A full web session (password, then the demo's TOTP code): its cookie and CSRF token.
+async fn web_session(server: &TestServer, username: &str) -> (reqwest::Client, String, String) {
+    let web = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let r = web
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "username={username}&password={}",
+            outpost_server::demo::DEMO_PASSWORD
+        ))
+        .send()
+        .await
+        .unwrap();
+    let cookie = r
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let page = web
+        .get(server.url("/login/totp"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    let code = outpost_server::store::sessions::current_code(
+        outpost_server::store::sessions::DEMO_TOTP_SECRET,
+    )
+    .unwrap();
+    let r = web
+        .post(server.url("/login/totp"))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("code={code}&_csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.headers().get("location").map(|v| v.to_str().unwrap()),
+        Some("/"),
+        "the second factor is accepted"
+    );
+    let page = web
+        .get(server.url("/"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = csrf_of(&page);
+    (web, cookie, csrf)
+}
+
+fn csrf_of(page: &str) -> String {
+    let at = page
+        .find("name=\"_csrf\" value=\"")
+        .unwrap_or_else(|| panic!("a CSRF field in {page}"));
+    let rest = &page[at + "name=\"_csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+async fn get_page(
+    server: &TestServer,
+    web: &reqwest::Client,
+    cookie: &str,
+    path: &str,
+) -> (u16, String) {
+    let r = web
+        .get(server.url(path))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implausible_amounts_are_refused_and_every_total_still_answers() {
+    let server = TestServer::start(60).await;
+    let mut device = enrolled(&server).await;
+    let (e, collector) = payable(&device).remove(0);
+    let payroll = id(&e.payroll_id);
+
+    // Two payouts whose sum overflows: each is refused as malformed, with its reason, and
+    // kept in quarantine.
+    let (_, _, first) = device.new_record(&payout(&e, collector, HUGE, &e.currency));
+    let (_, _, second) = device.new_record(&payout(&e, collector, HUGE, &e.currency));
+    let reply = device.push(vec![first, second]).await.unwrap();
+    for r in &reply.results {
+        assert_eq!(r.outcome(), DocOutcome::Rejected);
+        assert!(
+            r.reason.contains("beyond any plausible payment"),
+            "{}",
+            r.reason
+        );
+    }
+    assert_eq!(count(&server, "SELECT count(*) FROM payouts"), 0);
+    assert_eq!(
+        count(
+            &server,
+            "SELECT count(*) FROM quarantine WHERE reason LIKE '%beyond any plausible payment%'"
+        ),
+        2
+    );
+
+    let token = server.token(SUP).await;
+    let path = format!("/api/v1/payrolls/{payroll}/reconciliation");
+    let (status, rec) = server.json(&token, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{rec}");
+    assert_eq!(rec["totals"]["paid_minor"], 0);
+    let (web, cookie, _) = web_session(&server, SUP).await;
+    let (status, _) = get_page(&server, &web, &cookie, "/").await;
+    assert_eq!(status, 200, "the dashboard");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_stored_before_the_bound_still_reconcile_and_draw() {
+    let server = TestServer::start(60).await;
+    let device = enrolled(&server).await;
+    let (e, collector) = payable(&device).remove(0);
+    let payroll = id(&e.payroll_id);
+    // Amounts accepted before the bound existed (written here as an older server stored
+    // them) still reconcile and draw: totals are summed wide, never wrapped or refused.
+    server
+        .state
+        .store
+        .write(|tx| {
+            for _ in 0..2 {
+                tx.execute(
+                    "INSERT INTO payouts (doc_id, beneficiary_id, entitlement_id, collector_id, payroll_id,
+                         amount_minor, currency, proof, paid_at, received_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PIN', ?8, ?8)",
+                    rusqlite::params![
+                        Uuid::now_v7(),
+                        id(&e.beneficiary_id),
+                        id(&e.id),
+                        collector,
+                        payroll,
+                        HUGE,
+                        e.currency,
+                        format!("{}T10:00:00Z", server.day),
+                    ],
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    let token = server.token(SUP).await;
+    let path = format!("/api/v1/payrolls/{payroll}/reconciliation");
+    let (status, rec) = server.json(&token, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{rec}");
+    let paid = rec["totals"]["paid_minor"].to_string();
+    assert_eq!(paid, (2 * i128::from(HUGE)).to_string(), "{rec}");
+    let (web, cookie, _) = web_session(&server, SUP).await;
+    let (status, page) = get_page(&server, &web, &cookie, "/").await;
+    assert_eq!(status, 200, "the dashboard: {page}");
+    let (status, _) = get_page(
+        &server,
+        &web,
+        &cookie,
+        &format!("/payrolls/{payroll}/reconciliation"),
+    )
+    .await;
+    assert_eq!(status, 200, "the reconciliation page");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payout_above_its_entitlement_or_in_another_currency_is_kept_and_flagged() {
+    let server = TestServer::start(60).await;
+    let mut device = enrolled(&server).await;
+    let due = payable(&device);
+    let (over, over_collector) = due[0].clone();
+    let (other, other_collector) = due
+        .iter()
+        .find(|(e, _)| e.payroll_id == over.payroll_id && e.id != over.id)
+        .cloned()
+        .expect("two entitlements in one payroll");
+    let foreign = if other.currency == "USD" {
+        "EUR"
+    } else {
+        "USD"
+    };
+    let (_, _, a) = device.new_record(&payout(
+        &over,
+        over_collector,
+        over.amount_minor + 1,
+        &over.currency,
+    ));
+    let (other_doc, _, b) = device.new_record(&payout(
+        &other,
+        other_collector,
+        other.amount_minor,
+        foreign,
+    ));
+    let reply = device.push(vec![a, b]).await.unwrap();
+    for r in &reply.results {
+        assert_eq!(r.outcome(), DocOutcome::Accepted, "{}", r.reason);
+    }
+    assert_eq!(count(&server, "SELECT count(*) FROM payouts"), 2);
+
+    let token = server.token(SUP).await;
+    let path = format!("/api/v1/payrolls/{}/reconciliation", id(&over.payroll_id));
+    let (status, rec) = server.json(&token, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{rec}");
+    let exceptions = rec["exceptions"].as_array().unwrap();
+    let find = |kind: &str, subject: String| {
+        exceptions
+            .iter()
+            .find(|x| x["kind"] == kind && x["key"] == format!("{kind}:{subject}"))
+            .unwrap_or_else(|| panic!("{kind} for {subject} in {rec}"))
+    };
+    let overpaid = find("AMOUNT_MISMATCH", id(&over.id).to_string());
+    assert_eq!(overpaid["entitlement"], id(&over.id).to_string());
+    let foreign_paid = find("CURRENCY_MISMATCH", other_doc.to_string());
+    assert!(
+        foreign_paid["detail"].as_str().unwrap().contains(foreign),
+        "{foreign_paid}"
+    );
+    let line = rec["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["entitlement"] == id(&over.id).to_string())
+        .expect("the overpaid line");
+    assert_eq!(line["status"], "OVERPAID");
+    assert!(rec["open_exceptions"].as_u64().unwrap() >= 2, "{rec}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overpaying_within_the_plans_tolerance_is_no_exception() {
+    let server = TestServer::start(60).await;
+    let mut device = enrolled(&server).await;
+    let due = payable(&device);
+    let (within, within_collector) = due[0].clone();
+    let (beyond, beyond_collector) = due
+        .iter()
+        .find(|(e, _)| e.payroll_id == within.payroll_id && e.id != within.id)
+        .cloned()
+        .expect("two entitlements in one payroll");
+    let payroll = id(&within.payroll_id);
+    // The plan allows 1.00 over (plans are created whole; this one is set as an
+    // administrator's plan file would have it).
+    server
+        .state
+        .store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE benefit_plans SET rule = json_set(rule, '$.overpayment_tolerance', 100)
+                 WHERE id = (SELECT plan_id FROM payrolls WHERE id = ?1)",
+                [payroll],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let (_, _, a) = device.new_record(&payout(
+        &within,
+        within_collector,
+        within.amount_minor + 100,
+        &within.currency,
+    ));
+    let (_, _, b) = device.new_record(&payout(
+        &beyond,
+        beyond_collector,
+        beyond.amount_minor + 101,
+        &beyond.currency,
+    ));
+    let reply = device.push(vec![a, b]).await.unwrap();
+    for r in &reply.results {
+        assert_eq!(r.outcome(), DocOutcome::Accepted, "{}", r.reason);
+    }
+    let token = server.token(SUP).await;
+    let path = format!("/api/v1/payrolls/{payroll}/reconciliation");
+    let (status, rec) = server.json(&token, Method::GET, &path, None).await;
+    assert_eq!(status, 200, "{rec}");
+    let flagged: Vec<&str> = rec["exceptions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["kind"] == "AMOUNT_MISMATCH")
+        .map(|x| x["entitlement"].as_str().unwrap())
+        .collect();
+    assert_eq!(flagged, [id(&beyond.id).to_string()], "{rec}");
+    for e in [&within, &beyond] {
+        let line = rec["lines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["entitlement"] == id(&e.id).to_string())
+            .unwrap();
+        assert_eq!(line["status"], "OVERPAID", "{line}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its_batch() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let (e, collector) = payable(&device).remove(0);
+    // A payout an older server accepted (stored here as it would have stored it).
+    let (doc_id, mut doc, _) = device.new_record(&payout(&e, collector, HUGE, &e.currency));
+    let heads: Vec<u8> = doc.get_heads().iter().flat_map(|h| h.0).collect();
+    let data = doc.save();
+    server
+        .state
+        .store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO documents (id, kind, beneficiary_id, path, data, heads, created_at, updated_at)
+                 SELECT ?1, 'payout', ?2, path, ?3, ?4, ?5, ?5 FROM beneficiary_paths WHERE beneficiary_id = ?2",
+                rusqlite::params![doc_id, id(&e.beneficiary_id), data, heads, format!("{}T10:00:00Z", server.day)],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    // The agent voids it, in a batch with a good payout.
+    outpost_proto::records::void(
+        &mut doc,
+        &outpost_proto::records::Void {
+            reason: "typed the wrong amount".into(),
+            at: DateTime::parse_from_rfc3339("2026-11-20T11:00:00Z").unwrap(),
+        },
+    )
+    .unwrap();
+    let void = wire::DocChanges {
+        doc_id: doc_id.as_bytes().to_vec(),
+        kind: "payout".into(),
+        changes: vec![doc.get_last_local_change().unwrap().raw_bytes().to_vec()],
+        device_seq: 0,
+    };
+    let (_, _, good) = device.new_record(&payout(&e, collector, e.amount_minor, &e.currency));
+    let reply = device.push(vec![void, good]).await.unwrap();
+    assert_eq!(reply.results[0].outcome(), DocOutcome::Rejected);
+    assert!(
+        reply.results[0]
+            .reason
+            .contains("no longer passes its rules")
+            && reply.results[0]
+                .reason
+                .contains("beyond any plausible payment"),
+        "{}",
+        reply.results[0].reason
+    );
+    assert_eq!(
+        reply.results[1].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        reply.results[1].reason
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let (e, _) = payable(&device).remove(0);
+    let claim = |text: &str, minute: u32| Comment {
+        author: "the supervisor".into(),
+        at: DateTime::parse_from_rfc3339(&format!("2026-11-20T10:{minute:02}:00Z")).unwrap(),
+        text: text.into(),
+    };
+    let grievance = Record::Grievance(Grievance {
+        beneficiary_id: Some(id(&e.beneficiary_id)),
+        category: "WRONG_AMOUNT".into(),
+        description: "Le montant est faux".into(),
+        status: GrievanceStatus::Open,
+        assignee: None,
+        comments: vec![claim("Approved, paid again", 16)],
+        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+    });
+    let (doc_id, mut doc, dc) = device.new_record(&grievance);
+    let r = device.push(vec![dc]).await.unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+
+    let (web, cookie, _) = web_session(&server, SUP).await;
+    let path = format!("/grievances/{doc_id}");
+    let (status, page) = get_page(&server, &web, &cookie, &path).await;
+    assert_eq!(status, 200);
+    let csrf = csrf_of(&page);
+    assert!(
+        page.contains(&format!("<strong>{AGENT}</strong>")),
+        "{page}"
+    );
+    assert!(!page.contains("<strong>the supervisor</strong>"), "{page}");
+
+    // The supervisor answers on the web: signed by the staff user.
+    let r = web
+        .post(server.url(&format!("/grievances/{doc_id}/comment")))
+        .header("cookie", &cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("text=On+regarde&_csrf={csrf}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_redirection(), "{}", r.status());
+
+    // The device adds another comment claiming to be someone else: still its agent, and the
+    // supervisor's comment keeps its signer.
+    outpost_proto::records::add_comment(&mut doc, &claim("Closed, nothing owed", 30)).unwrap();
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let r = device
+        .push(vec![wire::DocChanges {
+            doc_id: doc_id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes: vec![change],
+            device_seq: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    let g = server
+        .state
+        .store
+        .read(|c| {
+            outpost_server::store::records::get_grievance(
+                c,
+                &outpost_server::store::registry::Scope::National,
+                doc_id,
+            )
+        })
+        .unwrap();
+    let signed: Vec<(&str, &str)> = g
+        .comments
+        .iter()
+        .map(|c| (c["by"].as_str().unwrap(), c["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(signed.len(), 3, "{signed:?}");
+    assert!(
+        signed.contains(&(AGENT, "Approved, paid again")),
+        "{signed:?}"
+    );
+    assert!(signed.contains(&(SUP, "On regarde")), "{signed:?}");
+    assert!(
+        signed.contains(&(AGENT, "Closed, nothing owed")),
+        "{signed:?}"
+    );
+    let (_, page) = get_page(&server, &web, &cookie, &path).await;
+    assert!(!page.contains("<strong>the supervisor</strong>"), "{page}");
+
+    // Comments an older server materialised carry no id: they keep the signer they had.
+    server
+        .state
+        .store
+        .write(|tx| {
+            tx.execute(
+                "UPDATE grievances SET comments = (SELECT json_group_array(json_remove(value, '$.id'))
+                     FROM json_each(grievances.comments)) WHERE doc_id = ?1",
+                [doc_id],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    outpost_proto::records::add_comment(&mut doc, &claim("Paid at last", 45)).unwrap();
+    let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
+    let r = device
+        .push(vec![wire::DocChanges {
+            doc_id: doc_id.as_bytes().to_vec(),
+            kind: "grievance".into(),
+            changes: vec![change],
+            device_seq: 0,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    let g = server
+        .state
+        .store
+        .read(|c| {
+            outpost_server::store::records::get_grievance(
+                c,
+                &outpost_server::store::registry::Scope::National,
+                doc_id,
+            )
+        })
+        .unwrap();
+    let signed: Vec<(&str, &str)> = g
+        .comments
+        .iter()
+        .map(|c| (c["by"].as_str().unwrap(), c["text"].as_str().unwrap()))
+        .collect();
+    assert_eq!(signed.len(), 4, "{signed:?}");
+    assert!(signed.contains(&(SUP, "On regarde")), "{signed:?}");
+    assert!(signed.contains(&(AGENT, "Paid at last")), "{signed:?}");
+}
