@@ -42,8 +42,8 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0003_office.sql"),
     include_str!("migrations/0004_generation.sql"),
     include_str!("migrations/0005_login.sql"),
-    include_str!("migrations/0008_policies.sql"),
-    include_str!("migrations/0009_clients.sql"),
+    include_str!("migrations/0006_policies.sql"),
+    include_str!("migrations/0007_clients.sql"),
 ];
 
 /// The schema version this build writes.
@@ -331,7 +331,31 @@ mod tests {
         assert!(err.to_string().contains("newer than this server"), "{err}");
     }
 
-    /// The database of a server before `0008_policies`, with a rejected and an approved
+    /// A migration's file number is the schema version it brings a database to: the list only
+    /// ever grows at its end, so a database a released server wrote is never migrated twice.
+    #[test]
+    fn migrations_are_numbered_by_the_version_they_make() {
+        let src = include_str!("mod.rs");
+        let files: Vec<&str> = src
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("include_str!(\"migrations/"))
+            .map(|l| &l[..4])
+            .collect();
+        assert_eq!(files.len(), MIGRATIONS.len());
+        for (i, number) in files.iter().enumerate() {
+            assert_eq!(number.parse::<usize>().unwrap(), i + 1, "{files:?}");
+        }
+        let mut on_disk: Vec<String> = std::fs::read_dir(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store/migrations"),
+        )
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy()[..4].to_owned())
+        .collect();
+        on_disk.sort();
+        assert_eq!(on_disk, files, "every migration file is in the list");
+    }
+
+    /// The database of a server before `0006_policies`, with a rejected and an approved
     /// payroll, upgraded in place: the rejected entitlement no longer holds its place in the
     /// cycle, the approved one still does, and the triggers on entitlements still fire.
     #[test]
