@@ -179,6 +179,10 @@ enum ClientWhat {
         /// When it stops working (RFC 3339, e.g. 2027-06-30T00:00:00Z).
         #[arg(long)]
         expires_at: chrono::DateTime<chrono::FixedOffset>,
+        /// Username of the administrator the client answers to: what the client makes counts
+        /// as theirs for four eyes, and the client stops when their account is disabled.
+        #[arg(long)]
+        owner: String,
     },
     /// List every client with its state.
     List,
@@ -471,6 +475,7 @@ fn run(cli: Cli) -> Result<()> {
                     permissions,
                     area,
                     expires_at,
+                    owner,
                 } => {
                     let new = clients::NewClient {
                         name,
@@ -480,7 +485,14 @@ fn run(cli: Cli) -> Result<()> {
                         expires_at,
                     };
                     let created = store.write(|tx| {
-                        clients::create_client(tx, &actor, &Scope::National, None, &new)
+                        clients::create_client(
+                            tx,
+                            &actor,
+                            &Scope::National,
+                            None,
+                            Some(&owner),
+                            &new,
+                        )
                     })?;
                     println!("{}", serde_json::to_string_pretty(&created)?);
                 }

@@ -1029,6 +1029,7 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
     assert!(reader.starts_with("opc_"));
     assert_eq!(created["client"]["state"], "ACTIVE");
     assert_eq!(created["client"]["created_by"], "user:admin");
+    assert_eq!(created["client"]["owner"], "admin");
     let reader_id = created["client"]["id"].as_str().unwrap().to_owned();
 
     // It acts as a southern supervisor: reads its area only.
@@ -1114,8 +1115,9 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
-    // An accounts client makes accounts and clients inside its area only, never beyond its
-    // own permissions or expiry.
+    // An accounts client makes clients inside its area only, never beyond its own
+    // permissions or expiry; person accounts it cannot make at all (a person it made would
+    // choose a password, take persons-only decisions and outlive the client).
     let (_, created) = s
         .post(
             &admin,
@@ -1126,7 +1128,7 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
         .await;
     let hr = created["secret"].as_str().unwrap().to_owned();
     let (status, body) = s.post(&hr, "/api/v1/users", new_user).await;
-    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     let (status, _) = s
         .post(
             &hr,
@@ -1162,7 +1164,7 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
         let (status, _) = s.post(&hr, "/api/v1/clients", body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{why}");
     }
-    let (status, _) = s
+    let (status, body) = s
         .post(
             &hr,
             "/api/v1/clients",
@@ -1170,6 +1172,10 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        body["client"]["owner"], "admin",
+        "a client's client answers to the same person"
+    );
     // Listed by area: the north's administrator client sees the north's clients only.
     let (status, listed) = s.get(&hr, "/api/v1/clients").await;
     assert_eq!(status, StatusCode::OK);
@@ -1283,11 +1289,193 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
     for entry in [
         ("user:admin", "client.create"),
         ("user:admin", "client.revoke"),
-        ("client:north-hr", "user.create"),
         ("client:north-hr", "client.create"),
     ] {
         assert!(entries.contains(&entry), "{entry:?} in {entries:?}");
     }
+    assert!(
+        !entries.contains(&("client:north-hr", "user.create")),
+        "no client makes a person"
+    );
+}
+
+/// What a client makes counts as its owner's for four eyes: the administrator behind a
+/// client cannot approve the payroll, the status change or the timesheet it made; another
+/// supervisor can. A client stops working while its owner's account is disabled.
+#[tokio::test]
+async fn the_person_behind_an_api_client_cannot_approve_what_it_made() {
+    let s = Server::start(20);
+    let admin = s.token("admin").await;
+    let checker = s.token("sup.north2").await;
+    let (status, created) = s
+        .post(
+            &admin,
+            "/api/v1/clients",
+            json!({"name": "north-ops", "role": "ADMIN", "permissions": ["read", "registry"],
+                   "area": "N", "expires_at": in_days(30)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let ops = created["secret"].as_str().unwrap().to_owned();
+
+    // A payroll it generates (for a cycle of its own: the demo's is generated already).
+    let next =
+        outpost_server::demo::cycle_of(outpost_server::demo::today() + chrono::Months::new(1));
+    let (status, body) = s
+        .post(
+            &ops,
+            "/api/v1/cycles",
+            json!({"code": next.code, "start_date": next.start_date, "end_date": next.end_date}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = s
+        .post(
+            &ops,
+            "/api/v1/payrolls/generate",
+            json!({"plan": "CT-HH", "cycle": next.code}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, tasks) = s.get(&admin, "/api/v1/tasks?kind=PAYROLL_APPROVAL").await;
+    let task = tasks
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["maker"] == "client:north-ops")
+        .expect("the client's payroll waits for approval")
+        .clone();
+    let decision = format!("/api/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+    let code = s.code("admin").await;
+    let (status, body) = s
+        .post(
+            &admin,
+            &decision,
+            json!({"verdict": "APPROVE", "code": code}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the owner approves: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("four eyes"),
+        "{body}"
+    );
+    let code = s.code("sup.north2").await;
+    let (status, body) = s
+        .post(
+            &checker,
+            &decision,
+            json!({"verdict": "APPROVE", "code": code}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // A status change it asks for.
+    let (_, bens) = s
+        .get(&ops, "/api/v1/beneficiaries?plan=CT-HH&status=ACTIVE")
+        .await;
+    let id = bens[0]["id"].as_str().unwrap().to_owned();
+    let (status, task) = s
+        .post(
+            &ops,
+            &format!("/api/v1/beneficiaries/{id}/status"),
+            json!({"status": "SUSPENDED", "reason": "not seen at verification"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{task}");
+    let decision = format!("/api/v1/tasks/{}/decision", task["id"].as_str().unwrap());
+    let (status, body) = s
+        .post(&admin, &decision, json!({"verdict": "APPROVE"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the owner approves: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("four eyes"),
+        "{body}"
+    );
+    let (status, body) = s
+        .post(&checker, &decision, json!({"verdict": "APPROVE"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "APPROVED");
+
+    // A timesheet it records.
+    let (_, workers) = s
+        .get(&ops, "/api/v1/beneficiaries?plan=CFW-ROADS&status=ACTIVE")
+        .await;
+    let worker = workers[0]["id"].as_str().unwrap().to_owned();
+    let (status, body) = s
+        .post(
+            &ops,
+            "/api/v1/timesheets",
+            json!({"project": "ROAD-N-MZ", "beneficiary_id": worker, "work_date": "2001-01-01",
+                   "day_hundredths": 100}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let decision = format!(
+        "/api/v1/timesheets/{}/decision",
+        body["id"].as_str().unwrap()
+    );
+    let (status, body) = s
+        .post(&admin, &decision, json!({"status": "APPROVED"}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "the owner decides: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("four eyes"),
+        "{body}"
+    );
+    let (status, body) = s
+        .post(&checker, &decision, json!({"status": "APPROVED"}))
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+
+    // Its owner disabled: the client is refused like an unknown token, until re-enabled.
+    let db = rusqlite::Connection::open(s._dir.path().join("registry.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    let set_disabled = |on: bool| {
+        db.execute(
+            "UPDATE users SET disabled = ?1 WHERE username = 'admin'",
+            [on],
+        )
+        .unwrap()
+    };
+    set_disabled(true);
+    let (status, _) = s.get(&ops, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    set_disabled(false);
+    let (status, _) = s.get(&ops, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// A person's token is random text: the rare one that starts like a client secret is still
+/// the person's.
+#[tokio::test]
+async fn a_person_token_that_looks_like_a_client_secret_still_works() {
+    use ring::digest::{SHA256, digest};
+    let s = Server::start(5);
+    let token = "opc_a-person-token-by-chance";
+    let db = rusqlite::Connection::open(s._dir.path().join("registry.db")).unwrap();
+    db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+    db.execute(
+        "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at)
+         SELECT ?1, id, '2026-01-01T00:00:00Z', '2999-01-01T00:00:00Z' FROM users
+         WHERE username = 'sup.north1'",
+        [digest(&SHA256, token.as_bytes()).as_ref().to_vec()],
+    )
+    .unwrap();
+    let (status, me) = s.get(token, "/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["username"], "sup.north1");
+    let (status, _) = s.get("opc_nobody", "/api/v1/me").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
 }
 
 #[test]
@@ -1324,9 +1512,31 @@ fn the_cli_creates_lists_and_revokes_api_clients() {
         "N",
         "--expires-at",
         &expires,
+        "--owner",
+        "admin",
     ]))
     .unwrap();
     assert!(created["secret"].as_str().unwrap().starts_with("opc_"));
+    assert_eq!(created["client"]["owner"], "admin");
+    // The owner is a person who can answer for it: an administrator whose area holds it.
+    for owner in ["sup.north1", "nobody"] {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(dir.path())
+            .args([
+                "client",
+                "create",
+                "other",
+                "--role",
+                "admin",
+                "--permission",
+                "read",
+            ])
+            .args(["--expires-at", &expires, "--owner", owner])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "owned by {owner}");
+    }
     assert_eq!(
         created["client"]["permissions"],
         json!(["read", "registry"])

@@ -22,7 +22,7 @@ const ADMIN: &[Role] = &[Role::Admin];
 
 /// What a client needs for `method` on the route pattern `route`. `None`: no client may,
 /// whatever its permissions: the decisions only a person may take (four-eyes approvals,
-/// timesheet decisions, exception resolutions), and any route not classified here, so a new
+/// timesheet decisions, exception resolutions, person accounts), and any route not classified here, so a new
 /// endpoint is closed to clients until someone decides otherwise (a test checks that every
 /// route is classified).
 pub fn client_permission(method: &Method, route: &str) -> Option<Permission> {
@@ -30,9 +30,7 @@ pub fn client_permission(method: &Method, route: &str) -> Option<Permission> {
         return Some(Permission::Read);
     }
     match route {
-        "/api/v1/users" | "/api/v1/clients" | "/api/v1/clients/{id}/revoke" => {
-            Some(Permission::Accounts)
-        }
+        "/api/v1/clients" | "/api/v1/clients/{id}/revoke" => Some(Permission::Accounts),
         "/api/v1/devices/enrolments" | "/api/v1/devices/{id}/revoke" => Some(Permission::Devices),
         "/api/v1/locations"
         | "/api/v1/individuals"
@@ -51,9 +49,12 @@ pub fn client_permission(method: &Method, route: &str) -> Option<Permission> {
     }
 }
 
-/// The routes no client may change anything through, whatever its permissions.
+/// The routes no client may change anything through, whatever its permissions. Person
+/// accounts among them: a client-made person would choose a password, enrol a second
+/// factor, take persons-only decisions and outlive the client's expiry and revocation.
 pub const PERSONS_ONLY: &[&str] = &[
     "/api/v1/auth/token",
+    "/api/v1/users",
     "/api/v1/tasks/{id}/decision",
     "/api/v1/timesheets/{id}/decision",
     "/api/v1/payrolls/{id}/resolutions",
@@ -69,7 +70,14 @@ pub async fn create_client(
     let creator = caller.0;
     let by_client = creator.is_client().then_some(creator.id);
     write_json(&state, StatusCode::CREATED, move |tx| {
-        clients::create_client(tx, &creator.actor(), &creator.scope(), by_client, &new)
+        clients::create_client(
+            tx,
+            &creator.actor(),
+            &creator.scope(),
+            by_client,
+            None,
+            &new,
+        )
     })
     .await
 }

@@ -5,6 +5,12 @@
 //! is stored. A client acts as a principal with its role and area ([`User::for_client`]);
 //! what it may do beyond reading is what its permissions name (checked once, in the API's
 //! `Caller` extractor). Expired and revoked clients are refused like an unknown token.
+//!
+//! Every client answers to a person, its *owner*: the administrator who created it, or for a
+//! client created by a client that client's owner, or the person the command line names. The
+//! tasks and timesheets a client makes count its owner as their maker (see
+//! [`super::tasks::actor_user`]), so the person behind a client cannot approve what it made;
+//! and a client stops working when its owner's account is disabled.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{DateTime, Duration, FixedOffset, SecondsFormat, Utc};
@@ -44,8 +50,8 @@ pub enum Permission {
     Registry,
     /// Create device enrolment codes and revoke devices.
     Devices,
-    /// Create staff accounts and other API clients (never beyond its own area, permissions
-    /// or expiry).
+    /// Create and revoke other API clients (never beyond its own area, permissions or
+    /// expiry). Never person accounts: those are made by people.
     Accounts,
 }
 
@@ -59,6 +65,8 @@ pub struct Client {
     /// A location code; `None` is national.
     pub area: Option<String>,
     pub created_by: String,
+    /// The username of the person the client answers to.
+    pub owner: Option<String>,
     pub created_at: String,
     pub expires_at: String,
     pub revoked_at: Option<String>,
@@ -107,8 +115,9 @@ pub struct Grant {
 }
 
 const CLIENT_SELECT: &str = "SELECT c.id, c.name, c.role, c.permissions, l.code, c.created_by,
-    c.created_at, c.expires_at, c.revoked_at, c.revoked_by, c.revoke_reason, l.path
-    FROM api_clients c LEFT JOIN locations l ON l.id = c.area_id";
+    c.created_at, c.expires_at, c.revoked_at, c.revoked_by, c.revoke_reason, l.path, o.username
+    FROM api_clients c LEFT JOIN locations l ON l.id = c.area_id
+    LEFT JOIN users o ON o.id = c.owner_id";
 
 fn client_from_row(r: &Row, now: &str) -> rusqlite::Result<Client> {
     let expires_at: String = r.get(7)?;
@@ -127,6 +136,7 @@ fn client_from_row(r: &Row, now: &str) -> rusqlite::Result<Client> {
         permissions: json_column(r, 3)?,
         area: r.get(4)?,
         created_by: r.get(5)?,
+        owner: r.get(12)?,
         created_at: r.get(6)?,
         expires_at,
         revoked_at,
@@ -144,11 +154,16 @@ fn stored(t: DateTime<Utc>) -> String {
 /// Creates a client and returns its secret once. Only administrators (and the command line)
 /// create clients; the creator's area bounds the client's, and a client creating a client
 /// (`by_client`) cannot give more permissions or a later expiry than its own.
+///
+/// The owner is the person behind `actor` (a person, or a client's owner); the command line,
+/// which is nobody, names one (`owner`, a username): an administrator, not disabled, whose
+/// area holds the client's.
 pub fn create_client(
     tx: &Transaction,
     actor: &str,
     scope: &Scope,
     by_client: Option<Uuid>,
+    owner: Option<&str>,
     new: &NewClient,
 ) -> Result<CreatedClient> {
     let name = new.name.trim();
@@ -213,12 +228,41 @@ pub fn create_client(
             "you can only create clients inside your area".into(),
         ));
     }
+    let owner_id = match owner {
+        Some(username) => {
+            let person = super::users::user_by_username(tx, username).map_err(|_| {
+                Error::Invalid(format!("no person named '{username}' to own the client"))
+            })?;
+            let disabled: bool = tx.query_row(
+                "SELECT disabled FROM users WHERE id = ?1",
+                [person.id],
+                |r| r.get(0),
+            )?;
+            if person.role != Role::Admin || disabled {
+                return Err(Error::Invalid(format!(
+                    "a client's owner is an administrator whose account is in use; '{username}' is not"
+                )));
+            }
+            if !person
+                .scope()
+                .contains(area.as_ref().map(|a| a.path.as_str()))
+            {
+                return Err(Error::Invalid(format!(
+                    "the client's area is outside its owner '{username}''s area"
+                )));
+            }
+            person.id
+        }
+        None => super::tasks::actor_user(tx, actor)?.ok_or_else(|| {
+            Error::Invalid("name the person the client answers to (its owner)".into())
+        })?,
+    };
     let secret = new_secret()?;
     let id = Uuid::now_v7();
     tx.execute(
         "INSERT INTO api_clients (id, name, role, permissions, area_id, secret_hash, created_by,
-             created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+             created_at, expires_at, owner_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         params![
             id,
             name,
@@ -229,6 +273,7 @@ pub fn create_client(
             actor,
             now(),
             stored(expires),
+            owner_id,
         ],
     )
     .map_err(|e| unique_to_conflict(e, format!("a client named '{name}' exists")))?;
@@ -244,6 +289,7 @@ pub fn create_client(
             "permissions": permissions,
             "area": new.area,
             "expires_at": stored(expires),
+            "owner": owner_id,
         }),
     )?;
     Ok(CreatedClient {
@@ -312,8 +358,8 @@ pub fn revoke_client(
             client.name
         )));
     }
-    // The clients it created (and theirs) go with it: a revoked integration leaves nothing
-    // of its own behind.
+    // The clients it created (and theirs) go with it. What it did (records, payrolls, tasks
+    // it opened) stays: those are facts, decided by people.
     let mut pending = vec![(id, client.name.clone(), reason.to_owned())];
     while let Some((id, name, reason)) = pending.pop() {
         tx.execute(
@@ -346,15 +392,18 @@ pub fn revoke_client(
     get_client(tx, id)
 }
 
-/// The principal behind a client secret, if the client exists, is not revoked and has not
-/// expired; anything else is [`Error::Unauthenticated`], the same as an unknown token.
+/// The principal behind a client secret, if the client exists, is not revoked, has not
+/// expired and has an owner whose account is not disabled; anything else is
+/// [`Error::Unauthenticated`], the same as an unknown token. An owner's pause (wrong
+/// passwords) does not stop their clients: anyone can cause a pause, and an integration
+/// should not fall with it.
 pub fn grant_for_secret(conn: &Connection, secret: &str) -> Result<Grant> {
     let now = now();
     let found = conn
         .query_row(
             &format!(
                 "{CLIENT_SELECT} WHERE c.secret_hash = ?1 AND c.revoked_at IS NULL
-                 AND c.expires_at > ?2"
+                 AND c.expires_at > ?2 AND o.id IS NOT NULL AND o.disabled = 0"
             ),
             params![secret_hash(secret), now],
             |r| Ok((client_from_row(r, &now)?, r.get::<_, Option<String>>(11)?)),

@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0005_login.sql"),
     include_str!("migrations/0006_policies.sql"),
     include_str!("migrations/0007_clients.sql"),
+    include_str!("migrations/0008_client_owner.sql"),
 ];
 
 /// The schema version this build writes.

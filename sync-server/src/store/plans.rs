@@ -532,6 +532,13 @@ pub fn decide_timesheet(
             "you recorded this timesheet; someone else decides it".into(),
         ));
     }
+    // Nor does the person behind the API client that recorded it.
+    let decider = super::tasks::actor_user(tx, actor)?;
+    if decider.is_some() && super::tasks::actor_user(tx, &recorded_by)? == decider {
+        return Err(Error::Forbidden(format!(
+            "this timesheet was recorded by {recorded_by}, which answers to you; someone else decides it"
+        )));
+    }
     tx.execute(
         "UPDATE timesheets SET status = ?2 WHERE id = ?1",
         params![id, json!(to).as_str()],

@@ -805,7 +805,7 @@ pub fn request_sign_off(tx: &Transaction, user: &User, payroll_id: Uuid) -> Resu
         &path,
         &summary,
         &user.actor(),
-        Some(user.id),
+        tasks::actor_user(tx, &user.actor())?,
     )
 }
 

@@ -158,16 +158,28 @@ fn open_with(
     Ok(id)
 }
 
-/// The user id behind an actor string (`user:name`), if it names a user.
+/// The person accountable for what an actor string names: the user for `user:name`, the
+/// client's owner for `client:name` (so the person behind a client is the maker of what it
+/// makes, and four eyes excludes them); `None` for devices and the command line.
 pub fn actor_user(conn: &Connection, actor: &str) -> Result<Option<Uuid>> {
-    let Some(name) = actor.strip_prefix("user:") else {
-        return Ok(None);
-    };
-    Ok(conn
-        .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
-            r.get(0)
-        })
-        .optional()?)
+    if let Some(name) = actor.strip_prefix("user:") {
+        return Ok(conn
+            .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?);
+    }
+    if let Some(name) = actor.strip_prefix("client:") {
+        return Ok(conn
+            .query_row(
+                "SELECT owner_id FROM api_clients WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten());
+    }
+    Ok(None)
 }
 
 const TASK_SELECT: &str =
@@ -661,7 +673,7 @@ pub fn request_status_change(
         &path,
         &format!("become {to}: {reason}"),
         &actor,
-        Some(user.id),
+        actor_user(tx, &actor)?,
     )?;
     audit::append(
         tx,

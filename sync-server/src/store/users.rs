@@ -325,7 +325,9 @@ impl Reset {
 /// Resets an account's password and/or authenticator app (for a user who lost either, or
 /// whose credentials may be known to someone else), inside the caller's area. Every token and
 /// web session of the account ends, and its pauses and failure counts are cleared.
-/// `password_hash` comes from [`Reset::prepare`].
+/// `password_hash` comes from [`Reset::prepare`]. The API clients the account owns keep
+/// working: a reset is the person regaining their account, and an integration's secret is not
+/// their password; a client suspected known to someone else is revoked on its own.
 pub fn reset_login(
     tx: &Transaction,
     actor: &str,
