@@ -422,6 +422,48 @@ fn the_makers_line_of_account_creation_cannot_approve_either_way_or_through_a_ch
     assert_eq!(stopped.status, "REJECTED");
 }
 
+/// Entitlements above the single-payment limit and timesheets pay money too: their approvals
+/// take the creator rule by default, so the administrator who makes a payroll as an account of
+/// their own cannot approve its large line either.
+#[test]
+fn money_tasks_other_than_payrolls_take_the_creator_rule_by_default() {
+    let o = office();
+    for kind in [TaskKind::EntitlementApproval, TaskKind::Timesheet] {
+        let policy = o.store.read(|c| tasks::policy(c, kind)).unwrap();
+        assert!(policy.approvers_not_created_by_maker, "{kind:?}");
+    }
+    supervisor_made_by(&o, "user:admin", "sup.puppet", users::Role::Supervisor);
+    // With a disability and no housing 22,500.00 MWK, above the 20,000.00 limit.
+    let payroll = o
+        .import_and_generate(
+            "L-1,Limbani,Banda,1979-03-04,M,N-MZ-01,HH-L-1,HEAD,1,yes,NONE\n",
+            "sup.puppet",
+        )
+        .payrolls[0];
+    let line: Uuid = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT t.id FROM tasks t JOIN entitlements e ON e.id = t.subject_id
+                 WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
+                [payroll],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let err = o
+        .decide("admin", line, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
+        "{err}"
+    );
+    let done = o
+        .decide("sup.north2", line, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(done.status, "APPROVED");
+}
+
 /// An ALL tier waits for everyone eligible: the count leaves out the maker's whole line of
 /// account creation (not only the accounts the maker made directly), or the task could never
 /// complete.
