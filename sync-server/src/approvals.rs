@@ -96,9 +96,11 @@ pub struct Policy {
     pub tiers: Vec<Tier>,
     /// Each approval is confirmed with a TOTP code.
     pub second_factor: bool,
-    /// No approval from an account the maker created (`users.created_by`): otherwise an
-    /// administrator could make accounts in their area and approve their own change through
-    /// them. Rejections stay open to everyone. Policies stored before it read as `false`.
+    /// No approval from an account in the maker's line of account creation (`users.created_by`,
+    /// either way and through accounts in between): otherwise an administrator could make
+    /// accounts in their area and approve their own change through them, or make the change
+    /// as an account they made and approve it themselves. Rejections stay open to everyone.
+    /// Policies stored before it read as `false`.
     #[serde(default)]
     pub approvers_not_created_by_maker: bool,
 }
@@ -164,8 +166,9 @@ pub enum RuleError {
     #[error("you made this change, so someone else must approve it (four eyes)")]
     Maker,
     #[error(
-        "your account was created by the maker of this change, so it cannot approve it \
-         (the policy asks for approvers the maker did not create)"
+        "your account was created by the maker of this change, or the maker's by you \
+         (directly or through accounts in between), so it cannot approve it (the policy asks \
+         for approvers outside the maker's line of account creation)"
     )]
     CreatedByMaker,
     #[error("you have already decided on this task")]
@@ -213,8 +216,9 @@ pub fn outcome(policy: &Policy, decisions: &[Decision], eligible: &[u32]) -> Out
     Outcome::Approved
 }
 
-/// Whether `user` (whose area is at `level`, and whose account was made by `created_by`) may
-/// take `verdict` now; returns the tier the decision counts for. `second_factor` says whether
+/// Whether `user` (whose area is at `level`) may take `verdict` now; `in_makers_lineage` says
+/// whether the user's account and the maker's were created one through the other
+/// (`users.created_by`, either way, any depth), which the store knows and this does not; returns the tier the decision counts for. `second_factor` says whether
 /// a valid TOTP code came with it.
 #[allow(clippy::too_many_arguments)]
 pub fn may_decide(
@@ -223,7 +227,7 @@ pub fn may_decide(
     decisions: &[Decision],
     eligible: &[u32],
     user: Uuid,
-    created_by: Option<Uuid>,
+    in_makers_lineage: bool,
     level: Level,
     verdict: Verdict,
     second_factor: bool,
@@ -240,7 +244,7 @@ pub fn may_decide(
     if policy.approvers_not_created_by_maker
         && verdict == Verdict::Approve
         && maker.is_some()
-        && created_by == maker
+        && in_makers_lineage
     {
         return Err(RuleError::CreatedByMaker);
     }
@@ -309,7 +313,7 @@ mod tests {
             decisions,
             eligible,
             user(who),
-            None,
+            false,
             level,
             Verdict::Approve,
             totp,
@@ -372,14 +376,14 @@ mod tests {
             approvers_not_created_by_maker: true,
             ..two_approvers()
         };
-        let by = |p: &Policy, created_by: Option<Uuid>, verdict| {
+        let by = |p: &Policy, in_makers_lineage: bool, verdict| {
             may_decide(
                 p,
                 Some(user(1)),
                 &[],
                 &[3],
                 user(2),
-                created_by,
+                in_makers_lineage,
                 Level::Region,
                 verdict,
                 true,
@@ -387,14 +391,13 @@ mod tests {
             )
         };
         assert_eq!(
-            by(&strict, Some(user(1)), Verdict::Approve),
+            by(&strict, true, Verdict::Approve),
             Err(RuleError::CreatedByMaker)
         );
-        // Stopping a change stays open to anyone; other creators, or none known, may approve.
-        assert_eq!(by(&strict, Some(user(1)), Verdict::Reject), Ok(0));
-        assert_eq!(by(&strict, Some(user(5)), Verdict::Approve), Ok(0));
-        assert_eq!(by(&strict, None, Verdict::Approve), Ok(0));
-        assert_eq!(by(&two_approvers(), Some(user(1)), Verdict::Approve), Ok(0));
+        // Stopping a change stays open to anyone; accounts outside the maker's line may approve.
+        assert_eq!(by(&strict, true, Verdict::Reject), Ok(0));
+        assert_eq!(by(&strict, false, Verdict::Approve), Ok(0));
+        assert_eq!(by(&two_approvers(), true, Verdict::Approve), Ok(0));
     }
 
     #[test]
@@ -406,7 +409,7 @@ mod tests {
             &[],
             &[3],
             user(2),
-            None,
+            false,
             Level::Region,
             Verdict::Reject,
             false,
@@ -420,7 +423,7 @@ mod tests {
             &[approve(3, 0)],
             &[3],
             user(2),
-            None,
+            false,
             Level::Region,
             Verdict::Reject,
             false,

@@ -363,6 +363,150 @@ fn an_account_the_maker_created_cannot_approve_the_makers_payroll() {
     );
 }
 
+/// The rule follows `created_by` both ways and through accounts in between: an administrator
+/// who makes the payroll as an account of their own making, or who approves through an account
+/// made by one of theirs, is still one person.
+#[test]
+fn the_makers_line_of_account_creation_cannot_approve_either_way_or_through_a_chain() {
+    let o = office();
+    let refused = |who: &str, task: Uuid| {
+        let err = o.decide(who, task, Verdict::Approve, "", true).unwrap_err();
+        assert!(
+            matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
+            "{who}: {err}"
+        );
+    };
+    // Reverse: the administrator makes an account, generates the payroll as it, and approves.
+    supervisor_made_by(&o, "user:admin", "sup.puppet", users::Role::Supervisor);
+    let payroll = o.new_household_paid_by("T-8,Chikondi,Mwale,1979-03-04,F", "sup.puppet");
+    let reverse = o.approval_task(payroll);
+    refused("admin", reverse.id);
+    // Chain: admin makes admin.b, admin.b makes sup.c; sup.c approves the admin's payroll,
+    // and the admin approves a payroll sup.c makes.
+    supervisor_made_by(&o, "user:admin", "admin.b", users::Role::Admin);
+    supervisor_made_by(&o, "user:admin.b", "sup.c", users::Role::Supervisor);
+    let payroll = o.new_household_paid_by("T-9,Kondwani,Nyirenda,1985-07-08,M", "admin");
+    let chain = o.approval_task(payroll);
+    refused("sup.c", chain.id);
+    refused("admin.b", chain.id);
+    let payroll = o.new_household_paid_by("T-10,Mphatso,Gondwe,1990-01-02,F", "sup.c");
+    let chain_up = o.approval_task(payroll);
+    refused("admin", chain_up.id);
+    refused("admin.b", chain_up.id);
+    // The count of who may approve leaves the line out too: the admin's payroll still needs
+    // two, and the demo's supervisors (made by the system) are there to give them.
+    assert!(matches!(
+        o.decide("sup.north2", chain.id, Verdict::Approve, "", true)
+            .unwrap()
+            .outcome,
+        Outcome::Pending { approvals: 1, .. }
+    ));
+    let done = o
+        .decide("sup.north1", chain.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(done.status, "APPROVED");
+    // An unrelated account approves the reverse case; rejecting stays open to the line.
+    let one = o
+        .decide("sup.north2", reverse.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert!(matches!(one.outcome, Outcome::Pending { approvals: 1, .. }));
+    let stopped = o
+        .decide(
+            "admin",
+            chain_up.id,
+            Verdict::Reject,
+            "not mine to approve",
+            false,
+        )
+        .unwrap();
+    assert_eq!(stopped.status, "REJECTED");
+}
+
+/// Entitlements above the single-payment limit and timesheets pay money too: their approvals
+/// take the creator rule by default, so the administrator who makes a payroll as an account of
+/// their own cannot approve its large line either.
+#[test]
+fn money_tasks_other_than_payrolls_take_the_creator_rule_by_default() {
+    let o = office();
+    for kind in [TaskKind::EntitlementApproval, TaskKind::Timesheet] {
+        let policy = o.store.read(|c| tasks::policy(c, kind)).unwrap();
+        assert!(policy.approvers_not_created_by_maker, "{kind:?}");
+    }
+    supervisor_made_by(&o, "user:admin", "sup.puppet", users::Role::Supervisor);
+    // With a disability and no housing 22,500.00 MWK, above the 20,000.00 limit.
+    let payroll = o
+        .import_and_generate(
+            "L-1,Limbani,Banda,1979-03-04,M,N-MZ-01,HH-L-1,HEAD,1,yes,NONE\n",
+            "sup.puppet",
+        )
+        .payrolls[0];
+    let line: Uuid = o
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT t.id FROM tasks t JOIN entitlements e ON e.id = t.subject_id
+                 WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
+                [payroll],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    let err = o
+        .decide("admin", line, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
+        "{err}"
+    );
+    let done = o
+        .decide("sup.north2", line, Verdict::Approve, "", true)
+        .unwrap();
+    assert_eq!(done.status, "APPROVED");
+}
+
+/// An ALL tier waits for everyone eligible: the count leaves out the maker's whole line of
+/// account creation (not only the accounts the maker made directly), or the task could never
+/// complete.
+#[test]
+fn the_count_of_approvers_leaves_out_the_makers_whole_line() {
+    let o = office();
+    supervisor_made_by(&o, "user:admin", "admin.b", users::Role::Admin);
+    supervisor_made_by(&o, "user:admin.b", "sup.c", users::Role::Supervisor);
+    let needed = |strict: bool, head: &str| {
+        let all = outpost_server::approvals::Policy {
+            tiers: vec![outpost_server::approvals::Tier {
+                level: None,
+                completion: outpost_server::approvals::Completion::All,
+            }],
+            second_factor: true,
+            approvers_not_created_by_maker: strict,
+        };
+        o.store
+            .write(|tx| tasks::set_policy(tx, "test", TaskKind::PayrollApproval, &all))
+            .unwrap();
+        // The rejected payroll's household comes back into the next one: count no entitlements.
+        let r = o.import_and_generate(
+            &format!("{head},N-MZ-01,HH-{},HEAD,1,no,OWNED\n", &head[..4]),
+            "admin",
+        );
+        let task = o.approval_task(r.payrolls[0]);
+        // Closed, so the next generation opens a payroll (and a task) of its own.
+        o.decide("sup.north1", task.id, Verdict::Reject, "counted", false)
+            .unwrap();
+        match task.outcome {
+            Outcome::Pending { needed, .. } => needed,
+            other => panic!("{other:?}"),
+        }
+    };
+    let strict = needed(true, "T-11,Yamikani,Chirwa,1984-04-05,F");
+    let open = needed(false, "T-12,Madalitso,Kumwenda,1982-06-07,M");
+    assert_eq!(
+        open,
+        strict + 2,
+        "admin.b and sup.c are out of the strict count"
+    );
+}
+
 #[test]
 fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
     let o = office();

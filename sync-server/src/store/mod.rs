@@ -357,8 +357,11 @@ mod tests {
     }
 
     /// The database of a server before `0006_policies`, with a rejected and an approved
-    /// payroll, upgraded in place: the rejected entitlement no longer holds its place in the
-    /// cycle, the approved one still does, and the triggers on entitlements still fire.
+    /// payroll, upgraded in place: every column of every entitlement comes through the table
+    /// rebuild unchanged (each fixture value differs from its default and from its neighbour's,
+    /// so a column mix-up shows), the rejected entitlement no longer holds its place in the
+    /// cycle and its open approval is withdrawn, the approved one still does, and the index and
+    /// triggers on entitlements are back.
     #[test]
     fn an_existing_database_upgrades_to_policies_with_its_data() {
         let dir = tempfile::tempdir().unwrap();
@@ -390,12 +393,21 @@ mod tests {
                  INSERT INTO payrolls (id, plan_id, cycle_id, location_id, seq, name, status, currency, created_by, created_at)
                      VALUES (x'{r}', x'{p}', x'{c}', x'{l}', 1, 'rejected', 'REJECTED', 'MWK', 'user:a', '2026-01-02T00:00:00Z'),
                             (x'{a}', x'{p}', x'{c}', x'{l}', 2, 'approved', 'APPROVED', 'MWK', 'user:a', '2026-01-02T00:00:00Z');
-                 INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, amount_minor, currency, status)
-                     VALUES (x'{e1}', x'{r}', x'{p}', x'{c}', x'{b1}', 100, 'MWK', 'DUE'),
-                            (x'{e2}', x'{a}', x'{p}', x'{c}', x'{b2}', 100, 'MWK', 'DUE');",
+                 INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
+                         amount_minor, currency, goods, status)
+                     VALUES (x'{e1}', x'{r}', x'{p}', x'{c}', x'{b1}', x'{i1}', 100, 'MWK',
+                             '[{{\"item\":\"MAIZE\",\"quantity\":3}}]', 'AWAITING_APPROVAL'),
+                            (x'{e2}', x'{a}', x'{p}', x'{c}', x'{b2}', x'{i2}', 250, 'USD',
+                             '[{{\"item\":\"OIL\",\"quantity\":1}}]', 'DUE');
+                 INSERT INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
+                     VALUES (x'{t1}', 'ENTITLEMENT_APPROVAL', x'{e1}', 'R', 'above the limit', NULL, 'system', 'PENDING',
+                             (SELECT policy FROM task_policies WHERE kind = 'ENTITLEMENT_APPROVAL'), '2026-01-02T00:00:00Z'),
+                            (x'{t2}', 'ENTITLEMENT_APPROVAL', x'{e2}', 'R', 'above the limit', NULL, 'system', 'PENDING',
+                             (SELECT policy FROM task_policies WHERE kind = 'ENTITLEMENT_APPROVAL'), '2026-01-02T00:00:00Z');",
                 l = id(1).simple(), u = id(2).simple(), p = id(3).simple(), c = id(4).simple(),
                 r = id(5).simple(), a = id(6).simple(), e1 = id(7).simple(), e2 = id(8).simple(),
-                b1 = id(9).simple(), b2 = id(10).simple(),
+                b1 = id(9).simple(), b2 = id(10).simple(), i1 = id(13).simple(), i2 = id(14).simple(),
+                t1 = id(15).simple(), t2 = id(16).simple(),
             ))
             .unwrap();
         }
@@ -407,6 +419,52 @@ mod tests {
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 assert_eq!(rejected, [(id(7), true), (id(8), false)]);
+                type Row = (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, Option<uuid::Uuid>, i64, String, String, String);
+                let rows: Vec<Row> = tx
+                    .prepare(
+                        "SELECT id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
+                             amount_minor, currency, goods, status FROM entitlements ORDER BY id",
+                    )?
+                    .query_map([], |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?,
+                            r.get(6)?, r.get(7)?, r.get(8)?, r.get(9)?))
+                    })?
+                    .collect::<rusqlite::Result<_>>()?;
+                assert_eq!(
+                    rows,
+                    [
+                        (id(7), id(5), id(3), id(4), id(9), Some(id(13)), 100, "MWK".into(),
+                         r#"[{"item":"MAIZE","quantity":3}]"#.into(), "AWAITING_APPROVAL".into()),
+                        (id(8), id(6), id(3), id(4), id(10), Some(id(14)), 250, "USD".into(),
+                         r#"[{"item":"OIL","quantity":1}]"#.into(), "DUE".into()),
+                    ],
+                    "every column comes through the rebuild"
+                );
+                let rejected_at: String = tx.query_row(
+                    "SELECT rejected_at FROM entitlements WHERE id = ?1",
+                    [id(7)],
+                    |r| r.get(0),
+                )?;
+                assert!(
+                    chrono::DateTime::parse_from_rfc3339(&rejected_at).is_ok()
+                        && rejected_at.len() == now().len(),
+                    "written as the server writes times: {rejected_at} vs {}",
+                    now()
+                );
+                let task: (String, Option<String>) = tx.query_row(
+                    "SELECT status, decided_at FROM tasks WHERE id = ?1",
+                    [id(15)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                assert_eq!(task.0, "WITHDRAWN", "the rejected payroll's approval is withdrawn");
+                assert_eq!(task.1.map(|t| t.len()), Some(now().len()));
+                let (status, strict): (String, bool) = tx.query_row(
+                    "SELECT status, policy ->> '$.approvers_not_created_by_maker' IS 1 FROM tasks WHERE id = ?1",
+                    [id(16)],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                assert_eq!(status, "PENDING", "the approved payroll's approval still waits");
+                assert!(strict, "an open money task takes the creator rule");
                 let again = |e: uuid::Uuid, b: uuid::Uuid| {
                     tx.execute(
                         "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, amount_minor, currency, status)
@@ -425,6 +483,20 @@ mod tests {
                     1,
                     "the replica trigger on entitlements is back"
                 );
+                for (kind, name) in [
+                    ("index", "entitlements_payroll"),
+                    ("index", "entitlements_live"),
+                    ("trigger", "replica_entitlements_upd"),
+                ] {
+                    assert_eq!(
+                        schema(&format!(
+                            "SELECT count(*) FROM sqlite_schema WHERE type = '{kind}'
+                             AND name = '{name}' AND tbl_name = 'entitlements'"
+                        ))?,
+                        1,
+                        "{kind} {name} on entitlements"
+                    );
+                }
                 assert_eq!(
                     schema("SELECT count(*) FROM sqlite_schema WHERE sql LIKE '%entitlements_new%'")?,
                     0,
@@ -443,7 +515,9 @@ mod tests {
                     )?)
                 };
                 assert!(strict("PAYROLL_APPROVAL")? && strict("PAYROLL_SIGN_OFF")?);
-                assert!(!strict("TIMESHEET")?);
+                // Money, so on too; a change that pays nothing keeps the old default.
+                assert!(strict("ENTITLEMENT_APPROVAL")? && strict("TIMESHEET")?);
+                assert!(!strict("CONTACT_UPDATE")?);
                 Ok(())
             })
             .unwrap();

@@ -250,21 +250,59 @@ fn decisions(task: &Task) -> Vec<Decision> {
         .collect()
 }
 
+/// How deep `created_by` is followed from the maker, up and down: far beyond any real chain
+/// of administrators, and a bound should the column ever hold a cycle.
+const LINEAGE_DEPTH: u32 = 64;
+
+/// A `WITH RECURSIVE` clause naming `lineage(id)`: the accounts the user `maker` (an SQL
+/// expression; NULL gives none) was created through, directly or not, and the accounts created
+/// through it. Lineage is symmetric, so the maker's ancestors and descendants are every account
+/// that shares a line of creation with it, whichever of the two is the approver.
+fn lineage_cte(maker: &str) -> String {
+    format!(
+        "WITH RECURSIVE
+           up(id, depth) AS (
+             SELECT created_by, 1 FROM users WHERE id = {maker} AND created_by IS NOT NULL
+             UNION
+             SELECT u.created_by, up.depth + 1 FROM users u JOIN up ON u.id = up.id
+             WHERE u.created_by IS NOT NULL AND up.depth < {LINEAGE_DEPTH}),
+           down(id, depth) AS (
+             SELECT id, 1 FROM users WHERE created_by = {maker}
+             UNION
+             SELECT u.id, down.depth + 1 FROM users u JOIN down ON u.created_by = down.id
+             WHERE down.depth < {LINEAGE_DEPTH}),
+           lineage(id) AS (SELECT id FROM up UNION SELECT id FROM down)"
+    )
+}
+
+/// Whether `user`'s account and `maker`'s were created one through the other.
+fn in_makers_lineage(conn: &Connection, maker: Option<Uuid>, user: Uuid) -> Result<bool> {
+    Ok(conn.query_row(
+        &format!(
+            "{} SELECT EXISTS (SELECT 1 FROM lineage WHERE id = ?2)",
+            lineage_cte("?1")
+        ),
+        params![maker, user],
+        |r| r.get(0),
+    )?)
+}
+
 /// How many people may approve at each tier: supervisors and administrators, not disabled,
-/// not the maker (nor, if the policy says so, made by the maker), whose area covers the task
-/// (and is at the tier's level, if it names one).
+/// not the maker (nor, if the policy says so, in the maker's line of account creation), whose
+/// area covers the task (and is at the tier's level, if it names one).
 fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(task.policy.tiers.len());
     for tier in &task.policy.tiers {
         let level = tier.level.map(level_sql);
         let n: u32 = conn.query_row(
             &format!(
-                "SELECT count(*) FROM users u LEFT JOIN locations l ON l.id = u.area_id
+                "{} SELECT count(*) FROM users u LEFT JOIN locations l ON l.id = u.area_id
                  WHERE u.role IN ('SUPERVISOR', 'ADMIN') AND u.disabled = 0
                    AND (?2 IS NULL OR u.id <> ?2)
-                   AND (?2 IS NULL OR NOT ?4 OR u.created_by IS NOT ?2)
+                   AND (NOT ?4 OR u.id NOT IN (SELECT id FROM lineage))
                    AND (l.path IS NULL OR {})
                    AND (?3 IS NULL OR COALESCE(l.level, 'NATIONAL') = ?3)",
+                lineage_cte("?2"),
                 under_path("?1", "l.path")
             ),
             params![
@@ -394,18 +432,15 @@ pub fn decide(
         return finish(tx, user, task, "");
     }
     let level = user_level(tx, user)?;
-    let created_by: Option<Uuid> = tx.query_row(
-        "SELECT created_by FROM users WHERE id = ?1",
-        [user.id],
-        |r| r.get(0),
-    )?;
+    let in_lineage = task.policy.approvers_not_created_by_maker
+        && in_makers_lineage(tx, task.maker_id, user.id)?;
     let tier = approvals::may_decide(
         &task.policy,
         task.maker_id,
         &decisions(&task),
         &eligible,
         user.id,
-        created_by,
+        in_lineage,
         level,
         verdict,
         second_factor,
