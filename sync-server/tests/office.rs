@@ -161,7 +161,7 @@ fn a_payroll_needs_two_approvers_who_are_not_its_maker_each_with_a_code() {
         "{err}"
     );
     let err = o
-        .decide("sup.north2", task.id, Verdict::Approve, "", false)
+        .decide("sup.north2", task.id, Verdict::Approve, "", true)
         .unwrap_err();
     assert!(
         matches!(err, Error::Invalid(ref m) if m.contains("authenticator")),
@@ -420,6 +420,59 @@ fn the_makers_line_of_account_creation_cannot_approve_either_way_or_through_a_ch
         )
         .unwrap();
     assert_eq!(stopped.status, "REJECTED");
+}
+
+/// Whoever resets an account's log-in holds its credentials until its owner resets them again:
+/// an administrator who resets a supervisor's password cannot then approve their own payroll
+/// as that supervisor, nor the supervisor the administrator's.
+#[test]
+fn a_log_in_reset_links_the_accounts_as_creating_one_does() {
+    let o = office();
+    let payroll = o.new_household_paid_by("T-11,Thoko,Phiri,1981-05-06,F", "admin");
+    let task = o.approval_task(payroll);
+    let reset = users::Reset {
+        password: Some("a new password of the admin's".into()),
+        totp: true,
+    };
+    let hash = reset.prepare().unwrap();
+    o.store
+        .write(|tx| {
+            users::reset_login(
+                tx,
+                "user:admin",
+                &Scope::National,
+                "sup.north2",
+                &reset,
+                hash.as_deref(),
+            )
+        })
+        .unwrap();
+    let err = o
+        .decide("sup.north2", task.id, Verdict::Approve, "", false)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
+        "{err}"
+    );
+    // The other way: the supervisor's payroll is not the administrator's to approve.
+    let payroll = o.new_household_paid_by("T-12,Chisomo,Banda,1983-02-03,M", "sup.north2");
+    let theirs = o.approval_task(payroll);
+    let err = o
+        .decide("admin", theirs.id, Verdict::Approve, "", true)
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err}");
+    // A reset on the server's command line is no person's: it links nobody.
+    let reset = users::Reset {
+        password: None,
+        totp: true,
+    };
+    o.store
+        .write(|tx| users::reset_login(tx, "cli", &Scope::National, "sup.north3", &reset, None))
+        .unwrap();
+    let ok = o
+        .decide("sup.north3", task.id, Verdict::Approve, "", true)
+        .unwrap();
+    assert!(matches!(ok.outcome, Outcome::Pending { approvals: 1, .. }));
 }
 
 /// Entitlements above the single-payment limit and timesheets pay money too: their approvals

@@ -45,6 +45,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0006_policies.sql"),
     include_str!("migrations/0007_clients.sql"),
     include_str!("migrations/0008_client_owner.sql"),
+    include_str!("migrations/0009_login_reset_by.sql"),
 ];
 
 /// The schema version this build writes.

@@ -250,26 +250,31 @@ fn decisions(task: &Task) -> Vec<Decision> {
         .collect()
 }
 
-/// How deep `created_by` is followed from the maker, up and down: far beyond any real chain
+/// How deep the links between accounts are followed from the maker, up and down: far beyond any real chain
 /// of administrators, and a bound should the column ever hold a cycle.
 const LINEAGE_DEPTH: u32 = 64;
 
 /// A `WITH RECURSIVE` clause naming `lineage(id)`: the accounts the user `maker` (an SQL
 /// expression; NULL gives none) was created through, directly or not, and the accounts created
-/// through it. Lineage is symmetric, so the maker's ancestors and descendants are every account
-/// that shares a line of creation with it, whichever of the two is the approver.
+/// through it. A log-in reset links the two accounts as a creation does (`login_reset_by`):
+/// whoever reset it held its credentials. Lineage is symmetric, so the maker's ancestors and
+/// descendants are every account that shares a line with it, whichever is the approver.
 fn lineage_cte(maker: &str) -> String {
     format!(
         "WITH RECURSIVE
+           link(child, parent) AS (
+             SELECT id, created_by FROM users WHERE created_by IS NOT NULL
+             UNION ALL
+             SELECT id, login_reset_by FROM users WHERE login_reset_by IS NOT NULL),
            up(id, depth) AS (
-             SELECT created_by, 1 FROM users WHERE id = {maker} AND created_by IS NOT NULL
+             SELECT parent, 1 FROM link WHERE child = {maker}
              UNION
-             SELECT u.created_by, up.depth + 1 FROM users u JOIN up ON u.id = up.id
-             WHERE u.created_by IS NOT NULL AND up.depth < {LINEAGE_DEPTH}),
+             SELECT l.parent, up.depth + 1 FROM link l JOIN up ON l.child = up.id
+             WHERE up.depth < {LINEAGE_DEPTH}),
            down(id, depth) AS (
-             SELECT id, 1 FROM users WHERE created_by = {maker}
+             SELECT child, 1 FROM link WHERE parent = {maker}
              UNION
-             SELECT u.id, down.depth + 1 FROM users u JOIN down ON u.created_by = down.id
+             SELECT l.child, down.depth + 1 FROM link l JOIN down ON l.parent = down.id
              WHERE down.depth < {LINEAGE_DEPTH}),
            lineage(id) AS (SELECT id FROM up UNION SELECT id FROM down)"
     )

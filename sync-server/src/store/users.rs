@@ -356,6 +356,14 @@ pub fn reset_login(
         "UPDATE users SET failed_logins = 0, failed_codes = 0, locked_until = NULL WHERE id = ?1",
         [user.id],
     )?;
+    // The person who reset it held this account's credentials: for the approval rules that
+    // links the two accounts as creating one does.
+    if let Some(by) = super::tasks::actor_user(tx, actor)?.filter(|by| *by != user.id) {
+        tx.execute(
+            "UPDATE users SET login_reset_by = ?2 WHERE id = ?1",
+            params![user.id, by],
+        )?;
+    }
     tx.execute(
         "DELETE FROM login_throttle WHERE key = ?1",
         [format!("name:{}", user.username)],
