@@ -598,7 +598,10 @@ fn timesheets_verifications_grievances_and_contacts() {
     let long = "x".repeat(outpost_proto::records::bounds::MAX_COMMENT_CHARS + 1);
     let e = refused(d.core.comment_grievance(g.clone(), long));
     assert!(matches!(&e, Error::RecordTooLarge { .. }), "{e}");
-    assert!(e.to_string().ends_with("shorten it, or record a new one"), "{e}");
+    assert!(
+        e.to_string().ends_with("shorten it, or record a new one"),
+        "{e}"
+    );
     let view = d.core.grievance(g).unwrap();
     assert_eq!(view.status, "IN_PROGRESS");
     assert_eq!(view.assignee.as_deref(), Some("agent.n-mz"));

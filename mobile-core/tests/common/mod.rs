@@ -145,7 +145,10 @@ impl Server {
         if let Some(t) = self.tokens.lock().unwrap().get(user) {
             return t.clone();
         }
-        let out = Command::new(server_bin()).arg("totp-code").output().unwrap();
+        let out = Command::new(server_bin())
+            .arg("totp-code")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "totp-code");
         let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
         let r: Value = self
