@@ -21,8 +21,7 @@ use crate::{
     store::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
-        tasks,
-        sessions,
+        sessions, tasks,
         users::{self, NewUser, Role},
     },
 };
@@ -76,9 +75,18 @@ pub async fn reset_login(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    // Hashed before the write and under the hashing cap, so argon2 never runs while
+    // holding the writer or a database slot.
+    let (reset, hash) = state
+        .limits
+        .hashing
+        .run(move || {
+            let hash = reset.prepare();
+            (reset, hash)
+        })
+        .await?;
+    let hash = hash?;
     let user = db(&state, move |s| {
-        // Hashed before the write, so argon2 never runs while holding the writer.
-        let hash = reset.prepare()?;
         s.write(|tx| users::reset_login(tx, &actor, &scope, &username, &reset, hash.as_deref()))
     })
     .await?;
