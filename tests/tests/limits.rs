@@ -515,6 +515,23 @@ async fn log_ins_whose_clients_hang_up_run_at_most_the_hashing_cap_at_once() {
         hashing.peak(),
         hashing.cap()
     );
+
+    // An account created over the API is hashed under the same cap, outside the writer.
+    let admin = server.token("admin").await;
+    let before = hashing.done();
+    let (status, body) = server
+        .json(
+            &admin,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(
+                serde_json::json!({"username": "new.sup", "display_name": "New",
+                "role": "SUPERVISOR", "area": "N", "password": "long enough password"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(hashing.done(), before + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
