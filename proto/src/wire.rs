@@ -546,13 +546,27 @@ pub fn decode_within<M: Message + Default>(
     let too_large = WireError::TooLarge { what, limit };
     let plain;
     let bytes = if compressed {
-        let decoder =
+        let mut decoder =
             zstd::stream::read::Decoder::with_buffer(body).map_err(|_| WireError::Decompress)?;
+        // A frame may declare a window (the memory its decoder allocates) far beyond its
+        // content: no window above what the limit itself needs is accepted (a frame over the
+        // limit is refused as too large, as its content would be).
+        decoder
+            .window_log_max(window_log_for(limit))
+            .map_err(|_| WireError::Decompress)?;
         let mut out = Vec::new();
         decoder
             .take(limit as u64 + 1)
             .read_to_end(&mut out)
-            .map_err(|_| WireError::Decompress)?;
+            .map_err(|e| {
+                // zstd's stable name for a frame whose window is beyond `window_log_max`: the
+                // frame is built for more than the limit allows.
+                if e.to_string().contains("too much memory") {
+                    WireError::TooLarge { what, limit }
+                } else {
+                    WireError::Decompress
+                }
+            })?;
         plain = out;
         &plain[..]
     } else {
@@ -565,6 +579,13 @@ pub fn decode_within<M: Message + Default>(
         what,
         reason: e.to_string(),
     })
+}
+
+/// The smallest zstd window log (from zstd's minimum, 10, to 23, 8 MiB) covering `limit`
+/// bytes: a message within the limit never needs a larger window.
+fn window_log_for(limit: usize) -> u32 {
+    let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    needed.clamp(10, 23)
 }
 
 /// Picks the version to speak from the client's `outpost-protocol` header, which lists the
@@ -580,6 +601,37 @@ pub fn negotiate(client: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decode_within_refuses_a_frame_declaring_a_window_beyond_its_limit() {
+        use std::io::Write;
+        let message = HelloReply {
+            server_time_ms: 7,
+            ..Default::default()
+        };
+        let plain = message.encode_to_vec();
+        // A tiny frame whose header asks for a 128 MiB window (streamed: no content size).
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.window_log(27).unwrap();
+        encoder.include_contentsize(false).unwrap();
+        encoder.write_all(&plain).unwrap();
+        let wide = encoder.finish().unwrap();
+        assert!(wide.len() < 64, "{} bytes", wide.len());
+        assert_eq!(
+            decode_within::<HelloReply>("HelloReply", &wide, true, 16 * 1024),
+            Err(WireError::TooLarge {
+                what: "HelloReply",
+                limit: 16 * 1024
+            })
+        );
+        // The same message framed as senders frame it decodes.
+        let narrow = zstd::bulk::compress(&plain, 3).unwrap();
+        let decoded: HelloReply = decode_within("HelloReply", &narrow, true, 16 * 1024).unwrap();
+        assert_eq!(decoded, message);
+        assert_eq!(window_log_for(16 * 1024), 14);
+        assert_eq!(window_log_for(100), 10);
+        assert_eq!(window_log_for(32 * 1024 * 1024), 23);
+    }
 
     #[test]
     fn small_bodies_stay_plain_and_large_ones_compress() {

@@ -38,6 +38,10 @@ pub enum Error {
     /// `api::limits`): answered 429 with `Retry-After`.
     #[error("{0}")]
     Busy(String),
+    /// The client did not send its request in time (see `api::limits::Timeouts`): answered
+    /// 408, and whatever it held is freed.
+    #[error("{0}")]
+    TimedOut(String),
     #[error("{0}")]
     Forbidden(String),
     /// A device's sync request refused, with the protocol's error code (see `proto/README.md`).

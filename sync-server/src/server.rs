@@ -28,22 +28,29 @@ pub async fn run(
         secure_cookies: tls.is_some(),
         ..state
     };
+    // A connection that does not send its request head in time is closed, so idle
+    // connections hold nothing (the rest of `api::limits::Timeouts` applies per request).
+    let header_timeout = state.limits.timeouts.header;
     let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
     // The client's address reaches handlers (log-in throttles) and `api::limits` as
     // `ConnectInfo`.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {
         Some(config) => {
-            axum_server::from_tcp_rustls(listener, config)?
-                .handle(handle)
-                .serve(service)
-                .await?
+            let mut server = axum_server::from_tcp_rustls(listener, config)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server.serve(service).await?
         }
         None => {
-            axum_server::from_tcp(listener)?
-                .handle(handle)
-                .serve(service)
-                .await?
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(header_timeout);
+            server.serve(service).await?
         }
     }
     Ok(())

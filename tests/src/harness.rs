@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use outpost_server::{
-    api::AppState,
+    api::{AppState, limits::Limits},
     demo,
     store::{Store, devices::ProgrammeKey, sessions},
 };
@@ -35,6 +35,20 @@ impl TestServer {
 
     /// As [`start`](Self::start), over HTTPS with the PEM certificate and key given.
     pub async fn start_with(households: usize, tls: Option<(&Path, &Path)>) -> TestServer {
+        Self::start_full(households, tls, Default::default()).await
+    }
+
+    /// As [`start`](Self::start), with caps and timeouts of the test's choosing (shortened
+    /// timeouts, so that a held request is dropped within the test's patience).
+    pub async fn start_with_limits(households: usize, limits: Limits) -> TestServer {
+        Self::start_full(households, None, limits).await
+    }
+
+    async fn start_full(
+        households: usize,
+        tls: Option<(&Path, &Path)>,
+        limits: Limits,
+    ) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("registry.db")).expect("store");
         let day = demo::today();
@@ -47,10 +61,13 @@ impl TestServer {
             },
         )
         .expect("demo");
-        let state = AppState::new(
-            store,
-            ProgrammeKey::load_or_create(dir.path()).expect("key"),
-        );
+        let state = AppState {
+            limits: std::sync::Arc::new(limits),
+            ..AppState::new(
+                store,
+                ProgrammeKey::load_or_create(dir.path()).expect("key"),
+            )
+        };
         let tls_config = tls
             .map(|(cert, key)| outpost_server::server::tls_config(cert, key).expect("tls config"));
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

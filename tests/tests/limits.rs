@@ -1,8 +1,10 @@
 //! Load before authentication (issue 14): unauthenticated work is capped per address and in
 //! total with 429 + `Retry-After`, sync bodies are not read for devices the headers already
 //! rule out, and an enrolment cannot make the server expand a large body. Requests are held
-//! open by sending their headers and not their body; nothing here depends on timing (the
-//! polling loops only wait for the server to have seen every held request).
+//! open by sending their headers and not their body, well within the server's timeouts (30 s
+//! by default; the tests of the timeouts shorten them and wait for the server to act);
+//! nothing here asserts on timing (the polling loops only wait for the server to have seen
+//! every held request).
 
 use chrono::DateTime;
 use outpost_proto::{
@@ -10,7 +12,10 @@ use outpost_proto::{
     records::{self, Comment, Grievance, GrievanceStatus, Payout, Proof, Record, bounds},
     wire::{self, DocOutcome, EnrolRequest, ErrorCode, ErrorReply, Row, RowKind, header as h},
 };
-use outpost_server::store::{devices, registry::Scope};
+use outpost_server::{
+    api::limits::{Limits, Timeouts},
+    store::{devices, registry::Scope},
+};
 use outpost_tests::{device::SimDevice, harness::TestServer};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -447,4 +452,186 @@ async fn record_documents_beyond_their_bounds_are_refused_and_quarantined() {
         r.reason
     );
     assert_eq!(quarantine_reasons(&server, doc_id).len(), 1);
+}
+
+fn short_timeouts() -> Limits {
+    let second = std::time::Duration::from_secs(1);
+    Limits {
+        timeouts: Timeouts {
+            header: second,
+            request: 2 * second,
+            body: second,
+            ..Timeouts::default()
+        },
+        ..Limits::default()
+    }
+}
+
+/// Reads until the server closes the connection (or resets it); a generous guard turns a
+/// server that keeps it open into a failure.
+async fn closed_by_server(stream: &mut TcpStream) {
+    let read = async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .expect("the server closed the connection");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_ins_whose_clients_hang_up_run_at_most_the_hashing_cap_at_once() {
+    let server = TestServer::start(10).await;
+    let hashing = &server.state.limits.hashing;
+    let body = r#"{"username": "admin", "password": "not the password"}"#;
+    let request = format!(
+        "POST /api/v1/auth/token HTTP/1.1\r\nhost: outpost\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Whole log-ins, four at a time (the cap per address), each abandoned after 20 ms: the
+    // log-in permits come back at once, the hashes they started do not stop.
+    for _ in 0..16 {
+        let mut round = Vec::new();
+        for _ in 0..4 {
+            let mut stream = TcpStream::connect(address(&server)).await.unwrap();
+            stream.write_all(request.as_bytes()).await.unwrap();
+            round.push(stream);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        drop(round);
+    }
+    until(|| hashing.running() == 0).await;
+    assert_eq!(wrong_token_request(&server).await.status(), 401);
+    assert!(hashing.done() >= 1);
+    assert!(
+        hashing.peak() <= hashing.cap(),
+        "{} hashes ran at once; the cap is {}",
+        hashing.peak(),
+        hashing.cap()
+    );
+
+    // An account created over the API is hashed under the same cap, outside the writer.
+    let admin = server.token("admin").await;
+    let before = hashing.done();
+    let (status, body) = server
+        .json(
+            &admin,
+            reqwest::Method::POST,
+            "/api/v1/users",
+            Some(
+                serde_json::json!({"username": "new.sup", "display_name": "New",
+                "role": "SUPERVISOR", "area": "N", "password": "long enough password"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(hashing.done(), before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_log_ins_and_enrolments_are_dropped_after_their_timeout_and_free_their_permits() {
+    let server = TestServer::start_with_limits(10, short_timeouts()).await;
+    let head = "POST /api/v1/auth/token HTTP/1.1\r\nhost: outpost\r\n\
+                content-type: application/json\r\ncontent-length: 64\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(head_only(&server, head).await);
+    }
+    let mut enrolment = head_only(
+        &server,
+        &format!(
+            "POST {} HTTP/1.1\r\nhost: outpost\r\ncontent-type: {}\r\n{}: 1\r\n\
+             content-length: 100\r\n\r\n",
+            wire::path::ENROL,
+            wire::CONTENT_TYPE,
+            h::PROTOCOL
+        ),
+    )
+    .await;
+    until(|| server.state.limits.logins.in_progress() == 4).await;
+    assert_eq!(wrong_token_request(&server).await.status(), 429);
+
+    // Each held log-in is answered 408 once its time is up, and its permit is freed.
+    for stream in &mut held {
+        let a = answer(stream).await;
+        assert_eq!(a.status, 408);
+        let body: serde_json::Value = serde_json::from_slice(&a.body).unwrap();
+        assert_eq!(body["error"]["code"], "timed_out", "{body}");
+    }
+    let a = answer(&mut enrolment).await;
+    let reply: ErrorReply = wire::decode("error", &a.body, false).unwrap();
+    assert_eq!((a.status, reply.code()), (408, ErrorCode::Busy));
+    until(|| server.state.limits.logins.in_progress() == 0).await;
+    until(|| server.state.limits.anonymous.in_progress() == 0).await;
+    assert_eq!(wrong_token_request(&server).await.status(), 401);
+
+    // A connection that never finishes its request head is closed.
+    let mut partial = head_only(&server, "POST /api/v1/auth/token HTTP/1.1\r\nhost: o").await;
+    closed_by_server(&mut partial).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_body_that_stops_arriving_is_answered_408_and_frees_the_device() {
+    let server = TestServer::start_with_limits(40, short_timeouts()).await;
+    let mut device = enrolled(&server).await;
+    let id = device.id.unwrap().to_string();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(head_only(&server, &push_head(&id, 1000, &fake_signature())).await);
+    }
+    until(|| server.state.limits.devices.in_progress() == 4).await;
+    assert_eq!(
+        device.push(vec![]).await.unwrap_err().code(),
+        ErrorCode::Busy
+    );
+    for stream in &mut held {
+        let a = answer(stream).await;
+        let reply: ErrorReply = wire::decode("error", &a.body, false).unwrap();
+        assert_eq!((a.status, reply.code()), (408, ErrorCode::Busy));
+        assert!(
+            reply.message.contains("stopped arriving"),
+            "{}",
+            reply.message
+        );
+    }
+    until(|| server.state.limits.devices.in_progress() == 0).await;
+    device.push(vec![]).await.expect("served again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_keeps_its_permit_until_its_push_is_answered() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    // The writer's queue is full: uploads whose bodies are read and signatures checked wait.
+    let queue = server.state.limits.queued_batches.clone();
+    let full = queue.clone().acquire_many_owned(32).await.unwrap();
+    let mut waiting = Vec::new();
+    for _ in 0..4 {
+        let (body, compressed) = wire::encode(&wire::PushRequest { docs: vec![] });
+        let headers = device.headers(wire::path::PUSH, &body, compressed, true);
+        let request = server
+            .http
+            .post(server.url(wire::path::PUSH))
+            .headers(headers)
+            .body(body);
+        waiting.push(tokio::spawn(async move {
+            request.send().await.expect("answered").status().as_u16()
+        }));
+    }
+    // Four pushes past their body, waiting for the queue, still count against the device.
+    until(|| server.state.limits.devices.in_progress() == 4).await;
+    let busy = device.push(vec![]).await.unwrap_err();
+    assert_eq!((busy.status, busy.code()), (429, ErrorCode::Busy));
+    assert_eq!(server.state.limits.devices.in_progress(), 4);
+    drop(full);
+    for push in waiting {
+        assert_eq!(push.await.unwrap(), 200);
+    }
+    until(|| server.state.limits.devices.in_progress() == 0).await;
 }

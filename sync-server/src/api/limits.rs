@@ -14,19 +14,34 @@
 //!   a waiting global cap on bodies read at once ([`BODY_READS`]). Many devices behind one
 //!   address (a NAT, the load tests on loopback) are therefore never refused for sharing it.
 //!
-//! Requests that carry a credential are not counted: the check of a bearer token or a
-//! session cookie is one indexed read (tokens are kept as SHA-256), and a wrong one is
-//! answered 401 or redirected at once.
+//! Requests that carry a credential are not counted, even a made-up one (`Bearer x`, a bogus
+//! session cookie): telling a wrong credential from a right one is the check itself, one
+//! indexed read (tokens are kept as SHA-256) on a database slot ([`super::db`], which waits
+//! in line rather than starting threads), answered 401 or redirected at once. Counting them
+//! afterwards would bound nothing the slots do not already bound.
 //!
 //! Every cap counts requests *in progress*, not a rate: a permit is released when its
 //! handler returns (or its client leaves), so the counters never grow without bound: an
-//! address with nothing in progress has no entry.
+//! address with nothing in progress has no entry. Argon2 itself runs under [`Hashing`],
+//! whose permit goes with the hash onto its blocking thread, so a client that hangs up
+//! frees its log-in permit but not a hash slot until the hash is done.
+//!
+//! Nothing waits on a client forever ([`Timeouts`]): a connection must send its request
+//! head in time, a log-in or anonymous request must be done within its deadline (else
+//! `408`, and its permit is freed), and a sync body must keep arriving at a minimum rate.
+//!
+//! Clients are keyed by [`address_key`]: an IPv6 client by its /64 (one subscriber's
+//! network), an IPv4-mapped IPv6 address as the IPv4 address it is.
 
 use std::{
     collections::HashMap,
     hash::Hash,
-    net::{IpAddr, Ipv4Addr, SocketAddr},
-    sync::{Arc, Mutex},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
 };
 
 use axum::{
@@ -55,6 +70,38 @@ pub struct Limits {
     pub logins: Arc<Limiter<IpAddr>>,
     pub anonymous: Arc<Limiter<IpAddr>>,
     pub devices: Arc<Limiter<Uuid>>,
+    /// Argon2 hashes running at once, whoever asked and whether or not they still wait.
+    pub hashing: Hashing,
+    /// Prepared upload batches held at once, waiting for the writer or being merged. Each
+    /// holds its records as automerge documents, so the queue is bounded; the writer groups
+    /// what waits, and a few dozen keep it busy.
+    pub queued_batches: Arc<tokio::sync::Semaphore>,
+    pub timeouts: Timeouts,
+}
+
+/// How long the server waits on a client; tests shorten them.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    /// For a connection's request head (hyper's header read timeout).
+    pub header: Duration,
+    /// For a whole log-in or anonymous request, hashing included; then `408`.
+    pub request: Duration,
+    /// For each piece of a sync body, and the grace before [`body_min_rate`](Self::body_min_rate)
+    /// applies: a body must arrive within `body + received / body_min_rate`.
+    pub body: Duration,
+    /// Bytes per second a sync body must average past the grace (a slow 2G link sends more).
+    pub body_min_rate: u64,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(30),
+            request: Duration::from_secs(30),
+            body: Duration::from_secs(30),
+            body_min_rate: 16 * 1024,
+        }
+    }
 }
 
 impl Default for Limits {
@@ -67,7 +114,81 @@ impl Default for Limits {
             // A device sends one request at a time; a few allow for a retry racing the
             // original. The total only bounds the table.
             devices: Limiter::new("sync requests", 4, 8192),
+            // Two cores; a few more than that keep them busy while one hash's reads finish.
+            hashing: Hashing::new(4),
+            queued_batches: Arc::new(tokio::sync::Semaphore::new(32)),
+            timeouts: Timeouts::default(),
         }
+    }
+}
+
+/// Bounds argon2 work (about 19 MiB and tens of milliseconds each) by a semaphore whose
+/// permit moves into the blocking task, as [`super::db`] does with its slot: the bound holds
+/// for hashes still running after their client left, and the blocking pool `db` shares is
+/// never filled with hashes.
+pub struct Hashing {
+    slots: Arc<tokio::sync::Semaphore>,
+    cap: usize,
+    running: Arc<AtomicUsize>,
+    peak: Arc<AtomicUsize>,
+    done: Arc<AtomicUsize>,
+}
+
+impl Hashing {
+    pub fn new(cap: usize) -> Hashing {
+        Hashing {
+            slots: Arc::new(tokio::sync::Semaphore::new(cap)),
+            cap,
+            running: Arc::default(),
+            peak: Arc::default(),
+            done: Arc::default(),
+        }
+    }
+
+    /// Runs `f` (which hashes) on a blocking thread once a slot is free; waiting holds no
+    /// thread, and a caller dropped while waiting starts nothing.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let (running, peak, done) = (self.running.clone(), self.peak.clone(), self.done.clone());
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            let out = f();
+            running.fetch_sub(1, Ordering::SeqCst);
+            done.fetch_add(1, Ordering::SeqCst);
+            out
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+    }
+
+    /// At most this many hashes run at once.
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Hashes running now.
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::SeqCst)
+    }
+
+    /// The most hashes that ever ran at once.
+    pub fn peak(&self) -> usize {
+        self.peak.load(Ordering::SeqCst)
+    }
+
+    /// Hashes finished so far.
+    pub fn done(&self) -> usize {
+        self.done.load(Ordering::SeqCst)
     }
 }
 
@@ -202,48 +323,93 @@ fn has_credential(headers: &HeaderMap) -> bool {
     bearer || session
 }
 
-/// The client's address; without one (a router served without connection info) every
-/// request shares one key, which only makes the caps stricter.
-pub fn client_address(request: &Request) -> IpAddr {
-    request
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
-        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+/// The key a client is counted and throttled by, for the limiter and the log-in throttle
+/// alike: an IPv4 address as it is (also when it comes IPv4-mapped, `::ffff:a.b.c.d`), an
+/// IPv6 address by its /64, the smallest network a subscriber is given, so that one client
+/// cannot take 2^64 keys. Without connection info (a router served in-process) every
+/// request shares `0.0.0.0`, which only makes the caps stricter.
+pub fn address_key(address: Option<IpAddr>) -> IpAddr {
+    match address {
+        None => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        Some(IpAddr::V4(v4)) => IpAddr::V4(v4),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from_bits(v6.to_bits() & !((1u128 << 64) - 1))),
+        },
+    }
 }
 
-/// The router's layer: takes a permit for log-ins and anonymous requests, or answers 429.
+/// How a key reads in messages and audit entries: an IPv6 key with its `/64`.
+pub fn address_label(key: IpAddr) -> String {
+    match key {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("{v6}/64"),
+    }
+}
+
+/// The client's address key ([`address_key`]) from the connection.
+pub fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
+    address_key(
+        extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip()),
+    )
+}
+
+/// The router's layer: takes a permit for log-ins and anonymous requests, or answers 429;
+/// such a request not done within [`Timeouts::request`] is dropped (its permit with it) and
+/// answered 408.
 pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let limiter = match classify(request.method(), request.uri().path(), request.headers()) {
         Class::Login => &state.limits.logins,
         Class::Anonymous => &state.limits.anonymous,
         Class::Uncounted => return next.run(request).await,
     };
-    let address = client_address(&request);
-    match limiter.try_acquire(address, &format!("the address {address}")) {
-        Ok(_permit) => next.run(request).await,
-        Err(busy) => busy_response(request.uri().path(), busy),
-    }
+    let address = client_address(request.extensions());
+    let path = request.uri().path().to_owned();
+    let permit =
+        match limiter.try_acquire(address, &format!("the address {}", address_label(address))) {
+            Ok(permit) => permit,
+            Err(busy) => return refusal(&path, busy),
+        };
+    let limit = state.limits.timeouts.request;
+    let answer = tokio::time::timeout(limit, next.run(request)).await;
+    drop(permit);
+    answer.unwrap_or_else(|_| {
+        refusal(
+            &path,
+            Error::TimedOut(format!(
+                "the request took longer than {} s; send it whole and try again",
+                limit.as_secs_f32()
+            )),
+        )
+    })
 }
 
-/// A 429 in the format the path speaks: the protocol's `ErrorReply` on `/sync/`, the API's
-/// JSON error on `/api/`, a short page for the web.
-fn busy_response(path: &str, busy: Error) -> Response {
+/// A refusal in the format the path speaks: the protocol's `ErrorReply` on `/sync/`, the
+/// API's JSON error on `/api/`, a short page for the web.
+fn refusal(path: &str, error: Error) -> Response {
     if path.starts_with("/sync/") {
-        super::sync::SyncFailure::from(busy).into_response()
+        super::sync::SyncFailure::from(error).into_response()
     } else if path.starts_with("/api/") {
-        busy.into_response()
+        error.into_response()
     } else {
+        let status = match error {
+            Error::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
+            _ => StatusCode::TOO_MANY_REQUESTS,
+        };
         let mut response = (
-            StatusCode::TOO_MANY_REQUESTS,
+            status,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
             format!(
                 "<!doctype html><title>Outpost</title><p>{}</p><p><a href=\"/login\">Log in</a></p>",
-                html_escape(&busy.to_string())
+                html_escape(&error.to_string())
             ),
         )
             .into_response();
-        retry_after(&mut response);
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            retry_after(&mut response);
+        }
         response
     }
 }
@@ -281,6 +447,30 @@ mod tests {
         let a3 = limiter.try_acquire(1, "a").unwrap();
         drop((a2, a3, b1));
         assert_eq!(limiter.keys(), 0, "idle keys are removed");
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let key = |s: &str| address_key(Some(s.parse().unwrap()));
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(
+            key("2001:db8:1:2:abcd::9"),
+            "2001:db8:1:2::".parse::<IpAddr>().unwrap()
+        );
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:192.0.2.7"), key("192.0.2.7"));
+        assert_eq!(key("192.0.2.7"), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert_ne!(key("192.0.2.7"), key("192.0.2.8"));
+        assert_eq!(address_key(None), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+        assert_eq!(address_label(key("2001:db8::5")), "2001:db8::/64");
+        assert_eq!(address_label(key("::ffff:10.0.0.1")), "10.0.0.1");
+        // One /64 shares one limiter entry, whatever addresses it sends from.
+        let limiter = Limiter::<IpAddr>::new("things", 1, 10);
+        let _first = limiter.try_acquire(key("2001:db8:1:2::1"), "a").unwrap();
+        assert!(limiter.try_acquire(key("2001:db8:1:2::2"), "a").is_err());
     }
 
     #[test]

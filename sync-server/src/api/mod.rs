@@ -221,7 +221,8 @@ pub(crate) async fn db<T: Send + 'static>(
 /// flood of bad log-ins costs) holds neither the writer nor one of the database slots device
 /// uploads and approvals wait for: the hash is read on a reader, verified on a blocking thread
 /// with nothing held, and the outcome recorded in one small write where `then` runs for a
-/// right password.
+/// right password. The hash runs under [`limits::Hashing`], so however many clients start a
+/// log-in and hang up, only so many hashes run at once.
 pub(crate) async fn check_password<T: Send + 'static>(
     state: &AppState,
     username: String,
@@ -230,9 +231,11 @@ pub(crate) async fn check_password<T: Send + 'static>(
     then: impl FnOnce(&rusqlite::Transaction, &User) -> Result<T> + Send + 'static,
 ) -> Result<sessions::Password<T>> {
     let stored = db(state, move |s| sessions::Stored::read(s, &username)).await?;
-    let verified = tokio::task::spawn_blocking(move || stored.verify(&password))
-        .await
-        .map_err(|e| Error::Internal(format!("password check failed: {e}")))?;
+    let verified = state
+        .limits
+        .hashing
+        .run(move || stored.verify(&password))
+        .await?;
     db(state, move |s| {
         s.write(|tx| verified.record(tx, &address, then))
     })
@@ -256,10 +259,11 @@ pub(crate) async fn write_json<T: Serialize + Send + 'static>(
     Ok((status, Json(db(state, move |s| s.write(f)).await?)).into_response())
 }
 
-/// The client's IP address, from the connection, for throttling log-ins by address. Behind a
-/// reverse proxy every client shares the proxy's address (the per-name pause still applies);
+/// The client's address key ([`limits::address_key`]: an IPv6 client by its /64), from the
+/// connection, for throttling log-ins by address, as the limiter counts it. Behind a reverse
+/// proxy every client shares the proxy's address (the per-name pause still applies);
 /// forwarded headers are not trusted, since any client can send them. Servers made without
-/// connection info (in-process routers) count as one address.
+/// connection info (in-process routers) count as one address, `0.0.0.0`.
 pub struct ClientAddress(pub String);
 
 impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
@@ -269,12 +273,9 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
         parts: &mut Parts,
         _: &S,
     ) -> std::result::Result<Self, Self::Rejection> {
-        Ok(ClientAddress(
-            parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |c| c.0.ip().to_string()),
-        ))
+        Ok(ClientAddress(limits::address_label(
+            limits::client_address(&parts.extensions),
+        )))
     }
 }
 
@@ -405,6 +406,7 @@ impl IntoResponse for Error {
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            Error::TimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "timed_out"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
             Error::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),

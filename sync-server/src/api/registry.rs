@@ -75,9 +75,18 @@ pub async fn reset_login(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    // Hashed before the write and under the hashing cap, so argon2 never runs while
+    // holding the writer or a database slot.
+    let (reset, hash) = state
+        .limits
+        .hashing
+        .run(move || {
+            let hash = reset.prepare();
+            (reset, hash)
+        })
+        .await?;
+    let hash = hash?;
     let user = db(&state, move |s| {
-        // Hashed before the write, so argon2 never runs while holding the writer.
-        let hash = reset.prepare()?;
         s.write(|tx| users::reset_login(tx, &actor, &scope, &username, &reset, hash.as_deref()))
     })
     .await?;
@@ -91,8 +100,18 @@ pub async fn create_user(
 ) -> Result<Response> {
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
+    // Hashed first, under the hashing cap, so argon2 never runs while holding the writer.
+    let (new, hash) = state
+        .limits
+        .hashing
+        .run(move || {
+            let hash = users::hash_password(&new.password);
+            (new, hash)
+        })
+        .await?;
+    let hash = hash?;
     write_json(&state, StatusCode::CREATED, move |tx| {
-        users::create_user(tx, &actor, &scope, &new)
+        users::create_user_hashed(tx, &actor, &scope, &new, hash)
     })
     .await
 }

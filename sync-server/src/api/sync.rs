@@ -35,10 +35,6 @@ pub const SYNC_BODY_LIMIT: usize = 8 * 1024 * 1024;
 pub const ENROL_BODY_LIMIT: usize = 16 * 1024;
 /// Upload batches decoded at once, before they queue for the writer.
 static PREPARE_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
-/// Prepared batches held at once, waiting for the writer or being merged. Each holds its
-/// records as automerge documents, so the queue is bounded; the writer groups what waits, and
-/// a few dozen keep it busy.
-static QUEUED_BATCHES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(32);
 /// The most documents in one upload batch.
 pub const MAX_BATCH_DOCS: usize = 2000;
 
@@ -74,6 +70,7 @@ impl From<Error> for SyncFailure {
 
 impl IntoResponse for SyncFailure {
     fn into_response(self) -> Response {
+        let timed_out = matches!(self.0, Error::TimedOut(_));
         let (code, message) = match self.0 {
             Error::Refused { code, message } => (code, message),
             Error::Invalid(m) | Error::Conflict(m) => (ErrorCode::Malformed, m),
@@ -83,7 +80,8 @@ impl IntoResponse for SyncFailure {
             e @ Error::NotFound { .. } => (ErrorCode::Malformed, e.to_string()),
             Error::Forbidden(m) => (ErrorCode::OutOfScope, m),
             Error::TooLarge(m) => (ErrorCode::BodyTooLarge, m),
-            Error::Busy(m) => (ErrorCode::Busy, m),
+            // Too slow a sender: try again, as when busy, but answered 408.
+            Error::Busy(m) | Error::TimedOut(m) => (ErrorCode::Busy, m),
             e @ Error::StorageFull => (ErrorCode::Internal, e.to_string()),
             e => {
                 tracing::error!("sync request failed: {e}");
@@ -105,8 +103,12 @@ impl IntoResponse for SyncFailure {
             },
         };
         let mut response = protobuf(&reply, None);
-        *response.status_mut() = code_status(code);
-        if code == ErrorCode::Busy {
+        *response.status_mut() = if timed_out {
+            StatusCode::REQUEST_TIMEOUT
+        } else {
+            code_status(code)
+        };
+        if code == ErrorCode::Busy && !timed_out {
             super::limits::retry_after(&mut response);
         }
         response
@@ -155,17 +157,27 @@ fn version(headers: &HeaderMap) -> Result<u32> {
     })
 }
 
+/// A signed request, opened: the device's permit ([`Limits::devices`](super::limits::Limits))
+/// is held for as long as this is, so the handler keeps it until its answer is made (decoding
+/// and merging included), not only while the body is read.
+struct Opened {
+    version: u32,
+    device: Device,
+    bytes: Bytes,
+    _in_progress: super::limits::Permit<Uuid>,
+}
+
 /// Opens a signed request: negotiates the version, checks what the headers alone allow (well
 /// formed, a known device, not revoked) before a byte of the body is read, reads the body
 /// under the device's cap and [`BODY_READS`](super::limits::BODY_READS), then checks the
-/// signature. Returns the version, the device and the body.
+/// signature.
 async fn open_signed(
     state: &AppState,
     method: &Method,
     uri: &Uri,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(u32, Device, Bytes)> {
+) -> Result<Opened> {
     let version = version(headers)?;
     let get = |n| header(headers, n).to_owned();
     let (device, timestamp, nonce, signature) = (
@@ -178,7 +190,7 @@ async fn open_signed(
         s.read(|c| devices::check_claim(c, &device, &timestamp, &nonce, &signature))
     })
     .await?;
-    let _in_progress = state
+    let in_progress = state
         .limits
         .devices
         .try_acquire(id, &format!("the device {id}"))?;
@@ -187,22 +199,43 @@ async fn open_signed(
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        read_body(body, SYNC_BODY_LIMIT).await?
+        read_body(body, SYNC_BODY_LIMIT, &state.limits.timeouts).await?
     };
     let (device, bytes) = signed(state, method, uri, headers, bytes).await?;
-    Ok((version, device, bytes))
+    Ok(Opened {
+        version,
+        device,
+        bytes,
+        _in_progress: in_progress,
+    })
 }
 
 /// Reads a body up to `limit`. A larger body is read to its end (up to a bound) and
 /// discarded, so the device receives the `BODY_TOO_LARGE` answer instead of a reset
-/// connection it would take for a network fault and retry forever.
-async fn read_body(body: Body, limit: usize) -> Result<Bytes> {
+/// connection it would take for a network fault and retry forever. A sender that stalls for
+/// [`Timeouts::body`](super::limits::Timeouts) or falls below its minimum rate is answered
+/// 408, so that a held body does not keep its caps.
+async fn read_body(body: Body, limit: usize, timeouts: &super::limits::Timeouts) -> Result<Bytes> {
     use http_body_util::BodyExt;
+    use tokio::time::Instant;
     let drain_limit = 8 * limit;
     let mut body = body;
     let mut buf = Vec::new();
     let mut seen = 0usize;
-    while let Some(frame) = body.frame().await {
+    let start = Instant::now();
+    loop {
+        let earned =
+            std::time::Duration::from_secs_f64(seen as f64 / timeouts.body_min_rate.max(1) as f64);
+        let deadline = (start + timeouts.body + earned).min(Instant::now() + timeouts.body);
+        let frame = match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) => {
+                return Err(Error::TimedOut(format!(
+                    "the request body stopped arriving after {seen} bytes; send it again"
+                )));
+            }
+        };
         let frame = frame.map_err(|e| {
             Error::refused(
                 ErrorCode::Malformed,
@@ -293,7 +326,7 @@ pub async fn enrol(
     body: Body,
 ) -> SyncResult {
     let version = version(&headers)?;
-    let bytes = read_body(body, ENROL_BODY_LIMIT).await?;
+    let bytes = read_body(body, ENROL_BODY_LIMIT, &state.limits.timeouts).await?;
     let compressed = header(&headers, header::CONTENT_ENCODING.as_str()) == "zstd";
     let request: EnrolRequest =
         wire::decode_within("EnrolRequest", &bytes, compressed, ENROL_BODY_LIMIT).map_err(|e| {
@@ -370,8 +403,9 @@ pub async fn replica(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, device, bytes) = open_signed(&state, &method, &uri, &headers, body).await?;
-    let request: ReplicaRequest = decode("ReplicaRequest", &headers, &bytes)?;
+    let opened = open_signed(&state, &method, &uri, &headers, body).await?;
+    let (version, device) = (opened.version, opened.device.clone());
+    let request: ReplicaRequest = decode("ReplicaRequest", &headers, &opened.bytes)?;
     let page = db(&state, move |s| {
         s.read(|c| {
             replica::page(
@@ -394,18 +428,8 @@ pub async fn push(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, device, bytes) = open_signed(&state, &method, &uri, &headers, body).await?;
-    let request: PushRequest = decode("PushRequest", &headers, &bytes)?;
-    if request.docs.len() > MAX_BATCH_DOCS {
-        return Err(Error::refused(
-            ErrorCode::BatchTooLarge,
-            format!(
-                "{} documents in one batch; send at most {MAX_BATCH_DOCS}",
-                request.docs.len()
-            ),
-        )
-        .into());
-    }
+    let opened = open_signed(&state, &method, &uri, &headers, body).await?;
+    let (version, device) = (opened.version, &opened.device);
     let origin = Origin {
         device_id: Some(device.id),
         scope: device.scope(),
@@ -414,9 +438,13 @@ pub async fn push(
         user_id: Some(device.agent_id),
         author: device.agent.clone(),
     };
-    // Decoding and reading the records needs no lock, only the merge does; a few batches are
-    // prepared at a time (a hundred devices at once would only crowd the allocator).
-    let _queued = QUEUED_BATCHES
+    // Decoding (up to 32 MiB once decompressed) and reading the records needs no lock, only
+    // the merge does. The queue slot comes first, so a batch is only ever decoded when it has
+    // a place to wait in; then a few are decoded at a time, off the async threads (a hundred
+    // devices at once would only crowd the allocator). The device's permit is held throughout.
+    let _queued = state
+        .limits
+        .queued_batches
         .acquire()
         .await
         .map_err(|e| Error::Internal(e.to_string()))?;
@@ -425,12 +453,25 @@ pub async fn push(
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
+        let compressed = header(&headers, header::CONTENT_ENCODING.as_str()) == "zstd";
+        let bytes = opened.bytes.clone();
         tokio::task::spawn_blocking(move || {
             let _slot = slot;
-            records::prepare(request.docs)
+            let request: PushRequest = wire::decode("PushRequest", &bytes, compressed)
+                .map_err(|e| Error::refused(ErrorCode::Malformed, e.to_string()))?;
+            if request.docs.len() > MAX_BATCH_DOCS {
+                return Err(Error::refused(
+                    ErrorCode::BatchTooLarge,
+                    format!(
+                        "{} documents in one batch; send at most {MAX_BATCH_DOCS}",
+                        request.docs.len()
+                    ),
+                ));
+            }
+            Ok(records::prepare(request.docs))
         })
         .await
-        .map_err(|e| Error::Internal(format!("prepare task failed: {e}")))?
+        .map_err(|e| Error::Internal(format!("prepare task failed: {e}")))??
     };
     let results = state.ingest.submit(origin, prepared).await?;
     Ok(protobuf(&PushReply { results }, Some(version)))
@@ -444,8 +485,9 @@ pub async fn changes(
     headers: HeaderMap,
     body: Body,
 ) -> SyncResult {
-    let (version, device, bytes) = open_signed(&state, &method, &uri, &headers, body).await?;
-    let request: ChangesRequest = decode("ChangesRequest", &headers, &bytes)?;
+    let opened = open_signed(&state, &method, &uri, &headers, body).await?;
+    let (version, device) = (opened.version, opened.device.clone());
+    let request: ChangesRequest = decode("ChangesRequest", &headers, &opened.bytes)?;
     let reply = db(&state, move |s| {
         s.read(|c| {
             records::changes_since(

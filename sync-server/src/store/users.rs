@@ -122,7 +122,31 @@ fn user_from_row(r: &Row) -> rusqlite::Result<User> {
 
 pub const MIN_PASSWORD_LEN: usize = 10;
 
+/// Creates an account, hashing its password here: for the CLI and the demo. The API hashes
+/// first, outside the writer ([`create_user_hashed`]).
 pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) -> Result<User> {
+    create_user_with(tx, actor, scope, new, || hash_password(&new.password))
+}
+
+/// As [`create_user`], with the password already hashed by [`hash_password`] (slow: before the
+/// transaction, so argon2 never holds the writer).
+pub fn create_user_hashed(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    new: &NewUser,
+    hash: String,
+) -> Result<User> {
+    create_user_with(tx, actor, scope, new, || Ok(hash))
+}
+
+fn create_user_with(
+    tx: &Transaction,
+    actor: &str,
+    scope: &Scope,
+    new: &NewUser,
+    hash: impl FnOnce() -> Result<String>,
+) -> Result<User> {
     let username = new.username.trim();
     if username.len() < 2
         || username.len() > 64
@@ -156,7 +180,7 @@ pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) 
             "a field agent works in an area: give one".into(),
         ));
     }
-    let hash = hash_password(&new.password)?;
+    let hash = hash()?;
     let id = Uuid::now_v7();
     // Kept so an approval policy can refuse accounts the maker of a change created.
     let created_by = super::tasks::actor_user(tx, actor)?;
