@@ -21,8 +21,7 @@ use crate::{
     store::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
-        tasks,
-        sessions,
+        sessions, tasks,
         users::{self, NewUser, Role},
     },
 };
