@@ -21,7 +21,8 @@ use crate::{
     store::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
-        sessions, tasks,
+        tasks,
+        sessions,
         users::{self, NewUser, Role},
     },
 };
