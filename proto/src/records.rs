@@ -246,6 +246,16 @@ pub enum RecordError {
     },
     #[error("a grievance comment was removed or edited")]
     CommentLost,
+    /// An existing comment (same automerge object) whose text, author or time differs.
+    #[error(
+        "grievance comment {0} was already recorded and cannot be changed; add a new comment instead"
+    )]
+    CommentEdited(usize),
+    /// A new comment signed by someone other than who sent it.
+    #[error(
+        "a new grievance comment is signed `{claimed}` but was sent by `{sender}`; comments are signed by their sender"
+    )]
+    CommentAuthor { claimed: String, sender: String },
     #[error("the document cannot be read: {0}")]
     Document(String),
     /// Beyond one of the [`bounds`]: the record is refused whole.
@@ -431,6 +441,17 @@ impl Record {
 
     /// Reads and checks a document against its schema.
     pub fn read(doc: &impl ReadDoc) -> Result<Record, RecordError> {
+        Self::read_with(doc, true)
+    }
+
+    /// Reads a document an older server stored, before amounts and quantities were bounded:
+    /// the schema is checked, the plausibility bounds are not. Only for judging a change to
+    /// such a record (a void), never for accepting a new one.
+    pub fn read_held(doc: &impl ReadDoc) -> Result<Record, RecordError> {
+        Self::read_with(doc, false)
+    }
+
+    fn read_with(doc: &impl ReadDoc, bounded: bool) -> Result<Record, RecordError> {
         let r = Reader::new(doc, ROOT);
         let v = r.opt_uint("v")?.ok_or(RecordError::Missing("v"))?;
         if v > SCHEMA_VERSION {
@@ -448,7 +469,7 @@ impl Record {
                 if minor <= 0 {
                     return Err(invalid("amount", "must be more than zero"));
                 }
-                if minor > crate::MAX_PAYMENT_MINOR {
+                if bounded && minor > crate::MAX_PAYMENT_MINOR {
                     return Err(invalid(
                         "amount",
                         format!(
@@ -493,6 +514,15 @@ impl Record {
                             ));
                         }
                     };
+                    if bounded && qty > bounds::MAX_GOODS_QUANTITY {
+                        return Err(invalid(
+                            "items",
+                            format!(
+                                "{qty} of `{code}` is beyond any plausible hand-out (at most {})",
+                                bounds::MAX_GOODS_QUANTITY
+                            ),
+                        ));
+                    }
                     items.insert(code, qty);
                 }
                 if items.is_empty() {
@@ -528,20 +558,7 @@ impl Record {
             }
             RecordKind::Grievance => {
                 let status = r.str("status")?;
-                let mut comments = Vec::new();
-                if let Some(list) = r.child("comments", ObjType::List)? {
-                    for (i, item) in doc.list_range(&list, ..).enumerate() {
-                        if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
-                            return Err(invalid("comments", format!("comment {i} is not a map")));
-                        }
-                        let c = r.at(item.id());
-                        comments.push(Comment {
-                            author: c.text("by")?,
-                            at: c.time("at")?,
-                            text: c.text("text")?,
-                        });
-                    }
-                }
+                let comments = read_comments(doc)?.into_iter().map(|(_, c)| c).collect();
                 Record::Grievance(Grievance {
                     beneficiary_id: r.opt_uuid("beneficiary")?,
                     category: r.text("category")?,
@@ -605,6 +622,58 @@ impl Record {
             }
         })
     }
+}
+
+/// A grievance's comments, each with its automerge object id, in document order: the id is a
+/// comment's identity across merges, whatever its text.
+pub fn read_comments(doc: &impl ReadDoc) -> Result<Vec<(ObjId, Comment)>, RecordError> {
+    let r = Reader::new(doc, ROOT);
+    let mut comments = Vec::new();
+    if let Some(list) = r.child("comments", ObjType::List)? {
+        for (i, item) in doc.list_range(&list, ..).enumerate() {
+            if !matches!(item.value, automerge::ValueRef::Object(ObjType::Map)) {
+                return Err(invalid("comments", format!("comment {i} is not a map")));
+            }
+            let c = r.at(item.id());
+            comments.push((
+                item.id(),
+                Comment {
+                    author: c.text("by")?,
+                    at: c.time("at")?,
+                    text: c.text("text")?,
+                },
+            ));
+        }
+    }
+    Ok(comments)
+}
+
+/// Whether a grievance's comments may go from `old` to `new` (both from [`read_comments`])
+/// in a change sent by `sender`. A comment is immutable by object id: an edit in place keeps
+/// the id, so comparing values alone would let a device rewrite someone's comment and add a
+/// copy of the original. Every comment new to `old` must be signed by its sender (a device's
+/// agent, the office's user), so a `by` can be shown as it stands.
+pub fn check_comments(
+    old: &[(ObjId, Comment)],
+    new: &[(ObjId, Comment)],
+    sender: &str,
+) -> Result<(), RecordError> {
+    for (i, (id, was)) in old.iter().enumerate() {
+        match new.iter().find(|(n, _)| n == id) {
+            None => return Err(RecordError::CommentLost),
+            Some((_, now)) if now != was => return Err(RecordError::CommentEdited(i + 1)),
+            Some(_) => {}
+        }
+    }
+    for (id, c) in new {
+        if !old.iter().any(|(o, _)| o == id) && c.author != sender {
+            return Err(RecordError::CommentAuthor {
+                claimed: c.author.clone(),
+                sender: sender.to_owned(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Whether `new` (the merged document) may follow `old` (what was accepted before).
@@ -874,18 +943,34 @@ pub fn set_grievance_status(
 /// document reaches every device in its area, so one device must not be able to store a huge
 /// one. A real record is a few hundred bytes; a long-running grievance stays well inside.
 pub mod bounds {
-    /// The document's changes, as stored and sent.
-    pub const MAX_DOC_BYTES: usize = 256 * 1024;
     /// Automerge operations in the document (a character typed into a text field is one).
     pub const MAX_DOC_OPS: usize = 20_000;
     /// Comments on one grievance.
     pub const MAX_COMMENTS: usize = 100;
     /// Characters in one grievance comment.
     pub const MAX_COMMENT_CHARS: usize = 2_000;
+    /// Characters in a comment's author (a username).
+    pub const MAX_AUTHOR_CHARS: usize = 200;
     /// Characters in any other text field (a description, a note, a reason, an answer).
     pub const MAX_TEXT_CHARS: usize = 4_000;
     /// Entries in a map field (a verification's answers, a distribution's items).
     pub const MAX_ENTRIES: usize = 100;
+    /// Units of one goods item in one distribution. A household's ration is tens of kilos or
+    /// a few items; a million is far beyond any hand-out, and keeps an entitlement's sum of
+    /// hand-outs far inside an `i64` (nine million million distributions would be needed).
+    pub const MAX_GOODS_QUANTITY: i64 = 1_000_000;
+
+    /// The most a grievance's content can take within the bounds above: every text field and
+    /// comment at its limit in four-byte characters, with some automerge framing per comment
+    /// (its own change: header, dependency hashes, keys).
+    pub const MAX_CONTENT_BYTES: usize = 4 * (4 * MAX_TEXT_CHARS)
+        + MAX_COMMENTS * (4 * (MAX_COMMENT_CHARS + MAX_AUTHOR_CHARS) + 512);
+    /// The document's changes, as stored and sent. Twice what the content bounds allow, so a
+    /// grievance at its content limits still takes the office's status and assignee changes
+    /// (a few hundred bytes each) and can be closed: the byte bound stops a hostile document,
+    /// never a real one.
+    pub const MAX_DOC_BYTES: usize = 2 * MAX_CONTENT_BYTES;
+    const _: () = assert!(MAX_DOC_BYTES >= MAX_CONTENT_BYTES + 512 * 1024);
 }
 
 /// Checks a document's size (its changes) and its record's content against [`bounds`].
@@ -961,7 +1046,7 @@ pub fn check_content(record: &Record) -> Result<(), RecordError> {
             }
             for c in &g.comments {
                 text("comment", &c.text, bounds::MAX_COMMENT_CHARS)?;
-                text("comment author", &c.author, max)?;
+                text("comment author", &c.author, bounds::MAX_AUTHOR_CHARS)?;
             }
             Ok(())
         }
@@ -1171,14 +1256,15 @@ mod tests {
         // A document whose content is within bounds, grown past its byte bound by history:
         // the assignee rewritten again and again.
         let mut big = doc.fork();
-        for i in 0..100 {
+        for i in 0..(bounds::MAX_DOC_BYTES / 3_000 + 1) {
             let assignee = format!("{i:04}{}", "y".repeat(2_996));
             set_grievance_status(&mut big, GrievanceStatus::Open, Some(&assignee)).unwrap();
         }
         let read = Record::read(&big).unwrap();
         let err = check_bounds(&big.get_changes(&[]), &read).unwrap_err();
         assert!(
-            matches!(&err, RecordError::TooLarge(m) if m.contains("bytes; at most 262144")),
+            matches!(&err, RecordError::TooLarge(m)
+                if m.contains(&format!("bytes; at most {}", bounds::MAX_DOC_BYTES))),
             "{err}"
         );
 
@@ -1196,6 +1282,95 @@ mod tests {
             matches!(&err, RecordError::TooLarge(m) if m.contains("operations; at most 20000")),
             "{err}"
         );
+    }
+
+    #[test]
+    fn distribution_quantities_beyond_any_hand_out_are_refused() {
+        let d = |qty: i64| {
+            Record::Distribution(Distribution {
+                beneficiary_id: Uuid::now_v7(),
+                entitlement_id: Uuid::now_v7(),
+                collector_id: Uuid::now_v7(),
+                items: [("MAIZE_KG".to_string(), qty)].into(),
+                distributed_at: time("2026-11-20T10:15:00+01:00"),
+                void: None,
+            })
+        };
+        let most = d(bounds::MAX_GOODS_QUANTITY);
+        let mut doc = AutoCommit::new();
+        most.write_new(&mut doc).unwrap();
+        assert_eq!(Record::read(&doc).unwrap(), most);
+        let huge = d(i64::MAX);
+        let mut doc = AutoCommit::new();
+        huge.write_new(&mut doc).unwrap();
+        let err = Record::read(&doc).unwrap_err();
+        assert!(
+            matches!(&err, RecordError::Invalid { field: "items", reason }
+                if reason.contains("beyond any plausible hand-out")),
+            "{err}"
+        );
+        // Held under older rules, it still reads for judging a void.
+        assert_eq!(Record::read_held(&doc).unwrap(), huge);
+    }
+
+    #[test]
+    fn comments_are_immutable_by_id_and_new_ones_signed_by_their_sender() {
+        let mut doc = AutoCommit::new();
+        Record::Grievance(Grievance {
+            beneficiary_id: None,
+            category: "OTHER".into(),
+            description: "Queue too long".into(),
+            status: GrievanceStatus::Open,
+            assignee: None,
+            comments: vec![],
+            created_at: time("2026-11-20T09:00:00Z"),
+        })
+        .write_new(&mut doc)
+        .unwrap();
+        let sup = Comment {
+            author: "sup.north1".into(),
+            at: time("2026-11-21T09:00:00Z"),
+            text: "Approved, paid again".into(),
+        };
+        add_comment(&mut doc, &sup).unwrap();
+        let old = read_comments(&doc).unwrap();
+
+        // Rewritten in place, the original re-added: same values, but not the same comment.
+        let mut forged = doc.fork();
+        let (id, _) = old[0].clone();
+        forged.put(&id, "text", "Nothing owed").unwrap();
+        forged.put(&id, "by", "agent").unwrap();
+        forged.commit();
+        add_comment(&mut forged, &sup).unwrap();
+        let new = read_comments(&forged).unwrap();
+        assert_eq!(
+            check_comments(&old, &new, "agent"),
+            Err(RecordError::CommentEdited(1))
+        );
+
+        // A new comment claiming another author.
+        let mut claimed = doc.fork();
+        add_comment(&mut claimed, &sup).unwrap();
+        let new = read_comments(&claimed).unwrap();
+        let err = check_comments(&old, &new, "agent").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "a new grievance comment is signed `sup.north1` but was sent by `agent`; \
+             comments are signed by their sender"
+        );
+
+        // An honest one.
+        let mut honest = doc.fork();
+        add_comment(
+            &mut honest,
+            &Comment {
+                author: "agent".into(),
+                ..sup.clone()
+            },
+        )
+        .unwrap();
+        let new = read_comments(&honest).unwrap();
+        assert_eq!(check_comments(&old, &new, "agent"), Ok(()));
     }
 
     #[test]

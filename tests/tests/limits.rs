@@ -635,3 +635,106 @@ async fn a_device_keeps_its_permit_until_its_push_is_answered() {
     }
     until(|| server.state.limits.devices.in_progress() == 0).await;
 }
+
+/// Text of `n` four-byte characters that no compression shrinks (a simple generator).
+fn dense_text(n: usize, seed: u64) -> String {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            char::from_u32(0x20000 + ((x >> 33) % 0xA000) as u32).unwrap()
+        })
+        .collect()
+}
+
+/// A grievance with `n` comments of the longest text, by the device's agent.
+fn long_grievance(n: usize) -> Record {
+    let Record::Grievance(g) = grievance(&dense_text(bounds::MAX_TEXT_CHARS, 0)) else {
+        unreachable!()
+    };
+    Record::Grievance(Grievance {
+        comments: (0..n)
+            .map(|i| Comment {
+                author: "agent.n-mz".into(),
+                at: DateTime::parse_from_rfc3339("2026-11-21T09:00:00Z").unwrap(),
+                text: dense_text(bounds::MAX_COMMENT_CHARS, i as u64 + 1),
+            })
+            .collect(),
+        ..g
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grievance_at_its_content_limits_can_still_be_closed_from_the_office() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let (doc_id, _, dc) = device.new_record(&long_grievance(bounds::MAX_COMMENTS));
+    let sent: usize = dc.changes.iter().map(Vec::len).sum();
+    assert!(sent > 512 * 1024, "{sent} bytes");
+    let reply = device.push(vec![dc]).await.unwrap();
+    let r = &reply.results[0];
+    assert_eq!(r.outcome(), DocOutcome::Accepted, "{}", r.reason);
+    for to in [GrievanceStatus::Resolved, GrievanceStatus::Closed] {
+        server
+            .state
+            .store
+            .write(|tx| {
+                let sup = outpost_server::store::users::user_by_username(tx, SUP)?;
+                outpost_server::store::records::office_edit(tx, &sup, doc_id, |doc| {
+                    records::set_grievance_status(doc, to, Some(SUP))
+                })
+            })
+            .unwrap();
+    }
+    let g = server
+        .state
+        .store
+        .read(|c| outpost_server::store::records::get_grievance(c, &Scope::National, doc_id))
+        .unwrap();
+    assert_eq!(g.comments.len(), bounds::MAX_COMMENTS);
+    assert_eq!(g.status, "CLOSED");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_document_leaves_a_small_quarantine_row() {
+    let server = TestServer::start(40).await;
+    let mut device = enrolled(&server).await;
+    let (doc_id, _, dc) = device.new_record(&long_grievance(bounds::MAX_COMMENTS + 1));
+    let sent = dc.changes.concat();
+    assert!(sent.len() > 512 * 1024, "{} bytes", sent.len());
+    let reply = device.push(vec![dc]).await.unwrap();
+    let r = &reply.results[0];
+    assert_eq!(r.outcome(), DocOutcome::Rejected);
+    assert_eq!(
+        r.reason,
+        "the record is too large: the grievance has 101 comments; at most 100 are accepted"
+    );
+    let (kept, hash, reason): (Vec<u8>, Vec<u8>, String) = server
+        .state
+        .store
+        .read(|c| {
+            Ok(c.query_row(
+                "SELECT changes, changes_hash, reason FROM quarantine WHERE doc_id = ?1",
+                [doc_id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(kept, sent[..4096]);
+    assert_eq!(
+        hash,
+        ring::digest::digest(&ring::digest::SHA256, &sent).as_ref()
+    );
+    assert_eq!(
+        reason,
+        format!(
+            "{} (quarantine keeps only the first 4096 of the {} bytes sent, and their SHA-256)",
+            r.reason,
+            sent.len()
+        )
+    );
+}

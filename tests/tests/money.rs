@@ -3,6 +3,7 @@
 //! kept and flagged, and no total, however large the stored amounts, stops a page.
 //! Also who signs a grievance comment: the device's agent, never the text the device wrote.
 
+use automerge::transaction::Transactable;
 use chrono::DateTime;
 use outpost_proto::{
     Money,
@@ -394,23 +395,20 @@ async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its
             Ok(())
         })
         .unwrap();
-    // The agent voids it, in a batch with a good payout.
-    outpost_proto::records::void(
-        &mut doc,
-        &outpost_proto::records::Void {
-            reason: "typed the wrong amount".into(),
-            at: DateTime::parse_from_rfc3339("2026-11-20T11:00:00Z").unwrap(),
-        },
-    )
-    .unwrap();
-    let void = wire::DocChanges {
+    let change = |doc: &mut automerge::AutoCommit| wire::DocChanges {
         doc_id: doc_id.as_bytes().to_vec(),
         kind: "payout".into(),
         changes: vec![doc.get_last_local_change().unwrap().raw_bytes().to_vec()],
         device_seq: 0,
     };
+    // Any change but a void is refused, in a batch with a good payout that lands.
+    let mut edited = doc.fork();
+    edited
+        .put(automerge::ROOT, "override", "the beneficiary insisted")
+        .unwrap();
+    edited.commit();
     let (_, _, good) = device.new_record(&payout(&e, collector, e.amount_minor, &e.currency));
-    let reply = device.push(vec![void, good]).await.unwrap();
+    let reply = device.push(vec![change(&mut edited), good]).await.unwrap();
     assert_eq!(reply.results[0].outcome(), DocOutcome::Rejected);
     assert!(
         reply.results[0]
@@ -428,6 +426,75 @@ async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its
         "{}",
         reply.results[1].reason
     );
+    // The agent voids it: a fact the agent reports, accepted; the payout no longer counts.
+    outpost_proto::records::void(
+        &mut doc,
+        &outpost_proto::records::Void {
+            reason: "typed the wrong amount".into(),
+            at: DateTime::parse_from_rfc3339("2026-11-20T11:00:00Z").unwrap(),
+        },
+    )
+    .unwrap();
+    let reply = device.push(vec![change(&mut doc)]).await.unwrap();
+    assert_eq!(
+        reply.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        reply.results[0].reason
+    );
+    assert_eq!(
+        count(
+            &server,
+            &format!(
+                "SELECT count(*) FROM payouts WHERE doc_id = x'{}' AND voided_at IS NOT NULL",
+                doc_id.simple()
+            )
+        ),
+        1
+    );
+    // Voided, it stays voided: a change undoing the void is refused like any other.
+    let mut unvoided = doc.fork();
+    unvoided.delete(automerge::ROOT, "void").unwrap();
+    unvoided.commit();
+    let reply = device.push(vec![change(&mut unvoided)]).await.unwrap();
+    assert_eq!(reply.results[0].outcome(), DocOutcome::Rejected);
+}
+
+/// One change of a grievance document, as a device sends it.
+fn grievance_change(doc_id: Uuid, changes: Vec<Vec<u8>>) -> wire::DocChanges {
+    wire::DocChanges {
+        doc_id: doc_id.as_bytes().to_vec(),
+        kind: "grievance".into(),
+        changes,
+        device_seq: 0,
+    }
+}
+
+/// The server's copy of a document and its comments as the office reads them.
+fn held(server: &TestServer, doc_id: Uuid) -> (Vec<u8>, Vec<serde_json::Value>) {
+    let data = server
+        .state
+        .store
+        .read(|c| {
+            Ok(
+                c.query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    let g = server
+        .state
+        .store
+        .read(|c| {
+            outpost_server::store::records::get_grievance(
+                c,
+                &outpost_server::store::registry::Scope::National,
+                doc_id,
+            )
+        })
+        .unwrap();
+    (data, g.comments)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -435,21 +502,51 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
     let server = TestServer::start(40).await;
     let mut device = enrolled(&server).await;
     let (e, _) = payable(&device).remove(0);
-    let claim = |text: &str, minute: u32| Comment {
-        author: "the supervisor".into(),
+    let by = |author: &str, text: &str, minute: u32| Comment {
+        author: author.into(),
         at: DateTime::parse_from_rfc3339(&format!("2026-11-20T10:{minute:02}:00Z")).unwrap(),
         text: text.into(),
     };
-    let grievance = Record::Grievance(Grievance {
-        beneficiary_id: Some(id(&e.beneficiary_id)),
-        category: "WRONG_AMOUNT".into(),
-        description: "Le montant est faux".into(),
-        status: GrievanceStatus::Open,
-        assignee: None,
-        comments: vec![claim("Approved, paid again", 16)],
-        created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
-    });
-    let (doc_id, mut doc, dc) = device.new_record(&grievance);
+    let claim = |text: &str, minute: u32| by(AGENT, text, minute);
+    let grievance = |comments: Vec<Comment>| {
+        Record::Grievance(Grievance {
+            beneficiary_id: Some(id(&e.beneficiary_id)),
+            category: "WRONG_AMOUNT".into(),
+            description: "Le montant est faux".into(),
+            status: GrievanceStatus::Open,
+            assignee: None,
+            comments,
+            created_at: DateTime::parse_from_rfc3339("2026-11-20T10:15:00Z").unwrap(),
+        })
+    };
+    // A new grievance whose comment claims another author is refused whole.
+    let (forged_id, _, dc) = device.new_record(&grievance(vec![by(
+        "the supervisor",
+        "Approved, paid again",
+        16,
+    )]));
+    let r = device.push(vec![dc]).await.unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Rejected);
+    assert!(
+        r.results[0]
+            .reason
+            .contains("signed `the supervisor` but was sent by `agent.n-mz`"),
+        "{}",
+        r.results[0].reason
+    );
+    assert_eq!(
+        count(
+            &server,
+            &format!(
+                "SELECT count(*) FROM documents WHERE id = x'{}'",
+                forged_id.simple()
+            )
+        ),
+        0
+    );
+
+    let (doc_id, mut doc, dc) =
+        device.new_record(&grievance(vec![claim("Approved, paid again", 16)]));
     let r = device.push(vec![dc]).await.unwrap();
     assert_eq!(
         r.results[0].outcome(),
@@ -480,8 +577,81 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         .unwrap();
     assert!(r.status().is_redirection(), "{}", r.status());
 
-    // The device adds another comment claiming to be someone else: still its agent, and the
-    // supervisor's comment keeps its signer.
+    // The device receives the supervisor's comment.
+    for dc in device.pull_changes().await.unwrap() {
+        if dc.doc_id == doc_id.as_bytes() {
+            for c in dc.changes {
+                doc.apply_changes([automerge::Change::from_bytes(c).unwrap()])
+                    .unwrap();
+            }
+        }
+    }
+    let before = held(&server, doc_id);
+    let comments = outpost_proto::records::read_comments(&doc).unwrap();
+    let (sup_comment, original) = comments
+        .iter()
+        .find(|(_, c)| c.text == "On regarde")
+        .cloned()
+        .expect("the supervisor's comment reached the device");
+    assert_eq!(original.author, SUP);
+
+    // It rewrites the supervisor's comment in place and adds a copy of the original: refused,
+    // and the server's copy is as it was.
+    let mut forged = doc.fork();
+    let heads = forged.get_heads();
+    forged
+        .put(&sup_comment, "text", "Closed, nothing owed")
+        .unwrap();
+    forged.commit();
+    outpost_proto::records::add_comment(&mut forged, &original).unwrap();
+    let changes = forged
+        .get_changes(&heads)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let r = device
+        .push(vec![grievance_change(doc_id, changes)])
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Rejected);
+    assert!(
+        r.results[0]
+            .reason
+            .contains("was already recorded and cannot be changed"),
+        "{}",
+        r.results[0].reason
+    );
+    assert_eq!(held(&server, doc_id), before);
+
+    // A new comment signed as the supervisor: refused too.
+    let mut claimed = doc.fork();
+    outpost_proto::records::add_comment(&mut claimed, &by(SUP, "Closed, nothing owed", 30))
+        .unwrap();
+    let r = device
+        .push(vec![grievance_change(
+            doc_id,
+            vec![
+                claimed
+                    .get_last_local_change()
+                    .unwrap()
+                    .raw_bytes()
+                    .to_vec(),
+            ],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Rejected);
+    assert!(
+        r.results[0]
+            .reason
+            .contains("signed `sup.north1` but was sent by `agent.n-mz`"),
+        "{}",
+        r.results[0].reason
+    );
+    assert_eq!(held(&server, doc_id), before);
+
+    // The device adds a comment of its own: signed by its agent, and the supervisor's comment
+    // keeps its signer.
     outpost_proto::records::add_comment(&mut doc, &claim("Closed, nothing owed", 30)).unwrap();
     let change = doc.get_last_local_change().unwrap().raw_bytes().to_vec();
     let r = device

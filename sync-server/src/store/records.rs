@@ -282,13 +282,15 @@ fn merge(
 ) -> Result<DocResult> {
     let Prepared { dc, parsed, as_new } = prepared;
     let refuse = |outcome: DocOutcome, heads: &[ChangeHash], reason: String| -> Result<DocResult> {
-        quarantine(tx, origin, received_at, &dc, &reason)?;
+        quarantine(tx, origin, received_at, &dc, &reason, false)?;
         Ok(result(&dc.doc_id, outcome, heads, reason))
     };
     let (doc_id, kind, changes) = match parsed {
         Ok(p) => p,
         Err((outcome, reason)) => return refuse(outcome, &[], reason),
     };
+    // Why a held record fails today's rules, if it does: then only a void may follow.
+    let mut legacy: Option<records::RecordError> = None;
     let existing: Option<(String, Vec<u8>, String)> = tx
         .prepare_cached("SELECT kind, data, path FROM documents WHERE id = ?1")?
         .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -306,20 +308,35 @@ fn merge(
                 );
             }
             // A record accepted under older, looser rules (an amount since judged implausible)
-            // is refused with the reason rather than failing the device's whole batch.
+            // may still be voided, a fact the agent reports; any other change is refused with
+            // the reason rather than failing the device's whole batch.
             let old = match Record::read(&doc) {
                 Ok(old) => old,
-                Err(e) => {
-                    return refuse(
-                        DocOutcome::Rejected,
-                        &doc.get_heads(),
-                        format!("the record held by the server no longer passes its rules: {e}"),
-                    );
-                }
+                Err(e) => match Record::read_held(&doc) {
+                    Ok(old) => {
+                        legacy = Some(e);
+                        old
+                    }
+                    Err(_) => {
+                        return refuse(
+                            DocOutcome::Rejected,
+                            &doc.get_heads(),
+                            format!(
+                                "the record held by the server no longer passes its rules: {e}"
+                            ),
+                        );
+                    }
+                },
             };
             (Some(doc), Some(old))
         }
         None => (None, None),
+    };
+    // Comments as they were, by object id: each stays as it is (see `check_comments`).
+    let old_comments = match &held {
+        Some(doc) if kind == RecordKind::Grievance => records::read_comments(doc)
+            .map_err(|e| Error::Internal(format!("reading held comments: {e}")))?,
+        _ => Vec::new(),
     };
     let heads_before = held.as_ref().map(|d| d.get_heads()).unwrap_or_default();
     let (doc, fresh, read) = match (held, as_new) {
@@ -355,7 +372,11 @@ fn merge(
                     "earlier changes of this record have not arrived yet".into(),
                 ));
             }
-            let read = Record::read(&doc);
+            let read = if legacy.is_some() {
+                Record::read_held(&doc)
+            } else {
+                Record::read(&doc)
+            };
             (doc, fresh, read)
         }
     };
@@ -375,9 +396,36 @@ fn merge(
             ),
         );
     }
-    // The merged document reaches every device in its area: one beyond the bounds is refused.
+    // The merged document reaches every device in its area: one beyond the bounds is refused,
+    // and only a bounded part of it kept in quarantine.
     if let Err(e) = records::check_bounds(&doc.get_changes(&[]), &record) {
-        return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
+        let reason = e.to_string();
+        quarantine(tx, origin, received_at, &dc, &reason, true)?;
+        return Ok(result(
+            &dc.doc_id,
+            DocOutcome::Rejected,
+            &heads_before,
+            reason,
+        ));
+    }
+    if let (Some(e), Some(old)) = (&legacy, &before) {
+        let voided_only = match (old, &record) {
+            (Record::Payout(a), Record::Payout(b)) => a.void.is_none() && b.void.is_some(),
+            (Record::Distribution(a), Record::Distribution(b)) => {
+                a.void.is_none() && b.void.is_some()
+            }
+            _ => false,
+        };
+        if !voided_only || records::check_update(old, &record).is_err() {
+            return refuse(
+                DocOutcome::Rejected,
+                &heads_before,
+                format!(
+                    "the record held by the server no longer passes its rules: {e}; \
+                     it can only be voided"
+                ),
+            );
+        }
     }
     // A grievance moved in two places at once can merge to a status neither could reach
     // (closed at the office, reopened offline). That is a conflict, not a bad record: keep
@@ -412,6 +460,13 @@ fn merge(
                 }
             }
             _ => return refuse(DocOutcome::Rejected, &heads_before, e.to_string()),
+        }
+    }
+    if let Record::Grievance(_) = &record {
+        let new_comments = records::read_comments(&doc)
+            .map_err(|e| Error::Internal(format!("reading merged comments: {e}")))?;
+        if let Err(e) = records::check_comments(&old_comments, &new_comments, &origin.author) {
+            return refuse(DocOutcome::Rejected, &heads_before, e.to_string());
         }
     }
     let stored_path = existing.as_ref().map(|(_, _, path)| path.as_str());
@@ -501,15 +556,34 @@ fn restore_status(doc: &Automerge, status: records::GrievanceStatus) -> Result<V
     Ok(edit.get_changes(&heads))
 }
 
+/// What quarantine keeps of a large document refused for its size: enough to see what it was.
+const QUARANTINE_PREFIX_BYTES: usize = 4 * 1024;
+/// A document refused for its size is kept whole up to this (a few comments too many), and
+/// beyond it as its first [`QUARANTINE_PREFIX_BYTES`].
+const QUARANTINE_WHOLE_BYTES: usize = 64 * 1024;
+
+/// Keeps refused changes with the reason. A large document refused as too large
+/// (`too_large`) is kept as its SHA-256, its sizes and its first [`QUARANTINE_PREFIX_BYTES`]
+/// only, so a hostile device cannot fill the disk through the quarantine.
 fn quarantine(
     tx: &Transaction,
     origin: &Origin,
     received_at: &str,
     dc: &DocChanges,
     reason: &str,
+    too_large: bool,
 ) -> Result<()> {
-    let changes = dc.changes.concat();
+    let mut changes = dc.changes.concat();
     let hash = ring::digest::digest(&ring::digest::SHA256, &changes);
+    let mut reason = reason.to_owned();
+    if too_large && changes.len() > QUARANTINE_WHOLE_BYTES {
+        reason = format!(
+            "{reason} (quarantine keeps only the first {QUARANTINE_PREFIX_BYTES} of the {} bytes \
+             sent, and their SHA-256)",
+            changes.len()
+        );
+        changes.truncate(QUARANTINE_PREFIX_BYTES);
+    }
     tx.prepare_cached(
         "INSERT OR IGNORE INTO quarantine (doc_id, kind, device_id, device_seq, changes, changes_hash, reason, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
