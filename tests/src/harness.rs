@@ -22,7 +22,7 @@ pub struct TestServer {
     /// Tokens already issued, per user: a token costs a TOTP code, and a code is accepted
     /// once per 30-second step.
     tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    codes: sessions::FreshCodes,
+    codes: sessions::testing::FreshCodes,
     handle: axum_server::Handle<std::net::SocketAddr>,
     _dir: TempDir,
 }
