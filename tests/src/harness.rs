@@ -80,7 +80,7 @@ impl TestServer {
     }
 
     /// A code from a demo user's authenticator app that the server has not seen yet (waits
-    /// for the clock only when the user spent three codes within one step).
+    /// for the clock only when the user spent two codes within one step, three early in a step).
     pub async fn code(&self, username: &str) -> String {
         let (code, wait) = self
             .codes
