@@ -514,7 +514,13 @@ fn run(cli: Cli) -> Result<()> {
             password,
             totp,
         } => {
-            let store = open(&cli.data)?;
+            // Resetting an authenticator is the way back from a lost key file, so that reset
+            // opens the database even when its sealed secrets cannot be opened.
+            let store = if totp {
+                Store::open_to_reset_logins(&cli.data.join("registry.db"))?
+            } else {
+                open(&cli.data)?
+            };
             let password = if password {
                 let mut p = String::new();
                 std::io::stdin().read_to_string(&mut p)?;

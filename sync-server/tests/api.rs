@@ -22,7 +22,7 @@ struct Server {
     cycle: String,
     _dir: TempDir,
     http: Client,
-    codes: sessions::FreshCodes,
+    codes: sessions::testing::FreshCodes,
 }
 
 impl Server {
@@ -1703,10 +1703,20 @@ async fn the_login_page_shows_only_the_servers_own_messages() {
         assert_eq!(r.status(), StatusCode::SEE_OTHER);
         answers.push(r.headers()["location"].to_str().unwrap().to_owned());
     }
+    // The answers carry their time and its signature (`at`, `sig`): alike but for those.
+    let unstamped = |location: &str| -> String {
+        location
+            .split('&')
+            .filter(|p| !p.starts_with("at=") && !p.starts_with("sig="))
+            .collect::<Vec<_>>()
+            .join("&")
+    };
     assert_eq!(
-        answers[0], answers[1],
+        unstamped(&answers[0]),
+        unstamped(&answers[1]),
         "known and unknown names answer alike"
     );
+    assert!(answers[0].contains("&sig="), "{}", answers[0]);
     let page = http
         .get(s.url(&answers[0]))
         .send()
@@ -1716,4 +1726,50 @@ async fn the_login_page_shows_only_the_servers_own_messages() {
         .await
         .unwrap();
     assert!(page.contains("not right"), "{page}");
+}
+
+/// A message the server signed shows only on the page it was made for and in the browser
+/// it was made for: a message that echoes input (here, a language name) cannot be replayed
+/// on the log-in page, nor a log-in page's message in a browser with another session.
+#[tokio::test]
+async fn a_signed_message_does_not_show_on_another_page_or_in_another_session() {
+    let s = Server::start(5);
+    let http = Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let answer = |r: reqwest::Response| r.headers()["location"].to_str().unwrap().to_owned();
+    let page = |path: String, cookie: Option<&'static str>| {
+        let mut r = http.get(s.url(&path));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        async move { r.send().await.unwrap().text().await.unwrap() }
+    };
+    // Made for "/" (a bad language choice) and replayed on the log-in page.
+    let to_home = answer(
+        http.post(s.url("/language"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("lang=xx")
+            .send()
+            .await
+            .unwrap(),
+    );
+    let (path, query) = to_home.split_once('?').unwrap();
+    assert_eq!(path, "/");
+    assert!(query.contains("sig="), "{query}");
+    let shown = page(format!("/login?{query}"), None).await;
+    assert!(!shown.contains("not a language"), "{shown}");
+    // Made for the log-in page with no session: shown there, not with someone's session.
+    let to_login = answer(
+        http.post(s.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body("username=admin&password=guess")
+            .send()
+            .await
+            .unwrap(),
+    );
+    assert!(page(to_login.clone(), None).await.contains("not right"));
+    let elsewhere = page(to_login, Some("outpost_session=someone-elses-session")).await;
+    assert!(!elsewhere.contains("not right"), "{elsewhere}");
 }

@@ -604,8 +604,11 @@ fn a_totp_code_is_checked_and_accepted_once_and_wrong_ones_pause_the_account() {
     );
 }
 
+/// Five wrong passwords pause the name typed (not an account: unknown names pause alike),
+/// even for the right password. Only the pause is audited, not each attempt, so guessing
+/// cannot grow the audit log one entry per try.
 #[test]
-fn wrong_passwords_are_counted_and_pause_the_account_even_for_the_right_one() {
+fn wrong_passwords_are_counted_and_pause_the_name_even_for_the_right_password() {
     let o = office();
     for _ in 0..4 {
         let r = sessions::log_in(&o.store, "sup.north1", "guess", ADDRESS).unwrap();
@@ -622,7 +625,19 @@ fn wrong_passwords_are_counted_and_pause_the_account_even_for_the_right_one() {
         .store
         .read(|c| outpost_server::store::audit::list(c, None, 50))
         .unwrap();
-    assert!(audit.iter().filter(|e| e.action == "auth.failed").count() >= 5);
+    // Was: an `auth.failed` entry per attempt. Now one `auth.paused` entry, with the count;
+    // the refused attempts before it and the unknown name's leave none.
+    assert_eq!(
+        audit.iter().filter(|e| e.action == "auth.failed").count(),
+        0,
+        "no entry per attempt"
+    );
+    let paused: Vec<_> = audit.iter().filter(|e| e.action == "auth.paused").collect();
+    assert_eq!(paused.len(), 1, "one entry when the pause began");
+    assert_eq!(paused[0].actor, "user:sup.north1");
+    let detail = &paused[0].detail;
+    assert_eq!(detail["failures"], 5, "{detail}");
+    assert_eq!(detail["key"], "name:sup.north1", "{detail}");
 }
 
 #[test]
@@ -1461,7 +1476,7 @@ fn wrong_codes_are_counted_apart_from_passwords_and_pause_the_account_and_its_to
 #[test]
 fn a_paused_name_keeps_its_sessions_unknown_names_pause_alike_and_addresses_are_throttled() {
     let o = office();
-    let codes = sessions::FreshCodes::default();
+    let codes = sessions::testing::FreshCodes::default();
     let u = o.user("sup.north1");
     let sessions::LogIn::Opened(cookie) =
         sessions::log_in(&o.store, "sup.north1", demo::DEMO_PASSWORD, ADDRESS).unwrap()
@@ -1532,23 +1547,67 @@ fn a_paused_name_keeps_its_sessions_unknown_names_pause_alike_and_addresses_are_
 
 /// The slow password check (argon2) runs while another request holds the writer: only the
 /// small write that records the outcome waits for it.
+///
+/// The steps are those both log-in paths run (`api::check_password` for the HTTP handlers,
+/// `sessions::check_password` for the store's callers): [`sessions::Stored::read`] on a
+/// reader, [`sessions::Stored::verify`] (argon2) with nothing held, then
+/// [`sessions::Verified::record`] in a write. The test holds the writer throughout the first
+/// two: the verification finishes while it is held, the recording cannot (it needs the
+/// writer), and once the writer is free the recording opens the session.
 #[test]
 fn a_password_is_checked_without_the_writer() {
+    use std::sync::mpsc::RecvTimeoutError;
+    enum Step {
+        Verified,
+        Recorded(outpost_server::Result<sessions::LogIn>),
+    }
     let o = office();
     let store = std::sync::Arc::new(o.store);
-    let (done, finished) = std::sync::mpsc::channel();
-    let checked = store
+    let (step, steps) = std::sync::mpsc::channel();
+    // A deadlock guard, not a measure: each step either comes or the test fails.
+    let guard = std::time::Duration::from_secs(120);
+    let during = store
         .write(|_tx| {
             let s = store.clone();
             std::thread::spawn(move || {
-                let v = sessions::Verified::check(&s, "sup.north1", demo::DEMO_PASSWORD);
-                let _ = done.send(v.is_ok());
+                let verified = sessions::Stored::read(&s, "sup.north1")
+                    .map(|stored| stored.verify(demo::DEMO_PASSWORD));
+                let verified = match verified {
+                    Ok(v) => v,
+                    Err(e) => return drop(step.send(Step::Recorded(Err(e)))),
+                };
+                let _ = step.send(Step::Verified);
+                let recorded = s
+                    .write(|tx| verified.record(tx, ADDRESS, sessions::open_session))
+                    .map(sessions::LogIn::from);
+                let _ = step.send(Step::Recorded(recorded));
             });
-            // A deadlock guard, not a measure: the check needs no writer, so it ends.
-            Ok(finished.recv_timeout(std::time::Duration::from_secs(120)))
+            let verified = matches!(steps.recv_timeout(guard), Ok(Step::Verified));
+            // The recording needs the writer this closure holds, so it cannot have happened.
+            let not_recorded = matches!(
+                steps.recv_timeout(std::time::Duration::ZERO),
+                Err(RecvTimeoutError::Timeout)
+            );
+            Ok((verified, not_recorded))
         })
         .unwrap();
-    assert_eq!(checked, Ok(true), "the check ran while the writer was held");
+    assert_eq!(
+        during,
+        (true, true),
+        "argon2 verified the password while the writer was held; the recording waited"
+    );
+    match steps.recv_timeout(guard) {
+        Ok(Step::Recorded(Ok(sessions::LogIn::Opened(token)))) => {
+            let live = store.read(|c| sessions::session(c, &token)).unwrap();
+            assert!(
+                live.is_some(),
+                "the session was recorded once the writer was free"
+            );
+        }
+        Ok(Step::Recorded(other)) => panic!("not opened: {other:?}"),
+        Ok(Step::Verified) => panic!("verified twice"),
+        Err(e) => panic!("the recording never came: {e}"),
+    }
 }
 
 /// An administrator's reset ends every token and session of the account, takes effect on the
@@ -1673,17 +1732,168 @@ fn totp_secrets_are_encrypted_at_rest_and_plain_ones_are_sealed_on_open() {
             .unwrap(),
         sessions::Code::Accepted
     );
-    // Without its key file the database's secrets are of no use.
+    // Without its key file the database's secrets are of no use: with another key they do
+    // not open.
     drop(store);
     std::fs::remove_file(&key).unwrap();
+    let other = outpost_server::store::secrets::SecretKey::create(dir.path()).unwrap();
+    let sealed = stored("sup.north1");
+    assert!(other.open(&sealed).is_err());
+}
+
+/// A lost key file is not silently replaced (every sealed secret would then fail to open and
+/// every staff log-in answer 500): the store refuses to open and says what to do; resetting
+/// each account's authenticator (which opens without the key) is the way back.
+#[test]
+fn a_missing_key_file_with_sealed_secrets_refuses_to_open_until_each_account_is_reset() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let key = dir
+        .path()
+        .join(outpost_server::store::secrets::SecretKey::FILE);
     let store = Store::open(&path).unwrap();
+    demo::load(
+        &store,
+        &DemoOptions {
+            households: 5,
+            seed: 3,
+            as_of: demo::today(),
+        },
+    )
+    .unwrap();
+    drop(store);
+    std::fs::remove_file(&key).unwrap();
+    let err = refused(&path);
+    for words in [
+        "login-secrets.key",
+        "missing",
+        "reset-login USERNAME --totp",
+        "sup.north1",
+        "from a backup",
+    ] {
+        assert!(err.contains(words), "{words}: {err}");
+    }
+    assert!(!key.exists(), "no new key was made in its place");
+    // Another key in its place is refused alike.
+    outpost_server::store::secrets::SecretKey::create(dir.path()).unwrap();
+    let err = refused(&path);
+    assert!(err.contains("not the one"), "{err}");
+    // The way back: reset each account's authenticator, then the store opens.
+    let sealed: Vec<String> = rusqlite::Connection::open(&path)
+        .unwrap()
+        .prepare("SELECT username FROM users WHERE totp_secret IS NOT NULL")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert!(sealed.len() > 1);
+    let reset = users::Reset {
+        password: None,
+        totp: true,
+    };
+    for (i, name) in sealed.iter().enumerate() {
+        if i + 1 < sealed.len() {
+            // Until the last one is reset, the plain open still refuses, naming those left.
+            let err = refused(&path);
+            assert!(err.contains(name.as_str()), "{err}");
+        }
+        let store = Store::open_to_reset_logins(&path).unwrap();
+        store
+            .write(|tx| users::reset_login(tx, "cli", &Scope::National, name, &reset, None))
+            .unwrap();
+    }
+    let store = Store::open(&path).unwrap();
+    let opened = sessions::log_in(&store, "sup.north1", demo::DEMO_PASSWORD, ADDRESS).unwrap();
+    assert!(matches!(opened, sessions::LogIn::Opened(_)), "{opened:?}");
+}
+
+/// Why the store does not open.
+fn refused(path: &std::path::Path) -> String {
+    match Store::open(path) {
+        Ok(_) => panic!("the store opened"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// A fresh key file is written whole and private, and a key already there is never replaced.
+#[test]
+fn the_key_file_is_made_private_and_never_replaced() {
+    use outpost_server::store::secrets::SecretKey;
+    let dir = tempfile::tempdir().unwrap();
+    let key = SecretKey::create(dir.path()).unwrap();
+    let sealed = key.seal("JBSWY3DPEHPK3PXP").unwrap();
+    let file = dir.path().join(SecretKey::FILE);
+    assert_eq!(std::fs::read(&file).unwrap().len(), 32);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    assert!(SecretKey::create(dir.path()).is_err(), "not replaced");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
+    let again = SecretKey::load(dir.path()).unwrap().unwrap();
+    assert_eq!(again.open(&sealed).unwrap(), "JBSWY3DPEHPK3PXP");
+}
+
+/// Sealing the plain secrets of an older database leaves no copy of them in its files: not
+/// in the space the old rows freed, not in the write-ahead log.
+#[test]
+fn sealing_plain_secrets_leaves_no_plain_text_in_the_database_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("registry.db");
+    let store = Store::open(&path).unwrap();
+    demo::load(
+        &store,
+        &DemoOptions {
+            households: 5,
+            seed: 3,
+            as_of: demo::today(),
+        },
+    )
+    .unwrap();
+    drop(store);
+    // As a database written before encryption held it, settled into the main file.
+    let raw = rusqlite::Connection::open(&path).unwrap();
+    let plain = raw
+        .execute(
+            "UPDATE users SET totp_secret = ?1 WHERE totp_secret IS NOT NULL",
+            [sessions::DEMO_TOTP_SECRET],
+        )
+        .unwrap();
+    assert!(plain > 1);
+    raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+    drop(raw);
+    let files = || -> Vec<u8> {
+        let mut all = Vec::new();
+        for end in ["", "-wal"] {
+            let mut p = path.clone().into_os_string();
+            p.push(end);
+            if let Ok(bytes) = std::fs::read(&p) {
+                all.extend(bytes);
+            }
+        }
+        all
+    };
+    let secret = sessions::DEMO_TOTP_SECRET.as_bytes();
+    let holds = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret);
+    assert!(holds(&files()), "the plain secret is there before");
+    let store = Store::open(&path).unwrap();
+    assert!(!holds(&files()), "no plain secret left once sealed");
     let u = store
         .read(|c| users::user_by_username(c, "sup.north1"))
         .unwrap();
-    assert!(
+    let code = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
+    assert_eq!(
         store
             .write(|tx| sessions::check_code(tx, &u, &code))
-            .is_err()
+            .unwrap(),
+        sessions::Code::Accepted
     );
 }
 
@@ -1747,7 +1957,7 @@ fn enrolling_an_authenticator_stores_its_secret_encrypted_and_it_then_buys_a_tok
             .0,
         secret
     );
-    let codes = sessions::FreshCodes::default();
+    let codes = sessions::testing::FreshCodes::default();
     let (code, wait) = codes.next("sup.new", &secret).unwrap();
     std::thread::sleep(wait);
     o.store

@@ -22,7 +22,7 @@ pub struct TestServer {
     /// Tokens already issued, per user: a token costs a TOTP code, and a code is accepted
     /// once per 30-second step.
     tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
-    codes: sessions::FreshCodes,
+    codes: sessions::testing::FreshCodes,
     handle: axum_server::Handle<std::net::SocketAddr>,
     _dir: TempDir,
 }
@@ -97,7 +97,7 @@ impl TestServer {
     }
 
     /// A code from a demo user's authenticator app that the server has not seen yet (waits
-    /// for the clock only when the user spent three codes within one step).
+    /// for the clock only when the user spent two codes within one step, three early in a step).
     pub async fn code(&self, username: &str) -> String {
         let (code, wait) = self
             .codes

@@ -104,10 +104,8 @@ async fn web_session(server: &TestServer, username: &str) -> (reqwest::Client, S
         .await
         .unwrap();
     let csrf = csrf_of(&page);
-    let code = outpost_server::store::sessions::current_code(
-        outpost_server::store::sessions::DEMO_TOTP_SECRET,
-    )
-    .unwrap();
+    // A step the harness has not spent for this user (its token took one already).
+    let code = server.code(username).await;
     let r = web
         .post(server.url("/login/totp"))
         .header("cookie", &cookie)

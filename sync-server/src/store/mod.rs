@@ -119,18 +119,58 @@ impl Drop for Store {
 
 impl Store {
     /// Opens (creating if needed) and migrates the database at `path`.
+    ///
+    /// Refuses to open when the database holds TOTP secrets sealed with a key that is not
+    /// there ([`secrets::SecretKey::FILE`] missing, or another one): a new key would make every
+    /// staff log-in fail. The message says how to recover (restore the file, or
+    /// [`Store::open_to_reset_logins`] and reset each account's authenticator).
     pub fn open(path: &Path) -> Result<Store> {
+        Self::open_with(path, false)
+    }
+
+    /// Opens the database even when its sealed TOTP secrets cannot be opened (creating a key
+    /// if there is none), so `reset-login USER --totp` can clear them: the way back when the
+    /// key file is lost. Everything else should use [`Store::open`].
+    pub fn open_to_reset_logins(path: &Path) -> Result<Store> {
+        Self::open_with(path, true)
+    }
+
+    fn open_with(path: &Path, allow_unopenable: bool) -> Result<Store> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir)?;
-        // Beside the database, never inside it (like the programme key).
-        let secrets = std::sync::Arc::new(secrets::SecretKey::load_or_create(dir)?);
         let mut writer = open_connection(path, false)?;
-        secrets::register(&writer, &secrets)?;
         migrate(&mut writer)?;
-        {
-            let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            secrets::seal_plain_secrets(&tx)?;
-            tx.commit()?;
+        // Beside the database, never inside it (like the programme key).
+        let found = secrets::SecretKey::load(dir)?;
+        let unopenable = secrets::unopenable(&writer, found.as_ref())?;
+        if !unopenable.is_empty() && !allow_unopenable {
+            return Err(secrets::refusal(dir, found.is_none(), &unopenable));
+        }
+        let created = found.is_none();
+        let secrets = std::sync::Arc::new(match found {
+            Some(key) => key,
+            None => secrets::SecretKey::create(dir)?,
+        });
+        secrets::register(&writer, &secrets)?;
+        if created {
+            // Enrolment offers sealed with a lost key are only offers: made again on reload.
+            writer.execute(
+                "UPDATE web_sessions SET pending_totp = NULL WHERE pending_totp LIKE 'v1:%'",
+                [],
+            )?;
+        }
+        if secrets::plain_secrets(&writer)? > 0 {
+            // Sealing rewrites the rows; secure_delete zeroes the space the plain text leaves,
+            // and the checkpoint moves the rewritten pages over the old ones and empties the
+            // log, so no copy of a plain secret is left in the files.
+            writer.pragma_update(None, "secure_delete", true)?;
+            {
+                let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                secrets::seal_plain_secrets(&tx)?;
+                tx.commit()?;
+            }
+            writer.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")?;
+            writer.pragma_update(None, "secure_delete", false)?;
         }
         writer.pragma_update(None, "wal_autocheckpoint", 0)?;
         Ok(Store {

@@ -37,26 +37,55 @@ impl std::fmt::Debug for SecretKey {
 impl SecretKey {
     pub const FILE: &'static str = "login-secrets.key";
 
-    /// Loads the key from `dir`, creating it on first start.
+    /// Loads the key from `dir`, creating it on first start. Only for a database that holds
+    /// no sealed secret (see [`unopenable`]); [`Store::open`](super::Store::open) decides.
     pub fn load_or_create(dir: &Path) -> Result<SecretKey> {
+        match Self::load(dir)? {
+            Some(key) => Ok(key),
+            None => Self::create(dir),
+        }
+    }
+
+    /// The key in `dir`, or `None` when there is no key file.
+    pub fn load(dir: &Path) -> Result<Option<SecretKey>> {
         let path = dir.join(Self::FILE);
         let bytes = match std::fs::read(&path) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut bytes = vec![0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut bytes)
-                    .map_err(|_| Error::Internal("no randomness for the secrets key".into()))?;
-                super::devices::write_private(&path, &bytes)?;
-                bytes
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        let key = UnboundKey::new(&AES_256_GCM, &bytes)
+        Self::from_bytes(&bytes, &path).map(Some)
+    }
+
+    fn from_bytes(bytes: &[u8], path: &Path) -> Result<SecretKey> {
+        let key = UnboundKey::new(&AES_256_GCM, bytes)
             .map_err(|_| Error::Invalid(format!("{} is not a 32-byte key", path.display())))?;
         Ok(SecretKey {
             key: LessSafeKey::new(key),
         })
+    }
+
+    /// Makes a new key file, atomically: written (mode 0600) and synced under a temporary
+    /// name, then linked to its name (never replacing a key already there) and the directory
+    /// synced, so a crash leaves either no key file or a whole one, never a short one.
+    pub fn create(dir: &Path) -> Result<SecretKey> {
+        let path = dir.join(Self::FILE);
+        let tmp = dir.join(format!("{}.tmp", Self::FILE));
+        let mut bytes = vec![0u8; 32];
+        SystemRandom::new()
+            .fill(&mut bytes)
+            .map_err(|_| Error::Internal("no randomness for the secrets key".into()))?;
+        // A temporary file left by a crash was never the key.
+        match std::fs::remove_file(&tmp) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+        super::devices::write_private(&tmp, &bytes)?;
+        let linked = std::fs::hard_link(&tmp, &path);
+        std::fs::remove_file(&tmp)?;
+        linked?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Self::from_bytes(&bytes, &path)
     }
 
     pub fn seal(&self, plain: &str) -> Result<String> {
@@ -124,8 +153,22 @@ pub fn register(conn: &Connection, key: &Arc<SecretKey>) -> Result<()> {
     Ok(())
 }
 
+/// How many secrets the database holds in plain text (written before encryption).
+pub fn plain_secrets(conn: &Connection) -> Result<i64> {
+    Ok(conn.query_row(
+        "SELECT (SELECT count(*) FROM users
+                 WHERE totp_secret IS NOT NULL AND totp_secret NOT LIKE 'v1:%')
+              + (SELECT count(*) FROM web_sessions
+                 WHERE pending_totp IS NOT NULL AND pending_totp NOT LIKE 'v1:%')",
+        [],
+        |r| r.get(0),
+    )?)
+}
+
 /// Encrypts the secrets a database holds in plain text (written before encryption); nothing
-/// is lost, and a database already sealed is left as it is.
+/// is lost, and a database already sealed is left as it is. Run it with `secure_delete` on
+/// and checkpoint after (as [`Store::open`](super::Store::open) does), so the plain text is
+/// not left behind in free space or in the log.
 pub fn seal_plain_secrets(tx: &rusqlite::Transaction) -> Result<usize> {
     let users = tx.execute(
         "UPDATE users SET totp_secret = totp_seal(totp_secret)
@@ -138,6 +181,46 @@ pub fn seal_plain_secrets(tx: &rusqlite::Transaction) -> Result<usize> {
         [],
     )?;
     Ok(users + sessions)
+}
+
+/// The accounts whose sealed secret does not open with `key` (or, with no key file, every
+/// account with a sealed secret), by username.
+pub fn unopenable(conn: &Connection, key: Option<&SecretKey>) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT username, totp_secret FROM users WHERE totp_secret LIKE 'v1:%' ORDER BY username",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (username, sealed) = row?;
+        if key.is_none_or(|k| k.open(&sealed).is_err()) {
+            out.push(username);
+        }
+    }
+    Ok(out)
+}
+
+/// The refusal to start when sealed secrets cannot be opened: without it every staff log-in
+/// and approval would fail with a server error. Says what to do.
+pub fn refusal(dir: &Path, key_missing: bool, users: &[String]) -> Error {
+    let file = dir.join(SecretKey::FILE);
+    let what = if key_missing {
+        format!("the key file {} is missing", file.display())
+    } else {
+        format!(
+            "the key file {} is not the one these secrets were sealed with",
+            file.display()
+        )
+    };
+    Error::Conflict(format!(
+        "{what}, and the database holds {} authenticator secret(s) sealed with its key \
+         (accounts: {}). Without it no one of them can log in. Restore {} from a backup of \
+         this server, or run `outpost-server reset-login USERNAME --totp` for each of those \
+         accounts (each then sets up their authenticator app again at their next log-in).",
+        users.len(),
+        users.join(", "),
+        SecretKey::FILE,
+    ))
 }
 
 #[cfg(test)]

@@ -377,7 +377,7 @@ pub fn reset_login(
         )?;
     }
     tx.execute(
-        "UPDATE users SET failed_logins = 0, failed_codes = 0, locked_until = NULL WHERE id = ?1",
+        "UPDATE users SET failed_codes = 0, locked_until = NULL WHERE id = ?1",
         [user.id],
     )?;
     // The person who reset it held this account's credentials: for the approval rules that

@@ -68,6 +68,7 @@ pub fn router() -> Router<AppState> {
         .route("/devices/enrol", post(pages::enrol_device))
         .route("/devices/{id}/revoke", post(pages::revoke_device))
         .route("/assets/{file}", get(asset))
+        .layer(axum::middleware::from_fn(flash_context))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -182,6 +183,12 @@ pub struct View<'a> {
 /// are shown: `ok` is a key of the locale files (anything else is dropped), and `error` is
 /// shown only with the `sig` [`after`] put beside it, so a link cannot put its own text on a
 /// page (the log-in page especially) as if the server said it.
+///
+/// Many errors echo what was typed, so a signature alone would let anyone get a text of
+/// their choosing signed and send the link to someone else. The signature therefore covers
+/// the page it was made for, its time `at` (shown for [`FLASH_SECONDS`] only) and the
+/// session cookie of the request that made it (`none` before log-in): replayed on another
+/// page, in another browser or later, the message is not shown.
 #[derive(Debug, Default, Deserialize, Clone)]
 pub struct Flash {
     #[serde(default)]
@@ -189,8 +196,13 @@ pub struct Flash {
     #[serde(default)]
     pub error: Option<String>,
     #[serde(default)]
+    pub at: Option<i64>,
+    #[serde(default)]
     pub sig: Option<String>,
 }
+
+/// How long a signed message is shown after it was made: long enough for a redirect.
+pub const FLASH_SECONDS: i64 = 120;
 
 /// Signs flash messages; made fresh each start (a message is only ever read on the next page).
 static FLASH_KEY: LazyLock<ring::hmac::Key> = LazyLock::new(|| {
@@ -204,23 +216,76 @@ fn rand_fallback() -> Vec<u8> {
     format!("{}:{:?}", std::process::id(), std::time::SystemTime::now()).into_bytes()
 }
 
-fn flash_sig(message: &str) -> String {
+/// What a flash signature is bound to besides its text: the request's path and session.
+#[derive(Debug, Clone)]
+struct Here {
+    path: String,
+    /// SHA-256 of the session cookie, base64url; `none` without one.
+    session: String,
+}
+
+tokio::task_local! {
+    /// The request being answered, for [`after`] (signing) and [`render`] (checking): set by
+    /// [`flash_context`] around every web handler.
+    static HERE: Here;
+}
+
+fn session_binding(headers: &HeaderMap) -> String {
     use base64::Engine;
+    cookie(headers, SESSION_COOKIE).map_or_else(
+        || "none".to_owned(),
+        |token| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(ring::digest::digest(
+                &ring::digest::SHA256,
+                token.as_bytes(),
+            ))
+        },
+    )
+}
+
+async fn flash_context(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let here = Here {
+        path: request.uri().path().to_owned(),
+        session: session_binding(request.headers()),
+    };
+    HERE.scope(here, next.run(request)).await
+}
+
+fn flash_signed(path: &str, at: i64, session: &str, message: &str) -> Vec<u8> {
+    format!("{path}\n{at}\n{session}\n{message}").into_bytes()
+}
+
+/// A message's signature for the page `to` (its path), made now for the current session.
+fn flash_sig(to: &str, at: i64, message: &str) -> String {
+    use base64::Engine;
+    let path = to.split(['?', '#']).next().unwrap_or(to);
+    let session = HERE
+        .try_with(|h| h.session.clone())
+        .unwrap_or_else(|_| "none".into());
     base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .encode(ring::hmac::sign(&FLASH_KEY, message.as_bytes()).as_ref())
+        .encode(ring::hmac::sign(&FLASH_KEY, &flash_signed(path, at, &session, message)).as_ref())
 }
 
 impl Flash {
-    /// The error message, if the server signed it.
+    /// The error message, if the server signed it for this page and session, lately.
     fn verified_error(&self) -> Option<String> {
         use base64::Engine;
-        let (error, sig) = (self.error.as_ref()?, self.sig.as_ref()?);
+        let (error, at, sig) = (self.error.as_ref()?, self.at?, self.sig.as_ref()?);
+        let age = chrono::Utc::now().timestamp() - at;
+        if !(-5..=FLASH_SECONDS).contains(&age) {
+            return None;
+        }
+        let here = HERE.try_with(Here::clone).ok()?;
         let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(sig)
             .ok()?;
-        ring::hmac::verify(&FLASH_KEY, error.as_bytes(), &sig)
-            .ok()
-            .map(|()| error.clone())
+        ring::hmac::verify(
+            &FLASH_KEY,
+            &flash_signed(&here.path, at, &here.session, error),
+            &sig,
+        )
+        .ok()
+        .map(|()| error.clone())
     }
 }
 
@@ -448,8 +513,9 @@ pub fn after(to: &str, outcome: Result<&str>) -> Response {
         }
         Err(e) => {
             let message = e.to_string();
-            let sig = flash_sig(&message);
-            serde_urlencoded::to_string([("error", message), ("sig", sig)])
+            let at = chrono::Utc::now().timestamp();
+            let sig = flash_sig(to, at, &message);
+            serde_urlencoded::to_string([("error", message), ("at", at.to_string()), ("sig", sig)])
         }
     }
     .unwrap_or_default();
@@ -482,6 +548,47 @@ pub fn error_page(session: &Session, e: Error) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A signed message shows on the page and session it was made for, for two minutes.
+    #[test]
+    fn a_flash_signature_holds_for_its_page_its_session_and_two_minutes_only() {
+        let here = |path: &str, session: &str| Here {
+            path: path.into(),
+            session: session.into(),
+        };
+        let now = chrono::Utc::now().timestamp();
+        let flash = |at: i64| {
+            let sig = HERE.sync_scope(here("/tasks", "S1"), || {
+                flash_sig("/tasks?status=open", at, "household 'X' not found")
+            });
+            Flash {
+                error: Some("household 'X' not found".into()),
+                at: Some(at),
+                sig: Some(sig),
+                ..Flash::default()
+            }
+        };
+        let shown = |f: &Flash, path: &str, session: &str| {
+            HERE.sync_scope(here(path, session), || f.verified_error())
+        };
+        let fresh = flash(now);
+        assert!(shown(&fresh, "/tasks", "S1").is_some(), "its own page");
+        assert!(shown(&fresh, "/login", "S1").is_none(), "another page");
+        assert!(shown(&fresh, "/tasks", "S2").is_none(), "another session");
+        assert!(shown(&fresh, "/tasks", "none").is_none(), "no session");
+        let mut moved = fresh.clone();
+        moved.at = Some(now - 1);
+        assert!(
+            shown(&moved, "/tasks", "S1").is_none(),
+            "its time is signed"
+        );
+        let old = flash(now - FLASH_SECONDS - 1);
+        assert!(shown(&old, "/tasks", "S1").is_none(), "expired");
+        assert!(
+            shown(&flash(now - FLASH_SECONDS + 5), "/tasks", "S1").is_some(),
+            "still in time"
+        );
+    }
 
     #[test]
     fn english_and_french_have_the_same_strings_and_every_template_parses() {

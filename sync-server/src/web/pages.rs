@@ -256,6 +256,8 @@ pub struct ReportFilter {
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
     sig: Option<String>,
 }
 
@@ -274,6 +276,7 @@ pub async fn reconciliation(
     let flash = Flash {
         ok: f.ok.clone(),
         error: f.error.clone(),
+        at: f.at,
         sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
@@ -686,6 +689,8 @@ pub struct TaskFilter {
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
     sig: Option<String>,
 }
 
@@ -697,6 +702,7 @@ pub async fn tasks(
     let flash = Flash {
         ok: f.ok.clone(),
         error: f.error.clone(),
+        at: f.at,
         sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
@@ -775,6 +781,8 @@ pub struct GrievanceFilter {
     #[serde(default)]
     error: Option<String>,
     #[serde(default)]
+    at: Option<i64>,
+    #[serde(default)]
     sig: Option<String>,
 }
 
@@ -786,6 +794,7 @@ pub async fn grievances(
     let flash = Flash {
         ok: f.ok.clone(),
         error: f.error.clone(),
+        at: f.at,
         sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
