@@ -161,7 +161,7 @@ fn a_payroll_needs_two_approvers_who_are_not_its_maker_each_with_a_code() {
         "{err}"
     );
     let err = o
-        .decide("sup.north2", task.id, Verdict::Approve, "", true)
+        .decide("sup.north2", task.id, Verdict::Approve, "", false)
         .unwrap_err();
     assert!(
         matches!(err, Error::Invalid(ref m) if m.contains("authenticator")),
@@ -448,7 +448,7 @@ fn a_log_in_reset_links_the_accounts_as_creating_one_does() {
         })
         .unwrap();
     let err = o
-        .decide("sup.north2", task.id, Verdict::Approve, "", false)
+        .decide("sup.north2", task.id, Verdict::Approve, "", true)
         .unwrap_err();
     assert!(
         matches!(err, Error::Forbidden(ref m) if m.contains("created by the maker")),
