@@ -55,12 +55,27 @@ pub enum Error {
         "the server's storage is full; nothing was written; try again once an administrator has made room"
     )]
     StorageFull,
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// Storage failed in a way that is no fault of the caller's: answered 500 and logged.
+    /// The backend's own error stays behind the store seam; its kind and text cross it.
+    #[error("storage error ({kind:?}): {detail}")]
+    Storage { kind: StorageFault, detail: String },
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// What kind of storage failure an [`Error::Storage`] is, whatever database runs underneath
+/// (a full disk is [`Error::StorageFull`], which the caller is told about).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageFault {
+    /// A UNIQUE, CHECK or foreign key constraint refused the write.
+    Constraint,
+    /// The database was locked by another writer for longer than the store waits.
+    Busy,
+    /// A stored value could not be read as the type the code expects, or the file is damaged.
+    Corrupt,
+    Other,
 }
 
 /// One field's problem, for forms and JSON bodies.
@@ -85,26 +100,15 @@ impl Error {
         }
     }
 
-    /// A database error because the disk is full becomes [`Error::StorageFull`], a clear
-    /// answer instead of an internal error.
-    pub fn storage_full_or(self) -> Error {
-        match self {
-            Error::Database(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DiskFull =>
-            {
-                Error::StorageFull
-            }
-            e => e,
-        }
-    }
-
     /// Whether a failed write is a UNIQUE or CHECK constraint, i.e. a conflict the caller
     /// caused rather than a fault of ours.
     pub fn is_constraint(&self) -> bool {
         matches!(
             self,
-            Error::Database(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::ConstraintViolation
+            Error::Storage {
+                kind: StorageFault::Constraint,
+                ..
+            }
         )
     }
 }

@@ -16,4 +16,4 @@ pub mod server;
 pub mod store;
 pub mod web;
 
-pub use error::{Error, FieldError, Result};
+pub use error::{Error, FieldError, Result, StorageFault};

@@ -585,7 +585,7 @@ fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
         })
         .unwrap();
     let misread = f.store.read(|c| registry::status_history(c, any[0].id));
-    assert!(matches!(misread, Err(Error::Database(_))), "{misread:?}");
+    assert!(matches!(misread, Err(Error::Storage { .. })), "{misread:?}");
 }
 
 /// Imports households into a group plan as ACTIVE and generates C1.

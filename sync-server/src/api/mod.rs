@@ -410,7 +410,7 @@ impl IntoResponse for Error {
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),
             Error::StorageFull => (StatusCode::INSUFFICIENT_STORAGE, "storage_full"),
-            Error::Database(_) | Error::Io(_) | Error::Internal(_) => {
+            Error::Storage { .. } | Error::Io(_) | Error::Internal(_) => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal")
             }
         };

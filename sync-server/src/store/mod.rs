@@ -33,7 +33,7 @@ use chrono::NaiveDate;
 use rusqlite::{Connection, OpenFlags, Row, Transaction, TransactionBehavior};
 use serde::de::DeserializeOwned;
 
-use crate::{Error, Result};
+use crate::{Error, Result, error::StorageFault};
 
 /// Each entry upgrades the schema from version `i` to `i + 1`, in one transaction.
 const MIGRATIONS: &[&str] = &[
@@ -192,8 +192,8 @@ impl Store {
     pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx).map_err(Error::storage_full_or)?;
-        tx.commit().map_err(|e| Error::from(e).storage_full_or())?;
+        let value = f(&tx)?;
+        tx.commit()?;
         if let Some(c) = &self.checkpointer {
             // A full channel means a checkpoint is already due.
             let _ = c.wrote.try_send(());
@@ -341,6 +341,32 @@ fn conversion_error(
     e: impl std::error::Error + Send + Sync + 'static,
 ) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
+}
+
+/// SQLite's errors become the crate's own here, once, so nothing above the store matches on
+/// the driver's types: a full disk is [`Error::StorageFull`] (the caller is told), the rest
+/// keep their kind and text for the log.
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::{Error as E, ErrorCode as C};
+        let kind = match &e {
+            E::SqliteFailure(f, _) => match f.code {
+                C::DiskFull => return Error::StorageFull,
+                C::ConstraintViolation => StorageFault::Constraint,
+                C::DatabaseBusy | C::DatabaseLocked => StorageFault::Busy,
+                C::DatabaseCorrupt | C::NotADatabase => StorageFault::Corrupt,
+                _ => StorageFault::Other,
+            },
+            E::FromSqlConversionFailure(..)
+            | E::InvalidColumnType(..)
+            | E::IntegralValueOutOfRange(..) => StorageFault::Corrupt,
+            _ => StorageFault::Other,
+        };
+        Error::Storage {
+            kind,
+            detail: e.to_string(),
+        }
+    }
 }
 
 /// The current time in UTC, as stored (RFC 3339 with its zone).

@@ -172,7 +172,7 @@ impl Ingest {
                             for (origin, docs) in work {
                                 tx.execute_batch("SAVEPOINT batch")?;
                                 let answer =
-                                    push(tx, &origin, docs).map_err(Error::storage_full_or);
+                                    push(tx, &origin, docs);
                                 if matches!(answer, Err(Error::StorageFull)) {
                                     // SQLite has rolled the whole transaction back: every
                                     // batch of the group hears the disk is full.
@@ -204,7 +204,7 @@ impl Ingest {
                             (Some(why), _) => Err(Error::Internal(why.clone())),
                             (None, Some(Err(e))) => {
                                 tracing::error!(error = %e, "merging an upload batch failed");
-                                Err(e.storage_full_or())
+                                Err(e)
                             }
                             (None, Some(Ok(r))) => Ok(r),
                             (None, None) => Err(Error::Internal("the group ended early".into())),

@@ -508,7 +508,7 @@ pub fn server_error(e: Error) -> Response {
 pub fn after(to: &str, outcome: Result<&str>) -> Response {
     let query = match outcome {
         Ok(key) => serde_urlencoded::to_string([("ok", key)]),
-        Err(e @ (Error::Database(_) | Error::Io(_) | Error::Internal(_))) => {
+        Err(e @ (Error::Storage { .. } | Error::Io(_) | Error::Internal(_))) => {
             return server_error(e);
         }
         Err(e) => {
@@ -528,7 +528,7 @@ pub fn error_page(session: &Session, e: Error) -> Response {
     let status = match &e {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
-        Error::Database(_) | Error::Io(_) | Error::Internal(_) => return server_error(e),
+        Error::Storage { .. } | Error::Io(_) | Error::Internal(_) => return server_error(e),
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
     let mut r = render(
