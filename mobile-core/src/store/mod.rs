@@ -29,6 +29,7 @@ pub fn open(path: &Path, key: &[u8]) -> Result<Connection> {
             key.len()
         )));
     }
+    sqlcipher_initialised();
     let conn = Connection::open(path)?;
     // The key must be the first statement; a raw key skips SQLCipher's own key derivation,
     // which the Keystore-held random key does not need.
@@ -49,6 +50,20 @@ pub fn open(path: &Path, key: &[u8]) -> Result<Connection> {
     )?;
     migrate(&conn)?;
     Ok(conn)
+}
+
+/// Lets SQLCipher finish initialising before any database is keyed. SQLite marks itself
+/// initialised and only then runs SQLCipher's own set-up, outside its lock; a second thread
+/// opening a database meanwhile finds SQLite ready and SQLCipher not, and its `PRAGMA key`
+/// fails ("An error occurred with PRAGMA key or rekey"). It happened when several databases
+/// were opened at once as a process started (the tests); the first open now runs alone.
+fn sqlcipher_initialised() {
+    static READY: std::sync::Once = std::sync::Once::new();
+    READY.call_once(|| {
+        // Opening any connection runs SQLite's initialisation, SQLCipher's with it, to the
+        // end on this thread; a failure here shows again, with its reason, on the real open.
+        let _ = Connection::open_in_memory();
+    });
 }
 
 fn migrate(conn: &Connection) -> Result<()> {
