@@ -10,7 +10,6 @@ use chrono::{Datelike, Days, Local, Months, NaiveDate};
 use outpost_proto::BeneficiaryStatus;
 use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use rusqlite::OptionalExtension;
 use serde::Serialize;
 use serde_json::json;
 
@@ -19,7 +18,7 @@ use crate::{
     approvals::{TaskKind, Verdict},
     registry::import::{FileFormat, parse_individuals},
     store::{
-        Store, payroll, plans,
+        Store, audit, payroll, plans,
         registry::{self, ImportOptions, LocationLevel, NewLocation, Scope},
         sessions, tasks,
         users::{self, NewUser, Role},
@@ -197,20 +196,14 @@ const LAST_NAMES: &[&str] = &[
 /// to six days each from the cycle's first day and never after `as_of`, then every plan's
 /// payrolls, the north's approved through the four-eyes tasks. Returns (payrolls,
 /// entitlements) generated.
-fn open_cycle(tx: &rusqlite::Transaction, as_of: NaiveDate) -> Result<(usize, usize)> {
+fn open_cycle(tx: &crate::store::WriteTx, as_of: NaiveDate) -> Result<(usize, usize)> {
     let actor = "system:demo";
     let national = Scope::National;
     let cycle = cycle_of(as_of);
     let worked_days = (as_of - cycle.start_date).num_days() as usize + 1;
     plans::create_cycle(tx, actor, &cycle)?;
     let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
-    let workers: Vec<uuid::Uuid> = tx
-        .prepare(
-            "SELECT b.id FROM beneficiaries b JOIN individuals i ON i.id = b.individual_id
-             WHERE b.plan_id = ?1 AND b.status = 'ACTIVE' ORDER BY i.external_id",
-        )?
-        .query_map([cfw.id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let workers = registry::active_beneficiary_ids(tx, cfw.id)?;
     let checker = users::user_by_username(tx, "sup.north2")?;
     let second_checker = users::user_by_username(tx, "sup.north3")?;
     for (w, beneficiary) in workers.iter().enumerate() {
@@ -274,18 +267,8 @@ fn open_cycle(tx: &rusqlite::Transaction, as_of: NaiveDate) -> Result<(usize, us
 pub fn bring_current(store: &Store, as_of: NaiveDate) -> Result<Option<String>> {
     let code = cycle_of(as_of).code;
     store.write(|tx| {
-        let first_actor: Option<String> = tx
-            .query_row(
-                "SELECT actor FROM audit_log ORDER BY seq LIMIT 1",
-                [],
-                |r| r.get(0),
-            )
-            .optional()?;
-        let has_cycle: bool = tx.query_row(
-            "SELECT EXISTS (SELECT 1 FROM payment_cycles WHERE code = ?1)",
-            [&code],
-            |r| r.get(0),
-        )?;
+        let first_actor = audit::first_actor(tx)?;
+        let has_cycle = plans::cycle_exists(tx, &code)?;
         if first_actor.as_deref() != Some("system:demo") || has_cycle {
             return Ok(None);
         }
@@ -296,14 +279,7 @@ pub fn bring_current(store: &Store, as_of: NaiveDate) -> Result<Option<String>> 
 
 /// Whether the database holds no registry and no users yet.
 pub fn is_empty(store: &Store) -> Result<bool> {
-    store.read(|c| {
-        let n: i64 = c.query_row(
-            "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM individuals) + (SELECT count(*) FROM locations)",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(n == 0)
-    })
+    store.read(registry::is_empty)
 }
 
 /// Every village code of the demo geography.
@@ -491,9 +467,8 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
     let cycle = cycle_of(opts.as_of);
     let (csv, _) = individuals_csv(opts.households, opts.seed, &village_codes(), opts.as_of);
     // Adults (for the road works) were born at least 20 years before the demo's year.
-    let adult_born_before = NaiveDate::from_ymd_opt(opts.as_of.year() - 20, 1, 1)
-        .expect("1 January exists")
-        .to_string();
+    let adult_born_before =
+        NaiveDate::from_ymd_opt(opts.as_of.year() - 20, 1, 1).expect("1 January exists");
     store.write(|tx| {
         for loc in locations() {
             registry::add_location(tx, actor, &national, &loc)?;
@@ -632,13 +607,7 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             },
         )?;
         // Adults of Mzimba work on the road.
-        let workers: Vec<uuid::Uuid> = tx
-            .prepare(
-                "SELECT i.id FROM individuals i JOIN locations l ON l.id = i.location_id
-                 WHERE l.path LIKE 'N/N-MZ/%' AND i.dob < ?1 ORDER BY i.external_id LIMIT 20",
-            )?
-            .query_map([&adult_born_before], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+        let workers = registry::individuals_born_before(tx, "N-MZ", adult_born_before, 20)?;
         let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
         for worker in &workers {
             registry::enrol_if_new(

@@ -127,7 +127,7 @@ impl Office {
     fn in_the_field(&self, payroll: Uuid) -> i64 {
         self.store
             .read(|c| {
-                Ok(c.query_row(
+                Ok(c.sqlite().query_row(
                     "SELECT count(*) FROM replica_log r JOIN entitlements e ON e.id = r.row_id
                      WHERE r.kind = 8 AND e.payroll_id = ?1",
                     [payroll],
@@ -246,7 +246,7 @@ fn generate_again(o: &Office, maker: &str) -> payroll::GenerateReport {
 fn entitled(o: &Office, payroll: Uuid) -> Vec<Uuid> {
     o.store
         .read(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.sqlite().prepare(
                 "SELECT beneficiary_id FROM entitlements WHERE payroll_id = ?1 ORDER BY beneficiary_id",
             )?;
             let rows = stmt.query_map([payroll], |r| r.get(0))?;
@@ -350,7 +350,7 @@ fn an_account_the_maker_created_cannot_approve_the_makers_payroll() {
     let created_by: Option<Uuid> = o
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT created_by FROM users WHERE username = 'sup.north1'",
                 [],
                 |r| r.get(0),
@@ -496,7 +496,7 @@ fn money_tasks_other_than_payrolls_take_the_creator_rule_by_default() {
     let line: Uuid = o
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT t.id FROM tasks t JOIN entitlements e ON e.id = t.subject_id
                  WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
                 [payroll],
@@ -709,7 +709,7 @@ fn a_field_status_proposal_is_applied_only_when_approved() {
     let b = o
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
                  WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
                 [],
@@ -773,7 +773,7 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     let b = o
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
                  WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
                 [],
@@ -884,7 +884,7 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     let demo_changes: i64 = o
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT count(*) FROM tasks WHERE kind = 'OFFICE_STATUS_CHANGE' AND status = 'APPROVED'
                    AND summary NOT LIKE '%moved away'",
                 [],
@@ -1249,7 +1249,7 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
     let logged: i64 = o
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT count(*) FROM doc_changes WHERE doc_id = ?1",
                 [id],
                 |r| r.get(0),
@@ -1306,7 +1306,7 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
     let due_in = |code: &str| -> i64 {
         store
             .read(|c| {
-                Ok(c.query_row(
+                Ok(c.sqlite().query_row(
                     // The plans that pay every ACTIVE household whatever its members' ages
                     // (the child grant's children may turn 18 between the two months).
                     "SELECT count(*) FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
@@ -1354,7 +1354,10 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
         .unwrap();
     assert_eq!(demo::bring_current(&other, today).unwrap(), None);
     let cycles: i64 = other
-        .read(|c| Ok(c.query_row("SELECT count(*) FROM payment_cycles", [], |r| r.get(0))?))
+        .read(|c| {
+            Ok(c.sqlite()
+                .query_row("SELECT count(*) FROM payment_cycles", [], |r| r.get(0))?)
+        })
         .unwrap();
     assert_eq!(cycles, 0);
 }
@@ -1380,13 +1383,13 @@ fn kept_payroll_totals_match_its_lines_across_generations() {
         .store
         .read(|c| {
             let p = payroll::get_payroll(c, &Scope::National, first)?;
-            let counted: (i64, i64, i64) = c.query_row(
+            let counted: (i64, i64, i64) = c.sqlite().query_row(
                 "SELECT count(*), SUM(amount_minor), SUM(status = 'AWAITING_APPROVAL')
                  FROM entitlements WHERE payroll_id = ?1",
                 [first],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )?;
-            let tasks: i64 = c.query_row(
+            let tasks: i64 = c.sqlite().query_row(
                 "SELECT count(*) FROM tasks t JOIN entitlements e ON e.id = t.subject_id
                  WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
                 [first],

@@ -102,7 +102,10 @@ fn import(f: &Fixture, csv: &str, opts: ImportOptions) -> Result<ImportReport, E
 
 fn count(f: &Fixture, table: &str) -> i64 {
     f.store
-        .read(|c| Ok(c.query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?))
+        .read(|c| {
+            Ok(c.sqlite()
+                .query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?)
+        })
         .unwrap()
 }
 
@@ -581,7 +584,7 @@ fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
     f.store
         .write(|tx| {
             let sql = "UPDATE beneficiary_status_history SET to_status = 'BOGUS' WHERE beneficiary_id = ?1";
-            Ok(tx.execute(sql, [any[0].id])?)
+            Ok(tx.sqlite().execute(sql, [any[0].id])?)
         })
         .unwrap();
     let misread = f.store.read(|c| registry::status_history(c, any[0].id));
@@ -598,7 +601,7 @@ fn generate(f: &Fixture, plan_code: &str) -> payroll::GenerateReport {
 fn amounts(f: &Fixture, plan_code: &str) -> Vec<(String, i64, String)> {
     f.store
         .read(|c| {
-            let mut stmt = c.prepare(
+            let mut stmt = c.sqlite().prepare(
                 "SELECT i.external_id, e.amount_minor, e.status FROM entitlements e
                  JOIN benefit_plans p ON p.id = e.plan_id JOIN individuals i ON i.id = e.recipient_id
                  WHERE p.code = ?1 ORDER BY i.external_id",
@@ -658,7 +661,7 @@ fn a_rejected_payrolls_limit_approvals_are_withdrawn_and_its_people_generated_ag
     let waiting = |f: &Fixture| {
         f.store
             .read(|c| {
-                Ok(c.query_row(
+                Ok(c.sqlite().query_row(
                     "SELECT count(*) FROM tasks WHERE kind = 'ENTITLEMENT_APPROVAL' AND status = 'PENDING'",
                     [],
                     |r| r.get::<_, i64>(0),

@@ -43,7 +43,7 @@ fn on_server(server: &TestServer, device: &str) -> (i64, i64, i64) {
         .state
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT (SELECT count(*) FROM payouts WHERE device_id = ?1),
                         (SELECT COALESCE(SUM(amount_minor), 0) FROM payouts WHERE device_id = ?1),
                         (SELECT count(*) FROM quarantine WHERE device_id = ?1)",
@@ -293,10 +293,13 @@ async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written()
         .state
         .store
         .write(|tx| {
-            let pages: i64 = tx.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-            tx.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
-                r.get::<_, i64>(0)
-            })?;
+            let pages: i64 = tx
+                .sqlite()
+                .query_row("PRAGMA page_count", [], |r| r.get(0))?;
+            tx.sqlite()
+                .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |r| {
+                    r.get::<_, i64>(0)
+                })?;
             Ok(pages)
         })
         .unwrap();
@@ -316,7 +319,7 @@ async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written()
         .state
         .store
         .write(|tx| {
-            tx.query_row(
+            tx.sqlite().query_row(
                 &format!("PRAGMA max_page_count = {}", full_at * 1000),
                 [],
                 |r| r.get::<_, i64>(0),

@@ -372,7 +372,9 @@ fn quarantine_reasons(server: &TestServer, doc_id: Uuid) -> Vec<String> {
         .state
         .store
         .read(|c| {
-            let mut stmt = c.prepare("SELECT reason FROM quarantine WHERE doc_id = ?1")?;
+            let mut stmt = c
+                .sqlite()
+                .prepare("SELECT reason FROM quarantine WHERE doc_id = ?1")?;
             let rows = stmt.query_map([doc_id], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<Vec<String>>>()?)
         })
@@ -426,11 +428,10 @@ async fn record_documents_beyond_their_bounds_are_refused_and_quarantined() {
         .state
         .store
         .read(|c| {
-            Ok(
-                c.query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
+            Ok(c.sqlite()
+                .query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
                     r.get(0)
-                })?,
-            )
+                })?)
         })
         .unwrap();
     let Record::Grievance(g) = Record::read(&automerge::Automerge::load(&held).unwrap()).unwrap()
@@ -518,7 +519,7 @@ async fn log_ins_whose_clients_hang_up_run_at_most_the_hashing_cap_at_once() {
         .state
         .store
         .write(|tx| {
-            tx.execute("DELETE FROM login_throttle", [])?;
+            tx.sqlite().execute("DELETE FROM login_throttle", [])?;
             Ok(())
         })
         .unwrap();
@@ -731,7 +732,7 @@ async fn an_oversized_document_leaves_a_small_quarantine_row() {
         .state
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT changes, changes_hash, reason FROM quarantine WHERE doc_id = ?1",
                 [doc_id],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),

@@ -60,7 +60,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
         .state
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT (SELECT count(*) FROM documents WHERE kind = 'payout'),
                         (SELECT COALESCE(SUM(amount_minor), 0) FROM payouts)",
                 [],
@@ -77,7 +77,9 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
         .state
         .store
         .read(|c| {
-            let mut stmt = c.prepare("SELECT id FROM documents WHERE kind = 'payout'")?;
+            let mut stmt = c
+                .sqlite()
+                .prepare("SELECT id FROM documents WHERE kind = 'payout'")?;
             let ids = stmt
                 .query_map([], |r| r.get::<_, Vec<u8>>(0))?
                 .collect::<rusqlite::Result<_>>()?;
@@ -93,7 +95,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
                 .state
                 .store
                 .read(|c| {
-                    Ok(c.query_row(
+                    Ok(c.sqlite().query_row(
                         "SELECT l.path FROM devices d JOIN locations l ON l.id = d.assignment_id WHERE d.id = ?1",
                         [id],
                         |r| r.get::<_, String>(0),
@@ -108,7 +110,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
                 .state
                 .store
                 .read(|c| {
-                    Ok(c.query_row(
+                    Ok(c.sqlite().query_row(
                         "SELECT path FROM beneficiary_paths WHERE beneficiary_id = ?1",
                         [Uuid::from_slice(&b.id).unwrap()],
                         |r| r.get(0),

@@ -64,7 +64,7 @@ fn count(server: &TestServer, sql: &str) -> i64 {
     server
         .state
         .store
-        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read(|c| Ok(c.sqlite().query_row(sql, [], |r| r.get(0))?))
         .unwrap()
 }
 
@@ -207,7 +207,7 @@ async fn amounts_stored_before_the_bound_still_reconcile_and_draw() {
         .store
         .write(|tx| {
             for _ in 0..2 {
-                tx.execute(
+                tx.sqlite().execute(
                     "INSERT INTO payouts (doc_id, beneficiary_id, entitlement_id, collector_id, payroll_id,
                          amount_minor, currency, proof, paid_at, received_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PIN', ?8, ?8)",
@@ -325,7 +325,7 @@ async fn overpaying_within_the_plans_tolerance_is_no_exception() {
         .state
         .store
         .write(|tx| {
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE benefit_plans SET rule = json_set(rule, '$.overpayment_tolerance', 100)
                  WHERE id = (SELECT plan_id FROM payrolls WHERE id = ?1)",
                 [payroll],
@@ -385,7 +385,7 @@ async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its
         .state
         .store
         .write(|tx| {
-            tx.execute(
+            tx.sqlite().execute(
                 "INSERT INTO documents (id, kind, beneficiary_id, path, data, heads, created_at, updated_at)
                  SELECT ?1, 'payout', ?2, path, ?3, ?4, ?5, ?5 FROM beneficiary_paths WHERE beneficiary_id = ?2",
                 rusqlite::params![doc_id, id(&e.beneficiary_id), data, heads, format!("{}T10:00:00Z", server.day)],
@@ -474,11 +474,10 @@ fn held(server: &TestServer, doc_id: Uuid) -> (Vec<u8>, Vec<serde_json::Value>) 
         .state
         .store
         .read(|c| {
-            Ok(
-                c.query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
+            Ok(c.sqlite()
+                .query_row("SELECT data FROM documents WHERE id = ?1", [doc_id], |r| {
                     r.get(0)
-                })?,
-            )
+                })?)
         })
         .unwrap();
     let g = server
@@ -701,7 +700,7 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         .state
         .store
         .write(|tx| {
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE grievances SET comments = (SELECT json_group_array(json_remove(value, '$.id'))
                      FROM json_each(grievances.comments)) WHERE doc_id = ?1",
                 [doc_id],

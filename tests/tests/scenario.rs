@@ -61,12 +61,12 @@ impl World {
                 .state
                 .store
                 .read(|c| {
-                    let mut stmt = c.prepare("SELECT id FROM documents WHERE device_id = ?1")?;
+                    let mut stmt = c.sqlite().prepare("SELECT id FROM documents WHERE device_id = ?1")?;
                     let ids = stmt
                         .query_map([id], |r| r.get::<_, Uuid>(0))?
                         .map(|r| r.map(|u| u.to_string()))
                         .collect::<rusqlite::Result<_>>()?;
-                    let paid = c.query_row(
+                    let paid = c.sqlite().query_row(
                         "SELECT COALESCE(SUM(amount_minor), 0) FROM payouts WHERE device_id = ?1 AND voided_at IS NULL",
                         [id],
                         |r| r.get(0),
@@ -154,7 +154,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
             let parsed = parse_individuals(worker.as_bytes(), FileFormat::Csv, Some(&schema))?;
             let none = ImportOptions { plan: None, status: None, partial: false };
             registry::apply_import(tx, "user:admin", &national, &parsed, &none)?;
-            let id: Uuid = tx.query_row("SELECT id FROM individuals WHERE external_id = 'E2E-W'", [], |r| r.get(0))?;
+            let id: Uuid = tx.sqlite().query_row("SELECT id FROM individuals WHERE external_id = 'E2E-W'", [], |r| r.get(0))?;
             let cfw = plans::plan_by_code(tx, "CFW-ROADS")?;
             registry::enrol_if_new(tx, "user:admin", cfw.id, registry::BeneficiaryTarget::Individual(id), BeneficiaryStatus::Active, "public works enrolment")
         })
@@ -263,7 +263,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         .state
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT w.id, b.id FROM work_projects w JOIN beneficiaries b ON b.plan_id = w.plan_id
                  JOIN beneficiary_paths p ON p.beneficiary_id = b.id
                  WHERE w.code = 'ROAD-N-MZ' AND b.status = 'ACTIVE' AND p.path LIKE 'N/N-MZ/%'
@@ -352,7 +352,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         .state
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT doc_id FROM verifications WHERE beneficiary_id = ?1",
                 [Uuid::parse_str(&suspended).unwrap()],
                 |r| r.get::<_, Uuid>(0),

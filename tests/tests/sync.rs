@@ -70,7 +70,7 @@ fn count(server: &TestServer, sql: &str) -> i64 {
     server
         .state
         .store
-        .read(|c| Ok(c.query_row(sql, [], |r| r.get(0))?))
+        .read(|c| Ok(c.sqlite().query_row(sql, [], |r| r.get(0))?))
         .unwrap()
 }
 
@@ -109,7 +109,7 @@ async fn enrolment_codes_are_single_use_and_expire() {
         .state
         .store
         .write(|tx| {
-            Ok(tx.execute(
+            Ok(tx.sqlite().execute(
                 "UPDATE enrolment_codes SET expires_at = '2020-01-01T00:00:00Z' WHERE used_at IS NULL",
                 [],
             )?)
@@ -451,11 +451,11 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
         .state
         .store
         .write(|tx| {
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE groups SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01') WHERE id = ?1",
                 [&household.id],
             )?;
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE individuals SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01')
                  WHERE id IN (SELECT individual_id FROM group_members WHERE group_id = ?1)",
                 [&household.id],
@@ -657,7 +657,7 @@ async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
         .state
         .store
         .read(|c| {
-            Ok(c.query_row(
+            Ok(c.sqlite().query_row(
                 "SELECT beneficiary_id FROM beneficiary_paths WHERE path LIKE 'S/%' LIMIT 1",
                 [],
                 |r| r.get(0),
@@ -806,11 +806,10 @@ async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
         .state
         .store
         .read(|c| {
-            Ok(
-                c.query_row("SELECT status, comments FROM grievances", [], |r| {
+            Ok(c.sqlite()
+                .query_row("SELECT status, comments FROM grievances", [], |r| {
                     Ok((r.get(0)?, r.get(1)?))
-                })?,
-            )
+                })?)
         })
         .unwrap();
     assert_eq!(status, "IN_PROGRESS");
@@ -1180,7 +1179,7 @@ async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
         .state
         .store
         .write(|tx| {
-            Ok(tx.execute(
+            Ok(tx.sqlite().execute(
                 "UPDATE users SET disabled = 1 WHERE username = 'agent.n-mz'",
                 [],
             )?)
@@ -1224,7 +1223,7 @@ async fn revoked_cards_follow_their_beneficiary_to_a_new_area() {
         .state
         .store
         .write(|tx| {
-            Ok(tx.execute(
+            Ok(tx.sqlite().execute(
                 "UPDATE groups SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01') WHERE id = ?1",
                 [&household.1],
             )?)

@@ -228,7 +228,7 @@ pub(crate) async fn check_password<T: Send + 'static>(
     username: String,
     password: String,
     address: String,
-    then: impl FnOnce(&rusqlite::Transaction, &User) -> Result<T> + Send + 'static,
+    then: impl FnOnce(&crate::store::WriteTx, &User) -> Result<T> + Send + 'static,
 ) -> Result<sessions::Password<T>> {
     let stored = db(state, move |s| sessions::Stored::read(s, &username)).await?;
     let verified = state
@@ -245,7 +245,7 @@ pub(crate) async fn check_password<T: Send + 'static>(
 /// Runs a read off the async threads and answers its result as JSON.
 pub(crate) async fn read_json<T: Serialize + Send + 'static>(
     state: &AppState,
-    f: impl FnOnce(&rusqlite::Connection) -> Result<T> + Send + 'static,
+    f: impl FnOnce(&crate::store::ReadTx) -> Result<T> + Send + 'static,
 ) -> Result<Response> {
     Ok(Json(db(state, move |s| s.read(f)).await?).into_response())
 }
@@ -254,7 +254,7 @@ pub(crate) async fn read_json<T: Serialize + Send + 'static>(
 pub(crate) async fn write_json<T: Serialize + Send + 'static>(
     state: &AppState,
     status: StatusCode,
-    f: impl FnOnce(&rusqlite::Transaction) -> Result<T> + Send + 'static,
+    f: impl FnOnce(&crate::store::WriteTx) -> Result<T> + Send + 'static,
 ) -> Result<Response> {
     Ok((status, Json(db(state, move |s| s.write(f)).await?)).into_response())
 }

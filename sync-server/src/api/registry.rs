@@ -230,11 +230,7 @@ pub async fn create_individual(
         };
         let external_id = parsed.rows.first().map(|r| r.external_id.clone());
         reg::apply_import(tx, &actor, &scope, &parsed, &opts).map_err(single_row_error)?;
-        let id: Uuid = tx.query_row(
-            "SELECT id FROM individuals WHERE external_id = ?1",
-            [external_id],
-            |r| r.get(0),
-        )?;
+        let id = reg::individual_id_by_external_id(tx, external_id.as_deref().unwrap_or_default())?;
         reg::get_individual(tx, &scope, id)
     })
     .await

@@ -2,10 +2,11 @@
 //! edited or deleted entry breaks the chain; `verify` finds where.
 
 use ring::digest::{SHA256, digest};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
 use crate::Result;
+use crate::store::{ReadTx, WriteTx};
 
 /// Who did something: a user, the command line, or the server itself.
 pub fn actor_cli() -> String {
@@ -16,7 +17,7 @@ pub fn actor_cli() -> String {
 /// Appends one entry in the caller's transaction, so the audit line and the change it
 /// describes commit together or not at all.
 pub fn append(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     action: &str,
     entity: &str,
@@ -26,6 +27,7 @@ pub fn append(
     // Cached statements: generation appends one entry per task it opens, which can be a
     // hundred thousand in one transaction.
     let prev: Vec<u8> = tx
+        .sqlite()
         .prepare_cached("SELECT hash FROM audit_log ORDER BY seq DESC LIMIT 1")?
         .query_row([], |r| r.get(0))
         .optional()?
@@ -33,13 +35,14 @@ pub fn append(
     let at = super::now();
     let detail = detail.to_string();
     let hash = entry_hash(&prev, &at, actor, action, entity, entity_id, &detail);
-    tx.prepare_cached(
-        "INSERT INTO audit_log (at, actor, action, entity, entity_id, detail, prev_hash, hash)
+    tx.sqlite()
+        .prepare_cached(
+            "INSERT INTO audit_log (at, actor, action, entity, entity_id, detail, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
-        at, actor, action, entity, entity_id, detail, prev, hash
-    ])?;
+        )?
+        .execute(params![
+            at, actor, action, entity, entity_id, detail, prev, hash
+        ])?;
     Ok(())
 }
 
@@ -81,8 +84,8 @@ pub struct AuditEntry {
 }
 
 /// The newest entries first, optionally only those about one entity.
-pub fn list(conn: &Connection, entity_id: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>> {
-    let mut stmt = conn.prepare(
+pub fn list(conn: &ReadTx, entity_id: Option<&str>, limit: u32) -> Result<Vec<AuditEntry>> {
+    let mut stmt = conn.sqlite().prepare(
         "SELECT seq, at, actor, action, entity, entity_id, detail FROM audit_log
          WHERE ?1 IS NULL OR entity_id = ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
@@ -102,8 +105,8 @@ pub fn list(conn: &Connection, entity_id: Option<&str>, limit: u32) -> Result<Ve
 
 /// Walks the chain; returns the number of entries, or the first sequence number whose hash
 /// does not match its content.
-pub fn verify(conn: &Connection) -> Result<std::result::Result<u64, i64>> {
-    let mut stmt = conn.prepare(
+pub fn verify(conn: &ReadTx) -> Result<std::result::Result<u64, i64>> {
+    let mut stmt = conn.sqlite().prepare(
         "SELECT seq, at, actor, action, entity, entity_id, detail, prev_hash, hash
          FROM audit_log ORDER BY seq",
     )?;
@@ -133,6 +136,19 @@ pub fn verify(conn: &Connection) -> Result<std::result::Result<u64, i64>> {
     Ok(Ok(count))
 }
 
+/// Who wrote the first entry of the log (`None` for an empty log): how the demo knows a
+/// database is its own.
+pub fn first_actor(conn: &ReadTx) -> Result<Option<String>> {
+    Ok(conn
+        .sqlite()
+        .query_row(
+            "SELECT actor FROM audit_log ORDER BY seq LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,16 +174,20 @@ mod tests {
         }
         assert_eq!(store.read(verify).unwrap(), Ok(3));
         let err = store
-            .write(|tx| Ok(tx.execute("UPDATE audit_log SET actor = 'x' WHERE seq = 2", [])?))
+            .write(|tx| {
+                Ok(tx
+                    .sqlite()
+                    .execute("UPDATE audit_log SET actor = 'x' WHERE seq = 2", [])?)
+            })
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
         let err = store
-            .write(|tx| Ok(tx.execute("DELETE FROM audit_log", [])?))
+            .write(|tx| Ok(tx.sqlite().execute("DELETE FROM audit_log", [])?))
             .unwrap_err();
         assert!(err.to_string().contains("append-only"), "{err}");
 
         // Someone bypassing the triggers is still caught by the chain.
-        let conn = Connection::open(store.path()).unwrap();
+        let conn = rusqlite::Connection::open(store.path()).unwrap();
         conn.execute_batch(
             "DROP TRIGGER audit_log_no_update; UPDATE audit_log SET detail = '{}' WHERE seq = 2;",
         )

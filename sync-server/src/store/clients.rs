@@ -18,7 +18,7 @@ use ring::{
     digest::{SHA256, digest},
     rand::{SecureRandom, SystemRandom},
 };
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -29,6 +29,7 @@ use super::{
     text_column,
     users::{Role, User},
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result};
 
 /// Every client secret starts with this, so the API knows which table to look in (and a
@@ -159,7 +160,7 @@ fn stored(t: DateTime<Utc>) -> String {
 /// which is nobody, names one (`owner`, a username): an administrator, not disabled, whose
 /// area holds the client's.
 pub fn create_client(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     by_client: Option<Uuid>,
@@ -233,7 +234,7 @@ pub fn create_client(
             let person = super::users::user_by_username(tx, username).map_err(|_| {
                 Error::Invalid(format!("no person named '{username}' to own the client"))
             })?;
-            let disabled: bool = tx.query_row(
+            let disabled: bool = tx.sqlite().query_row(
                 "SELECT disabled FROM users WHERE id = ?1",
                 [person.id],
                 |r| r.get(0),
@@ -259,7 +260,7 @@ pub fn create_client(
     };
     let secret = new_secret()?;
     let id = Uuid::now_v7();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO api_clients (id, name, role, permissions, area_id, secret_hash, created_by,
              created_at, expires_at, owner_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
@@ -310,19 +311,20 @@ fn secret_hash(secret: &str) -> Vec<u8> {
     digest(&SHA256, secret.as_bytes()).as_ref().to_vec()
 }
 
-fn get_client(conn: &Connection, id: Uuid) -> Result<Client> {
+fn get_client(conn: &ReadTx, id: Uuid) -> Result<Client> {
     let now = now();
-    conn.query_row(&format!("{CLIENT_SELECT} WHERE c.id = ?1"), [id], |r| {
-        client_from_row(r, &now)
-    })
-    .optional()?
-    .ok_or_else(|| Error::not_found("client", id.to_string()))
+    conn.sqlite()
+        .query_row(&format!("{CLIENT_SELECT} WHERE c.id = ?1"), [id], |r| {
+            client_from_row(r, &now)
+        })
+        .optional()?
+        .ok_or_else(|| Error::not_found("client", id.to_string()))
 }
 
 /// The clients whose area is inside `scope` (national clients only for national callers).
-pub fn list_clients(conn: &Connection, scope: &Scope) -> Result<Vec<Client>> {
+pub fn list_clients(conn: &ReadTx, scope: &Scope) -> Result<Vec<Client>> {
     let now = now();
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{CLIENT_SELECT} WHERE (?1 IS NULL OR (l.path IS NOT NULL AND {IN_SCOPE})) ORDER BY c.name"
     ))?;
     let rows = stmt.query_map([scope.sql()], |r| client_from_row(r, &now))?;
@@ -332,7 +334,7 @@ pub fn list_clients(conn: &Connection, scope: &Scope) -> Result<Vec<Client>> {
 /// Revokes a client at once: its next request is refused. A client outside the caller's
 /// area is not found; one already revoked is a conflict.
 pub fn revoke_client(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     id: Uuid,
@@ -344,6 +346,7 @@ pub fn revoke_client(
     }
     let now = now();
     let (client, path) = tx
+        .sqlite()
         .query_row(&format!("{CLIENT_SELECT} WHERE c.id = ?1"), [id], |r| {
             Ok((client_from_row(r, &now)?, r.get::<_, Option<String>>(11)?))
         })
@@ -362,7 +365,7 @@ pub fn revoke_client(
     // it opened) stays: those are facts, decided by people.
     let mut pending = vec![(id, client.name.clone(), reason.to_owned())];
     while let Some((id, name, reason)) = pending.pop() {
-        tx.execute(
+        tx.sqlite().execute(
             "UPDATE api_clients SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4
              WHERE id = ?1",
             params![id, now, actor, reason],
@@ -375,7 +378,7 @@ pub fn revoke_client(
             Some(&id.to_string()),
             &json!({ "name": name, "reason": reason }),
         )?;
-        let mut children = tx.prepare(
+        let mut children = tx.sqlite().prepare(
             "SELECT id, name FROM api_clients WHERE created_by = ?1 AND revoked_at IS NULL",
         )?;
         let children = children
@@ -397,9 +400,10 @@ pub fn revoke_client(
 /// [`Error::Unauthenticated`], the same as an unknown token. An owner's pause (wrong
 /// passwords) does not stop their clients: anyone can cause a pause, and an integration
 /// should not fall with it.
-pub fn grant_for_secret(conn: &Connection, secret: &str) -> Result<Grant> {
+pub fn grant_for_secret(conn: &ReadTx, secret: &str) -> Result<Grant> {
     let now = now();
     let found = conn
+        .sqlite()
         .query_row(
             &format!(
                 "{CLIENT_SELECT} WHERE c.secret_hash = ?1 AND c.revoked_at IS NULL

@@ -6,7 +6,7 @@ use std::path::Path;
 use chrono::{Duration, NaiveDate, Utc};
 use outpost_proto::{auth, wire::ErrorCode};
 use ring::signature::{Ed25519KeyPair, KeyPair};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -16,6 +16,7 @@ use super::{
     registry::{self, IN_SCOPE, Scope},
     users::{self, Role, User},
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result};
 
 /// The programme's card-signing key, kept in the data directory (mode 0600), never in the
@@ -101,7 +102,7 @@ fn code_hash(code: &str) -> Vec<u8> {
 
 /// A supervisor creates a one-time code for an agent and an assignment inside both their areas.
 pub fn create_enrolment(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     agent: &str,
@@ -146,7 +147,7 @@ pub fn create_enrolment(
     let code = format!("{}-{}-{}", &chars[..4], &chars[4..8], &chars[8..]);
     let expires_at =
         (Utc::now() + Duration::minutes(ttl)).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO enrolment_codes (code_hash, agent_id, assignment_id, created_by, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![code_hash(&code), agent.id, location.id, actor, now(), expires_at],
@@ -179,7 +180,7 @@ pub struct Enrolled {
 /// Enrols a device with a code and its public key. The caller has checked that the request
 /// is signed by that key.
 pub fn enrol(
-    tx: &Transaction,
+    tx: &WriteTx,
     code: &str,
     public_key: &[u8],
     label: &str,
@@ -191,7 +192,7 @@ pub fn enrol(
             "the public key must be 32 bytes (Ed25519)",
         ));
     }
-    let row: Option<(Uuid, Uuid, String, Option<String>, String, bool)> = tx
+    let row: Option<(Uuid, Uuid, String, Option<String>, String, bool)> = tx.sqlite()
         .query_row(
             "SELECT c.agent_id, c.assignment_id, c.expires_at, c.used_at, u.username, u.disabled <> 0
              FROM enrolment_codes c JOIN users u ON u.id = c.agent_id WHERE c.code_hash = ?1",
@@ -223,7 +224,7 @@ pub fn enrol(
             "this enrolment code has expired; ask your supervisor for a new one",
         ));
     }
-    let known: bool = tx.query_row(
+    let known: bool = tx.sqlite().query_row(
         "SELECT EXISTS (SELECT 1 FROM devices WHERE public_key = ?1)",
         [public_key],
         |r| r.get(0),
@@ -238,12 +239,12 @@ pub fn enrol(
     let label = label.trim().chars().take(100).collect::<String>();
     let app_version = app_version.trim().chars().take(40).collect::<String>();
     let at = now();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO devices (id, public_key, agent_id, assignment_id, label, app_version, enrolled_at, enrolled_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![device_id, public_key, agent_id, assignment_id, label, app_version, at, format!("user:{username}")],
     )?;
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE enrolment_codes SET used_at = ?2, device_id = ?3 WHERE code_hash = ?1",
         params![code_hash(code), at, device_id],
     )?;
@@ -291,8 +292,8 @@ impl Device {
     }
 }
 
-fn device(conn: &Connection, id: Uuid) -> Result<Option<Device>> {
-    Ok(conn
+fn device(conn: &ReadTx, id: Uuid) -> Result<Option<Device>> {
+    Ok(conn.sqlite()
         .query_row(
             "SELECT d.id, d.agent_id, u.username, l.path, d.public_key, d.revoked_at IS NOT NULL,
                     u.disabled <> 0
@@ -342,7 +343,7 @@ fn parse_claim(device: &str, timestamp_ms: &str, nonce: &str) -> Result<(Uuid, u
 /// enrolled and not revoked. A request failing here is answered without reading its body;
 /// [`authenticate`] checks everything again once the body is in. Returns the device's id.
 pub fn check_claim(
-    conn: &Connection,
+    conn: &ReadTx,
     device: &str,
     timestamp_ms: &str,
     nonce: &str,
@@ -356,6 +357,7 @@ pub fn check_claim(
         ));
     }
     let known: Option<bool> = conn
+        .sqlite()
         .query_row(
             "SELECT revoked_at IS NOT NULL FROM devices WHERE id = ?1",
             [id],
@@ -388,7 +390,7 @@ pub struct SignedRequest<'a> {
 
 /// Checks a signed request: known device, valid signature, not revoked, timestamp inside the
 /// window, nonce never seen. Records the nonce and the time the device was last seen.
-pub fn authenticate(tx: &Transaction, req: &SignedRequest, now_ms: u64) -> Result<Device> {
+pub fn authenticate(tx: &WriteTx, req: &SignedRequest, now_ms: u64) -> Result<Device> {
     let (id, timestamp) = parse_claim(req.device, req.timestamp_ms, req.nonce)?;
     let device = device(tx, id)?.ok_or_else(|| {
         Error::refused(
@@ -423,7 +425,7 @@ pub fn authenticate(tx: &Transaction, req: &SignedRequest, now_ms: u64) -> Resul
             "the request time is too far from the server's; correct the clock offset and retry",
         ));
     }
-    let fresh = tx.execute(
+    let fresh = tx.sqlite().execute(
         "INSERT OR IGNORE INTO device_nonces (device_id, nonce, at_ms) VALUES (?1, ?2, ?3)",
         params![id, req.nonce, timestamp as i64],
     )?;
@@ -434,11 +436,11 @@ pub fn authenticate(tx: &Transaction, req: &SignedRequest, now_ms: u64) -> Resul
         ));
     }
     // Nonces older than twice the window can never be accepted again anyway.
-    tx.execute(
+    tx.sqlite().execute(
         "DELETE FROM device_nonces WHERE at_ms < ?1",
         [now_ms.saturating_sub(2 * auth::TIMESTAMP_WINDOW_MS) as i64],
     )?;
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE devices SET last_seen_at = ?2 WHERE id = ?1",
         params![id, now()],
     )?;
@@ -465,8 +467,8 @@ pub struct DeviceInfo {
 }
 
 /// Devices whose assignment is in `scope`.
-pub fn list_devices(conn: &Connection, scope: &Scope) -> Result<Vec<DeviceInfo>> {
-    let mut stmt = conn.prepare(&format!(
+pub fn list_devices(conn: &ReadTx, scope: &Scope) -> Result<Vec<DeviceInfo>> {
+    let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT d.id, u.username, l.code, d.label, d.app_version, d.enrolled_at, d.last_seen_at,
                 d.revoked_at, d.revoke_reason, d.max_device_seq,
                 (SELECT count(*) FROM (
@@ -501,7 +503,7 @@ pub fn list_devices(conn: &Connection, scope: &Scope) -> Result<Vec<DeviceInfo>>
 
 /// Revokes a device: its next request is refused and told to wipe.
 pub fn revoke_device(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     id: Uuid,
@@ -513,6 +515,7 @@ pub fn revoke_device(
         ));
     }
     let found: Option<(String, bool)> = tx
+        .sqlite()
         .query_row(
             &format!(
                 "SELECT u.username, d.revoked_at IS NOT NULL FROM devices d
@@ -529,7 +532,7 @@ pub fn revoke_device(
     if revoked {
         return Err(Error::Conflict("the device is already revoked".into()));
     }
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE devices SET revoked_at = ?2, revoked_by = ?3, revoke_reason = ?4 WHERE id = ?1",
         params![id, now(), actor, reason.trim()],
     )?;
@@ -564,8 +567,8 @@ pub struct IssuedCard {
 
 /// Who holds a beneficiary's card by default: the person, or the household's primary
 /// recipient, else its head.
-fn default_holder(conn: &Connection, beneficiary_id: Uuid) -> Result<Uuid> {
-    conn.query_row(
+fn default_holder(conn: &ReadTx, beneficiary_id: Uuid) -> Result<Uuid> {
+    conn.sqlite().query_row(
         "SELECT COALESCE(b.individual_id,
             (SELECT individual_id FROM group_members WHERE group_id = b.group_id AND recipient = 'PRIMARY'),
             (SELECT individual_id FROM group_members WHERE group_id = b.group_id AND relationship = 'HEAD'))
@@ -585,7 +588,7 @@ fn default_holder(conn: &Connection, beneficiary_id: Uuid) -> Result<Uuid> {
 /// Issues a card to a beneficiary (or to one of its household's recipients); a card already
 /// in force for the same holder is revoked, since a reissue replaces a lost or damaged card.
 pub fn issue_card(
-    tx: &Transaction,
+    tx: &WriteTx,
     key: &ProgrammeKey,
     actor: &str,
     scope: &Scope,
@@ -595,7 +598,7 @@ pub fn issue_card(
     registry::get_beneficiary(tx, scope, beneficiary_id)?;
     let holder = match holder {
         Some(h) => {
-            let allowed: bool = tx.query_row(
+            let allowed: bool = tx.sqlite().query_row(
                 "SELECT EXISTS (SELECT 1 FROM beneficiaries b WHERE b.id = ?1 AND (b.individual_id = ?2
                     OR EXISTS (SELECT 1 FROM group_members m WHERE m.group_id = b.group_id
                                AND m.individual_id = ?2 AND (m.recipient <> 'NONE' OR m.relationship = 'HEAD'))))",
@@ -613,22 +616,24 @@ pub fn issue_card(
     };
     let at = now();
     let replaced: Vec<u64> = {
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.sqlite().prepare(
             "SELECT serial FROM cards WHERE beneficiary_id = ?1 AND holder_id = ?2 AND revoked_at IS NULL",
         )?;
         stmt.query_map(params![beneficiary_id, holder], |r| r.get(0))?
             .collect::<rusqlite::Result<_>>()?
     };
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE cards SET revoked_at = ?3, revoked_by = ?4, revoke_reason = 'reissued'
          WHERE beneficiary_id = ?1 AND holder_id = ?2 AND revoked_at IS NULL",
         params![beneficiary_id, holder, at, actor],
     )?;
-    let serial: u64 = tx.query_row("SELECT COALESCE(MAX(serial), 0) + 1 FROM cards", [], |r| {
-        r.get(0)
-    })?;
+    let serial: u64 =
+        tx.sqlite()
+            .query_row("SELECT COALESCE(MAX(serial), 0) + 1 FROM cards", [], |r| {
+                r.get(0)
+            })?;
     let today = Utc::now().date_naive();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO cards (id, serial, beneficiary_id, holder_id, issued_on, issued_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -688,8 +693,8 @@ pub fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - NaiveDate::from_ymd_opt(1970, 1, 1).expect("valid date")).num_days() as i32
 }
 
-fn card_by_serial(conn: &Connection, key: &ProgrammeKey, serial: u64) -> Result<IssuedCard> {
-    Ok(conn.query_row(
+fn card_by_serial(conn: &ReadTx, key: &ProgrammeKey, serial: u64) -> Result<IssuedCard> {
+    Ok(conn.sqlite().query_row(
         &format!("{CARD_SELECT} WHERE c.serial = ?1"),
         [serial],
         |r| card_from_row(key, r),
@@ -699,7 +704,7 @@ fn card_by_serial(conn: &Connection, key: &ProgrammeKey, serial: u64) -> Result<
 /// Cards in force for a plan's beneficiaries in an area, issuing one to each ACTIVE
 /// beneficiary that has none yet (when `issue_missing`), ordered for printing by village.
 pub fn cards_for_area(
-    tx: &Transaction,
+    tx: &WriteTx,
     key: &ProgrammeKey,
     actor: &str,
     scope: &Scope,
@@ -718,7 +723,7 @@ pub fn cards_for_area(
     let area_scope = Scope::Area { path: area.path };
     if issue_missing {
         let missing: Vec<Uuid> = {
-            let mut stmt = tx.prepare(&format!(
+            let mut stmt = tx.sqlite().prepare(&format!(
                 "SELECT b.id FROM beneficiaries b JOIN beneficiary_paths bp ON bp.beneficiary_id = b.id
                  WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND {}
                    AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.beneficiary_id = b.id AND c.revoked_at IS NULL)
@@ -732,7 +737,7 @@ pub fn cards_for_area(
             issue_card(tx, key, actor, &area_scope, id, None)?;
         }
     }
-    let mut stmt = tx.prepare(&format!(
+    let mut stmt = tx.sqlite().prepare(&format!(
         "{CARD_SELECT} JOIN beneficiary_paths bp ON bp.beneficiary_id = b.id
          WHERE c.revoked_at IS NULL AND b.plan_id = ?2 AND {}
          ORDER BY l.name, c.serial",

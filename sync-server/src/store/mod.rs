@@ -189,10 +189,10 @@ impl Store {
 
     /// Runs `f` in one IMMEDIATE transaction: committed when `f` returns `Ok`, rolled back
     /// otherwise, so nothing is ever half-written.
-    pub fn write<T>(&self, f: impl FnOnce(&Transaction) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&self, f: impl FnOnce(&WriteTx) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&tx)?;
+        let value = f(&WriteTx::new(&tx))?;
         tx.commit()?;
         if let Some(c) = &self.checkpointer {
             // A full channel means a checkpoint is already due.
@@ -210,7 +210,7 @@ impl Store {
     }
 
     /// Runs `f` on a read-only connection, in one transaction so it sees one snapshot.
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub fn read<T>(&self, f: impl FnOnce(&ReadTx) -> Result<T>) -> Result<T> {
         let _slot = ReadSlot::take(&self.reading);
         let pooled = self.readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let mut conn = match pooled {
@@ -223,7 +223,7 @@ impl Store {
         };
         let result = (|| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Deferred)?;
-            let value = f(&tx)?;
+            let value = f(&ReadTx { conn: &tx })?;
             tx.finish()?;
             Ok(value)
         })();
@@ -232,6 +232,55 @@ impl Store {
             .unwrap_or_else(|p| p.into_inner())
             .push(conn);
         result
+    }
+}
+
+/// One snapshot of the database, held while reading: the handle code above the store passes
+/// to the store's functions. It offers nothing else, so what is read, and how, stays behind
+/// the store's functions whatever database runs underneath.
+pub struct ReadTx<'a> {
+    conn: &'a Connection,
+}
+
+/// One write transaction (a [`ReadTx`] too: reads in it see its own writes), from
+/// [`Store::write`], which commits it when the closure returns `Ok`.
+pub struct WriteTx<'a> {
+    tx: &'a Transaction<'a>,
+    read: ReadTx<'a>,
+}
+
+impl<'a> WriteTx<'a> {
+    fn new(tx: &'a Transaction<'a>) -> WriteTx<'a> {
+        WriteTx {
+            tx,
+            read: ReadTx { conn: tx },
+        }
+    }
+
+    /// The SQLite transaction underneath: for the store's own modules, and for tests that
+    /// damage a database on purpose. Code above the store never calls it (a test holds it
+    /// to that).
+    #[doc(hidden)]
+    pub fn sqlite(&self) -> &Transaction<'a> {
+        self.tx
+    }
+}
+
+impl<'a> std::ops::Deref for WriteTx<'a> {
+    type Target = ReadTx<'a>;
+
+    fn deref(&self) -> &ReadTx<'a> {
+        &self.read
+    }
+}
+
+impl ReadTx<'_> {
+    /// The SQLite connection underneath: for the store's own modules, and for tests that
+    /// read or damage a database on purpose. Code above the store never calls it (a test
+    /// holds it to that).
+    #[doc(hidden)]
+    pub fn sqlite(&self) -> &Connection {
+        self.conn
     }
 }
 
@@ -378,13 +427,53 @@ pub fn now() -> String {
 mod tests {
     use super::*;
 
+    /// The store seam holds: nothing above `store/` names the driver or reaches through a
+    /// handle to the SQLite connection underneath.
+    #[test]
+    fn nothing_above_the_store_touches_sqlite() {
+        fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, out);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    out.push(path);
+                }
+            }
+        }
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        walk(&src, &mut files);
+        assert!(files.len() > 20, "the walk found the sources");
+        let mut leaks = Vec::new();
+        for file in files {
+            if file.starts_with(src.join("store")) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&file).unwrap();
+            for (n, line) in text.lines().enumerate() {
+                if line.contains("rusqlite") || line.contains(".sqlite()") {
+                    leaks.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+                }
+            }
+        }
+        assert!(
+            leaks.is_empty(),
+            "SQLite used above the store:\n{}",
+            leaks.join("\n")
+        );
+    }
+
     #[test]
     fn migrates_a_fresh_file_and_refuses_a_newer_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("registry.db");
         let store = Store::open(&path).unwrap();
         let version: u32 = store
-            .read(|c| Ok(c.pragma_query_value(None, "user_version", |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.sqlite()
+                    .pragma_query_value(None, "user_version", |r| r.get(0))?)
+            })
             .unwrap();
         assert_eq!(version, SCHEMA_VERSION);
         drop(store);
@@ -481,13 +570,13 @@ mod tests {
         let store = Store::open(&path).unwrap();
         store
             .write(|tx| {
-                let rejected: Vec<(uuid::Uuid, bool)> = tx
+                let rejected: Vec<(uuid::Uuid, bool)> = tx.sqlite()
                     .prepare("SELECT id, rejected_at IS NOT NULL FROM entitlements ORDER BY id")?
                     .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
                     .collect::<rusqlite::Result<_>>()?;
                 assert_eq!(rejected, [(id(7), true), (id(8), false)]);
                 type Row = (uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, uuid::Uuid, Option<uuid::Uuid>, i64, String, String, String);
-                let rows: Vec<Row> = tx
+                let rows: Vec<Row> = tx.sqlite()
                     .prepare(
                         "SELECT id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
                              amount_minor, currency, goods, status FROM entitlements ORDER BY id",
@@ -507,7 +596,7 @@ mod tests {
                     ],
                     "every column comes through the rebuild"
                 );
-                let rejected_at: String = tx.query_row(
+                let rejected_at: String = tx.sqlite().query_row(
                     "SELECT rejected_at FROM entitlements WHERE id = ?1",
                     [id(7)],
                     |r| r.get(0),
@@ -518,14 +607,14 @@ mod tests {
                     "written as the server writes times: {rejected_at} vs {}",
                     now()
                 );
-                let task: (String, Option<String>) = tx.query_row(
+                let task: (String, Option<String>) = tx.sqlite().query_row(
                     "SELECT status, decided_at FROM tasks WHERE id = ?1",
                     [id(15)],
                     |r| Ok((r.get(0)?, r.get(1)?)),
                 )?;
                 assert_eq!(task.0, "WITHDRAWN", "the rejected payroll's approval is withdrawn");
                 assert_eq!(task.1.map(|t| t.len()), Some(now().len()));
-                let (status, strict): (String, bool) = tx.query_row(
+                let (status, strict): (String, bool) = tx.sqlite().query_row(
                     "SELECT status, policy ->> '$.approvers_not_created_by_maker' IS 1 FROM tasks WHERE id = ?1",
                     [id(16)],
                     |r| Ok((r.get(0)?, r.get(1)?)),
@@ -533,7 +622,7 @@ mod tests {
                 assert_eq!(status, "PENDING", "the approved payroll's approval still waits");
                 assert!(strict, "an open money task takes the creator rule");
                 let again = |e: uuid::Uuid, b: uuid::Uuid| {
-                    tx.execute(
+                    tx.sqlite().execute(
                         "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, amount_minor, currency, status)
                          VALUES (?1, ?2, ?3, ?4, ?5, 100, 'MWK', 'DUE')",
                         rusqlite::params![e, id(6), id(3), id(4), b],
@@ -542,7 +631,7 @@ mod tests {
                 again(id(11), id(9)).expect("a rejected entitlement no longer blocks");
                 assert!(again(id(12), id(10)).is_err(), "an approved one still does");
                 let schema = |sql: &str| -> Result<i64> {
-                    Ok(tx.query_row(sql, [], |r| r.get(0))?)
+                    Ok(tx.sqlite().query_row(sql, [], |r| r.get(0))?)
                 };
                 assert_eq!(
                     schema("SELECT count(*) FROM sqlite_schema WHERE type = 'trigger'
@@ -575,7 +664,7 @@ mod tests {
                     "an existing account's creator is unknown"
                 );
                 let strict = |kind: &str| -> Result<bool> {
-                    Ok(tx.query_row(
+                    Ok(tx.sqlite().query_row(
                         "SELECT policy ->> '$.approvers_not_created_by_maker' IS 1 FROM task_policies WHERE kind = ?1",
                         [kind],
                         |r| r.get(0),
@@ -598,7 +687,7 @@ mod tests {
         store
             .write(|tx| {
                 for i in 0..2000 {
-                    tx.execute(
+                    tx.sqlite().execute(
                         "INSERT INTO goods_items (id, code, name, unit) VALUES (?1, ?2, 'x', 'kit')",
                         rusqlite::params![uuid::Uuid::now_v7(), format!("ITEM-{i}")],
                     )?;
@@ -619,7 +708,10 @@ mod tests {
         );
         let reopened = Store::open(&path).unwrap();
         let n: i64 = reopened
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM goods_items", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.sqlite()
+                    .query_row("SELECT count(*) FROM goods_items", [], |r| r.get(0))?)
+            })
             .unwrap();
         assert_eq!(n, 2000);
     }
@@ -629,7 +721,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("registry.db")).unwrap();
         let result: Result<()> = store.write(|tx| {
-            tx.execute(
+            tx.sqlite().execute(
                 "INSERT INTO goods_items (id, code, name, unit) VALUES (?1, 'MAIZE', 'Maize', 'kg')",
                 [uuid::Uuid::now_v7()],
             )?;
@@ -637,7 +729,10 @@ mod tests {
         });
         assert!(result.is_err());
         let count: i64 = store
-            .read(|c| Ok(c.query_row("SELECT count(*) FROM goods_items", [], |r| r.get(0))?))
+            .read(|c| {
+                Ok(c.sqlite()
+                    .query_row("SELECT count(*) FROM goods_items", [], |r| r.get(0))?)
+            })
             .unwrap();
         assert_eq!(count, 0);
     }

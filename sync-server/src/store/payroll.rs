@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 use outpost_proto::{Currency, EntitlementStatus, PayrollStatus};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -20,6 +20,7 @@ use super::{
     registry::{IN_SCOPE, Scope},
     text_column,
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     registry::rules::{CashRule, Facts},
@@ -52,7 +53,7 @@ struct Candidate {
 /// Generates the entitlements of `plan_code` for `cycle_code`, one per ACTIVE beneficiary in
 /// `scope` not yet entitled, split into payrolls by payment point.
 pub fn generate(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     plan_code: &str,
@@ -190,13 +191,13 @@ pub fn generate(
     insert.flush(tx)?;
     for (id, (count, total, awaiting)) in &added {
         // Added in Rust, checked: SQLite's `+` would turn an overflowing total into a REAL.
-        let (kept_count, kept_total, kept_awaiting): (i64, i64, i64) = tx.query_row(
+        let (kept_count, kept_total, kept_awaiting): (i64, i64, i64) = tx.sqlite().query_row(
             "SELECT entitlement_count, total_minor, awaiting_count FROM payrolls WHERE id = ?1",
             [id],
             |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )?;
         let total = kept_total.checked_add(*total).ok_or_else(overflow)?;
-        tx.execute(
+        tx.sqlite().execute(
             "UPDATE payrolls SET entitlement_count = ?2, total_minor = ?3, awaiting_count = ?4
              WHERE id = ?1",
             params![id, kept_count + count, total, kept_awaiting + awaiting],
@@ -206,7 +207,9 @@ pub fn generate(
     // single-transaction limit each wait for an approval of their own too.
     let maker_id = super::tasks::actor_user(tx, actor)?;
     let mut path_of: HashMap<Uuid, String> = HashMap::new();
-    let mut path_query = tx.prepare_cached("SELECT path FROM locations WHERE id = ?1")?;
+    let mut path_query = tx
+        .sqlite()
+        .prepare_cached("SELECT path FROM locations WHERE id = ?1")?;
     for (_, _, location) in &above_limit {
         if !path_of.contains_key(location) {
             let path: String = path_query.query_row([location], |r| r.get(0))?;
@@ -230,7 +233,7 @@ pub fn generate(
     for id in &report.payrolls {
         let p = get_payroll(tx, &Scope::National, *id)?;
         if p.status == PayrollStatus::PendingApproval {
-            let path: String = tx.query_row(
+            let path: String = tx.sqlite().query_row(
                 "SELECT l.path FROM payrolls p JOIN locations l ON l.id = p.location_id WHERE p.id = ?1",
                 [id],
                 |r| r.get(0),
@@ -319,7 +322,7 @@ impl EntitlementWriter {
 
     fn push(
         &mut self,
-        tx: &Transaction,
+        tx: &WriteTx,
         ids: [Uuid; 3],
         recipient: Option<Uuid>,
         amount: i64,
@@ -332,7 +335,7 @@ impl EntitlementWriter {
         Ok(())
     }
 
-    fn flush(&mut self, tx: &Transaction) -> Result<()> {
+    fn flush(&mut self, tx: &WriteTx) -> Result<()> {
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -343,7 +346,7 @@ impl EntitlementWriter {
             partial = Self::insert_sql(self.pending.len());
             &partial
         };
-        let mut stmt = tx.prepare_cached(sql)?;
+        let mut stmt = tx.sqlite().prepare_cached(sql)?;
         stmt.raw_bind_parameter(1, self.plan)?;
         stmt.raw_bind_parameter(2, self.cycle)?;
         stmt.raw_bind_parameter(3, self.currency.as_str())?;
@@ -372,7 +375,7 @@ fn rule_reads_extra(rule: &CashRule) -> bool {
 /// The per-row checks that cannot change the answer are left out of the query: the area
 /// filter for national scope, and the "already entitled" probe on a cycle's first run.
 fn load_candidates(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     plan_id: Uuid,
     cycle_id: Uuid,
@@ -406,7 +409,7 @@ fn load_candidates(
             )
         }
     };
-    let first_run: bool = conn.query_row(
+    let first_run: bool = conn.sqlite().query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM payrolls WHERE plan_id = ?1 AND cycle_id = ?2)",
         params![plan_id, cycle_id],
         |r| r.get(0),
@@ -418,7 +421,7 @@ fn load_candidates(
         " AND NOT EXISTS (SELECT 1 FROM entitlements e WHERE e.cycle_id = ?3 AND e.beneficiary_id = b.id
              AND e.rejected_at IS NULL)"
     };
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{select} WHERE b.plan_id = ?2 AND b.status = 'ACTIVE'{in_scope}{not_entitled} ORDER BY b.id"
     ))?;
     let rows = stmt.query_map(params![scope.sql(), plan_id, cycle_id, with_extra], |r| {
@@ -436,8 +439,8 @@ fn load_candidates(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-fn load_member_dobs(conn: &Connection, plan_id: Uuid) -> Result<HashMap<Uuid, Vec<NaiveDate>>> {
-    let mut stmt = conn.prepare(
+fn load_member_dobs(conn: &ReadTx, plan_id: Uuid) -> Result<HashMap<Uuid, Vec<NaiveDate>>> {
+    let mut stmt = conn.sqlite().prepare(
         "SELECT m.group_id, i.dob FROM beneficiaries b
          JOIN group_members m ON m.group_id = b.group_id JOIN individuals i ON i.id = m.individual_id
          WHERE b.plan_id = ?1 AND b.status = 'ACTIVE'",
@@ -451,12 +454,12 @@ fn load_member_dobs(conn: &Connection, plan_id: Uuid) -> Result<HashMap<Uuid, Ve
 }
 
 fn load_days_worked(
-    conn: &Connection,
+    conn: &ReadTx,
     project_id: Uuid,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Result<HashMap<Uuid, i64>> {
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT beneficiary_id, SUM(day_hundredths) FROM timesheets
          WHERE project_id = ?1 AND status = 'APPROVED' AND voided_at IS NULL
            AND work_date BETWEEN ?2 AND ?3
@@ -488,8 +491,10 @@ struct PointResolver {
 }
 
 impl PointResolver {
-    fn load(conn: &Connection, mode: PaymentPoint) -> Result<PointResolver> {
-        let mut stmt = conn.prepare("SELECT path, id, name FROM locations")?;
+    fn load(conn: &ReadTx, mode: PaymentPoint) -> Result<PointResolver> {
+        let mut stmt = conn
+            .sqlite()
+            .prepare("SELECT path, id, name FROM locations")?;
         let all: Vec<(String, Uuid, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
             .collect::<rusqlite::Result<_>>()?;
@@ -501,7 +506,7 @@ impl PointResolver {
             .into_iter()
             .map(|(path, id, name)| (path, (id, name)))
             .collect();
-        let mut stmt = conn.prepare(
+        let mut stmt = conn.sqlite().prepare(
             "SELECT l.path, u.id, u.display_name, l.id FROM users u JOIN locations l ON l.id = u.area_id
              WHERE u.role = 'FIELD_AGENT' AND u.disabled = 0 ORDER BY length(l.path) DESC, u.username",
         )?;
@@ -559,7 +564,7 @@ impl PointResolver {
 /// The payroll new entitlements of this point go to: the point's payroll still pending
 /// approval, or a new one. An approved payroll is never changed by a later run.
 fn open_payroll(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     plan: &plans::Plan,
     cycle_id: Uuid,
@@ -571,7 +576,7 @@ fn open_payroll(
     // has decided on it: otherwise a second person's additions would ride on the first's
     // task (and its approvals), and the maker of the new lines could approve them.
     let maker_id = super::tasks::actor_user(tx, actor)?;
-    let pending: Option<Uuid> = tx
+    let pending: Option<Uuid> = tx.sqlite()
         .query_row(
             "SELECT p.id FROM payrolls p
              LEFT JOIN tasks t ON t.subject_id = p.id AND t.kind = 'PAYROLL_APPROVAL' AND t.status = 'PENDING'
@@ -587,7 +592,7 @@ fn open_payroll(
     if let Some(id) = pending {
         return Ok(id);
     }
-    let seq: i64 = tx.query_row(
+    let seq: i64 = tx.sqlite().query_row(
         "SELECT COALESCE(MAX(seq), 0) + 1 FROM payrolls WHERE plan_id = ?1 AND cycle_id = ?2 AND location_id = ?3",
         params![plan.id, cycle_id, point.location],
         |r| r.get(0),
@@ -600,7 +605,7 @@ fn open_payroll(
         name.push_str(&format!(" #{seq}"));
     }
     let id = Uuid::now_v7();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO payrolls (id, plan_id, cycle_id, location_id, agent_id, seq, name, status, currency, created_by, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         params![
@@ -675,13 +680,13 @@ fn payroll_from_row(r: &Row) -> rusqlite::Result<Payroll> {
 }
 
 pub fn list_payrolls(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     plan: Option<&str>,
     cycle: Option<&str>,
     status: Option<PayrollStatus>,
 ) -> Result<Vec<Payroll>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{PAYROLL_SELECT} WHERE {IN_SCOPE} AND (?2 IS NULL OR bp.code = ?2) AND (?3 IS NULL OR c.code = ?3)
            AND (?4 IS NULL OR p.status = ?4)
          ORDER BY c.start_date DESC, p.name"
@@ -693,14 +698,15 @@ pub fn list_payrolls(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get_payroll(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Payroll> {
-    conn.query_row(
-        &format!("{PAYROLL_SELECT} WHERE p.id = ?2 AND {IN_SCOPE}"),
-        params![scope.sql(), id],
-        payroll_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("payroll", id))
+pub fn get_payroll(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Payroll> {
+    conn.sqlite()
+        .query_row(
+            &format!("{PAYROLL_SELECT} WHERE p.id = ?2 AND {IN_SCOPE}"),
+            params![scope.sql(), id],
+            payroll_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("payroll", id))
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -716,14 +722,14 @@ pub struct Entitlement {
 }
 
 pub fn entitlements(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     payroll_id: Uuid,
     limit: u32,
     offset: u32,
 ) -> Result<Vec<Entitlement>> {
     get_payroll(conn, scope, payroll_id)?;
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT e.id, e.beneficiary_id, e.recipient_id, i.first_name || ' ' || i.last_name,
             e.amount_minor, e.currency, e.goods, e.status
          FROM entitlements e LEFT JOIN individuals i ON i.id = e.recipient_id
@@ -747,7 +753,7 @@ pub fn entitlements(
 /// Moves a payroll along its state machine (see [`PayrollStatus::can_become`]); who may do
 /// so, and with how many approvals, is decided by the caller.
 pub fn set_payroll_status(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     id: Uuid,
@@ -756,7 +762,7 @@ pub fn set_payroll_status(
 ) -> Result<Payroll> {
     let current = get_payroll(tx, scope, id)?;
     current.status.transition(to)?;
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE payrolls SET status = ?2,
              approved_at = CASE WHEN ?2 = 'APPROVED' THEN ?3 ELSE approved_at END,
              closed_at = CASE WHEN ?2 = 'CLOSED' THEN ?3 ELSE closed_at END
@@ -782,13 +788,13 @@ pub fn set_payroll_status(
 
 /// A rejected payroll's entitlements stop holding their beneficiaries' place in the cycle
 /// (a new generation covers them), and their own approvals have nothing left to approve.
-fn reject_entitlements(tx: &Transaction, actor: &str, payroll: Uuid) -> Result<()> {
+fn reject_entitlements(tx: &WriteTx, actor: &str, payroll: Uuid) -> Result<()> {
     let at = now();
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE entitlements SET rejected_at = ?2 WHERE payroll_id = ?1 AND rejected_at IS NULL",
         params![payroll, at],
     )?;
-    let withdrawn = tx.execute(
+    let withdrawn = tx.sqlite().execute(
         "UPDATE tasks SET status = 'WITHDRAWN', decided_at = ?2
          WHERE kind = 'ENTITLEMENT_APPROVAL' AND status = 'PENDING'
            AND subject_id IN (SELECT id FROM entitlements WHERE payroll_id = ?1)",

@@ -3,7 +3,7 @@
 
 use chrono::NaiveDate;
 use outpost_proto::Currency;
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use super::{
     registry::{Scope, check_code, location_by_code, unique_to_conflict},
     text_column,
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     registry::{rules::Rule, schema::ExtraSchema},
@@ -116,7 +117,7 @@ fn plan_from_row(r: &Row) -> rusqlite::Result<Plan> {
 
 /// Saves a plan after checking its schema, rule, goods and dates together, so a plan that
 /// cannot generate a payroll is refused now, not at month end.
-pub fn create_plan(tx: &Transaction, actor: &str, new: &NewPlan) -> Result<Plan> {
+pub fn create_plan(tx: &WriteTx, actor: &str, new: &NewPlan) -> Result<Plan> {
     check_code("plan code", &new.code)?;
     if new.name.trim().is_empty() {
         return Err(Error::Invalid("a plan needs a name".into()));
@@ -151,27 +152,28 @@ pub fn create_plan(tx: &Transaction, actor: &str, new: &NewPlan) -> Result<Plan>
         ));
     }
     let id = Uuid::now_v7();
-    tx.execute(
-        &format!(
-            "INSERT INTO benefit_plans ({PLAN_COLUMNS}, created_at)
+    tx.sqlite()
+        .execute(
+            &format!(
+                "INSERT INTO benefit_plans ({PLAN_COLUMNS}, created_at)
                   VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
-        ),
-        params![
-            id,
-            new.code,
-            new.name.trim(),
-            json!(new.beneficiary_type).as_str(),
-            new.start_date.to_string(),
-            new.end_date.map(|d| d.to_string()),
-            new.currency.as_str(),
-            json!(new.provisions).to_string(),
-            json!(new.extra_schema).to_string(),
-            json!(new.rule).to_string(),
-            json!(new.payment_point).to_string(),
-            now()
-        ],
-    )
-    .map_err(|e| unique_to_conflict(e, format!("plan code '{}' is taken", new.code)))?;
+            ),
+            params![
+                id,
+                new.code,
+                new.name.trim(),
+                json!(new.beneficiary_type).as_str(),
+                new.start_date.to_string(),
+                new.end_date.map(|d| d.to_string()),
+                new.currency.as_str(),
+                json!(new.provisions).to_string(),
+                json!(new.extra_schema).to_string(),
+                json!(new.rule).to_string(),
+                json!(new.payment_point).to_string(),
+                now()
+            ],
+        )
+        .map_err(|e| unique_to_conflict(e, format!("plan code '{}' is taken", new.code)))?;
     audit::append(
         tx,
         actor,
@@ -183,18 +185,19 @@ pub fn create_plan(tx: &Transaction, actor: &str, new: &NewPlan) -> Result<Plan>
     plan_by_code(tx, &new.code)
 }
 
-pub fn plan_by_code(conn: &Connection, code: &str) -> Result<Plan> {
-    conn.query_row(
-        &format!("SELECT {PLAN_COLUMNS} FROM benefit_plans WHERE code = ?1"),
-        [code],
-        plan_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("plan", code))
+pub fn plan_by_code(conn: &ReadTx, code: &str) -> Result<Plan> {
+    conn.sqlite()
+        .query_row(
+            &format!("SELECT {PLAN_COLUMNS} FROM benefit_plans WHERE code = ?1"),
+            [code],
+            plan_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("plan", code))
 }
 
-pub fn list_plans(conn: &Connection) -> Result<Vec<Plan>> {
-    let mut stmt = conn.prepare(&format!(
+pub fn list_plans(conn: &ReadTx) -> Result<Vec<Plan>> {
+    let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT {PLAN_COLUMNS} FROM benefit_plans ORDER BY code"
     ))?;
     let rows = stmt.query_map([], plan_from_row)?;
@@ -211,13 +214,13 @@ pub struct Cycle {
     pub end_date: NaiveDate,
 }
 
-pub fn create_cycle(tx: &Transaction, actor: &str, cycle: &Cycle) -> Result<Uuid> {
+pub fn create_cycle(tx: &WriteTx, actor: &str, cycle: &Cycle) -> Result<Uuid> {
     check_code("cycle code", &cycle.code)?;
     if cycle.end_date < cycle.start_date {
         return Err(Error::Invalid("the cycle ends before it starts".into()));
     }
     let id = Uuid::now_v7();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO payment_cycles (id, code, start_date, end_date, created_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         params![id, cycle.code, cycle.start_date.to_string(), cycle.end_date.to_string(), now()],
     )
@@ -233,27 +236,28 @@ pub fn create_cycle(tx: &Transaction, actor: &str, cycle: &Cycle) -> Result<Uuid
     Ok(id)
 }
 
-pub fn cycle_by_code(conn: &Connection, code: &str) -> Result<(Uuid, Cycle)> {
-    conn.query_row(
-        "SELECT id, code, start_date, end_date FROM payment_cycles WHERE code = ?1",
-        [code],
-        |r| {
-            Ok((
-                r.get(0)?,
-                Cycle {
-                    code: r.get(1)?,
-                    start_date: date_column(r, 2)?,
-                    end_date: date_column(r, 3)?,
-                },
-            ))
-        },
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("payment cycle", code))
+pub fn cycle_by_code(conn: &ReadTx, code: &str) -> Result<(Uuid, Cycle)> {
+    conn.sqlite()
+        .query_row(
+            "SELECT id, code, start_date, end_date FROM payment_cycles WHERE code = ?1",
+            [code],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    Cycle {
+                        code: r.get(1)?,
+                        start_date: date_column(r, 2)?,
+                        end_date: date_column(r, 3)?,
+                    },
+                ))
+            },
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("payment cycle", code))
 }
 
-pub fn list_cycles(conn: &Connection) -> Result<Vec<Cycle>> {
-    let mut stmt = conn.prepare(
+pub fn list_cycles(conn: &ReadTx) -> Result<Vec<Cycle>> {
+    let mut stmt = conn.sqlite().prepare(
         "SELECT code, start_date, end_date FROM payment_cycles ORDER BY start_date DESC",
     )?;
     let rows = stmt.query_map([], |r| {
@@ -277,23 +281,24 @@ pub struct GoodsItem {
     pub unit: String,
 }
 
-pub fn add_goods_item(tx: &Transaction, actor: &str, item: &GoodsItem) -> Result<()> {
+pub fn add_goods_item(tx: &WriteTx, actor: &str, item: &GoodsItem) -> Result<()> {
     check_code("item code", &item.code)?;
     if item.name.trim().is_empty() || item.unit.trim().is_empty() {
         return Err(Error::Invalid(
             "a goods item needs a name and a unit".into(),
         ));
     }
-    tx.execute(
-        "INSERT INTO goods_items (id, code, name, unit) VALUES (?1, ?2, ?3, ?4)",
-        params![
-            Uuid::now_v7(),
-            item.code,
-            item.name.trim(),
-            item.unit.trim()
-        ],
-    )
-    .map_err(|e| unique_to_conflict(e, format!("item code '{}' is taken", item.code)))?;
+    tx.sqlite()
+        .execute(
+            "INSERT INTO goods_items (id, code, name, unit) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                Uuid::now_v7(),
+                item.code,
+                item.name.trim(),
+                item.unit.trim()
+            ],
+        )
+        .map_err(|e| unique_to_conflict(e, format!("item code '{}' is taken", item.code)))?;
     audit::append(
         tx,
         actor,
@@ -305,24 +310,27 @@ pub fn add_goods_item(tx: &Transaction, actor: &str, item: &GoodsItem) -> Result
     Ok(())
 }
 
-pub fn goods_item_by_code(conn: &Connection, code: &str) -> Result<GoodsItem> {
-    conn.query_row(
-        "SELECT code, name, unit FROM goods_items WHERE code = ?1",
-        [code],
-        |r| {
-            Ok(GoodsItem {
-                code: r.get(0)?,
-                name: r.get(1)?,
-                unit: r.get(2)?,
-            })
-        },
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("goods item", code))
+pub fn goods_item_by_code(conn: &ReadTx, code: &str) -> Result<GoodsItem> {
+    conn.sqlite()
+        .query_row(
+            "SELECT code, name, unit FROM goods_items WHERE code = ?1",
+            [code],
+            |r| {
+                Ok(GoodsItem {
+                    code: r.get(0)?,
+                    name: r.get(1)?,
+                    unit: r.get(2)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("goods item", code))
 }
 
-pub fn list_goods_items(conn: &Connection) -> Result<Vec<GoodsItem>> {
-    let mut stmt = conn.prepare("SELECT code, name, unit FROM goods_items ORDER BY code")?;
+pub fn list_goods_items(conn: &ReadTx) -> Result<Vec<GoodsItem>> {
+    let mut stmt = conn
+        .sqlite()
+        .prepare("SELECT code, name, unit FROM goods_items ORDER BY code")?;
     let rows = stmt.query_map([], |r| {
         Ok(GoodsItem {
             code: r.get(0)?,
@@ -346,12 +354,7 @@ pub struct WorkProject {
     pub daily_wage_minor: i64,
 }
 
-pub fn add_work_project(
-    tx: &Transaction,
-    actor: &str,
-    scope: &Scope,
-    p: &WorkProject,
-) -> Result<Uuid> {
+pub fn add_work_project(tx: &WriteTx, actor: &str, scope: &Scope, p: &WorkProject) -> Result<Uuid> {
     check_code("project code", &p.code)?;
     if p.name.trim().is_empty() {
         return Err(Error::Invalid(
@@ -370,7 +373,7 @@ pub fn add_work_project(
         )));
     }
     let id = Uuid::now_v7();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO work_projects (id, code, name, plan_id, location_id, daily_wage_minor, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![id, p.code, p.name, plan.id, location.id, p.daily_wage_minor, now()],
@@ -388,14 +391,15 @@ pub fn add_work_project(
 }
 
 /// The project's id and daily wage.
-pub fn work_project_by_code(conn: &Connection, code: &str) -> Result<(Uuid, i64)> {
-    conn.query_row(
-        "SELECT id, daily_wage_minor FROM work_projects WHERE code = ?1",
-        [code],
-        |r| Ok((r.get(0)?, r.get(1)?)),
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("cash-for-work project", code))
+pub fn work_project_by_code(conn: &ReadTx, code: &str) -> Result<(Uuid, i64)> {
+    conn.sqlite()
+        .query_row(
+            "SELECT id, daily_wage_minor FROM work_projects WHERE code = ?1",
+            [code],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("cash-for-work project", code))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,7 +422,7 @@ pub struct TimesheetEntry {
 
 /// Records one day's work, PENDING until approved; one entry per worker per project per day.
 pub fn record_timesheet(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     e: &TimesheetEntry,
@@ -431,7 +435,7 @@ pub fn record_timesheet(
     let (project_id, _) = work_project_by_code(tx, &e.project)?;
     // The checks a device's timesheet passes (`records::validate`): the project is in the
     // caller's area, and the worker is a beneficiary of the project's plan.
-    let (project_plan, project_path): (String, String) = tx.query_row(
+    let (project_plan, project_path): (String, String) = tx.sqlite().query_row(
         "SELECT p.code, l.path FROM work_projects w JOIN benefit_plans p ON p.id = w.plan_id
          JOIN locations l ON l.id = w.location_id WHERE w.id = ?1",
         [project_id],
@@ -457,7 +461,7 @@ pub fn record_timesheet(
         )));
     }
     let id = Uuid::now_v7();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO timesheets (id, project_id, beneficiary_id, work_date, day_hundredths, status, recorded_by, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7)",
         params![id, project_id, e.beneficiary_id, e.work_date.to_string(), e.day_hundredths, actor, now()],
@@ -471,7 +475,7 @@ pub fn record_timesheet(
         Some(&id.to_string()),
         &json!(e),
     )?;
-    let path: String = tx.query_row(
+    let path: String = tx.sqlite().query_row(
         "SELECT l.path FROM work_projects w JOIN locations l ON l.id = w.location_id WHERE w.id = ?1",
         [project_id],
         |r| r.get(0),
@@ -497,7 +501,7 @@ pub fn record_timesheet(
 
 /// Decides a pending timesheet. Four eyes: whoever recorded it cannot decide it.
 pub fn decide_timesheet(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     id: Uuid,
@@ -508,7 +512,7 @@ pub fn decide_timesheet(
             "a timesheet is decided APPROVED or REJECTED".into(),
         ));
     }
-    let (beneficiary, status, recorded_by, voided): (Uuid, String, String, bool) = tx
+    let (beneficiary, status, recorded_by, voided): (Uuid, String, String, bool) = tx.sqlite()
         .query_row(
             "SELECT beneficiary_id, status, recorded_by, voided_at IS NOT NULL FROM timesheets WHERE id = ?1",
             [id],
@@ -539,7 +543,7 @@ pub fn decide_timesheet(
             "this timesheet was recorded by {recorded_by}, which answers to you; someone else decides it"
         )));
     }
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE timesheets SET status = ?2 WHERE id = ?1",
         params![id, json!(to).as_str()],
     )?;
@@ -552,4 +556,13 @@ pub fn decide_timesheet(
         &json!({ "status": to }),
     )?;
     Ok(())
+}
+
+/// Whether a payment cycle with this code exists.
+pub fn cycle_exists(conn: &ReadTx, code: &str) -> Result<bool> {
+    Ok(conn.sqlite().query_row(
+        "SELECT EXISTS (SELECT 1 FROM payment_cycles WHERE code = ?1)",
+        [code],
+        |r| r.get(0),
+    )?)
 }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use outpost_proto::{Currency, EntitlementStatus, PayrollStatus};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -18,6 +18,7 @@ use super::{
     tasks,
     users::User,
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     approvals::TaskKind,
@@ -46,7 +47,7 @@ fn currency(s: &str) -> rusqlite::Result<Currency> {
 }
 
 /// Everything the engine needs about one payroll, in a few range reads.
-pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
+pub fn inputs(conn: &ReadTx, payroll_id: Uuid) -> Result<Input> {
     let (cur, start, end, closed, rule): (
         String,
         chrono::NaiveDate,
@@ -54,6 +55,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         Option<String>,
         crate::registry::rules::Rule,
     ) = conn
+        .sqlite()
         .query_row(
             "SELECT p.currency, c.start_date, c.end_date, p.closed_at, b.rule FROM payrolls p
              JOIN payment_cycles c ON c.id = p.cycle_id JOIN benefit_plans b ON b.id = p.plan_id
@@ -82,7 +84,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
 
     // Read with borrowed text (no allocation per cell): a million-line payroll is read here
     // every time a record arrives and someone looks.
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT id, beneficiary_id, amount_minor, currency, goods, status FROM entitlements WHERE payroll_id = ?1",
     )?;
     let entitlements = stmt
@@ -115,10 +117,11 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
 
     // Devices are few: their agents are looked up here rather than joined on every payout.
     let agents: HashMap<Uuid, Uuid> = conn
+        .sqlite()
         .prepare("SELECT id, agent_id FROM devices")?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT doc_id, entitlement_id, beneficiary_id, device_id, amount_minor, currency, paid_at,
                 received_at, override_reason IS NOT NULL, voided_at IS NOT NULL
          FROM payouts WHERE payroll_id = ?1",
@@ -142,7 +145,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT x.doc_id, x.entitlement_id, d.agent_id, x.items, x.voided_at IS NOT NULL
          FROM distributions x LEFT JOIN devices d ON d.id = x.device_id WHERE x.payroll_id = ?1",
     )?;
@@ -160,7 +163,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
     // Only the paid beneficiaries' histories matter ("was it ACTIVE when paid").
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT h.beneficiary_id, h.changed_at, h.to_status FROM beneficiary_status_history h
          WHERE h.beneficiary_id IN (SELECT beneficiary_id FROM payouts WHERE payroll_id = ?1)",
     )?;
@@ -174,7 +177,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT agent_id, holding, is_cash, quantity FROM float_movements WHERE payroll_id = ?1",
     )?;
     let floats = stmt
@@ -193,7 +196,7 @@ pub fn inputs(conn: &Connection, payroll_id: Uuid) -> Result<Input> {
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
 
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT id, source, reference, entitlement_id, beneficiary_id, amount_minor, currency
          FROM external_payments WHERE payroll_id = ?1",
     )?;
@@ -247,23 +250,19 @@ impl Reconciliation {
     }
 }
 
-pub fn reconcile_payroll(
-    conn: &Connection,
-    scope: &Scope,
-    payroll_id: Uuid,
-) -> Result<Reconciliation> {
+pub fn reconcile_payroll(conn: &ReadTx, scope: &Scope, payroll_id: Uuid) -> Result<Reconciliation> {
     let payroll = payroll::get_payroll(conn, scope, payroll_id)?;
     reconcile_with(conn, payroll, payroll_id)
 }
 
-fn reconcile_with(conn: &Connection, payroll: Payroll, payroll_id: Uuid) -> Result<Reconciliation> {
+fn reconcile_with(conn: &ReadTx, payroll: Payroll, payroll_id: Uuid) -> Result<Reconciliation> {
     let report = reconcile::reconcile(&inputs(conn, payroll_id)?);
     let details: HashMap<&str, &str> = report
         .exceptions
         .iter()
         .map(|e| (e.key.as_str(), e.detail.as_str()))
         .collect();
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT key, detail, reason, resolved_by, resolved_at FROM exception_resolutions WHERE payroll_id = ?1",
     )?;
     let mut resolutions = HashMap::new();
@@ -300,8 +299,8 @@ const RECONCILIATION_ACTIONS: &str = "'beneficiary.status', 'registry.import', '
 
 /// Changes whenever anything reconciliation reads may have changed: a record arrived (the
 /// change log grew) or the office wrote something reconciliation reads (it is audited).
-pub fn stamp(conn: &Connection) -> Result<(i64, i64)> {
-    Ok(conn.query_row(
+pub fn stamp(conn: &ReadTx) -> Result<(i64, i64)> {
+    Ok(conn.sqlite().query_row(
         &format!(
             "SELECT (SELECT COALESCE(MAX(seq), 0) FROM doc_changes),
                     (SELECT COALESCE(MAX(seq), 0) FROM audit_log WHERE action IN ({RECONCILIATION_ACTIONS}))"
@@ -327,13 +326,7 @@ fn writable(payroll: &Payroll, closed_too: bool) -> Result<()> {
 }
 
 /// Resolves an exception with a reason; the exception must exist in the current report.
-pub fn resolve(
-    tx: &Transaction,
-    user: &User,
-    payroll_id: Uuid,
-    key: &str,
-    reason: &str,
-) -> Result<()> {
+pub fn resolve(tx: &WriteTx, user: &User, payroll_id: Uuid, key: &str, reason: &str) -> Result<()> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(Error::Invalid("a resolution needs a reason".into()));
@@ -351,7 +344,7 @@ pub fn resolve(
     }
     // The detail is kept with the resolution: if the exception changes (a third payment, a
     // different float), the resolution no longer covers it and it opens again.
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO exception_resolutions (payroll_id, key, detail, reason, resolved_by, resolved_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)
          ON CONFLICT (payroll_id, key) DO UPDATE SET detail = excluded.detail, reason = excluded.reason,
@@ -370,7 +363,7 @@ pub fn resolve(
 
 /// Cash or goods handed to an agent for the payroll (`quantity` > 0) or handed back (< 0).
 pub fn record_float(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     payroll_id: Uuid,
     agent: &str,
@@ -391,6 +384,7 @@ pub fn record_float(
         )));
     }
     let agent_id: Uuid = tx
+        .sqlite()
         .query_row(
             &format!(
                 "SELECT u.id FROM users u JOIN locations l ON l.id = u.area_id
@@ -413,7 +407,7 @@ pub fn record_float(
     if !is_cash {
         super::plans::goods_item_by_code(tx, holding)?;
     }
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO float_movements (payroll_id, agent_id, holding, is_cash, quantity, note, recorded_by, recorded_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![payroll_id, agent_id, holding, is_cash, quantity, note.trim(), user.actor(), now()],
@@ -434,13 +428,14 @@ pub fn record_float(
 
 /// The entitlement a line names, by our reference (its id) or by the beneficiary's code.
 fn match_line(
-    conn: &Connection,
+    conn: &ReadTx,
     payroll_id: Uuid,
     our_reference: Option<&str>,
     beneficiary_code: Option<&str>,
 ) -> Result<(Option<Uuid>, Option<Uuid>)> {
     if let Some(id) = our_reference.and_then(|r| Uuid::parse_str(r.trim()).ok()) {
         let found: Option<Uuid> = conn
+            .sqlite()
             .query_row(
                 "SELECT beneficiary_id FROM entitlements WHERE id = ?1 AND payroll_id = ?2",
                 params![id, payroll_id],
@@ -454,7 +449,7 @@ fn match_line(
     let Some(code) = beneficiary_code else {
         return Ok((None, None));
     };
-    let found: Option<Uuid> = conn
+    let found: Option<Uuid> = conn.sqlite()
         .query_row(
             "SELECT e.beneficiary_id FROM entitlements e JOIN beneficiaries b ON b.id = e.beneficiary_id
              LEFT JOIN individuals i ON i.id = b.individual_id LEFT JOIN groups g ON g.id = b.group_id
@@ -478,13 +473,13 @@ struct External<'a> {
 
 /// Records it once per payroll, source and reference: a file imported twice adds nothing.
 fn record_external(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     payroll_id: Uuid,
     x: &External,
     outcome: &mut ImportOutcome,
 ) -> Result<()> {
-    let n = tx.execute(
+    let n = tx.sqlite().execute(
         "INSERT OR IGNORE INTO external_payments (payroll_id, source, reference, entitlement_id, beneficiary_id,
              amount_minor, currency, imported_by, imported_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -500,13 +495,13 @@ fn record_external(
 }
 
 /// Whether a statement line names an entitlement or a beneficiary the registry knows.
-fn known_elsewhere(conn: &Connection, line: &sheets::StatementLine) -> Result<bool> {
+fn known_elsewhere(conn: &ReadTx, line: &sheets::StatementLine) -> Result<bool> {
     if let Some(id) = line
         .our_reference
         .as_deref()
         .and_then(|r| Uuid::parse_str(r.trim()).ok())
     {
-        let known: bool = conn.query_row(
+        let known: bool = conn.sqlite().query_row(
             "SELECT EXISTS (SELECT 1 FROM entitlements WHERE id = ?1)",
             [id],
             |r| r.get(0),
@@ -516,7 +511,7 @@ fn known_elsewhere(conn: &Connection, line: &sheets::StatementLine) -> Result<bo
         }
     }
     match line.beneficiary.as_deref() {
-        Some(code) => Ok(conn.query_row(
+        Some(code) => Ok(conn.sqlite().query_row(
             "SELECT EXISTS (SELECT 1 FROM individuals WHERE external_id = ?1)
                  OR EXISTS (SELECT 1 FROM groups WHERE code = ?1)",
             [code.trim()],
@@ -538,7 +533,7 @@ pub struct ImportOutcome {
 
 /// Imports a provider's statement through the mapping, which is saved for the provider.
 pub fn import_statement(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     payroll_id: Uuid,
     provider: &str,
@@ -560,7 +555,7 @@ pub fn import_statement(
             });
         }
     };
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO provider_mappings (provider, mapping, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (provider) DO UPDATE SET mapping = excluded.mapping, updated_by = excluded.updated_by,
              updated_at = excluded.updated_at",
@@ -606,8 +601,9 @@ pub fn import_statement(
     Ok(outcome)
 }
 
-pub fn provider_mapping(conn: &Connection, provider: &str) -> Result<Option<ProviderMapping>> {
+pub fn provider_mapping(conn: &ReadTx, provider: &str) -> Result<Option<ProviderMapping>> {
     Ok(conn
+        .sqlite()
         .query_row(
             "SELECT mapping FROM provider_mappings WHERE provider = ?1",
             [provider.trim().to_uppercase()],
@@ -617,14 +613,14 @@ pub fn provider_mapping(conn: &Connection, provider: &str) -> Result<Option<Prov
 }
 
 /// The openIMIS reconciliation sheet of a payroll, one row per entitlement.
-pub fn openimis_rows(conn: &Connection, scope: &Scope, payroll_id: Uuid) -> Result<Vec<SheetRow>> {
+pub fn openimis_rows(conn: &ReadTx, scope: &Scope, payroll_id: Uuid) -> Result<Vec<SheetRow>> {
     let rec = reconcile_payroll(conn, scope, payroll_id)?;
     let receipts = receipts(conn, payroll_id)?;
     let approved = !matches!(
         rec.payroll.status,
         PayrollStatus::PendingApproval | PayrollStatus::Rejected
     );
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.sqlite().prepare_cached(
         "SELECT COALESCE(i.first_name, hi.first_name), COALESCE(i.last_name, hi.last_name), COALESCE(i.dob, hi.dob),
                 e.goods <> '[]' AND e.amount_minor = 0
          FROM entitlements e JOIN beneficiaries b ON b.id = e.beneficiary_id
@@ -658,9 +654,9 @@ pub fn openimis_rows(conn: &Connection, scope: &Scope, payroll_id: Uuid) -> Resu
 }
 
 /// A receipt per entitlement: the external reference, or the first payout's record id.
-fn receipts(conn: &Connection, payroll_id: Uuid) -> Result<HashMap<Uuid, String>> {
+fn receipts(conn: &ReadTx, payroll_id: Uuid) -> Result<HashMap<Uuid, String>> {
     let mut out = HashMap::new();
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT entitlement_id, doc_id FROM payouts WHERE payroll_id = ?1 AND voided_at IS NULL ORDER BY received_at",
     )?;
     for row in stmt.query_map([payroll_id], |r| {
@@ -669,7 +665,7 @@ fn receipts(conn: &Connection, payroll_id: Uuid) -> Result<HashMap<Uuid, String>
         let (e, doc) = row?;
         out.entry(e).or_insert_with(|| doc.to_string());
     }
-    let mut stmt = conn.prepare(
+    let mut stmt = conn.sqlite().prepare(
         "SELECT entitlement_id, reference FROM external_payments WHERE payroll_id = ?1 AND entitlement_id IS NOT NULL",
     )?;
     for row in stmt.query_map([payroll_id], |r| {
@@ -685,7 +681,7 @@ fn receipts(conn: &Connection, payroll_id: Uuid) -> Result<HashMap<Uuid, String>
 /// payment with its receipt. Row errors are reported by code and the rest is applied
 /// (openIMIS's PARTIAL_SUCCESS).
 pub fn import_openimis(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     payroll_id: Uuid,
     bytes: &[u8],
@@ -741,6 +737,7 @@ pub fn import_openimis(
         };
         let entitlement = Uuid::parse_str(&sheet.code).ok();
         let beneficiary: Option<Uuid> = tx
+            .sqlite()
             .query_row(
                 "SELECT beneficiary_id FROM entitlements WHERE id = ?1",
                 [entitlement],
@@ -771,7 +768,7 @@ pub fn import_openimis(
 
 /// Asks for the payroll to be signed off: every exception must be resolved first. Opens the
 /// sign-off task, whose approval (by someone else) reconciles and closes the payroll.
-pub fn request_sign_off(tx: &Transaction, user: &User, payroll_id: Uuid) -> Result<Uuid> {
+pub fn request_sign_off(tx: &WriteTx, user: &User, payroll_id: Uuid) -> Result<Uuid> {
     let rec = reconcile_payroll(tx, &user.scope(), payroll_id)?;
     if rec.payroll.status != PayrollStatus::Approved {
         return Err(Error::Conflict(format!(
@@ -785,7 +782,7 @@ pub fn request_sign_off(tx: &Transaction, user: &User, payroll_id: Uuid) -> Resu
             "{open} exception(s) are still open; resolve them before signing off"
         )));
     }
-    let path: String = tx.query_row(
+    let path: String = tx.sqlite().query_row(
         "SELECT l.path FROM payrolls p JOIN locations l ON l.id = p.location_id WHERE p.id = ?1",
         [payroll_id],
         |r| r.get(0),
@@ -825,7 +822,7 @@ type Cached = ((i64, i64), std::sync::Arc<Reconciliation>);
 impl ReportCache {
     pub fn get(
         &self,
-        conn: &Connection,
+        conn: &ReadTx,
         scope: &Scope,
         payroll_id: Uuid,
     ) -> Result<std::sync::Arc<Reconciliation>> {
@@ -861,7 +858,7 @@ pub struct Progress {
 
 /// Payrolls in the field or done, with what has been paid and what is open, from their
 /// (cached) reconciliation.
-pub fn progress(conn: &Connection, scope: &Scope, cache: &ReportCache) -> Result<Vec<Progress>> {
+pub fn progress(conn: &ReadTx, scope: &Scope, cache: &ReportCache) -> Result<Vec<Progress>> {
     let mut out = Vec::new();
     for p in payroll::list_payrolls(conn, scope, None, None, None)? {
         if matches!(
@@ -887,9 +884,9 @@ pub fn progress(conn: &Connection, scope: &Scope, cache: &ReportCache) -> Result
 /// it the dashboard), so each amount is split into its high and low 32 bits, summed apart in
 /// SQL (each part stays below 2^32, so over four thousand million rows would be needed to
 /// overflow either) and joined again in `i128`.
-pub fn paid_by_day(conn: &Connection, payrolls: &[Uuid]) -> Result<Vec<(String, i128)>> {
+pub fn paid_by_day(conn: &ReadTx, payrolls: &[Uuid]) -> Result<Vec<(String, i128)>> {
     let mut by_day: std::collections::BTreeMap<String, i128> = Default::default();
-    let mut stmt = conn.prepare_cached(
+    let mut stmt = conn.sqlite().prepare_cached(
         "SELECT substr(paid_at, 1, 10), SUM(amount_minor >> 32), SUM(amount_minor & 4294967295)
          FROM payouts WHERE payroll_id = ?1 AND voided_at IS NULL GROUP BY 1",
     )?;
@@ -922,8 +919,8 @@ pub struct PayoutRow {
 }
 
 /// A beneficiary's payouts, newest first (through the documents index by beneficiary).
-pub fn payouts_of(conn: &Connection, beneficiary: Uuid) -> Result<Vec<PayoutRow>> {
-    let mut stmt = conn.prepare(
+pub fn payouts_of(conn: &ReadTx, beneficiary: Uuid) -> Result<Vec<PayoutRow>> {
+    let mut stmt = conn.sqlite().prepare(
         "SELECT p.doc_id, pr.name, p.amount_minor, p.currency, p.proof, p.paid_at, p.received_at, u.username,
                 p.void_reason
          FROM documents d JOIN payouts p ON p.doc_id = d.id JOIN payrolls pr ON pr.id = p.payroll_id
@@ -948,8 +945,8 @@ pub fn payouts_of(conn: &Connection, beneficiary: Uuid) -> Result<Vec<PayoutRow>
 }
 
 /// Codes and names of beneficiaries, for report rows.
-pub fn labels(conn: &Connection, ids: &[Uuid]) -> Result<HashMap<Uuid, (String, String)>> {
-    let mut stmt = conn.prepare_cached(
+pub fn labels(conn: &ReadTx, ids: &[Uuid]) -> Result<HashMap<Uuid, (String, String)>> {
+    let mut stmt = conn.sqlite().prepare_cached(
         "SELECT COALESCE(i.external_id, g.code), COALESCE(i.first_name || ' ' || i.last_name, h.first_name || ' ' || h.last_name, g.code)
          FROM beneficiaries b LEFT JOIN individuals i ON i.id = b.individual_id
          LEFT JOIN groups g ON g.id = b.group_id
@@ -977,12 +974,23 @@ pub fn labels(conn: &Connection, ids: &[Uuid]) -> Result<HashMap<Uuid, (String, 
 }
 
 /// Field agents whose area overlaps `scope`, for the float form.
-pub fn agents(conn: &Connection, scope: &Scope) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare(&format!(
+pub fn agents(conn: &ReadTx, scope: &Scope) -> Result<Vec<String>> {
+    let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT u.username FROM users u JOIN locations l ON l.id = u.area_id
          WHERE u.role = 'FIELD_AGENT' AND u.disabled = 0 AND {} ORDER BY u.username",
         super::registry::IN_SCOPE
     ))?;
     let rows = stmt.query_map([scope.sql()], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Every provider's saved statement mapping, by provider.
+pub fn provider_mappings(conn: &ReadTx) -> Result<Vec<(String, ProviderMapping)>> {
+    let mut stmt = conn
+        .sqlite()
+        .prepare("SELECT provider, mapping FROM provider_mappings ORDER BY provider")?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get(0)?, super::json_column(r, 1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows)
 }

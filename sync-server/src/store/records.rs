@@ -13,11 +13,12 @@ use outpost_proto::{
     records::{self, Record, RecordKind},
     wire::{ChangesReply, DocChanges, DocOutcome, DocResult},
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
 use super::{now, registry::Scope, tasks};
+use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result, approvals::TaskKind};
 
 /// Who sent the changes: a device (with its assignment) or the office.
@@ -170,18 +171,18 @@ impl Ingest {
                     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                         store.write(|tx| {
                             for (origin, docs) in work {
-                                tx.execute_batch("SAVEPOINT batch")?;
-                                let answer =
-                                    push(tx, &origin, docs);
+                                tx.sqlite().execute_batch("SAVEPOINT batch")?;
+                                let answer = push(tx, &origin, docs);
                                 if matches!(answer, Err(Error::StorageFull)) {
                                     // SQLite has rolled the whole transaction back: every
                                     // batch of the group hears the disk is full.
                                     return Err(Error::StorageFull);
                                 }
                                 if answer.is_ok() {
-                                    tx.execute_batch("RELEASE batch")?;
+                                    tx.sqlite().execute_batch("RELEASE batch")?;
                                 } else {
-                                    tx.execute_batch("ROLLBACK TO batch; RELEASE batch")?;
+                                    tx.sqlite()
+                                        .execute_batch("ROLLBACK TO batch; RELEASE batch")?;
                                 }
                                 answers.push(answer);
                             }
@@ -242,7 +243,7 @@ impl Ingest {
 const MAX_DEVICE_SEQ: u64 = 1 << 40;
 
 /// Merges one prepared upload batch; one result per document, in order.
-pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<Prepared>) -> Result<Vec<DocResult>> {
+pub fn push(tx: &WriteTx, origin: &Origin, docs: Vec<Prepared>) -> Result<Vec<DocResult>> {
     let received_at = now();
     let mut results = Vec::with_capacity(docs.len());
     let mut max_seq = 0u64;
@@ -253,10 +254,11 @@ pub fn push(tx: &Transaction, origin: &Origin, docs: Vec<Prepared>) -> Result<Ve
         results.push(merge(tx, origin, &received_at, doc)?);
     }
     if let (Some(device), true) = (origin.device_id, max_seq > 0) {
-        tx.prepare_cached(
-            "UPDATE devices SET max_device_seq = max(max_device_seq, ?2) WHERE id = ?1",
-        )?
-        .execute(params![device, max_seq as i64])?;
+        tx.sqlite()
+            .prepare_cached(
+                "UPDATE devices SET max_device_seq = max(max_device_seq, ?2) WHERE id = ?1",
+            )?
+            .execute(params![device, max_seq as i64])?;
     }
     Ok(results)
 }
@@ -275,7 +277,7 @@ fn heads_blob(heads: &[ChangeHash]) -> Vec<u8> {
 }
 
 fn merge(
-    tx: &Transaction,
+    tx: &WriteTx,
     origin: &Origin,
     received_at: &str,
     prepared: Prepared,
@@ -292,6 +294,7 @@ fn merge(
     // Why a held record fails today's rules, if it does: then only a void may follow.
     let mut legacy: Option<records::RecordError> = None;
     let existing: Option<(String, Vec<u8>, String)> = tx
+        .sqlite()
         .prepare_cached("SELECT kind, data, path FROM documents WHERE id = ?1")?
         .query_row([doc_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .optional()?;
@@ -486,7 +489,7 @@ fn merge(
     } else {
         doc.save()
     };
-    tx.prepare_cached(
+    tx.sqlite().prepare_cached(
         "INSERT INTO documents (id, kind, device_id, device_seq, beneficiary_id, path, data, heads, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)
          ON CONFLICT (id) DO UPDATE SET data = excluded.data, heads = excluded.heads,
@@ -503,7 +506,7 @@ fn merge(
         heads_blob(&heads),
         received_at,
     ])?;
-    let mut log = tx.prepare_cached(
+    let mut log = tx.sqlite().prepare_cached(
         "INSERT INTO doc_changes (doc_id, hash, data, device_id, path, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -566,7 +569,7 @@ const QUARANTINE_WHOLE_BYTES: usize = 64 * 1024;
 /// (`too_large`) is kept as its SHA-256, its sizes and its first [`QUARANTINE_PREFIX_BYTES`]
 /// only, so a hostile device cannot fill the disk through the quarantine.
 fn quarantine(
-    tx: &Transaction,
+    tx: &WriteTx,
     origin: &Origin,
     received_at: &str,
     dc: &DocChanges,
@@ -584,7 +587,7 @@ fn quarantine(
         );
         changes.truncate(QUARANTINE_PREFIX_BYTES);
     }
-    tx.prepare_cached(
+    tx.sqlite().prepare_cached(
         "INSERT OR IGNORE INTO quarantine (doc_id, kind, device_id, device_seq, changes, changes_hash, reason, received_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?
@@ -606,7 +609,7 @@ fn quarantine(
 /// payouts and distributions, the entitlement's payroll), or `Error::Invalid` with the reason
 /// the device shows.
 fn validate(
-    tx: &Transaction,
+    tx: &WriteTx,
     origin: &Origin,
     doc_id: Uuid,
     stored_path: Option<&str>,
@@ -643,7 +646,7 @@ fn validate(
             ..
         }) => {
             let b = beneficiary.as_ref().expect("payouts name a beneficiary");
-            let entitled: Option<(Uuid, Uuid)> = tx
+            let entitled: Option<(Uuid, Uuid)> = tx.sqlite()
                 .prepare_cached(
                     "SELECT e.beneficiary_id, e.payroll_id FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
                      WHERE e.id = ?1 AND p.status IN ('APPROVED', 'RECONCILED', 'CLOSED')",
@@ -671,6 +674,7 @@ fn validate(
             if let Record::Distribution(d) = record {
                 for code in d.items.keys() {
                     let known: bool = tx
+                        .sqlite()
                         .prepare_cached(
                             "SELECT EXISTS (SELECT 1 FROM goods_items WHERE code = ?1)",
                         )?
@@ -683,7 +687,7 @@ fn validate(
         }
         Record::Timesheet(t) => {
             let b = beneficiary.as_ref().expect("timesheets name a beneficiary");
-            let project: Option<(Uuid, String)> = tx
+            let project: Option<(Uuid, String)> = tx.sqlite()
                 .prepare_cached(
                     "SELECT w.plan_id, l.path FROM work_projects w JOIN locations l ON l.id = w.location_id
                      WHERE w.id = ?1",
@@ -709,7 +713,7 @@ fn validate(
                     )));
                 }
             }
-            let taken: Option<Uuid> = tx
+            let taken: Option<Uuid> = tx.sqlite()
                 .prepare_cached(
                     "SELECT id FROM timesheets WHERE project_id = ?1 AND beneficiary_id = ?2 AND work_date = ?3
                      AND id <> ?4 AND voided_at IS NULL",
@@ -728,6 +732,7 @@ fn validate(
         }
         Record::Grievance(g) => {
             let known: bool = tx
+                .sqlite()
                 .prepare_cached(
                     "SELECT EXISTS (SELECT 1 FROM grievance_categories WHERE code = ?1)",
                 )?
@@ -757,7 +762,7 @@ fn validate(
                 .as_ref()
                 .expect("contact updates name a beneficiary");
             let member = b.individual_id == Some(c.individual_id)
-                || tx
+                || tx.sqlite()
                     .prepare_cached(
                         "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND individual_id = ?2)",
                     )?
@@ -781,8 +786,8 @@ struct BeneficiaryRef {
     path: String,
 }
 
-fn beneficiary(tx: &Transaction, scope: &Scope, id: Uuid) -> Result<BeneficiaryRef> {
-    let found = tx
+fn beneficiary(tx: &WriteTx, scope: &Scope, id: Uuid) -> Result<BeneficiaryRef> {
+    let found = tx.sqlite()
         .prepare_cached(
             "SELECT b.plan_id, b.individual_id, b.group_id, b.status, p.path
              FROM beneficiaries b JOIN beneficiary_paths p ON p.beneficiary_id = b.id WHERE b.id = ?1",
@@ -808,11 +813,12 @@ fn beneficiary(tx: &Transaction, scope: &Scope, id: Uuid) -> Result<BeneficiaryR
 }
 
 /// The person themself, or the household's head or a recipient.
-fn may_collect(tx: &Transaction, b: &BeneficiaryRef, collector: Uuid) -> Result<bool> {
+fn may_collect(tx: &WriteTx, b: &BeneficiaryRef, collector: Uuid) -> Result<bool> {
     if b.individual_id == Some(collector) {
         return Ok(true);
     }
     Ok(tx
+        .sqlite()
         .prepare_cached(
             "SELECT EXISTS (SELECT 1 FROM group_members WHERE group_id = ?1 AND individual_id = ?2
                  AND (recipient <> 'NONE' OR relationship = 'HEAD'))",
@@ -838,13 +844,14 @@ fn comment_ids(doc: &Automerge) -> Result<Vec<String>> {
 /// signed by `origin.author` (the device's agent, or the staff user), never by the `by` the
 /// document claims.
 fn signed_comments(
-    tx: &Transaction,
+    tx: &WriteTx,
     origin: &Origin,
     doc_id: Uuid,
     doc: &Automerge,
     comments: &[records::Comment],
 ) -> Result<Vec<serde_json::Value>> {
     let held: Option<Vec<serde_json::Value>> = tx
+        .sqlite()
         .prepare_cached("SELECT comments FROM grievances WHERE doc_id = ?1")?
         .query_row([doc_id], |r| super::json_column(r, 0))
         .optional()?;
@@ -887,7 +894,7 @@ fn signed_comments(
 
 #[allow(clippy::too_many_arguments)]
 fn materialise(
-    tx: &Transaction,
+    tx: &WriteTx,
     origin: &Origin,
     received_at: &str,
     doc_id: Uuid,
@@ -906,7 +913,7 @@ fn materialise(
                 records::Proof::Photo(r) => ("PHOTO", None, Some(r.as_str())),
             };
             let (voided_at, void_reason) = void(&p.void);
-            tx.prepare_cached(
+            tx.sqlite().prepare_cached(
                 "INSERT INTO payouts (doc_id, device_id, beneficiary_id, entitlement_id, collector_id,
                      amount_minor, currency, proof, card_serial, proof_ref, paid_at, received_at,
                      override_reason, voided_at, void_reason, payroll_id)
@@ -935,7 +942,7 @@ fn materialise(
         }
         Record::Distribution(d) => {
             let (voided_at, void_reason) = void(&d.void);
-            tx.prepare_cached(
+            tx.sqlite().prepare_cached(
                 "INSERT INTO distributions (doc_id, device_id, beneficiary_id, entitlement_id, collector_id,
                      items, distributed_at, received_at, voided_at, void_reason, payroll_id)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -958,7 +965,7 @@ fn materialise(
         }
         Record::Timesheet(t) => {
             let (voided_at, void_reason) = void(&t.void);
-            tx.prepare_cached(
+            tx.sqlite().prepare_cached(
                 "INSERT INTO timesheets (id, project_id, beneficiary_id, work_date, day_hundredths, status,
                      recorded_by, recorded_at, voided_at, void_reason)
                  VALUES (?1, ?2, ?3, ?4, ?5, 'PENDING', ?6, ?7, ?8, ?9)
@@ -997,7 +1004,7 @@ fn materialise(
         }
         Record::Grievance(g) => {
             let comments = signed_comments(tx, origin, doc_id, doc, &g.comments)?;
-            tx.prepare_cached(
+            tx.sqlite().prepare_cached(
                 "INSERT INTO grievances (doc_id, device_id, beneficiary_id, path, category, description,
                      status, assignee, comments, created_at, updated_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -1020,7 +1027,7 @@ fn materialise(
             ])?;
         }
         Record::Verification(v) => {
-            let inserted = tx.prepare_cached(
+            let inserted = tx.sqlite().prepare_cached(
                 "INSERT OR IGNORE INTO verifications (doc_id, device_id, beneficiary_id, answers,
                      proposed_status, note, verified_at, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1051,7 +1058,7 @@ fn materialise(
             }
         }
         Record::ContactUpdate(c) => {
-            let inserted = tx.prepare_cached(
+            let inserted = tx.sqlite().prepare_cached(
                 "INSERT OR IGNORE INTO contact_updates (doc_id, device_id, beneficiary_id, individual_id,
                      phone, address, updated_at, received_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -1090,7 +1097,7 @@ fn materialise(
 /// Changes to records in the device's assignment made elsewhere (other devices, the office),
 /// after `cursor`, up to about `max_bytes`.
 pub fn changes_since(
-    conn: &Connection,
+    conn: &ReadTx,
     device_id: Uuid,
     assignment_path: &str,
     cursor: u64,
@@ -1100,16 +1107,18 @@ pub fn changes_since(
         0 => super::replica::DEFAULT_PAGE_BYTES,
         n => n.clamp(4 * 1024, super::replica::MAX_PAGE_BYTES),
     } as usize;
-    let last: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM doc_changes", [], |r| {
-        r.get(0)
-    })?;
+    let last: u64 =
+        conn.sqlite()
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM doc_changes", [], |r| {
+                r.get(0)
+            })?;
     if cursor > last {
         return Err(Error::refused(
             outpost_proto::wire::ErrorCode::CursorInvalid,
             "the changes cursor is ahead of the server (restored from a backup?); start again from 0",
         ));
     }
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.sqlite().prepare_cached(&format!(
         "SELECT c.seq, c.doc_id, d.kind, c.data FROM doc_changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)
            AND {}
@@ -1160,8 +1169,8 @@ pub struct Quarantined {
     pub received_at: String,
 }
 
-pub fn quarantined(conn: &Connection, scope: &Scope, limit: u32) -> Result<Vec<Quarantined>> {
-    let mut stmt = conn.prepare(&format!(
+pub fn quarantined(conn: &ReadTx, scope: &Scope, limit: u32) -> Result<Vec<Quarantined>> {
+    let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT q.doc_id, q.kind, q.device_id, q.device_seq, q.reason, q.received_at
          FROM quarantine q LEFT JOIN devices d ON d.id = q.device_id
          LEFT JOIN locations l ON l.id = d.assignment_id
@@ -1226,12 +1235,12 @@ fn grievance_from_row(r: &rusqlite::Row) -> rusqlite::Result<GrievanceRow> {
 
 /// Grievances in `scope`, oldest update first (what waits longest comes first).
 pub fn list_grievances(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     status: Option<&str>,
     limit: u32,
 ) -> Result<Vec<GrievanceRow>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{GRIEVANCE_SELECT} WHERE (?1 IS NULL OR {}) AND (?2 IS NULL OR g.status = ?2)
          ORDER BY g.updated_at LIMIT ?3",
         super::registry::under_path("g.path", "?1")
@@ -1240,29 +1249,31 @@ pub fn list_grievances(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn get_grievance(conn: &Connection, scope: &Scope, id: Uuid) -> Result<GrievanceRow> {
-    conn.query_row(
-        &format!(
-            "{GRIEVANCE_SELECT} WHERE g.doc_id = ?2 AND (?1 IS NULL OR {})",
-            super::registry::under_path("g.path", "?1")
-        ),
-        params![scope.sql(), id],
-        grievance_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("grievance", id))
+pub fn get_grievance(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<GrievanceRow> {
+    conn.sqlite()
+        .query_row(
+            &format!(
+                "{GRIEVANCE_SELECT} WHERE g.doc_id = ?2 AND (?1 IS NULL OR {})",
+                super::registry::under_path("g.path", "?1")
+            ),
+            params![scope.sql(), id],
+            grievance_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("grievance", id))
 }
 
 /// Applies an office edit to a record document through the same merge and validation as a
 /// device's upload; a refused edit changes nothing.
 pub fn office_edit(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &super::users::User,
     doc_id: Uuid,
     edit: impl FnOnce(&mut automerge::AutoCommit) -> std::result::Result<(), records::RecordError>,
 ) -> Result<()> {
     let scope = user.scope();
     let (kind, data, path): (String, Vec<u8>, String) = tx
+        .sqlite()
         .query_row(
             "SELECT kind, data, path FROM documents WHERE id = ?1",
             [doc_id],

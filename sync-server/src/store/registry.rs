@@ -7,12 +7,13 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::NaiveDate;
 use outpost_proto::{BeneficiaryStatus, RecipientKind, Relationship};
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{audit, date_column, json_column, now, opt_text_column, plans, text_column};
+use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     registry::import::{ParsedFile, RowError},
@@ -131,7 +132,7 @@ const LOCATION_COLUMNS: &str = "l.id, l.code, l.name, l.level, l.path";
 /// Adds a location under its parent: regions at the top, districts in regions, villages in
 /// districts. A scoped admin may only add inside their area.
 pub fn add_location(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     new: &NewLocation,
@@ -172,7 +173,7 @@ pub fn add_location(
         )));
     }
     let id = Uuid::now_v7();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO locations (id, code, name, level, parent_id, path) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![id, new.code, name, new.level.as_str(), parent_id, path],
     )
@@ -196,7 +197,7 @@ pub fn add_location(
 
 /// Loads a `code,name,level,parent_code` CSV of locations (parents before children); all or
 /// nothing.
-pub fn import_locations(tx: &Transaction, actor: &str, scope: &Scope, csv: &[u8]) -> Result<usize> {
+pub fn import_locations(tx: &WriteTx, actor: &str, scope: &Scope, csv: &[u8]) -> Result<usize> {
     let text = std::str::from_utf8(csv.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(csv))
         .map_err(|_| Error::Invalid("the locations file must be UTF-8".into()))?;
     let mut reader = csv::ReaderBuilder::new()
@@ -230,22 +231,24 @@ struct LocationCsvRow {
     parent_code: Option<String>,
 }
 
-pub fn location_by_code(conn: &Connection, code: &str) -> Result<Location> {
+pub fn location_by_code(conn: &ReadTx, code: &str) -> Result<Location> {
     location_by_code_opt(conn, code)?.ok_or_else(|| Error::not_found("location", code))
 }
 
-pub fn location_by_id(conn: &Connection, id: Uuid) -> Result<Location> {
-    conn.query_row(
-        &format!("SELECT {LOCATION_COLUMNS} FROM locations l WHERE l.id = ?1"),
-        [id],
-        location_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("location", id))
+pub fn location_by_id(conn: &ReadTx, id: Uuid) -> Result<Location> {
+    conn.sqlite()
+        .query_row(
+            &format!("SELECT {LOCATION_COLUMNS} FROM locations l WHERE l.id = ?1"),
+            [id],
+            location_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("location", id))
 }
 
-fn location_by_code_opt(conn: &Connection, code: &str) -> Result<Option<Location>> {
+fn location_by_code_opt(conn: &ReadTx, code: &str) -> Result<Option<Location>> {
     Ok(conn
+        .sqlite()
         .query_row(
             &format!("SELECT {LOCATION_COLUMNS} FROM locations l WHERE l.code = ?1"),
             [code],
@@ -254,8 +257,8 @@ fn location_by_code_opt(conn: &Connection, code: &str) -> Result<Option<Location
         .optional()?)
 }
 
-pub fn list_locations(conn: &Connection, scope: &Scope) -> Result<Vec<Location>> {
-    let mut stmt = conn.prepare(&format!(
+pub fn list_locations(conn: &ReadTx, scope: &Scope) -> Result<Vec<Location>> {
+    let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT {LOCATION_COLUMNS} FROM locations l WHERE {IN_SCOPE} ORDER BY l.path"
     ))?;
     let rows = stmt.query_map([scope.sql()], location_from_row)?;
@@ -335,17 +338,18 @@ fn individual_from_row(r: &Row) -> rusqlite::Result<Individual> {
     })
 }
 
-pub fn get_individual(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Individual> {
-    conn.query_row(
-        &format!(
-            "{INDIVIDUAL_SELECT} WHERE i.id = ?2 AND {}",
-            in_scope_or_unplaced()
-        ),
-        params![scope.sql(), id],
-        individual_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("individual", id))
+pub fn get_individual(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Individual> {
+    conn.sqlite()
+        .query_row(
+            &format!(
+                "{INDIVIDUAL_SELECT} WHERE i.id = ?2 AND {}",
+                in_scope_or_unplaced()
+            ),
+            params![scope.sql(), id],
+            individual_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("individual", id))
 }
 
 /// [`IN_SCOPE`] for rows whose location may be unset: those are visible only to national users.
@@ -355,14 +359,14 @@ pub(crate) fn in_scope_or_unplaced() -> String {
 
 /// Finds people by name prefix (first or last name), external id, or household code.
 pub fn search_individuals(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     query: Option<&str>,
     limit: u32,
     offset: u32,
 ) -> Result<Vec<Individual>> {
     let q = query.map(str::trim).filter(|q| !q.is_empty());
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{INDIVIDUAL_SELECT} WHERE {} AND (?2 IS NULL
             OR i.external_id = ?2 OR g.code = ?2
             OR i.first_name LIKE ?3 ESCAPE '\\' OR i.last_name LIKE ?3 ESCAPE '\\')
@@ -383,8 +387,9 @@ fn escape_like(s: &str) -> String {
         .replace('_', "\\_")
 }
 
-pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Household> {
+pub fn get_household(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Household> {
     let (code, location): (String, Option<String>) = conn
+        .sqlite()
         .query_row(
             &format!(
                 "SELECT g.code, l.code FROM groups g LEFT JOIN locations l ON l.id = g.location_id
@@ -398,7 +403,7 @@ pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<House
         .ok_or_else(|| Error::not_found("household", id))?;
     // Members are people: a household that straddles areas shows each caller only the
     // members in their own, as `get_individual` would.
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT i.id, i.external_id, i.first_name, i.last_name, i.dob, m.relationship, m.recipient
          FROM group_members m JOIN individuals i ON i.id = m.individual_id
          LEFT JOIN locations l ON l.id = i.location_id
@@ -427,12 +432,13 @@ pub fn get_household(conn: &Connection, scope: &Scope, id: Uuid) -> Result<House
     })
 }
 
-pub fn household_id_by_code(conn: &Connection, code: &str) -> Result<Uuid> {
-    conn.query_row("SELECT id FROM groups WHERE code = ?1", [code], |r| {
-        r.get(0)
-    })
-    .optional()?
-    .ok_or_else(|| Error::not_found("household", code))
+pub fn household_id_by_code(conn: &ReadTx, code: &str) -> Result<Uuid> {
+    conn.sqlite()
+        .query_row("SELECT id FROM groups WHERE code = ?1", [code], |r| {
+            r.get(0)
+        })
+        .optional()?
+        .ok_or_else(|| Error::not_found("household", code))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -467,7 +473,7 @@ pub struct ImportReport {
 /// households' heads and primary recipients); unless `partial`, one bad row means nothing is
 /// written. Rows are keyed by external id, so importing the same file again changes nothing.
 pub fn apply_import(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     parsed: &ParsedFile,
@@ -566,18 +572,18 @@ pub fn apply_import(
     let mut enrolled_groups: HashSet<Uuid> = HashSet::new();
     let status = opts.status.unwrap_or(BeneficiaryStatus::Potential);
 
-    let mut insert_individual = tx.prepare_cached(
+    let mut insert_individual = tx.sqlite().prepare_cached(
         "INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id,
             extra, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
     )?;
-    let mut update_individual = tx.prepare_cached(
+    let mut update_individual = tx.sqlite().prepare_cached(
         "UPDATE individuals SET first_name = ?2, last_name = ?3, dob = ?4, sex = ?5,
             location_id = ?6, extra = ?7, updated_at = ?8 WHERE id = ?1",
     )?;
-    let mut insert_group = tx.prepare_cached(
+    let mut insert_group = tx.sqlite().prepare_cached(
         "INSERT INTO groups (id, code, location_id, created_at) VALUES (?1, ?2, ?3, ?4)",
     )?;
-    let mut upsert_member = tx.prepare_cached(
+    let mut upsert_member = tx.sqlite().prepare_cached(
         "INSERT INTO group_members (group_id, individual_id, relationship, recipient)
          VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (individual_id) DO UPDATE SET group_id = excluded.group_id,
@@ -587,7 +593,7 @@ pub fn apply_import(
             OR group_members.recipient IS NOT excluded.recipient",
     )?;
     // A household is where its head lives.
-    let mut move_household = tx.prepare_cached(
+    let mut move_household = tx.sqlite().prepare_cached(
         "UPDATE groups SET location_id = ?2 WHERE id = ?1 AND location_id IS NOT ?2",
     )?;
     // Heads and primaries are written last: a file that hands a household over gives the old
@@ -759,9 +765,9 @@ struct ExistingIndividual {
 }
 
 impl ExistingRows {
-    fn load(conn: &Connection, parsed: &ParsedFile) -> Result<ExistingRows> {
+    fn load(conn: &ReadTx, parsed: &ParsedFile) -> Result<ExistingRows> {
         let mut individuals = HashMap::new();
-        let mut by_external_id = conn.prepare_cached(
+        let mut by_external_id = conn.sqlite().prepare_cached(
             "SELECT i.id, i.first_name, i.last_name, i.dob, i.sex, i.location_id, l.path, i.extra
              FROM individuals i LEFT JOIN locations l ON l.id = i.location_id
              WHERE i.external_id = ?1",
@@ -789,11 +795,11 @@ impl ExistingRows {
         let mut groups = HashMap::new();
         let mut group_paths = HashMap::new();
         let mut group_members: HashMap<String, Vec<_>> = HashMap::new();
-        let mut group_by_code = conn.prepare_cached(
+        let mut group_by_code = conn.sqlite().prepare_cached(
             "SELECT g.id, l.path FROM groups g LEFT JOIN locations l ON l.id = g.location_id
              WHERE g.code = ?1",
         )?;
-        let mut members_of = conn.prepare_cached(
+        let mut members_of = conn.sqlite().prepare_cached(
             "SELECT i.external_id, m.relationship, m.recipient FROM group_members m
              JOIN individuals i ON i.id = m.individual_id WHERE m.group_id = ?1",
         )?;
@@ -888,7 +894,7 @@ struct LocationIndex {
 }
 
 impl LocationIndex {
-    fn load(conn: &Connection) -> Result<LocationIndex> {
+    fn load(conn: &ReadTx) -> Result<LocationIndex> {
         let all = list_locations(conn, &Scope::National)?;
         let mut by_name: HashMap<String, Vec<Location>> = HashMap::new();
         for loc in &all {
@@ -942,7 +948,7 @@ pub enum BeneficiaryTarget {
 /// Enrols a person or household in a plan unless already there; returns whether it did.
 /// The first status is recorded in the history like any later change.
 pub fn enrol_if_new(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     plan_id: Uuid,
     target: BeneficiaryTarget,
@@ -955,14 +961,14 @@ pub fn enrol_if_new(
     };
     let id = Uuid::now_v7();
     let now = now();
-    let inserted = tx
+    let inserted = tx.sqlite()
         .prepare_cached(
             "INSERT INTO beneficiaries (id, plan_id, individual_id, group_id, status, created_at, updated_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT DO NOTHING",
         )?
         .execute(params![id, plan_id, individual, group, status.as_str(), now])?;
     if inserted == 1 {
-        tx.prepare_cached(
+        tx.sqlite().prepare_cached(
             "INSERT INTO beneficiary_status_history (beneficiary_id, from_status, to_status, changed_by, changed_at, reason)
              VALUES (?1, NULL, ?2, ?3, ?4, ?5)",
         )?
@@ -1015,28 +1021,29 @@ fn beneficiary_from_row(r: &Row) -> rusqlite::Result<Beneficiary> {
     })
 }
 
-pub fn get_beneficiary(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Beneficiary> {
-    conn.query_row(
-        &format!(
-            "{BENEFICIARY_SELECT} WHERE b.id = ?2 AND {}",
-            in_scope_or_unplaced()
-        ),
-        params![scope.sql(), id],
-        beneficiary_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("beneficiary", id))
+pub fn get_beneficiary(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Beneficiary> {
+    conn.sqlite()
+        .query_row(
+            &format!(
+                "{BENEFICIARY_SELECT} WHERE b.id = ?2 AND {}",
+                in_scope_or_unplaced()
+            ),
+            params![scope.sql(), id],
+            beneficiary_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("beneficiary", id))
 }
 
 pub fn list_beneficiaries(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     plan: Option<&str>,
     status: Option<BeneficiaryStatus>,
     limit: u32,
     offset: u32,
 ) -> Result<Vec<Beneficiary>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{BENEFICIARY_SELECT} WHERE {} AND (?2 IS NULL OR p.code = ?2) AND (?3 IS NULL OR b.status = ?3)
          ORDER BY b.created_at, b.id LIMIT ?4 OFFSET ?5",
         in_scope_or_unplaced()
@@ -1054,8 +1061,8 @@ pub fn list_beneficiaries(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-pub fn status_history(conn: &Connection, id: Uuid) -> Result<Vec<StatusChange>> {
-    let mut stmt = conn.prepare(
+pub fn status_history(conn: &ReadTx, id: Uuid) -> Result<Vec<StatusChange>> {
+    let mut stmt = conn.sqlite().prepare(
         "SELECT from_status, to_status, changed_by, changed_at, reason
          FROM beneficiary_status_history WHERE beneficiary_id = ?1 ORDER BY id",
     )?;
@@ -1074,7 +1081,7 @@ pub fn status_history(conn: &Connection, id: Uuid) -> Result<Vec<StatusChange>> 
 /// Moves a beneficiary along its lifecycle; refused transitions (GRADUATED is terminal)
 /// change nothing. Every change keeps who, when and why.
 pub fn change_status(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     id: Uuid,
@@ -1088,11 +1095,11 @@ pub fn change_status(
     let current = get_beneficiary(tx, scope, id)?;
     current.status.transition(to)?;
     let now = now();
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE beneficiaries SET status = ?2, updated_at = ?3 WHERE id = ?1",
         params![id, to.as_str(), now],
     )?;
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO beneficiary_status_history (beneficiary_id, from_status, to_status, changed_by, changed_at, reason)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![id, current.status.as_str(), to.as_str(), actor, now, reason],
@@ -1140,7 +1147,7 @@ pub(crate) fn unique_to_conflict(e: rusqlite::Error, message: String) -> Error {
 /// Beneficiaries whose person (or household head) matches a name prefix, an external id or a
 /// household code, for the supervisors' search.
 pub fn search_beneficiaries(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     query: &str,
     limit: u32,
@@ -1150,7 +1157,7 @@ pub fn search_beneficiaries(
         return Ok(Vec::new());
     }
     let pattern = format!("{}%", escape_like(q));
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{BENEFICIARY_SELECT} WHERE {} AND (i.external_id = ?2 OR g.code = ?2 OR h.external_id = ?2
             OR COALESCE(i.first_name, h.first_name) LIKE ?3 ESCAPE '\\'
             OR COALESCE(i.last_name, h.last_name) LIKE ?3 ESCAPE '\\')
@@ -1162,4 +1169,61 @@ pub fn search_beneficiaries(
         beneficiary_from_row,
     )?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The id of the person with this external id (the registry's own number for them).
+pub fn individual_id_by_external_id(conn: &ReadTx, external_id: &str) -> Result<Uuid> {
+    conn.sqlite()
+        .query_row(
+            "SELECT id FROM individuals WHERE external_id = ?1",
+            [external_id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("individual", external_id))
+}
+
+/// A plan's ACTIVE beneficiaries, in the order of their people's external ids.
+pub fn active_beneficiary_ids(conn: &ReadTx, plan_id: Uuid) -> Result<Vec<Uuid>> {
+    let mut stmt = conn.sqlite().prepare(
+        "SELECT b.id FROM beneficiaries b JOIN individuals i ON i.id = b.individual_id
+         WHERE b.plan_id = ?1 AND b.status = 'ACTIVE' ORDER BY i.external_id",
+    )?;
+    let ids = stmt
+        .query_map([plan_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Up to `limit` people living below a location (by its code) born before a day, in the
+/// order of their external ids.
+pub fn individuals_born_before(
+    conn: &ReadTx,
+    under: &str,
+    born_before: NaiveDate,
+    limit: u32,
+) -> Result<Vec<Uuid>> {
+    let location = location_by_code(conn, under)?;
+    let mut stmt = conn.sqlite().prepare(
+        "SELECT i.id FROM individuals i JOIN locations l ON l.id = i.location_id
+         WHERE l.path LIKE ?1 || '/%' AND i.dob < ?2
+         ORDER BY i.external_id LIMIT ?3",
+    )?;
+    let ids = stmt
+        .query_map(
+            params![location.path, born_before.to_string(), limit],
+            |r| r.get(0),
+        )?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(ids)
+}
+
+/// Whether the database holds no registry and no users yet.
+pub fn is_empty(conn: &ReadTx) -> Result<bool> {
+    let n: i64 = conn.sqlite().query_row(
+        "SELECT (SELECT count(*) FROM users) + (SELECT count(*) FROM individuals) + (SELECT count(*) FROM locations)",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(n == 0)
 }

@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use chrono::NaiveDate;
 use outpost_proto::wire::{self, ErrorCode, ReplicaPage, ReplicaRow, Row, RowKind, Tombstone};
 use prost::Message;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{
@@ -19,6 +19,7 @@ use super::{
     devices::days_since_epoch,
     registry::{Scope, under_path},
 };
+use crate::store::ReadTx;
 use crate::{Error, Result};
 
 /// A page stops growing once its rows reach this many encoded bytes, unless the device asks
@@ -31,14 +32,16 @@ const FIELD_PAYROLLS: &str = "('APPROVED', 'RECONCILED', 'CLOSED')";
 
 /// One page of the replica for a device whose assignment is at `assignment_path`.
 pub fn page(
-    conn: &Connection,
+    conn: &ReadTx,
     assignment_path: &str,
     cursor: u64,
     max_bytes: u32,
 ) -> Result<ReplicaPage> {
-    let last: u64 = conn.query_row("SELECT COALESCE(MAX(seq), 0) FROM replica_log", [], |r| {
-        r.get(0)
-    })?;
+    let last: u64 =
+        conn.sqlite()
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM replica_log", [], |r| {
+                r.get(0)
+            })?;
     if cursor > last {
         return Err(Error::refused(
             ErrorCode::CursorInvalid,
@@ -52,7 +55,7 @@ pub fn page(
     let scope = Scope::Area {
         path: assignment_path.to_owned(),
     };
-    let mut stmt = conn.prepare_cached(&format!(
+    let mut stmt = conn.sqlite().prepare_cached(&format!(
         "SELECT seq, kind, row_id FROM replica_log
          WHERE seq > ?2 AND (path = '' OR {}
                -- locations above the assignment, whose names the device shows
@@ -115,7 +118,7 @@ fn days(r: &rusqlite::Row, i: usize) -> rusqlite::Result<i32> {
 
 /// The row as it is now, if the device may hold it; `None` means "send a tombstone".
 fn current_row(
-    conn: &Connection,
+    conn: &ReadTx,
     kind: RowKind,
     id: &[u8],
     scope: &Scope,
@@ -124,7 +127,7 @@ fn current_row(
     let id = uuid(id)?;
     let in_scope = |path: &str| scope.contains(Some(path));
     let row = match kind {
-        RowKind::Location => conn
+        RowKind::Location => conn.sqlite()
             .prepare_cached("SELECT id, code, name, level, path FROM locations WHERE id = ?1")?
             .query_row([id], |r| {
                 Ok(wire::Location {
@@ -143,7 +146,7 @@ fn current_row(
                         .is_some_and(|rest| rest.starts_with('/'))
             })
             .map(Row::Location),
-        RowKind::Plan => conn
+        RowKind::Plan => conn.sqlite()
             .prepare_cached(
                 "SELECT id, code, name, currency, beneficiary_type, provisions, rule, extra_schema
                  FROM benefit_plans WHERE id = ?1",
@@ -176,7 +179,7 @@ fn current_row(
                 Ok(Row::Plan(plan))
             })
             .transpose()?,
-        RowKind::GoodsItem => conn
+        RowKind::GoodsItem => conn.sqlite()
             .prepare_cached("SELECT id, code, name, unit FROM goods_items WHERE id = ?1")?
             .query_row([id], |r| {
                 Ok(Row::GoodsItem(wire::GoodsItem {
@@ -187,7 +190,7 @@ fn current_row(
                 }))
             })
             .optional()?,
-        RowKind::Project => conn
+        RowKind::Project => conn.sqlite()
             .prepare_cached(
                 "SELECT w.id, w.code, w.name, w.plan_id, l.code, w.daily_wage_minor, l.path
                  FROM work_projects w JOIN locations l ON l.id = w.location_id WHERE w.id = ?1",
@@ -208,7 +211,7 @@ fn current_row(
             .optional()?
             .flatten()
             .transpose()?,
-        RowKind::Person => conn
+        RowKind::Person => conn.sqlite()
             .prepare_cached(
                 "SELECT i.id, i.external_id, i.first_name, i.last_name, i.dob, COALESCE(i.sex, ''),
                         l.code, m.group_id, COALESCE(m.relationship, ''), COALESCE(m.recipient, 'NONE'), l.path
@@ -235,7 +238,7 @@ fn current_row(
             .optional()?
             .flatten()
             .transpose()?,
-        RowKind::Household => conn
+        RowKind::Household => conn.sqlite()
             .prepare_cached(
                 "SELECT g.id, g.code, l.code, l.path FROM groups g
                  JOIN locations l ON l.id = g.location_id WHERE g.id = ?1",
@@ -254,7 +257,7 @@ fn current_row(
             .flatten()
             .transpose()?,
         RowKind::Beneficiary => {
-            let found = conn
+            let found = conn.sqlite()
                 .prepare_cached(
                     "SELECT b.id, b.plan_id, b.individual_id, b.group_id, b.status, p.path
                      FROM beneficiaries b JOIN beneficiary_paths p ON p.beneficiary_id = b.id
@@ -278,7 +281,7 @@ fn current_row(
                 .transpose()?;
             match found {
                 Some(mut b) => {
-                    b.card_serials = conn
+                    b.card_serials = conn.sqlite()
                         .prepare_cached(
                             "SELECT serial FROM cards WHERE beneficiary_id = ?1 AND revoked_at IS NULL
                              ORDER BY serial",
@@ -290,7 +293,7 @@ fn current_row(
                 None => None,
             }
         }
-        RowKind::Entitlement => conn
+        RowKind::Entitlement => conn.sqlite()
             .prepare_cached(&format!(
                 "SELECT e.id, e.beneficiary_id, e.payroll_id, c.code, c.start_date, c.end_date,
                         e.recipient_id, e.amount_minor, e.currency, e.goods, e.status, bp.path
@@ -336,7 +339,7 @@ fn current_row(
                 Ok(Row::Entitlement(e))
             })
             .transpose()?,
-        RowKind::RevokedCard => conn
+        RowKind::RevokedCard => conn.sqlite()
             .prepare_cached(
                 "SELECT c.id, c.serial, c.beneficiary_id, bp.path FROM cards c
                  JOIN beneficiary_paths bp ON bp.beneficiary_id = c.beneficiary_id
@@ -355,7 +358,7 @@ fn current_row(
             .optional()?
             .flatten()
             .transpose()?,
-        RowKind::GrievanceCategory => conn
+        RowKind::GrievanceCategory => conn.sqlite()
             .prepare_cached("SELECT id, code, name FROM grievance_categories WHERE id = ?1")?
             .query_row([id], |r| {
                 Ok(Row::GrievanceCategory(wire::GrievanceCategory {

@@ -10,11 +10,12 @@ use ring::{
     digest::{SHA256, digest},
     rand::{SecureRandom, SystemRandom},
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use totp_rs::{Secret, Totp};
 
 use super::{Store, audit, now, users};
+use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result, store::users::User};
 
 /// How long a web session lives without a new log-in (a working day).
@@ -113,11 +114,12 @@ fn throttle_keys(username: &str, address: &str) -> [String; 2] {
 }
 
 /// The later pause among a name's and an address's, if either is on now.
-fn throttled(tx: &Transaction, keys: &[String]) -> Result<Option<String>> {
+fn throttled(tx: &WriteTx, keys: &[String]) -> Result<Option<String>> {
     let now = stamp(Utc::now());
     let mut until: Option<String> = None;
     for key in keys {
         let u: Option<String> = tx
+            .sqlite()
             .query_row(
                 "SELECT paused_until FROM login_throttle WHERE key = ?1 AND paused_until > ?2",
                 params![key, now],
@@ -133,14 +135,10 @@ fn throttled(tx: &Transaction, keys: &[String]) -> Result<Option<String>> {
 /// Counts a wrong password against the name and the address; returns the pause, if one
 /// began (and audits it). Windows older than [`LOCK_MINUTES`] start again, and finished rows are dropped so
 /// names tried once do not pile up.
-fn count_password_failure(
-    tx: &Transaction,
-    username: &str,
-    address: &str,
-) -> Result<Option<String>> {
+fn count_password_failure(tx: &WriteTx, username: &str, address: &str) -> Result<Option<String>> {
     let now_t = Utc::now();
     let (now_s, window) = (stamp(now_t), stamp(now_t - Duration::minutes(LOCK_MINUTES)));
-    tx.execute(
+    tx.sqlite().execute(
         "DELETE FROM login_throttle WHERE window_start < ?1 AND (paused_until IS NULL OR paused_until < ?2)",
         params![window, now_s],
     )?;
@@ -150,7 +148,7 @@ fn count_password_failure(
         .into_iter()
         .zip([MAX_FAILURES, ADDRESS_MAX_FAILURES])
     {
-        let failures: i64 = tx.query_row(
+        let failures: i64 = tx.sqlite().query_row(
             "INSERT INTO login_throttle (key, failures, window_start) VALUES (?1, 1, ?2)
              ON CONFLICT (key) DO UPDATE SET
                failures = CASE WHEN window_start < ?3 THEN 1 ELSE failures + 1 END,
@@ -160,7 +158,7 @@ fn count_password_failure(
             |r| r.get(0),
         )?;
         if failures >= limit {
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE login_throttle SET failures = 0, window_start = ?2, paused_until = ?3 WHERE key = ?1",
                 params![key, now_s, until],
             )?;
@@ -238,9 +236,9 @@ impl Verified {
     /// in that same write with the account.
     pub fn record<T>(
         self,
-        tx: &Transaction,
+        tx: &WriteTx,
         address: &str,
-        then: impl FnOnce(&Transaction, &User) -> Result<T>,
+        then: impl FnOnce(&WriteTx, &User) -> Result<T>,
     ) -> Result<Password<T>> {
         let username = self.username.as_str();
         if let Some(until) = throttled(tx, &throttle_keys(username, address))? {
@@ -255,7 +253,7 @@ impl Verified {
                 None => Password::Refused,
             });
         }
-        tx.execute(
+        tx.sqlite().execute(
             "DELETE FROM login_throttle WHERE key = ?1",
             [format!("name:{username}")],
         )?;
@@ -277,7 +275,7 @@ pub fn check_password<T>(
     username: &str,
     password: &str,
     address: &str,
-    then: impl FnOnce(&Transaction, &User) -> Result<T>,
+    then: impl FnOnce(&WriteTx, &User) -> Result<T>,
 ) -> Result<Password<T>> {
     let verified = Verified::check(store, username, password)?;
     store.write(|tx| verified.record(tx, address, then))
@@ -302,8 +300,8 @@ impl From<Password<String>> for LogIn {
 
 /// Opens a web session at the second-factor stage (or enrolment, for an account without an
 /// authenticator app) for a user whose password was right.
-pub fn open_session(tx: &Transaction, user: &User) -> Result<String> {
-    let has_totp: bool = tx.query_row(
+pub fn open_session(tx: &WriteTx, user: &User) -> Result<String> {
+    let has_totp: bool = tx.sqlite().query_row(
         "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
         [user.id],
         |r| r.get(0),
@@ -315,7 +313,7 @@ pub fn open_session(tx: &Transaction, user: &User) -> Result<String> {
     };
     let token = random_token()?;
     let now_t = Utc::now();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO web_sessions (token_hash, user_id, stage, csrf, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
@@ -327,7 +325,7 @@ pub fn open_session(tx: &Transaction, user: &User) -> Result<String> {
             stamp(now_t + Duration::hours(SESSION_HOURS))
         ],
     )?;
-    tx.execute(
+    tx.sqlite().execute(
         "DELETE FROM web_sessions WHERE expires_at < ?1",
         [stamp(now_t)],
     )?;
@@ -362,12 +360,8 @@ pub type Issued = (User, String, String);
 /// The second half of [`api_token`], for a user whose password was right: the code is
 /// checked (and counted) in the same write, and a refusal is the inner error, so the counts
 /// commit.
-pub fn issue_for_code(
-    tx: &Transaction,
-    user: &User,
-    code: Option<String>,
-) -> Result<Result<Issued>> {
-    let has_totp: bool = tx.query_row(
+pub fn issue_for_code(tx: &WriteTx, user: &User, code: Option<String>) -> Result<Result<Issued>> {
+    let has_totp: bool = tx.sqlite().query_row(
         "SELECT totp_secret IS NOT NULL FROM users WHERE id = ?1",
         [user.id],
         |r| r.get(0),
@@ -410,8 +404,8 @@ pub fn paused_error(until: &str) -> Error {
 }
 
 /// The account's own pause (after wrong second-factor codes), if it is on now.
-fn account_paused(tx: &Transaction, user: &User) -> Result<Option<String>> {
-    let until: Option<String> = tx.query_row(
+fn account_paused(tx: &WriteTx, user: &User) -> Result<Option<String>> {
+    let until: Option<String> = tx.sqlite().query_row(
         "SELECT locked_until FROM users WHERE id = ?1",
         [user.id],
         |r| r.get(0),
@@ -424,8 +418,8 @@ fn account_paused(tx: &Transaction, user: &User) -> Result<Option<String>> {
 /// guessing codes knows the password, so the pause also refuses the account's tokens and
 /// sessions, and ends the half-open log-ins waiting for a code. Returns the pause, if one
 /// began.
-fn count_code_failure(tx: &Transaction, user: &User) -> Result<Option<String>> {
-    let failures: i64 = tx.query_row(
+fn count_code_failure(tx: &WriteTx, user: &User) -> Result<Option<String>> {
+    let failures: i64 = tx.sqlite().query_row(
         "UPDATE users SET failed_codes = failed_codes + 1 WHERE id = ?1 RETURNING failed_codes",
         [user.id],
         |r| r.get(0),
@@ -433,11 +427,11 @@ fn count_code_failure(tx: &Transaction, user: &User) -> Result<Option<String>> {
     let until =
         (failures >= MAX_FAILURES).then(|| stamp(Utc::now() + Duration::minutes(LOCK_MINUTES)));
     if let Some(until) = &until {
-        tx.execute(
+        tx.sqlite().execute(
             "UPDATE users SET failed_codes = 0, locked_until = ?2 WHERE id = ?1",
             params![user.id, until],
         )?;
-        tx.execute(
+        tx.sqlite().execute(
             "DELETE FROM web_sessions WHERE user_id = ?1 AND stage <> 'FULL'",
             [user.id],
         )?;
@@ -454,8 +448,9 @@ fn count_code_failure(tx: &Transaction, user: &User) -> Result<Option<String>> {
 }
 
 /// The session behind a cookie's token, if it is live.
-pub fn session(conn: &Connection, token: &str) -> Result<Option<Session>> {
+pub fn session(conn: &ReadTx, token: &str) -> Result<Option<Session>> {
     let found: Option<(String, String, String, Option<String>)> = conn
+        .sqlite()
         .query_row(
             "SELECT s.stage, s.csrf, u.username, totp_open(s.pending_totp) FROM web_sessions s
              JOIN users u ON u.id = s.user_id
@@ -470,9 +465,10 @@ pub fn session(conn: &Connection, token: &str) -> Result<Option<Session>> {
     };
     let user = users::user_by_username(conn, &username)?;
     let language: String =
-        conn.query_row("SELECT language FROM users WHERE id = ?1", [user.id], |r| {
-            r.get(0)
-        })?;
+        conn.sqlite()
+            .query_row("SELECT language FROM users WHERE id = ?1", [user.id], |r| {
+                r.get(0)
+            })?;
     Ok(Some(Session {
         user,
         stage: Stage::parse(&stage),
@@ -483,8 +479,8 @@ pub fn session(conn: &Connection, token: &str) -> Result<Option<Session>> {
     }))
 }
 
-pub fn log_out(tx: &Transaction, session: &Session) -> Result<()> {
-    tx.execute(
+pub fn log_out(tx: &WriteTx, session: &Session) -> Result<()> {
+    tx.sqlite().execute(
         "DELETE FROM web_sessions WHERE token_hash = ?1",
         [&session.token_hash],
     )?;
@@ -556,11 +552,11 @@ impl Code {
 /// Checks a code against the user's enrolled secret. A code is accepted once (its time step
 /// must be later than the last accepted one), so an overheard code cannot be replayed; wrong
 /// codes count towards a pause of their own (see [`count_code_failure`]).
-pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
+pub fn check_code(tx: &WriteTx, user: &User, code: &str) -> Result<Code> {
     if let Some(until) = account_paused(tx, user)? {
         return Ok(Code::Paused(until));
     }
-    let (secret, last): (Option<String>, i64) = tx.query_row(
+    let (secret, last): (Option<String>, i64) = tx.sqlite().query_row(
         "SELECT totp_open(totp_secret), totp_last_step FROM users WHERE id = ?1",
         [user.id],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -572,7 +568,7 @@ pub fn check_code(tx: &Transaction, user: &User, code: &str) -> Result<Code> {
     let code: String = code.chars().filter(|c| !c.is_whitespace()).collect();
     match totp.check(&code, Utc::now().timestamp() as u64) {
         Some(step) if step as i64 > last => {
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE users SET totp_last_step = ?2, failed_codes = 0 WHERE id = ?1",
                 params![user.id, step as i64],
             )?;
@@ -593,7 +589,7 @@ pub fn require_code(store: &Store, user: &User, code: &str) -> Result<()> {
 }
 
 /// Completes a log-in at the second-factor stage.
-pub fn second_factor(tx: &Transaction, session: &Session, code: &str) -> Result<Code> {
+pub fn second_factor(tx: &WriteTx, session: &Session, code: &str) -> Result<Code> {
     let outcome = check_code(tx, &session.user, code)?;
     if outcome == Code::Accepted {
         promote(tx, session)?;
@@ -601,9 +597,9 @@ pub fn second_factor(tx: &Transaction, session: &Session, code: &str) -> Result<
     Ok(outcome)
 }
 
-fn promote(tx: &Transaction, session: &Session) -> Result<()> {
+fn promote(tx: &WriteTx, session: &Session) -> Result<()> {
     // A fresh CSRF token for the full session.
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE web_sessions SET stage = 'FULL', csrf = ?2, pending_totp = NULL WHERE token_hash = ?1",
         params![session.token_hash, random_token()?],
     )?;
@@ -619,7 +615,7 @@ fn promote(tx: &Transaction, session: &Session) -> Result<()> {
 
 /// The secret offered for enrolment (made once per session, so reloading the page shows the
 /// same QR code), and its `otpauth://` URL for the QR code.
-pub fn enrolment_offer(tx: &Transaction, session: &Session) -> Result<(String, String)> {
+pub fn enrolment_offer(tx: &WriteTx, session: &Session) -> Result<(String, String)> {
     let secret = match &session.pending_totp {
         Some(s) => s.clone(),
         None => {
@@ -628,7 +624,7 @@ pub fn enrolment_offer(tx: &Transaction, session: &Session) -> Result<(String, S
                 .fill(&mut bytes)
                 .map_err(|_| Error::Internal("no randomness for a TOTP secret".into()))?;
             let s = Secret::from(bytes.to_vec()).to_base32();
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE web_sessions SET pending_totp = totp_seal(?2) WHERE token_hash = ?1",
                 params![session.token_hash, s],
             )?;
@@ -642,7 +638,7 @@ pub fn enrolment_offer(tx: &Transaction, session: &Session) -> Result<(String, S
 }
 
 /// Enrols the offered secret once the user's app shows a right code for it.
-pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> Result<()> {
+pub fn enrol_second_factor(tx: &WriteTx, session: &Session, code: &str) -> Result<()> {
     let secret = session
         .pending_totp
         .clone()
@@ -656,7 +652,7 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
         })?;
     // Only an account without a secret enrols one: a session opened before the user set up
     // their app cannot replace the secret afterwards.
-    let set = tx.execute(
+    let set = tx.sqlite().execute(
         "UPDATE users SET totp_secret = totp_seal(?2), totp_last_step = ?3 WHERE id = ?1 AND totp_secret IS NULL",
         params![session.user.id, secret, step as i64],
     )?;
@@ -677,17 +673,17 @@ pub fn enrol_second_factor(tx: &Transaction, session: &Session, code: &str) -> R
 }
 
 /// Gives a user a known secret (demo data only).
-pub fn set_secret(tx: &Transaction, username: &str, secret_base32: &str) -> Result<()> {
+pub fn set_secret(tx: &WriteTx, username: &str, secret_base32: &str) -> Result<()> {
     totp_for(secret_base32, username)?;
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE users SET totp_secret = totp_seal(?2) WHERE username = ?1",
         params![username, secret_base32],
     )?;
     Ok(())
 }
 
-pub fn set_language(tx: &Transaction, user: &User, language: &str) -> Result<()> {
-    tx.execute(
+pub fn set_language(tx: &WriteTx, user: &User, language: &str) -> Result<()> {
+    tx.sqlite().execute(
         "UPDATE users SET language = ?2 WHERE id = ?1",
         params![user.id, language],
     )?;

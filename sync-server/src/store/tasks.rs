@@ -3,7 +3,7 @@
 //! transaction as the decision that completes them. Nothing is applied before that.
 
 use outpost_proto::{BeneficiaryStatus, PayrollStatus};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -13,6 +13,7 @@ use super::{
     registry::{self, Scope, under_path},
     users::{Role, User},
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     approvals::{self, Decision, Level, Outcome, Policy, TaskKind, Verdict},
@@ -49,20 +50,21 @@ pub struct TaskDecision {
     pub at: String,
 }
 
-pub fn policy(conn: &Connection, kind: TaskKind) -> Result<Policy> {
-    conn.query_row(
-        "SELECT policy FROM task_policies WHERE kind = ?1",
-        [kind.as_str()],
-        |r| json_column(r, 0),
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("task policy", kind.as_str()))
+pub fn policy(conn: &ReadTx, kind: TaskKind) -> Result<Policy> {
+    conn.sqlite()
+        .query_row(
+            "SELECT policy FROM task_policies WHERE kind = ?1",
+            [kind.as_str()],
+            |r| json_column(r, 0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("task policy", kind.as_str()))
 }
 
 /// Sets a kind's policy; tasks already open keep the policy they opened with.
-pub fn set_policy(tx: &Transaction, actor: &str, kind: TaskKind, policy: &Policy) -> Result<()> {
+pub fn set_policy(tx: &WriteTx, actor: &str, kind: TaskKind, policy: &Policy) -> Result<()> {
     policy.check_for(kind).map_err(Error::Invalid)?;
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO task_policies (kind, policy, updated_by, updated_at) VALUES (?1, ?2, ?3, ?4)
          ON CONFLICT (kind) DO UPDATE SET policy = excluded.policy, updated_by = excluded.updated_by,
              updated_at = excluded.updated_at",
@@ -81,7 +83,7 @@ pub fn set_policy(tx: &Transaction, actor: &str, kind: TaskKind, policy: &Policy
 /// Opens a task unless one is already open for the subject. `maker_id` is the user who made
 /// the change (a field agent, for records from a device).
 pub fn open(
-    tx: &Transaction,
+    tx: &WriteTx,
     kind: TaskKind,
     subject: Uuid,
     path: &str,
@@ -97,7 +99,7 @@ pub fn open(
 /// the policy read and serialised once: payroll generation opens one per entitlement above
 /// the single-payment limit, which can be a tenth of a million-line payroll.
 pub fn open_many<'a>(
-    tx: &Transaction,
+    tx: &WriteTx,
     kind: TaskKind,
     subjects: impl IntoIterator<Item = (Uuid, &'a str, String)>,
     maker: &str,
@@ -112,7 +114,7 @@ pub fn open_many<'a>(
 
 #[allow(clippy::too_many_arguments)]
 fn open_with(
-    tx: &Transaction,
+    tx: &WriteTx,
     kind: TaskKind,
     policy: &str,
     subject: Uuid,
@@ -122,7 +124,7 @@ fn open_with(
     maker_id: Option<Uuid>,
 ) -> Result<Uuid> {
     let id = Uuid::now_v7();
-    let inserted = tx
+    let inserted = tx.sqlite()
         .prepare_cached(
             "INSERT OR IGNORE INTO tasks (id, kind, subject_id, path, summary, maker_id, maker, status, policy, created_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'PENDING', ?8, ?9)",
@@ -140,6 +142,7 @@ fn open_with(
         ])?;
     if inserted == 0 {
         return tx
+            .sqlite()
             .query_row(
                 "SELECT id FROM tasks WHERE kind = ?1 AND subject_id = ?2 AND status = 'PENDING'",
                 params![kind.as_str(), subject],
@@ -161,9 +164,10 @@ fn open_with(
 /// The person accountable for what an actor string names: the user for `user:name`, the
 /// client's owner for `client:name` (so the person behind a client is the maker of what it
 /// makes, and four eyes excludes them); `None` for devices and the command line.
-pub fn actor_user(conn: &Connection, actor: &str) -> Result<Option<Uuid>> {
+pub fn actor_user(conn: &ReadTx, actor: &str) -> Result<Option<Uuid>> {
     if let Some(name) = actor.strip_prefix("user:") {
         return Ok(conn
+            .sqlite()
             .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
                 r.get(0)
             })
@@ -171,6 +175,7 @@ pub fn actor_user(conn: &Connection, actor: &str) -> Result<Option<Uuid>> {
     }
     if let Some(name) = actor.strip_prefix("client:") {
         return Ok(conn
+            .sqlite()
             .query_row(
                 "SELECT owner_id FROM api_clients WHERE name = ?1",
                 [name],
@@ -211,8 +216,8 @@ fn task_from_row(r: &rusqlite::Row) -> rusqlite::Result<Task> {
     })
 }
 
-fn complete(conn: &Connection, mut task: Task) -> Result<Task> {
-    let mut stmt = conn.prepare_cached(
+fn complete(conn: &ReadTx, mut task: Task) -> Result<Task> {
+    let mut stmt = conn.sqlite().prepare_cached(
         "SELECT username, user_id, tier, decision, reason, second_factor, at FROM task_decisions
          WHERE task_id = ?1 ORDER BY at",
     )?;
@@ -281,8 +286,8 @@ fn lineage_cte(maker: &str) -> String {
 }
 
 /// Whether `user`'s account and `maker`'s were created one through the other.
-fn in_makers_lineage(conn: &Connection, maker: Option<Uuid>, user: Uuid) -> Result<bool> {
-    Ok(conn.query_row(
+fn in_makers_lineage(conn: &ReadTx, maker: Option<Uuid>, user: Uuid) -> Result<bool> {
+    Ok(conn.sqlite().query_row(
         &format!(
             "{} SELECT EXISTS (SELECT 1 FROM lineage WHERE id = ?2)",
             lineage_cte("?1")
@@ -295,11 +300,11 @@ fn in_makers_lineage(conn: &Connection, maker: Option<Uuid>, user: Uuid) -> Resu
 /// How many people may approve at each tier: supervisors and administrators, not disabled,
 /// not the maker (nor, if the policy says so, in the maker's line of account creation), whose
 /// area covers the task (and is at the tier's level, if it names one).
-fn eligible(conn: &Connection, task: &Task) -> Result<Vec<u32>> {
+fn eligible(conn: &ReadTx, task: &Task) -> Result<Vec<u32>> {
     let mut out = Vec::with_capacity(task.policy.tiers.len());
     for tier in &task.policy.tiers {
         let level = tier.level.map(level_sql);
-        let n: u32 = conn.query_row(
+        let n: u32 = conn.sqlite().query_row(
             &format!(
                 "{} SELECT count(*) FROM users u LEFT JOIN locations l ON l.id = u.area_id
                  WHERE u.role IN ('SUPERVISOR', 'ADMIN') AND u.disabled = 0
@@ -332,8 +337,9 @@ fn level_sql(l: Level) -> &'static str {
     }
 }
 
-fn user_level(conn: &Connection, user: &User) -> Result<Level> {
+fn user_level(conn: &ReadTx, user: &User) -> Result<Level> {
     let level: Option<String> = conn
+        .sqlite()
         .query_row(
             "SELECT l.level FROM users u LEFT JOIN locations l ON l.id = u.area_id WHERE u.id = ?1",
             [user.id],
@@ -349,8 +355,9 @@ fn user_level(conn: &Connection, user: &User) -> Result<Level> {
     })
 }
 
-pub fn get(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Task> {
+pub fn get(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Task> {
     let task = conn
+        .sqlite()
         .query_row(
             &format!("{TASK_SELECT} WHERE t.id = ?1"),
             [id],
@@ -363,8 +370,8 @@ pub fn get(conn: &Connection, scope: &Scope, id: Uuid) -> Result<Task> {
 }
 
 /// The open task about `subject`, if any.
-pub fn open_for(conn: &Connection, kind: TaskKind, subject: Uuid) -> Result<Option<Task>> {
-    let task = conn
+pub fn open_for(conn: &ReadTx, kind: TaskKind, subject: Uuid) -> Result<Option<Task>> {
+    let task = conn.sqlite()
         .query_row(
             &format!("{TASK_SELECT} WHERE t.kind = ?1 AND t.subject_id = ?2 ORDER BY t.created_at DESC LIMIT 1"),
             params![kind.as_str(), subject],
@@ -376,13 +383,13 @@ pub fn open_for(conn: &Connection, kind: TaskKind, subject: Uuid) -> Result<Opti
 
 /// Tasks in the caller's area, oldest first; `status` PENDING for the inbox.
 pub fn list(
-    conn: &Connection,
+    conn: &ReadTx,
     scope: &Scope,
     status: &str,
     kind: Option<TaskKind>,
     limit: u32,
 ) -> Result<Vec<Task>> {
-    let mut stmt = conn.prepare(&format!(
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{TASK_SELECT} WHERE t.status = ?2 AND (?3 IS NULL OR t.kind = ?3)
            AND (?1 IS NULL OR {})
          ORDER BY t.created_at LIMIT ?4",
@@ -397,8 +404,8 @@ pub fn list(
     tasks.into_iter().map(|t| complete(conn, t)).collect()
 }
 
-pub fn count_pending(conn: &Connection, scope: &Scope) -> Result<i64> {
-    Ok(conn.query_row(
+pub fn count_pending(conn: &ReadTx, scope: &Scope) -> Result<i64> {
+    Ok(conn.sqlite().query_row(
         &format!(
             "SELECT count(*) FROM tasks t WHERE t.status = 'PENDING' AND (?1 IS NULL OR {})",
             under_path("t.path", "?1")
@@ -412,7 +419,7 @@ pub fn count_pending(conn: &Connection, scope: &Scope) -> Result<i64> {
 /// code with this request. When the decision completes the task, its change is applied (or,
 /// on a rejection, refused) in the same transaction.
 pub fn decide(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     id: Uuid,
     verdict: Verdict,
@@ -461,7 +468,7 @@ pub fn decide(
         _ => Error::Forbidden(e.to_string()),
     })?;
     let at = now();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO task_decisions (task_id, user_id, username, tier, decision, reason, second_factor, at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -489,7 +496,7 @@ pub fn decide(
 }
 
 /// Applies a task whose outcome is decided and closes it; a pending one is returned as is.
-fn finish(tx: &Transaction, user: &User, task: Task, reason: &str) -> Result<Task> {
+fn finish(tx: &WriteTx, user: &User, task: Task, reason: &str) -> Result<Task> {
     let id = task.id;
     let at = now();
     let done = match task.outcome {
@@ -498,7 +505,7 @@ fn finish(tx: &Transaction, user: &User, task: Task, reason: &str) -> Result<Tas
         Outcome::Pending { .. } => return Ok(task),
     };
     apply(tx, user, &task, task.outcome == Outcome::Approved, reason)?;
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE tasks SET status = ?2, decided_at = ?3 WHERE id = ?1",
         params![id, done, at],
     )?;
@@ -514,7 +521,7 @@ fn finish(tx: &Transaction, user: &User, task: Task, reason: &str) -> Result<Tas
 }
 
 /// Applies an approved task's change, or marks a rejected one's subject as refused.
-fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &str) -> Result<()> {
+fn apply(tx: &WriteTx, user: &User, task: &Task, approved: bool, reason: &str) -> Result<()> {
     let actor = user.actor();
     let national = Scope::National;
     let subject = task.subject_id;
@@ -534,11 +541,11 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
         }
         TaskKind::EntitlementApproval => {
             if approved {
-                let changed = tx.execute(
+                let changed = tx.sqlite().execute(
                     "UPDATE entitlements SET status = 'DUE' WHERE id = ?1 AND status = 'AWAITING_APPROVAL'",
                     [subject],
                 )?;
-                tx.execute(
+                tx.sqlite().execute(
                     "UPDATE payrolls SET awaiting_count = awaiting_count - ?2
                      WHERE id = (SELECT payroll_id FROM entitlements WHERE id = ?1)",
                     params![subject, changed as i64],
@@ -574,7 +581,7 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
             }
         }
         TaskKind::StatusChange => {
-            let (beneficiary, proposed, note): (Uuid, Option<String>, String) = tx.query_row(
+            let (beneficiary, proposed, note): (Uuid, Option<String>, String) = tx.sqlite().query_row(
                 "SELECT beneficiary_id, proposed_status, note FROM verifications WHERE doc_id = ?1",
                 [subject],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
@@ -590,13 +597,13 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
                 };
                 registry::change_status(tx, &actor, &national, beneficiary, to, &why)?;
             }
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE verifications SET decision = ?2 WHERE doc_id = ?1",
                 params![subject, if approved { "APPROVED" } else { "REJECTED" }],
             )?;
         }
         TaskKind::OfficeStatusChange => {
-            let (beneficiary, to, why, requested_by): (Uuid, String, String, String) = tx
+            let (beneficiary, to, why, requested_by): (Uuid, String, String, String) = tx.sqlite()
                 .query_row(
                     "SELECT beneficiary_id, to_status, reason, requested_by FROM status_requests WHERE id = ?1",
                     [subject],
@@ -610,25 +617,25 @@ fn apply(tx: &Transaction, user: &User, task: &Task, approved: bool, reason: &st
                 let why = format!("{why} (approved by {actor})");
                 registry::change_status(tx, &requested_by, &national, beneficiary, to, &why)?;
             }
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE status_requests SET decision = ?2 WHERE id = ?1",
                 params![subject, if approved { "APPROVED" } else { "REJECTED" }],
             )?;
         }
         TaskKind::ContactUpdate => {
             if approved {
-                let (individual, phone, address): (Uuid, Option<String>, Option<String>) = tx.query_row(
+                let (individual, phone, address): (Uuid, Option<String>, Option<String>) = tx.sqlite().query_row(
                     "SELECT individual_id, phone, address FROM contact_updates WHERE doc_id = ?1",
                     [subject],
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )?;
-                tx.execute(
+                tx.sqlite().execute(
                     "UPDATE individuals SET phone = COALESCE(?2, phone), address = COALESCE(?3, address),
                          updated_at = ?4 WHERE id = ?1",
                     params![individual, phone, address, now()],
                 )?;
             }
-            tx.execute(
+            tx.sqlite().execute(
                 "UPDATE contact_updates SET decision = ?2 WHERE doc_id = ?1",
                 params![subject, if approved { "APPROVED" } else { "REJECTED" }],
             )?;
@@ -659,7 +666,7 @@ pub enum StatusRequest {
 /// transition), then applied only through an `OFFICE_STATUS_CHANGE` task decided by someone
 /// else, as field proposals are; only a policy with no tiers applies it directly.
 pub fn request_status_change(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     id: Uuid,
     to: BeneficiaryStatus,
@@ -678,6 +685,7 @@ pub fn request_status_change(
             .map(StatusRequest::Applied);
     }
     let waiting: Option<Uuid> = tx
+        .sqlite()
         .query_row(
             "SELECT t.id FROM status_requests r JOIN tasks t ON t.subject_id = r.id
              WHERE r.beneficiary_id = ?1 AND t.kind = ?2 AND t.status = 'PENDING'",
@@ -692,13 +700,14 @@ pub fn request_status_change(
     }
     let request = Uuid::now_v7();
     let at = now();
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO status_requests (id, beneficiary_id, from_status, to_status, reason, requested_by, requested_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![request, id, current.status.as_str(), to.as_str(), reason, actor, at],
     )?;
     // Unplaced beneficiaries are national: so is their task.
     let path: String = tx
+        .sqlite()
         .query_row(
             "SELECT path FROM beneficiary_paths WHERE beneficiary_id = ?1",
             [id],
@@ -728,8 +737,8 @@ pub fn request_status_change(
 
 /// Withdraws the open task about `subject` when the subject itself went away (a timesheet
 /// voided in the field): there is nothing left to decide.
-pub fn withdraw(tx: &Transaction, kind: TaskKind, subject: Uuid, actor: &str) -> Result<()> {
-    let n = tx.execute(
+pub fn withdraw(tx: &WriteTx, kind: TaskKind, subject: Uuid, actor: &str) -> Result<()> {
+    let n = tx.sqlite().execute(
         "UPDATE tasks SET status = 'WITHDRAWN', decided_at = ?3 WHERE kind = ?1 AND subject_id = ?2 AND status = 'PENDING'",
         params![kind.as_str(), subject, now()],
     )?;
@@ -748,7 +757,7 @@ pub fn withdraw(tx: &Transaction, kind: TaskKind, subject: Uuid, actor: &str) ->
 
 /// Decides the open task about `subject` (for callers that know the thing, not the task).
 pub fn decide_subject(
-    tx: &Transaction,
+    tx: &WriteTx,
     user: &User,
     kind: TaskKind,
     subject: Uuid,

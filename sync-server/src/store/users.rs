@@ -12,7 +12,7 @@ use ring::{
     digest::{SHA256, digest},
     rand::{SecureRandom, SystemRandom},
 };
-use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
+use rusqlite::{OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
@@ -22,6 +22,7 @@ use super::{
     registry::{Scope, in_scope_or_unplaced, location_by_code, unique_to_conflict},
     text_column,
 };
+use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,14 +125,14 @@ pub const MIN_PASSWORD_LEN: usize = 10;
 
 /// Creates an account, hashing its password here: for the CLI and the demo. The API hashes
 /// first, outside the writer ([`create_user_hashed`]).
-pub fn create_user(tx: &Transaction, actor: &str, scope: &Scope, new: &NewUser) -> Result<User> {
+pub fn create_user(tx: &WriteTx, actor: &str, scope: &Scope, new: &NewUser) -> Result<User> {
     create_user_with(tx, actor, scope, new, || hash_password(&new.password))
 }
 
 /// As [`create_user`], with the password already hashed by [`hash_password`] (slow: before the
 /// transaction, so argon2 never holds the writer).
 pub fn create_user_hashed(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     new: &NewUser,
@@ -141,7 +142,7 @@ pub fn create_user_hashed(
 }
 
 fn create_user_with(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     new: &NewUser,
@@ -184,7 +185,7 @@ fn create_user_with(
     let id = Uuid::now_v7();
     // Kept so an approval policy can refuse accounts the maker of a change created.
     let created_by = super::tasks::actor_user(tx, actor)?;
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO users (id, username, display_name, role, area_id, password_hash, created_at, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         params![
@@ -218,18 +219,19 @@ pub fn hash_password(password: &str) -> Result<String> {
         .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
 }
 
-pub fn user_by_username(conn: &Connection, username: &str) -> Result<User> {
-    conn.query_row(
-        &format!("{USER_SELECT} WHERE u.username = ?1"),
-        [username],
-        user_from_row,
-    )
-    .optional()?
-    .ok_or_else(|| Error::not_found("user", username))
+pub fn user_by_username(conn: &ReadTx, username: &str) -> Result<User> {
+    conn.sqlite()
+        .query_row(
+            &format!("{USER_SELECT} WHERE u.username = ?1"),
+            [username],
+            user_from_row,
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("user", username))
 }
 
-pub fn list_users(conn: &Connection, scope: &Scope) -> Result<Vec<User>> {
-    let mut stmt = conn.prepare(&format!(
+pub fn list_users(conn: &ReadTx, scope: &Scope) -> Result<Vec<User>> {
+    let mut stmt = conn.sqlite().prepare(&format!(
         "{USER_SELECT} WHERE {} ORDER BY u.username",
         in_scope_or_unplaced()
     ))?;
@@ -239,8 +241,9 @@ pub fn list_users(conn: &Connection, scope: &Scope) -> Result<Vec<User>> {
 
 /// The stored password hash of a name, and whether the account is disabled; read on a
 /// reader so the slow check ([`verify_password`]) runs with no lock held.
-pub fn password_record(conn: &Connection, username: &str) -> Result<Option<(String, bool)>> {
+pub fn password_record(conn: &ReadTx, username: &str) -> Result<Option<(String, bool)>> {
     Ok(conn
+        .sqlite()
         .query_row(
             "SELECT password_hash, disabled FROM users WHERE username = ?1",
             [username],
@@ -268,7 +271,7 @@ pub const TOKEN_TTL_HOURS: i64 = 12;
 
 /// Issues a bearer token; only its hash is stored, so a copy of the database cannot be used
 /// to call the API.
-pub fn issue_token(tx: &Transaction, user: &User) -> Result<(String, String)> {
+pub fn issue_token(tx: &WriteTx, user: &User) -> Result<(String, String)> {
     let mut bytes = [0u8; 32];
     SystemRandom::new()
         .fill(&mut bytes)
@@ -276,11 +279,11 @@ pub fn issue_token(tx: &Transaction, user: &User) -> Result<(String, String)> {
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let expires = (Utc::now() + Duration::hours(TOKEN_TTL_HOURS))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    tx.execute(
+    tx.sqlite().execute(
         "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
         params![token_hash(&token), user.id, now(), expires],
     )?;
-    tx.execute(
+    tx.sqlite().execute(
         "DELETE FROM api_tokens WHERE expires_at < ?1",
         [Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)],
     )?;
@@ -297,19 +300,20 @@ pub fn issue_token(tx: &Transaction, user: &User) -> Result<(String, String)> {
 
 /// The user a token belongs to, if it is live and the account is neither disabled nor paused
 /// (a pause after wrong second-factor codes refuses the account's tokens until it ends).
-pub fn user_for_token(conn: &Connection, token: &str) -> Result<User> {
+pub fn user_for_token(conn: &ReadTx, token: &str) -> Result<User> {
     let now = Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    conn.query_row(
-        &format!(
-            "{USER_SELECT} JOIN api_tokens t ON t.user_id = u.id
+    conn.sqlite()
+        .query_row(
+            &format!(
+                "{USER_SELECT} JOIN api_tokens t ON t.user_id = u.id
              WHERE t.token_hash = ?1 AND t.expires_at > ?2 AND u.disabled = 0
                AND (u.locked_until IS NULL OR u.locked_until <= ?2)"
-        ),
-        params![token_hash(token), now],
-        user_from_row,
-    )
-    .optional()?
-    .ok_or(Error::Unauthenticated)
+            ),
+            params![token_hash(token), now],
+            user_from_row,
+        )
+        .optional()?
+        .ok_or(Error::Unauthenticated)
 }
 
 fn token_hash(token: &str) -> Vec<u8> {
@@ -353,7 +357,7 @@ impl Reset {
 /// working: a reset is the person regaining their account, and an integration's secret is not
 /// their password; a client suspected known to someone else is revoked on its own.
 pub fn reset_login(
-    tx: &Transaction,
+    tx: &WriteTx,
     actor: &str,
     scope: &Scope,
     username: &str,
@@ -365,35 +369,39 @@ pub fn reset_login(
         return Err(Error::not_found("user", username));
     }
     if let Some(hash) = password_hash {
-        tx.execute(
+        tx.sqlite().execute(
             "UPDATE users SET password_hash = ?2 WHERE id = ?1",
             params![user.id, hash],
         )?;
     }
     if reset.totp {
-        tx.execute(
+        tx.sqlite().execute(
             "UPDATE users SET totp_secret = NULL, totp_last_step = 0 WHERE id = ?1",
             [user.id],
         )?;
     }
-    tx.execute(
+    tx.sqlite().execute(
         "UPDATE users SET failed_codes = 0, locked_until = NULL WHERE id = ?1",
         [user.id],
     )?;
     // The person who reset it held this account's credentials: for the approval rules that
     // links the two accounts as creating one does.
     if let Some(by) = super::tasks::actor_user(tx, actor)?.filter(|by| *by != user.id) {
-        tx.execute(
+        tx.sqlite().execute(
             "UPDATE users SET login_reset_by = ?2 WHERE id = ?1",
             params![user.id, by],
         )?;
     }
-    tx.execute(
+    tx.sqlite().execute(
         "DELETE FROM login_throttle WHERE key = ?1",
         [format!("name:{}", user.username)],
     )?;
-    let tokens = tx.execute("DELETE FROM api_tokens WHERE user_id = ?1", [user.id])?;
-    let sessions = tx.execute("DELETE FROM web_sessions WHERE user_id = ?1", [user.id])?;
+    let tokens = tx
+        .sqlite()
+        .execute("DELETE FROM api_tokens WHERE user_id = ?1", [user.id])?;
+    let sessions = tx
+        .sqlite()
+        .execute("DELETE FROM web_sessions WHERE user_id = ?1", [user.id])?;
     audit::append(
         tx,
         actor,
@@ -409,4 +417,14 @@ pub fn reset_login(
         }),
     )?;
     Ok(user)
+}
+
+/// The username of the account with this id, if there is one.
+pub fn username_by_id(conn: &ReadTx, id: Uuid) -> Result<Option<String>> {
+    Ok(conn
+        .sqlite()
+        .query_row("SELECT username FROM users WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })
+        .optional()?)
 }

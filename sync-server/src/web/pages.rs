@@ -30,7 +30,7 @@ use crate::{
         records as field, registry,
         sessions::{self, Session},
         tasks,
-        users::User,
+        users::{self, User},
     },
 };
 
@@ -47,7 +47,7 @@ fn view<'a>(s: &'a Session, nav: &'a str, flash: Flash) -> View<'a> {
 async fn page<T: Send + 'static>(
     state: &AppState,
     s: &Session,
-    read: impl FnOnce(&rusqlite::Connection, &User) -> Result<T> + Send + 'static,
+    read: impl FnOnce(&crate::store::ReadTx, &User) -> Result<T> + Send + 'static,
     show: impl FnOnce(T) -> Response,
 ) -> Response {
     let user = s.user.clone();
@@ -65,7 +65,7 @@ async fn write<T: Send + 'static>(
     csrf: &str,
     back: &str,
     ok: &'static str,
-    f: impl FnOnce(&rusqlite::Transaction, &User) -> Result<T> + Send + 'static,
+    f: impl FnOnce(&crate::store::WriteTx, &User) -> Result<T> + Send + 'static,
 ) -> Response {
     if let Err(e) = check_csrf(s, headers, Some(csrf)) {
         return after(back, Err(e));
@@ -111,7 +111,7 @@ pub async fn dashboard(
 
 /// Paid against due over the days of the latest cycle, as an inline SVG (no chart library,
 /// nothing to download).
-fn chart(c: &rusqlite::Connection, progress: &[rec::Progress]) -> Result<Value> {
+fn chart(c: &crate::store::ReadTx, progress: &[rec::Progress]) -> Result<Value> {
     let Some(cycle) = progress.iter().map(|p| p.payroll.cycle.clone()).max() else {
         return Ok(Value::from(()));
     };
@@ -315,7 +315,7 @@ pub async fn reconciliation(
                 status => l.status.as_str(), exceptions => l.exceptions }
         }).collect();
         let holdings: Vec<Value> = r.report.holdings.iter().map(|h| {
-            let agent: Option<String> = c.query_row("SELECT username FROM users WHERE id = ?1", [h.agent], |x| x.get(0)).ok();
+            let agent: Option<String> = users::username_by_id(c, h.agent).ok().flatten();
             let (what, is_cash) = match &h.what { crate::reconcile::Holding::Cash(c) => (c.to_string(), true), crate::reconcile::Holding::Item(i) => (i.clone(), false) };
             context! { agent => agent, what => what, is_cash => is_cash, issued => h.issued, used => h.used,
                        returned => h.returned, outstanding => h.outstanding() }
@@ -329,9 +329,9 @@ pub async fn reconciliation(
             filter => context! { status => f.status, exception => f.exception, show => show },
             page => page_no, pages => pages, matching => lines.len(),
             agents => rec::agents(c, &u.scope())?, goods => Serde(plans::list_goods_items(c)?),
-            providers => c.prepare("SELECT provider, mapping FROM provider_mappings ORDER BY provider")?
-                .query_map([], |x| Ok(context! { name => x.get::<_, String>(0)?, mapping => Value::from(Serde(serde_json::from_str::<serde_json::Value>(&x.get::<_, String>(1)?).unwrap_or_default())) }))?
-                .collect::<rusqlite::Result<Vec<_>>>()?,
+            providers => rec::provider_mappings(c)?.into_iter()
+                .map(|(name, mapping)| context! { name => name, mapping => Value::from(Serde(mapping)) })
+                .collect::<Vec<_>>(),
             fragment => fragment,
         })
     }, |ctx| render(view(&s, "payrolls", flash), "reconciliation.html", ctx))

@@ -393,7 +393,7 @@ fn bench_payroll(dir: &Path, n: usize) -> Vec<Figure> {
                 start_date: "2026-11-01".parse().expect("date"),
                 end_date: "2026-11-30".parse().expect("date"),
             })?;
-            tx.execute_batch(&format!(
+            tx.sqlite().execute_batch(&format!(
                 "CREATE TEMP TABLE village AS SELECT id, row_number() OVER (ORDER BY code) - 1 AS k FROM locations WHERE level = 'VILLAGE';
                  CREATE TEMP TABLE seq AS WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {n}) SELECT n FROM s;
                  INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id, extra, created_at, updated_at)

@@ -418,29 +418,29 @@ impl Payroll {
     }
 
     /// Writes the payroll as the server holds it; returns the payroll's id.
-    fn write(&self, tx: &rusqlite::Transaction) -> outpost_server::Result<Uuid> {
+    fn write(&self, tx: &outpost_server::store::WriteTx) -> outpost_server::Result<Uuid> {
         let mut rng = Rng(0x5eed);
         let at = utc(10, 28, 12);
         let created = at.to_rfc3339();
         let (location, plan, cycle, payroll) = (rng.v7(at), rng.v7(at), rng.v7(at), rng.v7(at));
-        tx.execute(
+        tx.sqlite().execute(
             "INSERT INTO locations (id, code, name, level, parent_id, path)
              VALUES (?1, 'BR', 'Bench region', 'REGION', NULL, 'BR')",
             [location],
         )?;
-        tx.execute(
+        tx.sqlite().execute(
             "INSERT INTO benefit_plans (id, code, name, beneficiary_type, start_date, end_date, currency,
                  provisions, extra_schema, rule, payment_point, created_at)
              VALUES (?1, 'RECON', 'Reconciliation bench', 'INDIVIDUAL', '2026-01-01', NULL, 'MWK',
                  '[\"CASH\"]', '{\"fields\":[]}', '{}', '{}', ?2)",
             params![plan, created],
         )?;
-        tx.execute(
+        tx.sqlite().execute(
             "INSERT INTO payment_cycles (id, code, start_date, end_date, created_at)
              VALUES (?1, 'R1', '2026-11-01', '2026-11-30', ?2)",
             params![cycle, created],
         )?;
-        tx.execute(
+        tx.sqlite().execute(
             "INSERT INTO payrolls (id, plan_id, cycle_id, location_id, agent_id, seq, name, status,
                  currency, created_by, created_at, entitlement_count, total_minor)
              VALUES (?1, ?2, ?3, ?4, NULL, 1, 'Bench payroll', 'APPROVED', 'MWK', 'bench', ?5, ?6, ?7)",
@@ -455,19 +455,19 @@ impl Payroll {
             ],
         )?;
         for (k, (agent, device)) in self.agents.iter().zip(&self.devices).enumerate() {
-            tx.execute(
+            tx.sqlite().execute(
                 "INSERT INTO users (id, username, display_name, role, area_id, password_hash, created_at)
                  VALUES (?1, ?2, ?2, 'FIELD_AGENT', ?3, '-', ?4)",
                 params![agent, format!("agent.{k}"), location, created],
             )?;
-            tx.execute(
+            tx.sqlite().execute(
                 "INSERT INTO devices (id, public_key, agent_id, assignment_id, label, app_version,
                      enrolled_at, enrolled_by)
                  VALUES (?1, ?1, ?2, ?3, 'bench', '1', ?4, 'bench')",
                 params![device, agent, location, created],
             )?;
         }
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.sqlite().prepare(
             "INSERT INTO entitlements (id, payroll_id, plan_id, cycle_id, beneficiary_id, recipient_id,
                  amount_minor, currency, goods, status)
              VALUES (?1, ?2, ?3, ?4, ?5, NULL, ?6, ?7, '[]', ?8)",
@@ -489,7 +489,7 @@ impl Payroll {
                 status
             ])?;
         }
-        let mut stmt = tx.prepare(
+        let mut stmt = tx.sqlite().prepare(
             "INSERT INTO payouts (doc_id, device_id, beneficiary_id, entitlement_id, collector_id, payroll_id,
                  amount_minor, currency, proof, paid_at, received_at, override_reason, voided_at, void_reason)
              VALUES (?1, ?2, ?3, ?4, ?3, ?5, ?6, ?7, 'CARD', ?8, ?9, ?10, ?11, ?12)",
@@ -517,19 +517,19 @@ impl Payroll {
             if last != Some(c.beneficiary) {
                 last = Some(c.beneficiary);
                 let person = rng.v7(at);
-                tx.execute(
+                tx.sqlite().execute(
                     "INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id,
                          extra, created_at, updated_at)
                      VALUES (?1, ?2, 'First', 'Last', '1980-01-01', 'F', ?3, '{}', ?4, ?4)",
                     params![person, format!("R{person}"), location, created],
                 )?;
-                tx.execute(
+                tx.sqlite().execute(
                     "INSERT INTO beneficiaries (id, plan_id, individual_id, status, created_at, updated_at)
                      VALUES (?1, ?2, ?3, 'ACTIVE', ?4, ?4)",
                     params![c.beneficiary, plan, person, created],
                 )?;
             }
-            tx.execute(
+            tx.sqlite().execute(
                 "INSERT INTO beneficiary_status_history (beneficiary_id, from_status, to_status,
                      changed_by, changed_at, reason)
                  VALUES (?1, NULL, ?2, 'bench', ?3, 'bench')",
@@ -540,7 +540,7 @@ impl Payroll {
             let Holding::Cash(currency) = &m.what else {
                 unreachable!("the bench issues cash only")
             };
-            tx.execute(
+            tx.sqlite().execute(
                 "INSERT INTO float_movements (payroll_id, agent_id, holding, is_cash, quantity, note,
                      recorded_by, recorded_at)
                  VALUES (?1, ?2, ?3, 1, ?4, '', 'bench', ?5)",

@@ -124,7 +124,7 @@ pub fn replica_download(quick: bool) -> Vec<Figure> {
             .state
             .store
             .write(|tx| {
-                tx.execute(
+                tx.sqlite().execute(
                     "UPDATE users SET area_id = (SELECT id FROM locations WHERE code = 'N')
                      WHERE username = 'agent.n-mz'",
                     [],
