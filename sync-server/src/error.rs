@@ -35,10 +35,10 @@ pub enum Error {
     #[error("authentication required")]
     Unauthenticated,
     /// Too much unauthenticated work at once from one address or in total (see
-    /// `api::limits`): answered 429 with `Retry-After`.
+    /// `app::limits`): answered 429 with `Retry-After`.
     #[error("{0}")]
     Busy(String),
-    /// The client did not send its request in time (see `api::limits::Timeouts`): answered
+    /// The client did not send its request in time (see `app::limits::Timeouts`): answered
     /// 408, and whatever it held is freed.
     #[error("{0}")]
     TimedOut(String),

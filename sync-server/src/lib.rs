@@ -7,11 +7,13 @@
 //!   under `/sync/v1`; [`server`] serves it over HTTP or HTTPS; [`demo`] is the demo programme.
 
 pub mod api;
+pub mod app;
 pub mod approvals;
 pub mod demo;
 mod error;
 pub mod reconcile;
 pub mod registry;
+pub mod router;
 pub mod server;
 pub mod store;
 pub mod web;

@@ -10,8 +10,8 @@ use std::{
 use clap::{Parser, Subcommand};
 use outpost_proto::BeneficiaryStatus;
 use outpost_server::{
-    Error, Result,
-    api::{self, AppState},
+    Error, Result, api,
+    app::AppState,
     demo,
     registry::import::{FileFormat, parse_individuals},
     server,

@@ -5,10 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use axum_server::{Handle, tls_rustls::RustlsConfig};
 
-use crate::{
-    Error, Result,
-    api::{self, AppState},
-};
+use crate::{Error, Result, app::AppState};
 
 /// The URL clients use for a bound listener.
 pub fn base_url(listener: &std::net::TcpListener, tls: bool) -> Result<String> {
@@ -29,10 +26,10 @@ pub async fn run(
         ..state
     };
     // A connection that does not send its request head in time is closed, so idle
-    // connections hold nothing (the rest of `api::limits::Timeouts` applies per request).
+    // connections hold nothing (the rest of `app::limits::Timeouts` applies per request).
     let header_timeout = state.limits.timeouts.header;
-    let app = api::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
-    // The client's address reaches handlers (log-in throttles) and `api::limits` as
+    let app = crate::router::router(state).layer(tower_http::trace::TraceLayer::new_for_http());
+    // The client's address reaches handlers (log-in throttles) and `app::limits` as
     // `ConnectInfo`.
     let service = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     match tls {

@@ -239,10 +239,10 @@ async fn health_is_open_and_every_other_documented_route_needs_a_token() {
     assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
 }
 
-/// The routes `api::router` registers, read from its source (axum cannot list them), with
+/// The routes `router::router` registers, read from its source (axum cannot list them), with
 /// their methods, in the document's spelling.
 fn routed() -> BTreeMap<String, BTreeSet<String>> {
-    let source = include_str!("../src/api/mod.rs");
+    let source = include_str!("../src/router.rs");
     let body = source
         .split("pub fn router(")
         .nth(1)

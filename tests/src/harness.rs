@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use outpost_server::{
-    api::{AppState, limits::Limits},
+    app::{AppState, limits::Limits},
     demo,
     store::{Store, devices::ProgrammeKey, sessions},
 };

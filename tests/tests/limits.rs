@@ -13,7 +13,7 @@ use outpost_proto::{
     wire::{self, DocOutcome, EnrolRequest, ErrorCode, ErrorReply, Row, RowKind, header as h},
 };
 use outpost_server::{
-    api::limits::{Limits, Timeouts},
+    app::limits::{Limits, Timeouts},
     store::{devices, registry::Scope},
 };
 use outpost_tests::{device::SimDevice, harness::TestServer};

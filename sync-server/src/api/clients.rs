@@ -9,7 +9,8 @@ use axum::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Path, read_json, write_json};
+use super::{Caller, Json, Path, read_json, write_json};
+use crate::app::AppState;
 use crate::{
     Result,
     store::{

@@ -6,7 +6,8 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
+use super::{Caller, Json, Path, Query, page_limit, read_json, write_json};
+use crate::app::{AppState, db};
 use crate::{
     Error, Result,
     approvals::{TaskKind, Verdict},

@@ -9,7 +9,8 @@ use outpost_proto::PayrollStatus;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{AppState, Caller, Json, Path, Query, db, page_limit, read_json, write_json};
+use super::{Caller, Json, Path, Query, page_limit, read_json, write_json};
+use crate::app::{AppState, db};
 use crate::{
     Error, Result,
     approvals::{TaskKind, Verdict},

@@ -12,11 +12,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{
-    AppState, Caller, ClientAddress, Json, Path, Query, db, page_limit, read_json, write_json,
-};
+use super::{Caller, Json, Path, Query, page_limit, read_json, write_json};
 use crate::{
     Error, Result,
+    app::{AppState, db, limits::ClientAddress},
     registry::import::{FileFormat, ImportRow, parse_individuals},
     store::{
         audit, plans,
@@ -47,10 +46,11 @@ pub async fn token(
     Json(c): Json<Credentials>,
 ) -> Result<Response> {
     let code = c.code;
-    let outcome = super::check_password(&state, c.username, c.password, address, move |tx, u| {
-        sessions::issue_for_code(tx, u, code)
-    })
-    .await?;
+    let outcome =
+        crate::app::check_password(&state, c.username, c.password, address, move |tx, u| {
+            sessions::issue_for_code(tx, u, code)
+        })
+        .await?;
     let (user, token, expires_at) = sessions::token_answer(outcome)?;
     Ok(Json(json!({ "token": token, "expires_at": expires_at, "user": user })).into_response())
 }

@@ -109,7 +109,7 @@ impl IntoResponse for SyncFailure {
             code_status(code)
         };
         if code == ErrorCode::Busy && !timed_out {
-            super::limits::retry_after(&mut response);
+            crate::app::limits::retry_after(&mut response);
         }
         response
     }
@@ -157,19 +157,19 @@ fn version(headers: &HeaderMap) -> Result<u32> {
     })
 }
 
-/// A signed request, opened: the device's permit ([`Limits::devices`](super::limits::Limits))
+/// A signed request, opened: the device's permit ([`Limits::devices`](crate::app::limits::Limits))
 /// is held for as long as this is, so the handler keeps it until its answer is made (decoding
 /// and merging included), not only while the body is read.
 struct Opened {
     version: u32,
     device: Device,
     bytes: Bytes,
-    _in_progress: super::limits::Permit<Uuid>,
+    _in_progress: crate::app::limits::Permit<Uuid>,
 }
 
 /// Opens a signed request: negotiates the version, checks what the headers alone allow (well
 /// formed, a known device, not revoked) before a byte of the body is read, reads the body
-/// under the device's cap and [`BODY_READS`](super::limits::BODY_READS), then checks the
+/// under the device's cap and [`BODY_READS`](crate::app::limits::BODY_READS), then checks the
 /// signature.
 async fn open_signed(
     state: &AppState,
@@ -195,7 +195,7 @@ async fn open_signed(
         .devices
         .try_acquire(id, &format!("the device {id}"))?;
     let bytes = {
-        let _reading = super::limits::BODY_READS
+        let _reading = crate::app::limits::BODY_READS
             .acquire()
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -213,9 +213,13 @@ async fn open_signed(
 /// Reads a body up to `limit`. A larger body is read to its end (up to a bound) and
 /// discarded, so the device receives the `BODY_TOO_LARGE` answer instead of a reset
 /// connection it would take for a network fault and retry forever. A sender that stalls for
-/// [`Timeouts::body`](super::limits::Timeouts) or falls below its minimum rate is answered
+/// [`Timeouts::body`](crate::app::limits::Timeouts) or falls below its minimum rate is answered
 /// 408, so that a held body does not keep its caps.
-async fn read_body(body: Body, limit: usize, timeouts: &super::limits::Timeouts) -> Result<Bytes> {
+async fn read_body(
+    body: Body,
+    limit: usize,
+    timeouts: &crate::app::limits::Timeouts,
+) -> Result<Bytes> {
     use http_body_util::BodyExt;
     use tokio::time::Instant;
     let drain_limit = 8 * limit;

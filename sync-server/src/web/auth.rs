@@ -15,7 +15,7 @@ use super::{
 };
 use crate::{
     Error,
-    api::{AppState, ClientAddress, db},
+    app::{AppState, db, limits::ClientAddress},
     store::sessions::{self, Stage},
 };
 
@@ -55,7 +55,7 @@ pub async fn log_in(
             )),
         );
     }
-    let outcome = crate::api::check_password(
+    let outcome = crate::app::check_password(
         &state,
         c.username,
         c.password,

@@ -23,7 +23,7 @@ use serde::Deserialize;
 
 use crate::{
     Error, Result,
-    api::{AppState, db},
+    app::{AppState, db},
     store::{
         sessions::{self, Session, Stage},
         users::Role,

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::{Flash, Staff, View, after, check_csrf, error_page, render};
 use crate::{
     Error, Result,
-    api::{AppState, db},
+    app::{AppState, db},
     approvals::{Outcome, TaskKind, Verdict},
     reconcile::{ExceptionKind, LineStatus, sheets},
     store::{

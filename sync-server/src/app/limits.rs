@@ -55,6 +55,7 @@ use uuid::Uuid;
 
 use super::AppState;
 use crate::Error;
+use axum::{extract::FromRequestParts, http::request::Parts};
 
 /// What a refused client is told to wait, in seconds: long enough for a log-in to finish.
 pub const RETRY_AFTER_SECS: u64 = 1;
@@ -390,7 +391,7 @@ pub async fn guard(State(state): State<AppState>, request: Request, next: Next) 
 /// API's JSON error on `/api/`, a short page for the web.
 fn refusal(path: &str, error: Error) -> Response {
     if path.starts_with("/sync/") {
-        super::sync::SyncFailure::from(error).into_response()
+        crate::api::sync::SyncFailure::from(error).into_response()
     } else if path.starts_with("/api/") {
         error.into_response()
     } else {
@@ -511,5 +512,25 @@ mod tests {
             classify(&Method::GET, "/api/v1/me", &other_cookie),
             Class::Anonymous
         );
+    }
+}
+
+/// The client's address key ([`address_key`]: an IPv6 client by its /64), from the
+/// connection, for throttling log-ins by address, as the limiter counts it. Behind a reverse
+/// proxy every client shares the proxy's address (the per-name pause still applies);
+/// forwarded headers are not trusted, since any client can send them. Servers made without
+/// connection info (in-process routers) count as one address, `0.0.0.0`.
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddress(address_label(client_address(
+            &parts.extensions,
+        ))))
     }
 }
