@@ -22,6 +22,7 @@ use crate::{
         registry::{self, ImportOptions, LocationLevel, NewLocation, Scope},
         sessions, tasks,
         users::{self, NewUser, Role},
+        works,
     },
 };
 
@@ -208,11 +209,11 @@ fn open_cycle(tx: &crate::store::WriteTx, as_of: NaiveDate) -> Result<(usize, us
     let second_checker = users::user_by_username(tx, "sup.north3")?;
     for (w, beneficiary) in workers.iter().enumerate() {
         for day in 0..(3 + w % 4).min(worked_days) {
-            let id = plans::record_timesheet(
+            let id = works::record_timesheet(
                 tx,
                 "user:sup.north1",
                 &national,
-                &plans::TimesheetEntry {
+                &works::TimesheetEntry {
                     project: "ROAD-N-MZ".into(),
                     beneficiary_id: *beneficiary,
                     work_date: cycle.start_date + Days::new(day as u64),
@@ -594,11 +595,11 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
             }
         }
 
-        plans::add_work_project(
+        works::add_work_project(
             tx,
             actor,
             &national,
-            &plans::WorkProject {
+            &works::WorkProject {
                 code: "ROAD-N-MZ".into(),
                 name: "Ekwendeni feeder road".into(),
                 plan: "CFW-ROADS".into(),

@@ -9,6 +9,7 @@ use outpost_server::{
         Store, payroll, plans,
         registry::{self, ImportOptions, ImportReport, LocationLevel, NewLocation, Scope},
         users::{self, NewUser, Role},
+        works,
     },
 };
 use serde_json::json;
@@ -859,11 +860,11 @@ fn an_office_timesheet_passes_the_checks_a_device_timesheet_does() {
     import(&f, csv, plan("FOOD")).unwrap();
     f.store
         .write(|tx| {
-            plans::add_work_project(
+            works::add_work_project(
                 tx,
                 ACTOR,
                 &Scope::National,
-                &plans::WorkProject {
+                &works::WorkProject {
                     code: "ROAD".into(),
                     name: "Road".into(),
                     plan: "CFW".into(),
@@ -884,11 +885,11 @@ fn an_office_timesheet_passes_the_checks_a_device_timesheet_does() {
     };
     let record = |scope: Scope, b| {
         f.store.write(|tx| {
-            plans::record_timesheet(
+            works::record_timesheet(
                 tx,
                 "user:clerk",
                 &scope,
-                &plans::TimesheetEntry {
+                &works::TimesheetEntry {
                     project: "ROAD".into(),
                     beneficiary_id: b,
                     work_date: date("2026-11-02"),
@@ -941,11 +942,11 @@ fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
     import(&f, csv, plan("FOOD")).unwrap();
     f.store
         .write(|tx| {
-            plans::add_work_project(
+            works::add_work_project(
                 tx,
                 ACTOR,
                 &Scope::National,
-                &plans::WorkProject {
+                &works::WorkProject {
                     code: "ROAD".into(),
                     name: "Road".into(),
                     plan: "CFW".into(),
@@ -956,14 +957,14 @@ fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
         })
         .unwrap();
     let unnamed = f.store.write(|tx| {
-        let p = plans::WorkProject {
+        let p = works::WorkProject {
             code: "NONAME".into(),
             name: " ".into(),
             plan: "CFW".into(),
             location: "D1".into(),
             daily_wage_minor: 2000,
         };
-        plans::add_work_project(tx, ACTOR, &Scope::National, &p)
+        works::add_work_project(tx, ACTOR, &Scope::National, &p)
     });
     assert!(unnamed.unwrap_err().to_string().contains("needs a name"));
     let bens = f
@@ -974,11 +975,11 @@ fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
     let record = |b, day: &str, hundredths, approve: bool| {
         f.store
             .write(|tx| {
-                let id = plans::record_timesheet(
+                let id = works::record_timesheet(
                     tx,
                     "user:clerk",
                     &Scope::National,
-                    &plans::TimesheetEntry {
+                    &works::TimesheetEntry {
                         project: "ROAD".into(),
                         beneficiary_id: b,
                         work_date: date(day),
@@ -986,12 +987,12 @@ fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
                     },
                 )?;
                 if approve {
-                    plans::decide_timesheet(
+                    works::decide_timesheet(
                         tx,
                         "user:sup",
                         &Scope::National,
                         id,
-                        plans::TimesheetStatus::Approved,
+                        works::TimesheetStatus::Approved,
                     )?;
                 }
                 Ok(id)
@@ -1007,22 +1008,22 @@ fn cash_for_work_pays_approved_days_only_and_goods_carry_items() {
     let err = f
         .store
         .write(|tx| {
-            plans::decide_timesheet(
+            works::decide_timesheet(
                 tx,
                 "user:clerk",
                 &Scope::National,
                 pending,
-                plans::TimesheetStatus::Approved,
+                works::TimesheetStatus::Approved,
             )
         })
         .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)), "{err}");
     let dup = f.store.write(|tx| {
-        plans::record_timesheet(
+        works::record_timesheet(
             tx,
             "user:clerk",
             &Scope::National,
-            &plans::TimesheetEntry {
+            &works::TimesheetEntry {
                 project: "ROAD".into(),
                 beneficiary_id: by_name("W One"),
                 work_date: date("2026-11-02"),

@@ -16,9 +16,10 @@ use crate::{
     approvals::{TaskKind, Verdict},
     store::{
         payroll,
-        plans::{self, Cycle, GoodsItem, NewPlan, TimesheetEntry, TimesheetStatus, WorkProject},
+        plans::{self, Cycle, GoodsItem, NewPlan},
         tasks,
         users::Role,
+        works::{self, TimesheetEntry, TimesheetStatus, WorkProject},
     },
 };
 
@@ -96,7 +97,7 @@ pub async fn create_work_project(
     caller.require(ADMIN)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
     write_json(&state, StatusCode::CREATED, move |tx| {
-        plans::add_work_project(tx, &actor, &scope, &p)?;
+        works::add_work_project(tx, &actor, &scope, &p)?;
         Ok(p)
     })
     .await
@@ -111,7 +112,7 @@ pub async fn record_timesheet(
     caller.require(OFFICE)?;
     let (scope, actor) = (caller.0.scope(), caller.0.actor());
     write_json(&state, StatusCode::CREATED, move |tx| {
-        let id = plans::record_timesheet(tx, &actor, &scope, &entry)?;
+        let id = works::record_timesheet(tx, &actor, &scope, &entry)?;
         Ok(serde_json::json!({ "id": id }))
     })
     .await

@@ -9,7 +9,7 @@
 //! Every client answers to a person, its *owner*: the administrator who created it, or for a
 //! client created by a client that client's owner, or the person the command line names. The
 //! tasks and timesheets a client makes count its owner as their maker (see
-//! [`super::tasks::actor_user`]), so the person behind a client cannot approve what it made;
+//! [`super::users::actor_user`]), so the person behind a client cannot approve what it made;
 //! and a client stops working when its owner's account is disabled.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -24,9 +24,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    audit, json_column, now,
-    registry::{IN_SCOPE, Scope, location_by_code, unique_to_conflict},
-    text_column,
+    areas::{IN_SCOPE, Scope, location_by_code, unique_to_conflict},
+    audit, json_column, now, text_column,
     users::{Role, User},
 };
 use crate::store::{ReadTx, WriteTx};
@@ -254,7 +253,7 @@ pub fn create_client(
             }
             person.id
         }
-        None => super::tasks::actor_user(tx, actor)?.ok_or_else(|| {
+        None => super::users::actor_user(tx, actor)?.ok_or_else(|| {
             Error::Invalid("name the person the client answers to (its owner)".into())
         })?,
     };

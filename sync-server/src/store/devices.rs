@@ -12,11 +12,12 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
+    areas::{IN_SCOPE, Scope},
     audit, now,
-    registry::{self, IN_SCOPE, Scope},
+    registry::{self},
     users::{self, Role, User},
 };
-use crate::store::{ReadTx, WriteTx};
+use crate::store::{ReadTx, WriteTx, areas};
 use crate::{Error, Result};
 
 /// The programme's card-signing key, kept in the data directory (mode 0600), never in the
@@ -122,7 +123,7 @@ pub fn create_enrolment(
             agent.username
         )));
     }
-    let location = registry::location_by_code(tx, assignment)?;
+    let location = areas::location_by_code(tx, assignment)?;
     if !scope.contains(Some(&location.path)) {
         return Err(Error::Forbidden(format!(
             "{} is outside your area",
@@ -249,7 +250,7 @@ pub fn enrol(
         params![code_hash(code), at, device_id],
     )?;
     let agent = users::user_by_username(tx, &username)?;
-    let assignment = registry::location_by_id(tx, assignment_id)?;
+    let assignment = areas::location_by_id(tx, assignment_id)?;
     audit::append(
         tx,
         &format!("device:{device_id}"),
@@ -713,7 +714,7 @@ pub fn cards_for_area(
     issue_missing: bool,
 ) -> Result<Vec<IssuedCard>> {
     let plan = super::plans::plan_by_code(tx, plan_code)?;
-    let area = registry::location_by_code(tx, area_code)?;
+    let area = areas::location_by_code(tx, area_code)?;
     if !scope.contains(Some(&area.path)) {
         return Err(Error::Forbidden(format!(
             "{} is outside your area",
@@ -728,7 +729,7 @@ pub fn cards_for_area(
                  WHERE b.plan_id = ?2 AND b.status = 'ACTIVE' AND {}
                    AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.beneficiary_id = b.id AND c.revoked_at IS NULL)
                  ORDER BY b.id",
-                registry::under_path("bp.path", "?1")
+                areas::under_path("bp.path", "?1")
             ))?;
             stmt.query_map(params![area_scope.sql(), plan.id], |r| r.get(0))?
                 .collect::<rusqlite::Result<_>>()?
@@ -741,7 +742,7 @@ pub fn cards_for_area(
         "{CARD_SELECT} JOIN beneficiary_paths bp ON bp.beneficiary_id = b.id
          WHERE c.revoked_at IS NULL AND b.plan_id = ?2 AND {}
          ORDER BY l.name, c.serial",
-        registry::under_path("bp.path", "?1")
+        areas::under_path("bp.path", "?1")
     ))?;
     let cards = stmt
         .query_map(params![area_scope.sql(), plan.id], |r| {

@@ -5,6 +5,7 @@
 //! so the compiler keeps transaction boundaries honest. The SQL is portable and this API is
 //! narrow on purpose: a PostgreSQL backend is to follow behind the same functions.
 
+pub mod areas;
 pub mod audit;
 pub mod clients;
 pub mod devices;
@@ -18,6 +19,7 @@ pub mod secrets;
 pub mod sessions;
 pub mod tasks;
 pub mod users;
+pub mod works;
 
 use std::{
     path::{Path, PathBuf},

@@ -15,10 +15,10 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::{
+    areas::{IN_SCOPE, Scope},
     audit, date_column, json_column, now,
     plans::{self, BeneficiaryType, PaymentPoint, PointLevel},
-    registry::{IN_SCOPE, Scope},
-    text_column,
+    text_column, works,
 };
 use crate::store::{ReadTx, WriteTx};
 use crate::{
@@ -83,7 +83,7 @@ pub fn generate(
     };
     let (days, daily_wage) = match &plan.rule.cash {
         CashRule::CashForWork { project } => {
-            let (project_id, wage) = plans::work_project_by_code(tx, project)?;
+            let (project_id, wage) = works::work_project_by_code(tx, project)?;
             (
                 load_days_worked(tx, project_id, cycle.start_date, cycle.end_date)?,
                 wage,
@@ -205,7 +205,7 @@ pub fn generate(
     }
     // Nothing reaches the field before four eyes approve it; entitlements above the plan's
     // single-transaction limit each wait for an approval of their own too.
-    let maker_id = super::tasks::actor_user(tx, actor)?;
+    let maker_id = super::users::actor_user(tx, actor)?;
     let mut path_of: HashMap<Uuid, String> = HashMap::new();
     let mut path_query = tx
         .sqlite()
@@ -575,7 +575,7 @@ fn open_payroll(
     // A pending payroll takes more entitlements only from its own maker and before anyone
     // has decided on it: otherwise a second person's additions would ride on the first's
     // task (and its approvals), and the maker of the new lines could approve them.
-    let maker_id = super::tasks::actor_user(tx, actor)?;
+    let maker_id = super::users::actor_user(tx, actor)?;
     let pending: Option<Uuid> = tx.sqlite()
         .query_row(
             "SELECT p.id FROM payrolls p

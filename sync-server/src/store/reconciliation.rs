@@ -12,9 +12,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
+    areas::Scope,
     audit, date_column, now,
     payroll::{self, Payroll},
-    registry::Scope,
     tasks,
     users::User,
 };
@@ -389,7 +389,7 @@ pub fn record_float(
             &format!(
                 "SELECT u.id FROM users u JOIN locations l ON l.id = u.area_id
                  WHERE u.username = ?2 AND u.role = 'FIELD_AGENT' AND {}",
-                super::registry::IN_SCOPE
+                super::areas::IN_SCOPE
             ),
             params![user.scope().sql(), agent.trim()],
             |r| r.get(0),
@@ -541,7 +541,7 @@ pub fn import_statement(
     bytes: &[u8],
 ) -> Result<ImportOutcome> {
     let provider = provider.trim().to_uppercase();
-    super::registry::check_code("provider", &provider)?;
+    super::areas::check_code("provider", &provider)?;
     let p = payroll::get_payroll(tx, &user.scope(), payroll_id)?;
     writable(&p, false)?;
     let lines = match sheets::read_statement(bytes, mapping, p.currency) {
@@ -802,7 +802,7 @@ pub fn request_sign_off(tx: &WriteTx, user: &User, payroll_id: Uuid) -> Result<U
         &path,
         &summary,
         &user.actor(),
-        tasks::actor_user(tx, &user.actor())?,
+        super::users::actor_user(tx, &user.actor())?,
     )
 }
 
@@ -978,7 +978,7 @@ pub fn agents(conn: &ReadTx, scope: &Scope) -> Result<Vec<String>> {
     let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT u.username FROM users u JOIN locations l ON l.id = u.area_id
          WHERE u.role = 'FIELD_AGENT' AND u.disabled = 0 AND {} ORDER BY u.username",
-        super::registry::IN_SCOPE
+        super::areas::IN_SCOPE
     ))?;
     let rows = stmt.query_map([scope.sql()], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

@@ -17,7 +17,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{now, registry::Scope, tasks};
+use super::{areas::Scope, now, tasks};
 use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result, approvals::TaskKind};
 
@@ -1123,7 +1123,7 @@ pub fn changes_since(
          WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)
            AND {}
          ORDER BY c.seq",
-        super::registry::under_path("c.path", "?2")
+        super::areas::under_path("c.path", "?2")
     ))?;
     let mut rows = stmt.query(params![device_id, assignment_path, cursor as i64])?;
     let mut reply = ChangesReply {
@@ -1176,7 +1176,7 @@ pub fn quarantined(conn: &ReadTx, scope: &Scope, limit: u32) -> Result<Vec<Quara
          LEFT JOIN locations l ON l.id = d.assignment_id
          WHERE q.resolved_at IS NULL AND {}
          ORDER BY q.id DESC LIMIT ?2",
-        super::registry::IN_SCOPE
+        super::areas::IN_SCOPE
     ))?;
     let rows = stmt.query_map(params![scope.sql(), limit], |r| {
         let id: Vec<u8> = r.get(0)?;
@@ -1243,7 +1243,7 @@ pub fn list_grievances(
     let mut stmt = conn.sqlite().prepare(&format!(
         "{GRIEVANCE_SELECT} WHERE (?1 IS NULL OR {}) AND (?2 IS NULL OR g.status = ?2)
          ORDER BY g.updated_at LIMIT ?3",
-        super::registry::under_path("g.path", "?1")
+        super::areas::under_path("g.path", "?1")
     ))?;
     let rows = stmt.query_map(params![scope.sql(), status, limit], grievance_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1254,7 +1254,7 @@ pub fn get_grievance(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Grievance
         .query_row(
             &format!(
                 "{GRIEVANCE_SELECT} WHERE g.doc_id = ?2 AND (?1 IS NULL OR {})",
-                super::registry::under_path("g.path", "?1")
+                super::areas::under_path("g.path", "?1")
             ),
             params![scope.sql(), id],
             grievance_from_row,

@@ -15,9 +15,9 @@ use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
 use super::{
+    areas::{Scope, under_path},
     date_column,
     devices::days_since_epoch,
-    registry::{Scope, under_path},
 };
 use crate::store::ReadTx;
 use crate::{Error, Result};

@@ -9,9 +9,11 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    audit, json_column, now, payroll, plans,
-    registry::{self, Scope, under_path},
+    areas::{Scope, under_path},
+    audit, json_column, now, payroll,
+    registry::{self},
     users::{Role, User},
+    works,
 };
 use crate::store::{ReadTx, WriteTx};
 use crate::{
@@ -159,32 +161,6 @@ fn open_with(
         &json!({ "kind": kind, "subject": subject, "summary": summary }),
     )?;
     Ok(id)
-}
-
-/// The person accountable for what an actor string names: the user for `user:name`, the
-/// client's owner for `client:name` (so the person behind a client is the maker of what it
-/// makes, and four eyes excludes them); `None` for devices and the command line.
-pub fn actor_user(conn: &ReadTx, actor: &str) -> Result<Option<Uuid>> {
-    if let Some(name) = actor.strip_prefix("user:") {
-        return Ok(conn
-            .sqlite()
-            .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
-                r.get(0)
-            })
-            .optional()?);
-    }
-    if let Some(name) = actor.strip_prefix("client:") {
-        return Ok(conn
-            .sqlite()
-            .query_row(
-                "SELECT owner_id FROM api_clients WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()?
-            .flatten());
-    }
-    Ok(None)
 }
 
 const TASK_SELECT: &str =
@@ -642,11 +618,11 @@ fn apply(tx: &WriteTx, user: &User, task: &Task, approved: bool, reason: &str) -
         }
         TaskKind::Timesheet => {
             let to = if approved {
-                plans::TimesheetStatus::Approved
+                works::TimesheetStatus::Approved
             } else {
-                plans::TimesheetStatus::Rejected
+                works::TimesheetStatus::Rejected
             };
-            plans::decide_timesheet(tx, &actor, &national, subject, to)?;
+            works::decide_timesheet(tx, &actor, &national, subject, to)?;
         }
     }
     Ok(())
@@ -722,7 +698,7 @@ pub fn request_status_change(
         &path,
         &format!("become {to}: {reason}"),
         &actor,
-        actor_user(tx, &actor)?,
+        super::users::actor_user(tx, &actor)?,
     )?;
     audit::append(
         tx,

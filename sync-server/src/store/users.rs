@@ -18,9 +18,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{
-    audit, now,
-    registry::{Scope, in_scope_or_unplaced, location_by_code, unique_to_conflict},
-    text_column,
+    areas::{Scope, in_scope_or_unplaced, location_by_code, unique_to_conflict},
+    audit, now, text_column,
 };
 use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result};
@@ -184,7 +183,7 @@ fn create_user_with(
     let hash = hash()?;
     let id = Uuid::now_v7();
     // Kept so an approval policy can refuse accounts the maker of a change created.
-    let created_by = super::tasks::actor_user(tx, actor)?;
+    let created_by = actor_user(tx, actor)?;
     tx.sqlite().execute(
         "INSERT INTO users (id, username, display_name, role, area_id, password_hash, created_at, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -386,7 +385,7 @@ pub fn reset_login(
     )?;
     // The person who reset it held this account's credentials: for the approval rules that
     // links the two accounts as creating one does.
-    if let Some(by) = super::tasks::actor_user(tx, actor)?.filter(|by| *by != user.id) {
+    if let Some(by) = actor_user(tx, actor)?.filter(|by| *by != user.id) {
         tx.sqlite().execute(
             "UPDATE users SET login_reset_by = ?2 WHERE id = ?1",
             params![user.id, by],
@@ -427,4 +426,30 @@ pub fn username_by_id(conn: &ReadTx, id: Uuid) -> Result<Option<String>> {
             r.get(0)
         })
         .optional()?)
+}
+
+/// The person accountable for what an actor string names: the user for `user:name`, the
+/// client's owner for `client:name` (so the person behind a client is the maker of what it
+/// makes, and four eyes excludes them); `None` for devices and the command line.
+pub fn actor_user(conn: &ReadTx, actor: &str) -> Result<Option<Uuid>> {
+    if let Some(name) = actor.strip_prefix("user:") {
+        return Ok(conn
+            .sqlite()
+            .query_row("SELECT id FROM users WHERE username = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?);
+    }
+    if let Some(name) = actor.strip_prefix("client:") {
+        return Ok(conn
+            .sqlite()
+            .query_row(
+                "SELECT owner_id FROM api_clients WHERE name = ?1",
+                [name],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten());
+    }
+    Ok(None)
 }
