@@ -586,11 +586,11 @@ pub fn load(store: &Store, opts: &DemoOptions) -> Result<DemoSummary> {
                 };
                 let maker = users::user_by_username(tx, &format!("sup.{region}1"))?;
                 let checker = users::user_by_username(tx, &format!("sup.{region}2"))?;
-                match tasks::request_status_change(tx, &maker, b.id, to, why)? {
-                    tasks::StatusRequest::Pending(task) => {
+                match registry::request_status_change(tx, &maker, b.id, to, why)? {
+                    registry::StatusRequest::Pending(task) => {
                         tasks::decide(tx, &checker, task.id, Verdict::Approve, "", false)?;
                     }
-                    tasks::StatusRequest::Applied(_) => {}
+                    registry::StatusRequest::Applied(_) => {}
                 }
             }
         }

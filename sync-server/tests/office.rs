@@ -790,10 +790,10 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     let sup = o.user("sup.north1");
     let ask = |to, why: &str| {
         o.store
-            .write(|tx| tasks::request_status_change(tx, &sup, b, to, why))
+            .write(|tx| registry::request_status_change(tx, &sup, b, to, why))
     };
-    let pending = |r: Result<tasks::StatusRequest, Error>| match r.unwrap() {
-        tasks::StatusRequest::Pending(task) => *task,
+    let pending = |r: Result<registry::StatusRequest, Error>| match r.unwrap() {
+        registry::StatusRequest::Pending(task) => *task,
         other => panic!("applied without approval: {other:?}"),
     };
     // Bad requests are refused at once and open nothing.
@@ -812,7 +812,9 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     let south = o.user("sup.south1");
     let err = o
         .store
-        .write(|tx| tasks::request_status_change(tx, &south, b, BeneficiaryStatus::Suspended, "x"))
+        .write(|tx| {
+            registry::request_status_change(tx, &south, b, BeneficiaryStatus::Suspended, "x")
+        })
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert_eq!(
@@ -875,7 +877,7 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
         .write(|tx| tasks::set_policy(tx, "test", TaskKind::OfficeStatusChange, &no_approval))
         .unwrap();
     match ask(BeneficiaryStatus::Active, "back home").unwrap() {
-        tasks::StatusRequest::Applied(now) => assert_eq!(now.status, BeneficiaryStatus::Active),
+        registry::StatusRequest::Applied(now) => assert_eq!(now.status, BeneficiaryStatus::Active),
         other => panic!("{other:?}"),
     }
     assert_eq!(status(), BeneficiaryStatus::Active);

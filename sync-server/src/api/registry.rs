@@ -20,7 +20,7 @@ use crate::{
     store::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
-        sessions, tasks,
+        sessions,
         users::{self, NewUser, Role},
     },
 };
@@ -418,12 +418,12 @@ pub async fn change_status(
     caller.require(OFFICE)?;
     let user = caller.0;
     let answer = db(&state, move |s| {
-        s.write(|tx| tasks::request_status_change(tx, &user, id, change.status, &change.reason))
+        s.write(|tx| reg::request_status_change(tx, &user, id, change.status, &change.reason))
     })
     .await?;
     let status = match answer {
-        tasks::StatusRequest::Applied(_) => StatusCode::OK,
-        tasks::StatusRequest::Pending(_) => StatusCode::ACCEPTED,
+        reg::StatusRequest::Applied(_) => StatusCode::OK,
+        reg::StatusRequest::Pending(_) => StatusCode::ACCEPTED,
     };
     Ok((status, Json(answer)).into_response())
 }

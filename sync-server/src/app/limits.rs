@@ -428,6 +428,26 @@ pub fn retry_after(response: &mut Response) {
         .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
 }
 
+/// The client's address key ([`address_key`]: an IPv6 client by its /64), from the
+/// connection, for throttling log-ins by address, as the limiter counts it. Behind a reverse
+/// proxy every client shares the proxy's address (the per-name pause still applies);
+/// forwarded headers are not trusted, since any client can send them. Servers made without
+/// connection info (in-process routers) count as one address, `0.0.0.0`.
+pub struct ClientAddress(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &S,
+    ) -> std::result::Result<Self, Self::Rejection> {
+        Ok(ClientAddress(address_label(client_address(
+            &parts.extensions,
+        ))))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,25 +532,5 @@ mod tests {
             classify(&Method::GET, "/api/v1/me", &other_cookie),
             Class::Anonymous
         );
-    }
-}
-
-/// The client's address key ([`address_key`]: an IPv6 client by its /64), from the
-/// connection, for throttling log-ins by address, as the limiter counts it. Behind a reverse
-/// proxy every client shares the proxy's address (the per-name pause still applies);
-/// forwarded headers are not trusted, since any client can send them. Servers made without
-/// connection info (in-process routers) count as one address, `0.0.0.0`.
-pub struct ClientAddress(pub String);
-
-impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _: &S,
-    ) -> std::result::Result<Self, Self::Rejection> {
-        Ok(ClientAddress(address_label(client_address(
-            &parts.extensions,
-        ))))
     }
 }

@@ -18,11 +18,12 @@ use super::{
     areas::{IN_SCOPE, Scope},
     audit, date_column, json_column, now,
     plans::{self, BeneficiaryType, PaymentPoint, PointLevel},
-    text_column, works,
+    tasks, text_column, works,
 };
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
+    approvals::TaskKind,
     registry::rules::{CashRule, Facts},
 };
 
@@ -808,6 +809,48 @@ fn reject_entitlements(tx: &WriteTx, actor: &str, payroll: Uuid) -> Result<()> {
             "payroll",
             Some(&payroll.to_string()),
             &json!({ "kind": "ENTITLEMENT_APPROVAL", "tasks": withdrawn }),
+        )?;
+    }
+    Ok(())
+}
+
+/// Payroll approval and over-limit entitlements are decided by four eyes; these apply them.
+pub fn register_task_hooks(hooks: &mut tasks::Hooks) {
+    hooks.register(TaskKind::PayrollApproval, apply_payroll_approval);
+    hooks.register(TaskKind::EntitlementApproval, apply_entitlement_approval);
+}
+
+/// An approved payroll goes to the field; a rejected one never does.
+fn apply_payroll_approval(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    let (to, why) = if d.approved {
+        (PayrollStatus::Approved, "approved by four eyes")
+    } else {
+        (PayrollStatus::Rejected, d.reason)
+    };
+    set_payroll_status(
+        tx,
+        &d.user.actor(),
+        &Scope::National,
+        d.task.subject_id,
+        to,
+        why,
+    )?;
+    Ok(())
+}
+
+/// An approved entitlement above its plan's limit becomes payable; a rejected one stays
+/// unpayable.
+fn apply_entitlement_approval(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    if d.approved {
+        let subject = d.task.subject_id;
+        let changed = tx.sqlite().execute(
+            "UPDATE entitlements SET status = 'DUE' WHERE id = ?1 AND status = 'AWAITING_APPROVAL'",
+            [subject],
+        )?;
+        tx.sqlite().execute(
+            "UPDATE payrolls SET awaiting_count = awaiting_count - ?2
+             WHERE id = (SELECT payroll_id FROM entitlements WHERE id = ?1)",
+            params![subject, changed as i64],
         )?;
     }
     Ok(())

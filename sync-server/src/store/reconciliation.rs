@@ -994,3 +994,40 @@ pub fn provider_mappings(conn: &ReadTx) -> Result<Vec<(String, ProviderMapping)>
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }
+
+/// Sign-off of a reconciled payroll is decided by four eyes; this applies it.
+pub fn register_task_hooks(hooks: &mut tasks::Hooks) {
+    hooks.register(TaskKind::PayrollSignOff, apply_sign_off);
+}
+
+/// An approved sign-off closes the payroll, unless records that arrived since it was asked
+/// for opened exceptions.
+fn apply_sign_off(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    if !d.approved {
+        return Ok(());
+    }
+    let (actor, national, subject) = (d.user.actor(), Scope::National, d.task.subject_id);
+    let open = reconcile_payroll(tx, &national, subject)?.open_exceptions();
+    if open > 0 {
+        return Err(Error::Conflict(format!(
+            "{open} exception(s) opened since sign-off was requested; resolve them first"
+        )));
+    }
+    payroll::set_payroll_status(
+        tx,
+        &actor,
+        &national,
+        subject,
+        PayrollStatus::Reconciled,
+        "reconciled",
+    )?;
+    payroll::set_payroll_status(
+        tx,
+        &actor,
+        &national,
+        subject,
+        PayrollStatus::Closed,
+        "signed off",
+    )?;
+    Ok(())
+}

@@ -17,7 +17,7 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{areas::Scope, now, tasks};
+use super::{areas::Scope, now, registry, tasks};
 use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result, approvals::TaskKind};
 
@@ -1336,4 +1336,59 @@ pub fn office_edit(
         Some(&doc_id.to_string()),
         &json!({}),
     )
+}
+
+/// Field verifications and contact updates wait for four eyes; these apply the decisions.
+pub fn register_task_hooks(hooks: &mut tasks::Hooks) {
+    hooks.register(TaskKind::StatusChange, apply_verification);
+    hooks.register(TaskKind::ContactUpdate, apply_contact_update);
+}
+
+/// A verification's proposed status, once approved, becomes the beneficiary's; either way
+/// the verification keeps the decision.
+fn apply_verification(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    let subject = d.task.subject_id;
+    let (beneficiary, proposed, note): (Uuid, Option<String>, String) = tx.sqlite().query_row(
+        "SELECT beneficiary_id, proposed_status, note FROM verifications WHERE doc_id = ?1",
+        [subject],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )?;
+    if d.approved
+        && let Some(to) = proposed
+    {
+        let to: BeneficiaryStatus = to
+            .parse()
+            .map_err(|e: outpost_proto::UnknownName| Error::Internal(e.to_string()))?;
+        let why = if note.trim().is_empty() {
+            "field verification".to_owned()
+        } else {
+            format!("field verification: {note}")
+        };
+        registry::change_status(tx, &d.user.actor(), &Scope::National, beneficiary, to, &why)?;
+    }
+    tx.sqlite().execute(
+        "UPDATE verifications SET decision = ?2 WHERE doc_id = ?1",
+        params![subject, if d.approved { "APPROVED" } else { "REJECTED" }],
+    )?;
+    Ok(())
+}
+
+/// An approved phone or address from the field becomes the person's; either way the update
+/// keeps the decision.
+fn apply_contact_update(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    let subject = d.task.subject_id;
+    if d.approved {
+        let (individual, phone, address): (Uuid, Option<String>, Option<String>) =
+            tx.sqlite().query_row(
+                "SELECT individual_id, phone, address FROM contact_updates WHERE doc_id = ?1",
+                [subject],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?;
+        registry::update_contact(tx, individual, phone.as_deref(), address.as_deref())?;
+    }
+    tx.sqlite().execute(
+        "UPDATE contact_updates SET decision = ?2 WHERE doc_id = ?1",
+        params![subject, if d.approved { "APPROVED" } else { "REJECTED" }],
+    )?;
+    Ok(())
 }

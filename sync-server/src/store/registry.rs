@@ -11,10 +11,14 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 pub use super::areas::*;
-use super::{audit, date_column, json_column, now, opt_text_column, plans, text_column};
+use super::{
+    audit, date_column, json_column, now, opt_text_column, plans, tasks, text_column,
+    users::{self, User},
+};
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
+    approvals::TaskKind,
     registry::import::{ParsedFile, RowError},
 };
 
@@ -950,4 +954,132 @@ pub fn is_empty(conn: &ReadTx) -> Result<bool> {
         |r| r.get(0),
     )?;
     Ok(n == 0)
+}
+
+/// What an office status change came to.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum StatusRequest {
+    /// The kind's policy asks for no approval: changed at once.
+    Applied(Beneficiary),
+    /// Waiting for four eyes in this task; nothing is changed before it is approved.
+    Pending(Box<tasks::Task>),
+}
+
+/// Asks for a beneficiary's status to change at the office. Checked now (reason, area,
+/// transition), then applied only through an `OFFICE_STATUS_CHANGE` task decided by someone
+/// else, as field proposals are; only a policy with no tiers applies it directly.
+pub fn request_status_change(
+    tx: &WriteTx,
+    user: &User,
+    id: Uuid,
+    to: BeneficiaryStatus,
+    reason: &str,
+) -> Result<StatusRequest> {
+    let (actor, scope) = (user.actor(), user.scope());
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::Invalid("a status change needs a reason".into()));
+    }
+    let current = get_beneficiary(tx, &scope, id)?;
+    current.status.transition(to)?;
+    let kind = TaskKind::OfficeStatusChange;
+    if tasks::policy(tx, kind)?.tiers.is_empty() {
+        return change_status(tx, &actor, &scope, id, to, reason).map(StatusRequest::Applied);
+    }
+    let waiting: Option<Uuid> = tx
+        .sqlite()
+        .query_row(
+            "SELECT t.id FROM status_requests r JOIN tasks t ON t.subject_id = r.id
+             WHERE r.beneficiary_id = ?1 AND t.kind = ?2 AND t.status = 'PENDING'",
+            params![id, kind.as_str()],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(task) = waiting {
+        return Err(Error::Conflict(format!(
+            "a status change of this beneficiary already waits for approval (task {task})"
+        )));
+    }
+    let request = Uuid::now_v7();
+    let at = now();
+    tx.sqlite().execute(
+        "INSERT INTO status_requests (id, beneficiary_id, from_status, to_status, reason, requested_by, requested_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![request, id, current.status.as_str(), to.as_str(), reason, actor, at],
+    )?;
+    // Unplaced beneficiaries are national: so is their task.
+    let path: String = tx
+        .sqlite()
+        .query_row(
+            "SELECT path FROM beneficiary_paths WHERE beneficiary_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?
+        .unwrap_or_default();
+    let task = tasks::open(
+        tx,
+        kind,
+        request,
+        &path,
+        &format!("become {to}: {reason}"),
+        &actor,
+        users::actor_user(tx, &actor)?,
+    )?;
+    audit::append(
+        tx,
+        &actor,
+        "beneficiary.status_requested",
+        "beneficiary",
+        Some(&id.to_string()),
+        &json!({ "from": current.status, "to": to, "reason": reason, "task": task }),
+    )?;
+    Ok(StatusRequest::Pending(Box::new(tasks::get(
+        tx, &scope, task,
+    )?)))
+}
+
+/// Office status changes wait for four eyes; this applies the decision.
+pub fn register_task_hooks(hooks: &mut tasks::Hooks) {
+    hooks.register(TaskKind::OfficeStatusChange, apply_status_request);
+}
+
+/// An approved office request changes the status in the name of who asked (the approver
+/// is in the reason and the task); either way the request keeps the decision.
+fn apply_status_request(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    let subject = d.task.subject_id;
+    let (beneficiary, to, why, requested_by): (Uuid, String, String, String) =
+        tx.sqlite().query_row(
+            "SELECT beneficiary_id, to_status, reason, requested_by FROM status_requests WHERE id = ?1",
+            [subject],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    if d.approved {
+        let to: BeneficiaryStatus = to
+            .parse()
+            .map_err(|e: outpost_proto::UnknownName| Error::Internal(e.to_string()))?;
+        let why = format!("{why} (approved by {})", d.user.actor());
+        change_status(tx, &requested_by, &Scope::National, beneficiary, to, &why)?;
+    }
+    tx.sqlite().execute(
+        "UPDATE status_requests SET decision = ?2 WHERE id = ?1",
+        params![subject, if d.approved { "APPROVED" } else { "REJECTED" }],
+    )?;
+    Ok(())
+}
+
+/// Sets a person's phone and address (either left as it is when `None`).
+pub fn update_contact(
+    tx: &WriteTx,
+    individual: Uuid,
+    phone: Option<&str>,
+    address: Option<&str>,
+) -> Result<()> {
+    tx.sqlite().execute(
+        "UPDATE individuals SET phone = COALESCE(?2, phone), address = COALESCE(?3, address),
+             updated_at = ?4 WHERE id = ?1",
+        params![individual, phone, address, now()],
+    )?;
+    Ok(())
 }

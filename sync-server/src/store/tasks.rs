@@ -2,7 +2,6 @@
 //! than its maker under the kind's policy ([`crate::approvals`]), and applied in the same
 //! transaction as the decision that completes them. Nothing is applied before that.
 
-use outpost_proto::{BeneficiaryStatus, PayrollStatus};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use serde_json::json;
@@ -10,10 +9,8 @@ use uuid::Uuid;
 
 use super::{
     areas::{Scope, under_path},
-    audit, json_column, now, payroll,
-    registry::{self},
+    audit, json_column, now,
     users::{Role, User},
-    works,
 };
 use crate::store::{ReadTx, WriteTx};
 use crate::{
@@ -496,219 +493,57 @@ fn finish(tx: &WriteTx, user: &User, task: Task, reason: &str) -> Result<Task> {
     get(tx, &user.scope(), id)
 }
 
-/// Applies an approved task's change, or marks a rejected one's subject as refused.
+/// A completed task, as the domain that owns its subject sees it.
+pub struct Decided<'a> {
+    pub task: &'a Task,
+    pub approved: bool,
+    /// Whoever completed the decision.
+    pub user: &'a User,
+    /// The completing decision's reason (a rejection's is shown to the maker).
+    pub reason: &'a str,
+}
+
+/// What the domain owning a kind's subject does once a task of that kind is decided: the
+/// approved change, or the refusal recorded on the subject. It runs in the decision's
+/// transaction, so a hook that fails undoes the decision with it.
+pub type Hook = fn(&WriteTx, &Decided) -> Result<()>;
+
+/// One hook per task kind, each registered by the domain that owns the kind's subject
+/// (see [`super::task_hooks`]), so the engine decides without knowing any of them.
+#[derive(Default)]
+pub struct Hooks(std::collections::HashMap<TaskKind, Hook>);
+
+impl Hooks {
+    /// Registers what applies `kind`'s decisions; a second registration for a kind is a bug.
+    pub fn register(&mut self, kind: TaskKind, hook: Hook) {
+        let before = self.0.insert(kind, hook);
+        assert!(before.is_none(), "two hooks registered for {kind:?} tasks");
+    }
+
+    /// The kinds nothing applies yet (empty once every domain has registered).
+    pub fn missing(&self) -> Vec<TaskKind> {
+        TaskKind::ALL
+            .into_iter()
+            .filter(|k| !self.0.contains_key(k))
+            .collect()
+    }
+}
+
+/// Hands a decided task to the hook of its kind.
 fn apply(tx: &WriteTx, user: &User, task: &Task, approved: bool, reason: &str) -> Result<()> {
-    let actor = user.actor();
-    let national = Scope::National;
-    let subject = task.subject_id;
-    match task.kind {
-        TaskKind::PayrollApproval => {
-            let to = if approved {
-                PayrollStatus::Approved
-            } else {
-                PayrollStatus::Rejected
-            };
-            let why = if approved {
-                "approved by four eyes"
-            } else {
-                reason
-            };
-            payroll::set_payroll_status(tx, &actor, &national, subject, to, why)?;
-        }
-        TaskKind::EntitlementApproval => {
-            if approved {
-                let changed = tx.sqlite().execute(
-                    "UPDATE entitlements SET status = 'DUE' WHERE id = ?1 AND status = 'AWAITING_APPROVAL'",
-                    [subject],
-                )?;
-                tx.sqlite().execute(
-                    "UPDATE payrolls SET awaiting_count = awaiting_count - ?2
-                     WHERE id = (SELECT payroll_id FROM entitlements WHERE id = ?1)",
-                    params![subject, changed as i64],
-                )?;
-            }
-        }
-        TaskKind::PayrollSignOff => {
-            if approved {
-                // Records may have arrived since sign-off was asked for.
-                let open = super::reconciliation::reconcile_payroll(tx, &national, subject)?
-                    .open_exceptions();
-                if open > 0 {
-                    return Err(Error::Conflict(format!(
-                        "{open} exception(s) opened since sign-off was requested; resolve them first"
-                    )));
-                }
-                payroll::set_payroll_status(
-                    tx,
-                    &actor,
-                    &national,
-                    subject,
-                    PayrollStatus::Reconciled,
-                    "reconciled",
-                )?;
-                payroll::set_payroll_status(
-                    tx,
-                    &actor,
-                    &national,
-                    subject,
-                    PayrollStatus::Closed,
-                    "signed off",
-                )?;
-            }
-        }
-        TaskKind::StatusChange => {
-            let (beneficiary, proposed, note): (Uuid, Option<String>, String) = tx.sqlite().query_row(
-                "SELECT beneficiary_id, proposed_status, note FROM verifications WHERE doc_id = ?1",
-                [subject],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            if approved && let Some(to) = proposed {
-                let to: BeneficiaryStatus = to
-                    .parse()
-                    .map_err(|e: outpost_proto::UnknownName| Error::Internal(e.to_string()))?;
-                let why = if note.trim().is_empty() {
-                    "field verification".to_owned()
-                } else {
-                    format!("field verification: {note}")
-                };
-                registry::change_status(tx, &actor, &national, beneficiary, to, &why)?;
-            }
-            tx.sqlite().execute(
-                "UPDATE verifications SET decision = ?2 WHERE doc_id = ?1",
-                params![subject, if approved { "APPROVED" } else { "REJECTED" }],
-            )?;
-        }
-        TaskKind::OfficeStatusChange => {
-            let (beneficiary, to, why, requested_by): (Uuid, String, String, String) = tx.sqlite()
-                .query_row(
-                    "SELECT beneficiary_id, to_status, reason, requested_by FROM status_requests WHERE id = ?1",
-                    [subject],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )?;
-            if approved {
-                let to: BeneficiaryStatus = to
-                    .parse()
-                    .map_err(|e: outpost_proto::UnknownName| Error::Internal(e.to_string()))?;
-                // The history names who asked; the approver is in the reason and the task.
-                let why = format!("{why} (approved by {actor})");
-                registry::change_status(tx, &requested_by, &national, beneficiary, to, &why)?;
-            }
-            tx.sqlite().execute(
-                "UPDATE status_requests SET decision = ?2 WHERE id = ?1",
-                params![subject, if approved { "APPROVED" } else { "REJECTED" }],
-            )?;
-        }
-        TaskKind::ContactUpdate => {
-            if approved {
-                let (individual, phone, address): (Uuid, Option<String>, Option<String>) = tx.sqlite().query_row(
-                    "SELECT individual_id, phone, address FROM contact_updates WHERE doc_id = ?1",
-                    [subject],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-                )?;
-                tx.sqlite().execute(
-                    "UPDATE individuals SET phone = COALESCE(?2, phone), address = COALESCE(?3, address),
-                         updated_at = ?4 WHERE id = ?1",
-                    params![individual, phone, address, now()],
-                )?;
-            }
-            tx.sqlite().execute(
-                "UPDATE contact_updates SET decision = ?2 WHERE doc_id = ?1",
-                params![subject, if approved { "APPROVED" } else { "REJECTED" }],
-            )?;
-        }
-        TaskKind::Timesheet => {
-            let to = if approved {
-                works::TimesheetStatus::Approved
-            } else {
-                works::TimesheetStatus::Rejected
-            };
-            works::decide_timesheet(tx, &actor, &national, subject, to)?;
-        }
-    }
-    Ok(())
-}
-
-/// What an office status change came to.
-#[derive(Debug, Serialize)]
-#[serde(untagged)]
-pub enum StatusRequest {
-    /// The kind's policy asks for no approval: changed at once.
-    Applied(registry::Beneficiary),
-    /// Waiting for four eyes in this task; nothing is changed before it is approved.
-    Pending(Box<Task>),
-}
-
-/// Asks for a beneficiary's status to change at the office. Checked now (reason, area,
-/// transition), then applied only through an `OFFICE_STATUS_CHANGE` task decided by someone
-/// else, as field proposals are; only a policy with no tiers applies it directly.
-pub fn request_status_change(
-    tx: &WriteTx,
-    user: &User,
-    id: Uuid,
-    to: BeneficiaryStatus,
-    reason: &str,
-) -> Result<StatusRequest> {
-    let (actor, scope) = (user.actor(), user.scope());
-    let reason = reason.trim();
-    if reason.is_empty() {
-        return Err(Error::Invalid("a status change needs a reason".into()));
-    }
-    let current = registry::get_beneficiary(tx, &scope, id)?;
-    current.status.transition(to)?;
-    let kind = TaskKind::OfficeStatusChange;
-    if policy(tx, kind)?.tiers.is_empty() {
-        return registry::change_status(tx, &actor, &scope, id, to, reason)
-            .map(StatusRequest::Applied);
-    }
-    let waiting: Option<Uuid> = tx
-        .sqlite()
-        .query_row(
-            "SELECT t.id FROM status_requests r JOIN tasks t ON t.subject_id = r.id
-             WHERE r.beneficiary_id = ?1 AND t.kind = ?2 AND t.status = 'PENDING'",
-            params![id, kind.as_str()],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(task) = waiting {
-        return Err(Error::Conflict(format!(
-            "a status change of this beneficiary already waits for approval (task {task})"
-        )));
-    }
-    let request = Uuid::now_v7();
-    let at = now();
-    tx.sqlite().execute(
-        "INSERT INTO status_requests (id, beneficiary_id, from_status, to_status, reason, requested_by, requested_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![request, id, current.status.as_str(), to.as_str(), reason, actor, at],
-    )?;
-    // Unplaced beneficiaries are national: so is their task.
-    let path: String = tx
-        .sqlite()
-        .query_row(
-            "SELECT path FROM beneficiary_paths WHERE beneficiary_id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?
-        .unwrap_or_default();
-    let task = open(
+    let hook =
+        tx.task_hooks().0.get(&task.kind).ok_or_else(|| {
+            Error::Internal(format!("nothing applies {} tasks", task.kind.as_str()))
+        })?;
+    hook(
         tx,
-        kind,
-        request,
-        &path,
-        &format!("become {to}: {reason}"),
-        &actor,
-        super::users::actor_user(tx, &actor)?,
-    )?;
-    audit::append(
-        tx,
-        &actor,
-        "beneficiary.status_requested",
-        "beneficiary",
-        Some(&id.to_string()),
-        &json!({ "from": current.status, "to": to, "reason": reason, "task": task }),
-    )?;
-    Ok(StatusRequest::Pending(Box::new(get(tx, &scope, task)?)))
+        &Decided {
+            task,
+            approved,
+            user,
+            reason,
+        },
+    )
 }
 
 /// Withdraws the open task about `subject` when the subject itself went away (a timesheet

@@ -12,8 +12,9 @@ use super::{
     areas::{Scope, check_code, location_by_code, unique_to_conflict},
     audit, now,
     plans::plan_by_code,
+    tasks,
 };
-use crate::{Error, Result};
+use crate::{Error, Result, approvals::TaskKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -227,4 +228,18 @@ pub fn decide_timesheet(
         &json!({ "status": to }),
     )?;
     Ok(())
+}
+
+/// Timesheets are decided by four eyes; this applies the decision.
+pub fn register_task_hooks(hooks: &mut tasks::Hooks) {
+    hooks.register(TaskKind::Timesheet, apply_timesheet);
+}
+
+fn apply_timesheet(tx: &WriteTx, d: &tasks::Decided) -> Result<()> {
+    let to = if d.approved {
+        TimesheetStatus::Approved
+    } else {
+        TimesheetStatus::Rejected
+    };
+    decide_timesheet(tx, &d.user.actor(), &Scope::National, d.task.subject_id, to)
 }
