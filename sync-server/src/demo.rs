@@ -15,7 +15,6 @@ use serde_json::json;
 
 use crate::{
     Result,
-    approvals::{TaskKind, Verdict},
     registry::import::{FileFormat, parse_individuals},
     store::{
         Store, audit, payroll, plans,
@@ -24,6 +23,7 @@ use crate::{
         users::{self, NewUser, Role},
         works,
     },
+    tasks::policy::{TaskKind, Verdict},
 };
 
 /// The password of every demo account (never use the demo data in production).

@@ -1,21 +1,30 @@
-//! The Outpost central registry and sync server.
+//! The Outpost central registry and sync server, one folder per domain.
 //!
-//! - [`store`] owns the SQLite database: every query and write of the registry lives there.
-//! - [`registry`] holds the pure rules the store applies: import file parsing, plans'
-//!   extra-field schemas, calculation rules.
-//! - [`api`] is the HTTP surface: the JSON API under `/api/v1` and the device sync protocol
-//!   under `/sync/v1`; [`server`] serves it over HTTP or HTTPS; [`demo`] is the demo programme.
+//! - [`store`] is the storage seam: the SQLite database behind opaque read and write
+//!   handles, every query and write by domain, migrations, the task engine.
+//! - The domains ([`registry`], [`plans`], [`payroll`], [`tasks`], [`reconciliation`],
+//!   [`devices`], [`sync`], [`users`], [`audit`]) hold their pure rules and their HTTP
+//!   handlers; [`web`] holds the supervisors' pages.
+//! - [`app`] is what every handler shares (state, limits); [`router`] assembles every route;
+//!   [`api`] is the JSON API's shared plumbing; [`server`] serves the router over HTTP or
+//!   HTTPS; [`demo`] is the demo programme.
 
 pub mod api;
 pub mod app;
-pub mod approvals;
+pub mod audit;
 pub mod demo;
+pub mod devices;
 mod error;
-pub mod reconcile;
+pub mod payroll;
+pub mod plans;
+pub mod reconciliation;
 pub mod registry;
 pub mod router;
 pub mod server;
 pub mod store;
+pub mod sync;
+pub mod tasks;
+pub mod users;
 pub mod web;
 
 pub use error::{Error, FieldError, Result, StorageFault};

@@ -10,7 +10,7 @@ use std::{
 use clap::{Parser, Subcommand};
 use outpost_proto::BeneficiaryStatus;
 use outpost_server::{
-    Error, Result, api,
+    Error, Result,
     app::AppState,
     demo,
     registry::import::{FileFormat, parse_individuals},
@@ -337,7 +337,7 @@ fn run(cli: Cli) -> Result<()> {
             })?;
             std::fs::write(
                 &out,
-                api::sync::render_sheet(&format!("{plan} - {area}"), &cards)?,
+                outpost_server::devices::http::render_sheet(&format!("{plan} - {area}"), &cards)?,
             )?;
             println!("{} card(s) written to {}", cards.len(), out.display());
             Ok(())

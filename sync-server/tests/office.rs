@@ -10,9 +10,8 @@ use outpost_proto::{
 };
 use outpost_server::{
     Error,
-    approvals::{Outcome, TaskKind, Verdict},
     demo::{self, DemoOptions},
-    reconcile::{ExceptionKind, LineStatus, sheets},
+    reconciliation::{ExceptionKind, LineStatus, sheets},
     registry::import::{FileFormat, parse_individuals},
     store::{
         Store, payroll,
@@ -22,6 +21,7 @@ use outpost_server::{
         sessions, tasks,
         users::{self, User},
     },
+    tasks::policy::{Outcome, TaskKind, Verdict},
 };
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -526,10 +526,10 @@ fn the_count_of_approvers_leaves_out_the_makers_whole_line() {
     supervisor_made_by(&o, "user:admin", "admin.b", users::Role::Admin);
     supervisor_made_by(&o, "user:admin.b", "sup.c", users::Role::Supervisor);
     let needed = |strict: bool, head: &str| {
-        let all = outpost_server::approvals::Policy {
-            tiers: vec![outpost_server::approvals::Tier {
+        let all = outpost_server::tasks::policy::Policy {
+            tiers: vec![outpost_server::tasks::policy::Tier {
                 level: None,
-                completion: outpost_server::approvals::Completion::All,
+                completion: outpost_server::tasks::policy::Completion::All,
             }],
             second_factor: true,
             approvers_not_created_by_maker: strict,
@@ -863,7 +863,7 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     assert_eq!(last.reason, "moved away (approved by user:sup.north2)");
 
     // A policy may drop the approval for this kind only; then the change applies at once.
-    let no_approval = outpost_server::approvals::Policy {
+    let no_approval = outpost_server::tasks::policy::Policy {
         tiers: vec![],
         second_factor: false,
         approvers_not_created_by_maker: false,
@@ -1266,7 +1266,7 @@ fn a_cached_report_lasts_until_something_it_reads_changes() {
     let o = office();
     let p = approved_north_payroll(&o);
     let sup = o.user("sup.north1");
-    let cache = rec::ReportCache::default();
+    let cache = outpost_server::reconciliation::cache::ReportCache::default();
     let first = o.store.read(|c| cache.get(c, &Scope::National, p)).unwrap();
     // A log-in is audited, but reconciliation reads nothing of it.
     let _ = sessions::log_in(&o.store, "sup.north2", demo::DEMO_PASSWORD, ADDRESS).unwrap();

@@ -13,7 +13,6 @@ use outpost_proto::{
     records::{self, Comment, GrievanceStatus},
 };
 use outpost_server::{
-    approvals::{TaskKind, Verdict},
     registry::import::{FileFormat, parse_individuals},
     store::{
         payroll, plans,
@@ -23,6 +22,7 @@ use outpost_server::{
         tasks,
         users::{self, User},
     },
+    tasks::policy::{TaskKind, Verdict},
 };
 use outpost_tests::{harness::TestServer, phone::Phone};
 use serde_json::Value;
@@ -475,7 +475,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         r.report
             .exceptions
             .iter()
-            .any(|x| x.kind == outpost_server::reconcile::ExceptionKind::LateSync),
+            .any(|x| x.kind == outpost_server::reconciliation::ExceptionKind::LateSync),
         "{:?}",
         r.report.exceptions
     );

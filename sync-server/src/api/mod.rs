@@ -1,13 +1,9 @@
-//! The HTTP surface: every route is registered in [`router`]; handlers live beside it by
-//! resource. Errors become HTTP answers in one place ([`Error`]'s `IntoResponse`).
+//! What every JSON handler uses: the caller extractor (tokens and API clients), JSON, path
+//! and query extractors whose rejections are our errors, roles, page sizes, and errors
+//! become HTTP answers in one place ([`Error`]'s `IntoResponse`). The handlers live in their
+//! domains' `http` modules; the OpenAPI document describing them is here.
 
-pub(crate) mod clients;
-pub(crate) mod office;
-
-pub use clients::{PERSONS_ONLY, client_permission};
-pub(crate) mod payroll;
-pub(crate) mod registry;
-pub mod sync;
+pub mod permissions;
 
 use axum::{
     extract::{
@@ -28,6 +24,11 @@ use crate::{
         users::{self, Role, User},
     },
 };
+
+/// Who may call an endpoint, by role (the error names them in this order).
+pub(crate) const ADMIN: &[Role] = &[Role::Admin];
+pub(crate) const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
+pub(crate) const STAFF: &[Role] = &[Role::Supervisor, Role::Admin];
 
 /// The OpenAPI document, kept beside the router; a test checks they list the same routes.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -85,7 +86,7 @@ impl FromRequestParts<AppState> for Caller {
                 .get::<MatchedPath>()
                 .map(|m| m.as_str().to_owned())
                 .unwrap_or_default();
-            return match clients::client_permission(&parts.method, &route) {
+            return match permissions::client_permission(&parts.method, &route) {
                 Some(p) if grant.permissions.contains(&p) => Ok(Caller(grant.principal)),
                 Some(p) => Err(Error::Forbidden(format!(
                     "this client lacks the permission '{}'",

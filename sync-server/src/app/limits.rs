@@ -45,15 +45,13 @@ use std::{
 };
 
 use axum::{
-    extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
-    middleware::Next,
-    response::{IntoResponse, Response},
+    extract::ConnectInfo,
+    http::{HeaderMap, HeaderValue, Method, header},
+    response::Response,
 };
 use outpost_proto::wire;
 use uuid::Uuid;
 
-use super::AppState;
 use crate::Error;
 use axum::{extract::FromRequestParts, http::request::Parts};
 
@@ -284,14 +282,14 @@ impl<K: Hash + Eq + Copy> Drop for Permit<K> {
 
 /// Which cap a request falls under, from its method, path and headers alone.
 #[derive(Debug, PartialEq)]
-enum Class {
+pub(crate) enum Class {
     Login,
     Anonymous,
     /// Credentialed requests, and device sync requests (limited per device in `api::sync`).
     Uncounted,
 }
 
-fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Class {
+pub(crate) fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Class {
     let login_path = matches!(path, "/login" | "/login/totp" | "/api/v1/auth/token");
     if method == Method::POST && login_path {
         return Class::Login;
@@ -318,7 +316,7 @@ fn has_credential(headers: &HeaderMap) -> bool {
         .flat_map(|v| v.split(';'))
         .any(|c| {
             c.trim()
-                .strip_prefix(crate::web::SESSION_COOKIE)
+                .strip_prefix(super::SESSION_COOKIE)
                 .is_some_and(|rest| rest.starts_with('='))
         });
     bearer || session
@@ -355,70 +353,6 @@ pub fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| c.0.ip()),
     )
-}
-
-/// The router's layer: takes a permit for log-ins and anonymous requests, or answers 429;
-/// such a request not done within [`Timeouts::request`] is dropped (its permit with it) and
-/// answered 408.
-pub async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let limiter = match classify(request.method(), request.uri().path(), request.headers()) {
-        Class::Login => &state.limits.logins,
-        Class::Anonymous => &state.limits.anonymous,
-        Class::Uncounted => return next.run(request).await,
-    };
-    let address = client_address(request.extensions());
-    let path = request.uri().path().to_owned();
-    let permit =
-        match limiter.try_acquire(address, &format!("the address {}", address_label(address))) {
-            Ok(permit) => permit,
-            Err(busy) => return refusal(&path, busy),
-        };
-    let limit = state.limits.timeouts.request;
-    let answer = tokio::time::timeout(limit, next.run(request)).await;
-    drop(permit);
-    answer.unwrap_or_else(|_| {
-        refusal(
-            &path,
-            Error::TimedOut(format!(
-                "the request took longer than {} s; send it whole and try again",
-                limit.as_secs_f32()
-            )),
-        )
-    })
-}
-
-/// A refusal in the format the path speaks: the protocol's `ErrorReply` on `/sync/`, the
-/// API's JSON error on `/api/`, a short page for the web.
-fn refusal(path: &str, error: Error) -> Response {
-    if path.starts_with("/sync/") {
-        crate::api::sync::SyncFailure::from(error).into_response()
-    } else if path.starts_with("/api/") {
-        error.into_response()
-    } else {
-        let status = match error {
-            Error::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
-            _ => StatusCode::TOO_MANY_REQUESTS,
-        };
-        let mut response = (
-            status,
-            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-            format!(
-                "<!doctype html><title>Outpost</title><p>{}</p><p><a href=\"/login\">Log in</a></p>",
-                html_escape(&error.to_string())
-            ),
-        )
-            .into_response();
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            retry_after(&mut response);
-        }
-        response
-    }
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// Sets `Retry-After` on a 429.

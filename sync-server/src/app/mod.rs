@@ -8,8 +8,12 @@ use std::sync::Arc;
 
 use crate::{
     Error, Result,
-    store::{Store, WriteTx, devices::ProgrammeKey, records::Ingest, sessions, users::User},
+    store::{Store, WriteTx, devices::ProgrammeKey, sessions, users::User},
+    sync::ingest::Ingest,
 };
+
+/// The web session's cookie: the limiter counts a request carrying one as credentialed.
+pub const SESSION_COOKIE: &str = "outpost_session";
 
 /// Shared by every handler.
 #[derive(Clone)]
@@ -20,7 +24,7 @@ pub struct AppState {
     /// Merges device uploads, several batches per commit.
     pub ingest: Arc<Ingest>,
     /// Reconciliation reports the web pages reuse until something they read changes.
-    pub reports: Arc<crate::store::reconciliation::ReportCache>,
+    pub reports: Arc<crate::reconciliation::cache::ReportCache>,
     /// Session cookies are `Secure` when the server speaks HTTPS.
     pub secure_cookies: bool,
     /// Caps on unauthenticated work in progress (`app::limits`).

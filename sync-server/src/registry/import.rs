@@ -14,7 +14,7 @@ use outpost_proto::{RecipientKind, Relationship};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::schema::{ExtraSchema, FieldSpec, parse_date};
+use crate::plans::schema::{ExtraSchema, FieldSpec, parse_date};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FileFormat {

@@ -1,7 +1,6 @@
-//! Registry rules with no I/O: reading individual uploads, checking plans' extra fields, and
-//! computing what a beneficiary is due. The store applies them.
+//! The registry: people, households and beneficiaries. `import` reads individual uploads
+//! into checked rows (pure); `http` serves locations, people, households, beneficiaries and
+//! imports. Their storage is `store::registry` (and `store::areas` for locations).
 
-pub mod card_sheet;
+pub mod http;
 pub mod import;
-pub mod rules;
-pub mod schema;

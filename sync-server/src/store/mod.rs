@@ -290,6 +290,28 @@ impl<'a> WriteTx<'a> {
     }
 }
 
+impl WriteTx<'_> {
+    /// Runs `f` all-or-nothing inside this transaction: its writes stay when it returns `Ok`
+    /// and are undone when it returns `Err`, leaving the transaction's other writes as they
+    /// were. The inner result is `f`'s; the outer `Err` is the transaction's own failure
+    /// (a full disk undoes the whole transaction, so it is never only `f`'s).
+    pub fn all_or_nothing<T>(&self, f: impl FnOnce(&WriteTx) -> Result<T>) -> Result<Result<T>> {
+        self.tx.execute_batch("SAVEPOINT all_or_nothing")?;
+        match f(self) {
+            Err(Error::StorageFull) => Err(Error::StorageFull),
+            Ok(value) => {
+                self.tx.execute_batch("RELEASE all_or_nothing")?;
+                Ok(Ok(value))
+            }
+            Err(e) => {
+                self.tx
+                    .execute_batch("ROLLBACK TO all_or_nothing; RELEASE all_or_nothing")?;
+                Ok(Err(e))
+            }
+        }
+    }
+}
+
 impl<'a> std::ops::Deref for WriteTx<'a> {
     type Target = ReadTx<'a>;
 

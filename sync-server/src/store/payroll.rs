@@ -23,8 +23,8 @@ use super::{
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
-    approvals::TaskKind,
-    registry::rules::{CashRule, Facts},
+    plans::rules::{CashRule, Facts},
+    tasks::policy::TaskKind,
 };
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -219,7 +219,7 @@ pub fn generate(
     }
     super::tasks::open_many(
         tx,
-        crate::approvals::TaskKind::EntitlementApproval,
+        crate::tasks::policy::TaskKind::EntitlementApproval,
         above_limit.iter().map(|(entitlement, amount, location)| {
             let summary = format!(
                 "{} {} above the single-payment limit",
@@ -248,7 +248,7 @@ pub fn generate(
             );
             super::tasks::open(
                 tx,
-                crate::approvals::TaskKind::PayrollApproval,
+                crate::tasks::policy::TaskKind::PayrollApproval,
                 *id,
                 &path,
                 &summary,
@@ -718,7 +718,7 @@ pub struct Entitlement {
     pub recipient_name: Option<String>,
     pub amount_minor: i64,
     pub currency: Currency,
-    pub goods: Vec<crate::registry::rules::GoodsLine>,
+    pub goods: Vec<crate::plans::rules::GoodsLine>,
     pub status: EntitlementStatus,
 }
 

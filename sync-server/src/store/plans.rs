@@ -15,7 +15,7 @@ use super::{
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
-    registry::{rules::Rule, schema::ExtraSchema},
+    plans::{rules::Rule, schema::ExtraSchema},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,7 +141,7 @@ pub fn create_plan(tx: &WriteTx, actor: &str, new: &NewPlan) -> Result<Plan> {
     for line in &new.rule.goods {
         goods_item_by_code(tx, &line.item)?;
     }
-    let provides_cash = new.rule.cash != crate::registry::rules::CashRule::None;
+    let provides_cash = new.rule.cash != crate::plans::rules::CashRule::None;
     if provides_cash != new.provisions.contains(&Provision::Cash)
         || new.rule.goods.is_empty() == new.provisions.contains(&Provision::Goods)
     {

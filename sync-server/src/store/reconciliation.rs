@@ -21,12 +21,12 @@ use super::{
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
-    approvals::TaskKind,
-    reconcile::{
-        self, DistributionFacts, EntitlementFacts, ExternalPayment, FloatMovement, Holding, Input,
-        PayoutFacts, PayrollFacts, Report, StatusChange,
+    reconciliation::{
+        self as reconcile, DistributionFacts, EntitlementFacts, ExternalPayment, FloatMovement,
+        Holding, Input, PayoutFacts, PayrollFacts, Report, StatusChange,
         sheets::{self, ProviderMapping, SheetError, SheetRow},
     },
+    tasks::policy::TaskKind,
 };
 
 /// How long after a cycle's end a payout may still arrive without being judged outside it.
@@ -53,7 +53,7 @@ pub fn inputs(conn: &ReadTx, payroll_id: Uuid) -> Result<Input> {
         chrono::NaiveDate,
         chrono::NaiveDate,
         Option<String>,
-        crate::registry::rules::Rule,
+        crate::plans::rules::Rule,
     ) = conn
         .sqlite()
         .query_row(
@@ -93,7 +93,7 @@ pub fn inputs(conn: &ReadTx, payroll_id: Uuid) -> Result<Input> {
             let goods = if goods == "[]" {
                 Vec::new()
             } else {
-                let lines: Vec<crate::registry::rules::GoodsLine> = serde_json::from_str(goods)
+                let lines: Vec<crate::plans::rules::GoodsLine> = serde_json::from_str(goods)
                     .map_err(|e| {
                         rusqlite::Error::FromSqlConversionFailure(
                             4,
@@ -255,7 +255,8 @@ pub fn reconcile_payroll(conn: &ReadTx, scope: &Scope, payroll_id: Uuid) -> Resu
     reconcile_with(conn, payroll, payroll_id)
 }
 
-fn reconcile_with(conn: &ReadTx, payroll: Payroll, payroll_id: Uuid) -> Result<Reconciliation> {
+/// A payroll's reconciliation, for a payroll already read in the caller's scope.
+pub fn reconcile_with(conn: &ReadTx, payroll: Payroll, payroll_id: Uuid) -> Result<Reconciliation> {
     let report = reconcile::reconcile(&inputs(conn, payroll_id)?);
     let details: HashMap<&str, &str> = report
         .exceptions
@@ -808,75 +809,6 @@ pub fn request_sign_off(tx: &WriteTx, user: &User, payroll_id: Uuid) -> Result<U
 
 // ---------------------------------------------------------------------------------------------
 // What the dashboard and the beneficiary page show.
-
-/// Reconciliation reports by payroll, each with the stamp it was computed at ([`stamp`]):
-/// recomputed whenever records arrive or the office writes, never otherwise, so the pages
-/// that show them cost a lookup while nothing changes.
-#[derive(Default)]
-pub struct ReportCache {
-    inner: std::sync::Mutex<HashMap<Uuid, Cached>>,
-}
-
-type Cached = ((i64, i64), std::sync::Arc<Reconciliation>);
-
-impl ReportCache {
-    pub fn get(
-        &self,
-        conn: &ReadTx,
-        scope: &Scope,
-        payroll_id: Uuid,
-    ) -> Result<std::sync::Arc<Reconciliation>> {
-        // Scope first: a cached report must not reach someone who may not see the payroll.
-        let payroll = payroll::get_payroll(conn, scope, payroll_id)?;
-        let at = stamp(conn)?;
-        if let Some((when, r)) = self
-            .inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&payroll_id)
-            && *when == at
-        {
-            return Ok(r.clone());
-        }
-        let fresh = std::sync::Arc::new(reconcile_with(conn, payroll, payroll_id)?);
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(payroll_id, (at, fresh.clone()));
-        Ok(fresh)
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Progress {
-    pub payroll: Payroll,
-    pub paid_minor: i128,
-    /// Entitlements with at least one payment standing.
-    pub paid_lines: i64,
-    pub open_exceptions: usize,
-}
-
-/// Payrolls in the field or done, with what has been paid and what is open, from their
-/// (cached) reconciliation.
-pub fn progress(conn: &ReadTx, scope: &Scope, cache: &ReportCache) -> Result<Vec<Progress>> {
-    let mut out = Vec::new();
-    for p in payroll::list_payrolls(conn, scope, None, None, None)? {
-        if matches!(
-            p.status,
-            PayrollStatus::PendingApproval | PayrollStatus::Rejected
-        ) {
-            continue;
-        }
-        let r = cache.get(conn, scope, p.id)?;
-        out.push(Progress {
-            paid_minor: r.report.totals.paid_minor,
-            paid_lines: r.report.lines.iter().filter(|l| l.payouts > 0).count() as i64,
-            open_exceptions: r.open_exceptions(),
-            payroll: p,
-        });
-    }
-    Ok(out)
-}
 
 /// Amount paid per day (the device's local date) across `payrolls`, oldest first.
 ///

@@ -18,8 +18,8 @@ use super::{
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
-    approvals::TaskKind,
     registry::import::{ParsedFile, RowError},
+    tasks::policy::TaskKind,
 };
 
 // ---------------------------------------------------------------------------------------------

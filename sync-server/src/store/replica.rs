@@ -328,7 +328,7 @@ fn current_row(
             .flatten()
             .transpose()?
             .map(|(mut e, goods)| -> Result<Row> {
-                let lines: Vec<crate::registry::rules::GoodsLine> = serde_json::from_str(&goods)?;
+                let lines: Vec<crate::plans::rules::GoodsLine> = serde_json::from_str(&goods)?;
                 e.goods = lines
                     .into_iter()
                     .map(|g| wire::GoodsLine {

@@ -1,5 +1,5 @@
 //! Four-eyes tasks: opened when a change that needs approval is made, decided by people other
-//! than its maker under the kind's policy ([`crate::approvals`]), and applied in the same
+//! than its maker under the kind's policy ([`crate::tasks::policy`]), and applied in the same
 //! transaction as the decision that completes them. Nothing is applied before that.
 
 use rusqlite::{OptionalExtension, params};
@@ -15,7 +15,7 @@ use super::{
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
-    approvals::{self, Decision, Level, Outcome, Policy, TaskKind, Verdict},
+    tasks::policy::{self as approvals, Decision, Level, Outcome, Policy, TaskKind, Verdict},
 };
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -14,7 +14,7 @@ use super::{
     plans::plan_by_code,
     tasks,
 };
-use crate::{Error, Result, approvals::TaskKind};
+use crate::{Error, Result, tasks::policy::TaskKind};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -161,7 +161,7 @@ pub fn record_timesheet(
     let maker_id = super::users::actor_user(tx, actor)?;
     super::tasks::open(
         tx,
-        crate::approvals::TaskKind::Timesheet,
+        crate::tasks::policy::TaskKind::Timesheet,
         id,
         &path,
         &summary,

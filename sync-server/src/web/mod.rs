@@ -30,7 +30,7 @@ use crate::{
     },
 };
 
-pub const SESSION_COOKIE: &str = "outpost_session";
+pub use crate::app::SESSION_COOKIE;
 pub const LANGUAGE_COOKIE: &str = "outpost_lang";
 pub const LANGUAGES: [&str; 2] = ["en", "fr"];
 

@@ -22,8 +22,7 @@ use super::{Flash, Staff, View, after, check_csrf, error_page, render};
 use crate::{
     Error, Result,
     app::{AppState, db},
-    approvals::{Outcome, TaskKind, Verdict},
-    reconcile::{ExceptionKind, LineStatus, sheets},
+    reconciliation::{ExceptionKind, LineStatus, sheets},
     store::{
         devices, payroll, plans,
         reconciliation::{self as rec},
@@ -32,6 +31,7 @@ use crate::{
         tasks,
         users::{self, User},
     },
+    tasks::policy::{Outcome, TaskKind, Verdict},
 };
 
 fn view<'a>(s: &'a Session, nav: &'a str, flash: Flash) -> View<'a> {
@@ -86,7 +86,7 @@ pub async fn dashboard(
     let cache = state.reports.clone();
     page(&state, &s, move |c, u| {
         let scope = u.scope();
-        let progress = rec::progress(c, &scope, &cache)?;
+        let progress = crate::reconciliation::cache::progress(c, &scope, &cache)?;
         let mut rows = Vec::new();
         let mut open_exceptions = 0;
         for p in &progress {
@@ -111,16 +111,19 @@ pub async fn dashboard(
 
 /// Paid against due over the days of the latest cycle, as an inline SVG (no chart library,
 /// nothing to download).
-fn chart(c: &crate::store::ReadTx, progress: &[rec::Progress]) -> Result<Value> {
+fn chart(
+    c: &crate::store::ReadTx,
+    progress: &[crate::reconciliation::cache::Progress],
+) -> Result<Value> {
     let Some(cycle) = progress.iter().map(|p| p.payroll.cycle.clone()).max() else {
         return Ok(Value::from(()));
     };
-    let mine: Vec<&rec::Progress> = progress
+    let mine: Vec<&crate::reconciliation::cache::Progress> = progress
         .iter()
         .filter(|p| p.payroll.cycle == cycle)
         .collect();
     let currency = mine[0].payroll.currency;
-    let same: Vec<&&rec::Progress> = mine
+    let same: Vec<&&crate::reconciliation::cache::Progress> = mine
         .iter()
         .filter(|p| p.payroll.currency == currency)
         .collect();
@@ -299,13 +302,13 @@ pub async fn reconciliation(
         let with_exception: std::collections::HashSet<Uuid> = r.report.exceptions.iter()
             .filter(|e| kind.is_none_or(|k| e.kind == k) && !r.resolutions.contains_key(&e.key))
             .filter_map(|e| e.entitlement).collect();
-        let lines: Vec<&crate::reconcile::Line> = r.report.lines.iter()
+        let lines: Vec<&crate::reconciliation::Line> = r.report.lines.iter()
             .filter(|l| status.is_none_or(|st| l.status == st))
             .filter(|l| kind.is_none() || with_exception.contains(&l.entitlement))
             .collect();
         let pages = lines.len().div_ceil(LINES_PER_PAGE).max(1);
         let page_no = f.page.unwrap_or(1).clamp(1, pages);
-        let shown: Vec<&&crate::reconcile::Line> = lines.iter().skip((page_no - 1) * LINES_PER_PAGE).take(LINES_PER_PAGE).collect();
+        let shown: Vec<&&crate::reconciliation::Line> = lines.iter().skip((page_no - 1) * LINES_PER_PAGE).take(LINES_PER_PAGE).collect();
         let labels = rec::labels(c, &shown.iter().map(|l| l.beneficiary).collect::<Vec<_>>())?;
         let cur = r.payroll.currency.as_str();
         let rows: Vec<Value> = shown.iter().map(|l| {
@@ -316,7 +319,7 @@ pub async fn reconciliation(
         }).collect();
         let holdings: Vec<Value> = r.report.holdings.iter().map(|h| {
             let agent: Option<String> = users::username_by_id(c, h.agent).ok().flatten();
-            let (what, is_cash) = match &h.what { crate::reconcile::Holding::Cash(c) => (c.to_string(), true), crate::reconcile::Holding::Item(i) => (i.clone(), false) };
+            let (what, is_cash) = match &h.what { crate::reconciliation::Holding::Cash(c) => (c.to_string(), true), crate::reconciliation::Holding::Item(i) => (i.clone(), false) };
             context! { agent => agent, what => what, is_cash => is_cash, issued => h.issued, used => h.used,
                        returned => h.returned, outstanding => h.outstanding() }
         }).collect();

@@ -363,7 +363,7 @@ fn bench_import(dir: &Path, individuals: usize) -> Vec<Figure> {
     ]
 }
 
-fn schema() -> outpost_server::registry::schema::ExtraSchema {
+fn schema() -> outpost_server::plans::schema::ExtraSchema {
     serde_json::from_value(json!({"fields": [
         {"name": "disability", "type": "boolean"},
         {"name": "housing", "type": "enum", "values": ["OWNED", "RENTED", "NONE"]},

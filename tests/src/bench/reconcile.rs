@@ -12,9 +12,9 @@ use std::{path::Path, time::Instant};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use outpost_proto::{BeneficiaryStatus, Currency};
 use outpost_server::{
-    reconcile::{
-        self, EntitlementFacts, ExceptionKind, FloatMovement, Holding, Input, PayoutFacts,
-        PayrollFacts, StatusChange, Totals,
+    reconciliation::{
+        self as reconcile, EntitlementFacts, ExceptionKind, FloatMovement, Holding, Input,
+        PayoutFacts, PayrollFacts, StatusChange, Totals,
     },
     store::{Store, payroll, reconciliation, registry::Scope},
 };
@@ -128,10 +128,10 @@ fn dashboard(dir: &Path, p: &Payroll) -> Vec<Figure> {
 
     // The dashboard as the web computes it: progress over the cached reports. Cold is the
     // first view after records arrived (everything recomputed); warm is every view after.
-    let cache = reconciliation::ReportCache::default();
+    let cache = outpost_server::reconciliation::cache::ReportCache::default();
     let start = Instant::now();
     let progress = store
-        .read(|c| reconciliation::progress(c, &scope, &cache))
+        .read(|c| outpost_server::reconciliation::cache::progress(c, &scope, &cache))
         .expect("dashboard");
     let dashboard_ms = ms(start);
     assert_eq!(progress.len(), 1, "the one payroll is in progress");
@@ -142,7 +142,7 @@ fn dashboard(dir: &Path, p: &Payroll) -> Vec<Figure> {
     );
     let start = Instant::now();
     let again = store
-        .read(|c| reconciliation::progress(c, &scope, &cache))
+        .read(|c| outpost_server::reconciliation::cache::progress(c, &scope, &cache))
         .expect("dashboard");
     let progress_ms = ms(start);
     assert_eq!(again[0].open_exceptions, p.exceptions);

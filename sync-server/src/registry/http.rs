@@ -1,4 +1,5 @@
-//! Authentication, users, locations, people, households, beneficiaries, imports, audit.
+//! The registry over the JSON API: locations, people, households, beneficiaries and their
+//! statuses, individual uploads.
 
 use axum::{
     body::Bytes,
@@ -12,109 +13,16 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{Caller, Json, Path, Query, page_limit, read_json, write_json};
+use crate::api::{ADMIN, Caller, Json, OFFICE, Path, Query, page_limit, read_json, write_json};
 use crate::{
     Error, Result,
-    app::{AppState, db, limits::ClientAddress},
+    app::{AppState, db},
     registry::import::{FileFormat, ImportRow, parse_individuals},
     store::{
         audit, plans,
         registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
-        sessions,
-        users::{self, NewUser, Role},
     },
 };
-
-const ADMIN: &[Role] = &[Role::Admin];
-const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Credentials {
-    username: String,
-    password: String,
-    /// The current code from the account's authenticator app.
-    #[serde(default)]
-    code: Option<String>,
-}
-
-/// Exchanges a username, password and authenticator code for a bearer token, with the same
-/// failure counts and pauses as the web log-in.
-pub async fn token(
-    State(state): State<AppState>,
-    ClientAddress(address): ClientAddress,
-    Json(c): Json<Credentials>,
-) -> Result<Response> {
-    let code = c.code;
-    let outcome =
-        crate::app::check_password(&state, c.username, c.password, address, move |tx, u| {
-            sessions::issue_for_code(tx, u, code)
-        })
-        .await?;
-    let (user, token, expires_at) = sessions::token_answer(outcome)?;
-    Ok(Json(json!({ "token": token, "expires_at": expires_at, "user": user })).into_response())
-}
-
-pub async fn me(Caller(user): Caller) -> Response {
-    Json(user).into_response()
-}
-
-pub async fn list_users(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    caller.require(ADMIN)?;
-    let scope = caller.0.scope();
-    read_json(&state, move |c| users::list_users(c, &scope)).await
-}
-
-/// Resets a user's password and/or authenticator app (administrators, inside their area);
-/// the user's tokens and web sessions end.
-pub async fn reset_login(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(username): Path<String>,
-    Json(reset): Json<users::Reset>,
-) -> Result<Response> {
-    caller.require(ADMIN)?;
-    let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    // Hashed before the write and under the hashing cap, so argon2 never runs while
-    // holding the writer or a database slot.
-    let (reset, hash) = state
-        .limits
-        .hashing
-        .run(move || {
-            let hash = reset.prepare();
-            (reset, hash)
-        })
-        .await?;
-    let hash = hash?;
-    let user = db(&state, move |s| {
-        s.write(|tx| users::reset_login(tx, &actor, &scope, &username, &reset, hash.as_deref()))
-    })
-    .await?;
-    Ok(Json(user).into_response())
-}
-
-pub async fn create_user(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(new): Json<NewUser>,
-) -> Result<Response> {
-    caller.require(ADMIN)?;
-    let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    // Hashed first, under the hashing cap, so argon2 never runs while holding the writer.
-    let (new, hash) = state
-        .limits
-        .hashing
-        .run(move || {
-            let hash = users::hash_password(&new.password);
-            (new, hash)
-        })
-        .await?;
-    let hash = hash?;
-    write_json(&state, StatusCode::CREATED, move |tx| {
-        users::create_user_hashed(tx, &actor, &scope, &new, hash)
-    })
-    .await
-}
 
 pub async fn list_locations(
     State(state): State<AppState>,
@@ -426,40 +334,4 @@ pub async fn change_status(
         reg::StatusRequest::Pending(_) => StatusCode::ACCEPTED,
     };
     Ok((status, Json(answer)).into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuditQuery {
-    entity_id: Option<String>,
-    limit: Option<u32>,
-}
-
-/// The audit log, newest first, with whether its hash chain is intact.
-pub async fn audit_log(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<AuditQuery>,
-) -> Result<Response> {
-    caller.require(ADMIN)?;
-    if caller.0.scope() != reg::Scope::National {
-        return Err(Error::Forbidden(
-            "the audit log is for national administrators".into(),
-        ));
-    }
-    let (entries, chain) = db(&state, move |s| {
-        s.read(|c| {
-            Ok((
-                audit::list(c, q.entity_id.as_deref(), page_limit(q.limit))?,
-                audit::verify(c)?,
-            ))
-        })
-    })
-    .await?;
-    Ok(Json(json!({
-        "chain_intact": chain.is_ok(),
-        "first_broken_seq": chain.err(),
-        "entries": entries,
-    }))
-    .into_response())
 }

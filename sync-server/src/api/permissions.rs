@@ -1,25 +1,9 @@
-//! API clients: created, listed and revoked by administrators; what a client's permissions
-//! allow on each route ([`needed`], checked once in the `Caller` extractor).
+//! What an API client's permissions allow on each route, checked once in the `Caller`
+//! extractor; routes not classified here are closed to clients.
 
-use axum::{
-    extract::State,
-    http::{Method, StatusCode},
-    response::Response,
-};
-use serde::Deserialize;
-use uuid::Uuid;
+use axum::http::Method;
 
-use super::{Caller, Json, Path, read_json, write_json};
-use crate::app::AppState;
-use crate::{
-    Result,
-    store::{
-        clients::{self, NewClient, Permission},
-        users::Role,
-    },
-};
-
-const ADMIN: &[Role] = &[Role::Admin];
+use crate::store::clients::Permission;
 
 /// What a client needs for `method` on the route pattern `route`. `None`: no client may,
 /// whatever its permissions: the decisions only a person may take (four-eyes approvals,
@@ -61,50 +45,3 @@ pub const PERSONS_ONLY: &[&str] = &[
     "/api/v1/payrolls/{id}/resolutions",
     "/api/v1/users/{username}/reset-login",
 ];
-
-pub async fn create_client(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(new): Json<NewClient>,
-) -> Result<Response> {
-    caller.require(ADMIN)?;
-    let creator = caller.0;
-    let by_client = creator.is_client().then_some(creator.id);
-    write_json(&state, StatusCode::CREATED, move |tx| {
-        clients::create_client(
-            tx,
-            &creator.actor(),
-            &creator.scope(),
-            by_client,
-            None,
-            &new,
-        )
-    })
-    .await
-}
-
-pub async fn list_clients(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    caller.require(ADMIN)?;
-    let scope = caller.0.scope();
-    read_json(&state, move |c| clients::list_clients(c, &scope)).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Revoke {
-    reason: String,
-}
-
-pub async fn revoke_client(
-    State(state): State<AppState>,
-    caller: Caller,
-    Path(id): Path<Uuid>,
-    Json(body): Json<Revoke>,
-) -> Result<Response> {
-    caller.require(ADMIN)?;
-    let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    write_json(&state, StatusCode::OK, move |tx| {
-        clients::revoke_client(tx, &actor, &scope, id, &body.reason)
-    })
-    .await
-}

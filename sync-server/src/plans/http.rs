@@ -1,30 +1,24 @@
-//! Plans, goods, cycles, cash-for-work, and payrolls.
+//! Plans over the JSON API: plans, goods items, cycles, cash-for-work projects and timesheets.
 
 use axum::{
     extract::State,
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use outpost_proto::PayrollStatus;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Caller, Json, Path, Query, page_limit, read_json, write_json};
+use crate::api::{ADMIN, Caller, Json, OFFICE, Path, read_json, write_json};
 use crate::app::{AppState, db};
 use crate::{
     Error, Result,
-    approvals::{TaskKind, Verdict},
     store::{
-        payroll,
         plans::{self, Cycle, GoodsItem, NewPlan},
         tasks,
-        users::Role,
         works::{self, TimesheetEntry, TimesheetStatus, WorkProject},
     },
+    tasks::policy::{TaskKind, Verdict},
 };
-
-const ADMIN: &[Role] = &[Role::Admin];
-const OFFICE: &[Role] = &[Role::Admin, Role::Supervisor];
 
 pub async fn list_plans(State(state): State<AppState>, _caller: Caller) -> Result<Response> {
     read_json(&state, plans::list_plans).await
@@ -161,75 +155,4 @@ pub async fn decide_timesheet(
     })
     .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Generate {
-    plan: String,
-    cycle: String,
-}
-
-/// Generates the plan's entitlements for a cycle; safe to run again, it only adds what is new.
-pub async fn generate(
-    State(state): State<AppState>,
-    caller: Caller,
-    Json(g): Json<Generate>,
-) -> Result<Response> {
-    caller.require(OFFICE)?;
-    let (scope, actor) = (caller.0.scope(), caller.0.actor());
-    write_json(&state, StatusCode::OK, move |tx| {
-        payroll::generate(tx, &actor, &scope, &g.plan, &g.cycle)
-    })
-    .await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PayrollQuery {
-    plan: Option<String>,
-    cycle: Option<String>,
-    status: Option<PayrollStatus>,
-}
-
-pub async fn list_payrolls(
-    State(state): State<AppState>,
-    Caller(user): Caller,
-    Query(q): Query<PayrollQuery>,
-) -> Result<Response> {
-    let scope = user.scope();
-    read_json(&state, move |c| {
-        payroll::list_payrolls(c, &scope, q.plan.as_deref(), q.cycle.as_deref(), q.status)
-    })
-    .await
-}
-
-pub async fn get_payroll(
-    State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<Uuid>,
-) -> Result<Response> {
-    let scope = user.scope();
-    read_json(&state, move |c| payroll::get_payroll(c, &scope, id)).await
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EntitlementQuery {
-    limit: Option<u32>,
-    #[serde(default)]
-    offset: u32,
-}
-
-pub async fn entitlements(
-    State(state): State<AppState>,
-    Caller(user): Caller,
-    Path(id): Path<Uuid>,
-    Query(q): Query<EntitlementQuery>,
-) -> Result<Response> {
-    let scope = user.scope();
-    read_json(&state, move |c| {
-        payroll::entitlements(c, &scope, id, page_limit(q.limit), q.offset)
-    })
-    .await
 }

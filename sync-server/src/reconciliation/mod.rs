@@ -13,6 +13,8 @@
 //! device facts, bounded at the edge but summed over a million lines, and a report must come
 //! out whole whatever the records hold, never wrapped, never a panic.
 
+pub mod cache;
+pub mod http;
 pub mod sheets;
 
 use std::collections::{BTreeMap, HashMap};
