@@ -15,15 +15,20 @@ use serde_json::json;
 
 use crate::{
     Result,
-    registry::import::{FileFormat, parse_individuals},
-    store::{
-        Store, audit, payroll, plans,
-        registry::{self, ImportOptions, LocationLevel, NewLocation, Scope},
-        sessions, tasks,
-        users::{self, NewUser, Role},
-        works,
+    payroll::store as payroll,
+    plans::store as plans,
+    registry::{
+        import::{FileFormat, parse_individuals},
+        store::{self as registry, ImportOptions, LocationLevel, NewLocation, Scope},
     },
-    tasks::policy::{TaskKind, Verdict},
+    store::Store,
+    store::audit,
+    tasks::{
+        policy::{TaskKind, Verdict},
+        store as tasks,
+    },
+    users::store::{self as users, NewUser, Role, sessions},
+    works::store as works,
 };
 
 /// The password of every demo account (never use the demo data in production).

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod app;
+pub mod areas;
 pub mod audit;
 pub mod demo;
 pub mod devices;
@@ -26,5 +27,6 @@ pub mod sync;
 pub mod tasks;
 pub mod users;
 pub mod web;
+pub mod works;
 
 pub use error::{Error, FieldError, Result, StorageFault};

@@ -13,15 +13,17 @@ use outpost_server::{
     Error, Result,
     app::AppState,
     demo,
-    registry::import::{FileFormat, parse_individuals},
-    server,
-    store::{
-        Store, audit, clients,
-        devices::{self, ProgrammeKey},
-        payroll, plans,
-        registry::{self, ImportOptions, Scope},
-        users::{self, NewUser, Role},
+    devices::store::{self as devices, ProgrammeKey},
+    payroll::store as payroll,
+    plans::store as plans,
+    registry::{
+        import::{FileFormat, parse_individuals},
+        store::{self as registry, ImportOptions, Scope},
     },
+    server,
+    store::Store,
+    store::audit,
+    users::store::{self as users, NewUser, Role, clients},
 };
 
 /// mimalloc: uploads allocate many small objects on many threads, where glibc's allocator
@@ -125,7 +127,7 @@ enum Command {
     /// Print the current TOTP code for a base32 secret (by default the demo staff's published
     /// one), for trying the demo without an authenticator app. Reads no database.
     TotpCode {
-        #[arg(long, default_value = outpost_server::store::sessions::DEMO_TOTP_SECRET)]
+        #[arg(long, default_value = outpost_server::users::store::sessions::DEMO_TOTP_SECRET)]
         secret: String,
     },
     /// Create a one-time enrolment code for a field agent's device.
@@ -345,7 +347,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::TotpCode { secret } => {
             println!(
                 "{}",
-                outpost_server::store::sessions::current_code(&secret)?
+                outpost_server::users::store::sessions::current_code(&secret)?
             );
             Ok(())
         }

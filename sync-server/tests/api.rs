@@ -7,7 +7,7 @@ use std::{
 };
 
 use outpost_proto::wire;
-use outpost_server::store::sessions;
+use outpost_server::users::store::sessions;
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -331,7 +331,7 @@ fn the_openapi_document_lists_every_route_and_only_routes_with_their_methods() {
 
 #[test]
 fn every_route_that_changes_something_is_classified_for_api_clients() {
-    use outpost_server::api::permissions::{PERSONS_ONLY, client_permission};
+    use outpost_server::users::permissions::{PERSONS_ONLY, client_permission};
     let post = reqwest::Method::POST;
     for (path, methods) in routed() {
         if !path.starts_with("/api/") || !methods.contains("post") {

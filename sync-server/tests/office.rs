@@ -11,17 +11,22 @@ use outpost_proto::{
 use outpost_server::{
     Error,
     demo::{self, DemoOptions},
-    reconciliation::{ExceptionKind, LineStatus, sheets},
-    registry::import::{FileFormat, parse_individuals},
-    store::{
-        Store, payroll,
-        reconciliation::{self as rec},
-        records::{self, Origin},
-        registry::{self, ImportOptions, Scope},
-        sessions, tasks,
-        users::{self, User},
+    payroll::store as payroll,
+    reconciliation::{
+        ExceptionKind, LineStatus, sheets,
+        store::{self as rec},
     },
-    tasks::policy::{Outcome, TaskKind, Verdict},
+    registry::{
+        import::{FileFormat, parse_individuals},
+        store::{self as registry, ImportOptions, Scope},
+    },
+    store::Store,
+    sync::store::records::{self, Origin},
+    tasks::{
+        policy::{Outcome, TaskKind, Verdict},
+        store as tasks,
+    },
+    users::store::{self as users, User, sessions},
 };
 use tempfile::TempDir;
 use uuid::Uuid;
@@ -90,7 +95,7 @@ impl Office {
         let maker = self.user(maker);
         self.store
             .write(|tx| {
-                let schema = outpost_server::store::plans::plan_by_code(tx, "CT-HH")?.extra_schema;
+                let schema = outpost_server::plans::store::plan_by_code(tx, "CT-HH")?.extra_schema;
                 let parsed = parse_individuals(csv.as_bytes(), FileFormat::Csv, Some(&schema))?;
                 let options = ImportOptions {
                     plan: Some("CT-HH".into()),

@@ -4,13 +4,15 @@ use chrono::NaiveDate;
 use outpost_proto::{BeneficiaryStatus, EntitlementStatus, PayrollStatus};
 use outpost_server::{
     Error,
-    registry::import::{FileFormat, parse_individuals},
-    store::{
-        Store, payroll, plans,
-        registry::{self, ImportOptions, ImportReport, LocationLevel, NewLocation, Scope},
-        users::{self, NewUser, Role},
-        works,
+    payroll::store as payroll,
+    plans::store as plans,
+    registry::{
+        import::{FileFormat, parse_individuals},
+        store::{self as registry, ImportOptions, ImportReport, LocationLevel, NewLocation, Scope},
     },
+    store::Store,
+    users::store::{self as users, NewUser, Role},
+    works::store as works,
 };
 use serde_json::json;
 use tempfile::TempDir;

@@ -6,7 +6,9 @@ use std::path::Path;
 use outpost_server::{
     app::{AppState, limits::Limits},
     demo,
-    store::{Store, devices::ProgrammeKey, sessions},
+    devices::store::ProgrammeKey,
+    store::Store,
+    users::store::sessions,
 };
 use tempfile::TempDir;
 

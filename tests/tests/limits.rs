@@ -14,7 +14,8 @@ use outpost_proto::{
 };
 use outpost_server::{
     app::limits::{Limits, Timeouts},
-    store::{devices, registry::Scope},
+    devices::store as devices,
+    registry::store::Scope,
 };
 use outpost_tests::{device::SimDevice, harness::TestServer};
 use tokio::{
@@ -698,8 +699,8 @@ async fn a_grievance_at_its_content_limits_can_still_be_closed_from_the_office()
             .state
             .store
             .write(|tx| {
-                let sup = outpost_server::store::users::user_by_username(tx, SUP)?;
-                outpost_server::store::records::office_edit(tx, &sup, doc_id, |doc| {
+                let sup = outpost_server::users::store::user_by_username(tx, SUP)?;
+                outpost_server::sync::store::records::office_edit(tx, &sup, doc_id, |doc| {
                     records::set_grievance_status(doc, to, Some(SUP))
                 })
             })
@@ -708,7 +709,7 @@ async fn a_grievance_at_its_content_limits_can_still_be_closed_from_the_office()
     let g = server
         .state
         .store
-        .read(|c| outpost_server::store::records::get_grievance(c, &Scope::National, doc_id))
+        .read(|c| outpost_server::sync::store::records::get_grievance(c, &Scope::National, doc_id))
         .unwrap();
     assert_eq!(g.comments.len(), bounds::MAX_COMMENTS);
     assert_eq!(g.status, "CLOSED");

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use outpost_proto::wire::{Row, RowKind};
-use outpost_server::store::{devices, registry::Scope};
+use outpost_server::{devices::store as devices, registry::store::Scope};
 use outpost_tests::{fleet, harness::TestServer};
 use uuid::Uuid;
 

@@ -484,9 +484,9 @@ fn held(server: &TestServer, doc_id: Uuid) -> (Vec<u8>, Vec<serde_json::Value>) 
         .state
         .store
         .read(|c| {
-            outpost_server::store::records::get_grievance(
+            outpost_server::sync::store::records::get_grievance(
                 c,
-                &outpost_server::store::registry::Scope::National,
+                &outpost_server::registry::store::Scope::National,
                 doc_id,
             )
         })
@@ -670,9 +670,9 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         .state
         .store
         .read(|c| {
-            outpost_server::store::records::get_grievance(
+            outpost_server::sync::store::records::get_grievance(
                 c,
-                &outpost_server::store::registry::Scope::National,
+                &outpost_server::registry::store::Scope::National,
                 doc_id,
             )
         })
@@ -729,9 +729,9 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         .state
         .store
         .read(|c| {
-            outpost_server::store::records::get_grievance(
+            outpost_server::sync::store::records::get_grievance(
                 c,
-                &outpost_server::store::registry::Scope::National,
+                &outpost_server::registry::store::Scope::National,
                 doc_id,
             )
         })

@@ -13,16 +13,19 @@ use outpost_proto::{
     records::{self, Comment, GrievanceStatus},
 };
 use outpost_server::{
-    registry::import::{FileFormat, parse_individuals},
-    store::{
-        payroll, plans,
-        reconciliation::{self as rec},
-        records as office,
-        registry::{self, ImportOptions, Scope},
-        tasks,
-        users::{self, User},
+    payroll::store as payroll,
+    plans::store as plans,
+    reconciliation::store::{self as rec},
+    registry::{
+        import::{FileFormat, parse_individuals},
+        store::{self as registry, ImportOptions, Scope},
     },
-    tasks::policy::{TaskKind, Verdict},
+    sync::store::records as office,
+    tasks::{
+        policy::{TaskKind, Verdict},
+        store as tasks,
+    },
+    users::store::{self as users, User},
 };
 use outpost_tests::{harness::TestServer, phone::Phone};
 use serde_json::Value;

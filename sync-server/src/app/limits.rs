@@ -285,7 +285,7 @@ impl<K: Hash + Eq + Copy> Drop for Permit<K> {
 pub(crate) enum Class {
     Login,
     Anonymous,
-    /// Credentialed requests, and device sync requests (limited per device in `api::sync`).
+    /// Credentialed requests, and device sync requests (limited per device in `sync::http`).
     Uncounted,
 }
 

@@ -6,10 +6,13 @@ pub mod limits;
 
 use std::sync::Arc;
 
+use crate::tasks::store::Hooks;
 use crate::{
     Error, Result,
-    store::{Store, WriteTx, devices::ProgrammeKey, sessions, users::User},
+    devices::store::ProgrammeKey,
+    store::{Store, WriteTx},
     sync::ingest::Ingest,
+    users::store::{User, sessions},
 };
 
 /// The web session's cookie: the limiter counts a request carrying one as credentialed.
@@ -93,4 +96,50 @@ pub async fn check_password<T: Send + 'static>(
         s.write(|tx| verified.record(tx, &address, then))
     })
     .await
+}
+
+/// Every domain registers what applies its tasks' decisions here, the one place that knows
+/// them all, so the task engine imports none of them.
+pub fn task_hooks() -> Hooks {
+    let mut hooks = Hooks::default();
+    crate::payroll::store::register_task_hooks(&mut hooks);
+    crate::reconciliation::store::register_task_hooks(&mut hooks);
+    crate::registry::store::register_task_hooks(&mut hooks);
+    crate::sync::store::records::register_task_hooks(&mut hooks);
+    crate::works::store::register_task_hooks(&mut hooks);
+    hooks
+}
+
+/// The store as the server runs it: the database with every domain's services (the task
+/// hooks). Defined here, above the domains, so the store itself knows none of them.
+impl Store {
+    /// Opens (creating if needed) and migrates the database at `path`, with the task hooks.
+    ///
+    /// Refuses to open when the database holds TOTP secrets sealed with a key that is not
+    /// there (`login-secrets.key` missing, or another one): a new key would make every staff
+    /// log-in fail. The message says how to recover (restore the file, or
+    /// [`Store::open_to_reset_logins`] and reset each account's authenticator).
+    pub fn open(path: &std::path::Path) -> Result<Store> {
+        let mut store = Store::open_bare(path)?;
+        store.provide(task_hooks());
+        Ok(store)
+    }
+
+    /// Opens the database even when its sealed TOTP secrets cannot be opened (creating a key
+    /// if there is none), so `reset-login USER --totp` can clear them: the way back when the
+    /// key file is lost. Everything else should use [`Store::open`].
+    pub fn open_to_reset_logins(path: &std::path::Path) -> Result<Store> {
+        let mut store = Store::open_bare_to_reset_logins(path)?;
+        store.provide(task_hooks());
+        Ok(store)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every task kind has a domain that applies its decisions.
+    #[test]
+    fn every_task_kind_is_applied_by_some_domain() {
+        assert_eq!(super::task_hooks().missing(), vec![]);
+    }
 }

@@ -7,14 +7,13 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{ADMIN, Caller, Json, Query, page_limit};
+use crate::api::{Json, Query, page_limit};
+use crate::users::caller::{ADMIN, Caller};
 use crate::{
     Error, Result,
     app::{AppState, db},
-    store::{
-        audit,
-        registry::{self as reg},
-    },
+    areas::store::Scope,
+    store::audit,
 };
 
 #[derive(Deserialize)]
@@ -31,7 +30,7 @@ pub async fn audit_log(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response> {
     caller.require(ADMIN)?;
-    if caller.0.scope() != reg::Scope::National {
+    if caller.0.scope() != Scope::National {
         return Err(Error::Forbidden(
             "the audit log is for national administrators".into(),
         ));

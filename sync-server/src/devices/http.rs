@@ -8,14 +8,14 @@ use axum::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::{Caller, Json, Path, Query, STAFF, read_json, write_json};
+use crate::api::{Json, Path, read_json, write_json};
 use crate::app::{AppState, db};
+use crate::users::caller::{Caller, STAFF};
 use crate::{
     Error, Result,
-    devices::cards::{self, CardFace},
-    store::{
-        devices::{self},
-        records::{self},
+    devices::{
+        cards::{self, CardFace},
+        store::{self as devices},
     },
 };
 
@@ -153,20 +153,4 @@ pub fn render_sheet(title: &str, cards: &[devices::IssuedCard]) -> Result<Vec<u8
         })
         .collect();
     cards::render_pdf(title, &faces).map_err(|e| Error::Internal(e.to_string()))
-}
-
-#[derive(Deserialize)]
-pub struct QuarantineQuery {
-    limit: Option<u32>,
-}
-
-pub async fn quarantine(
-    State(state): State<AppState>,
-    caller: Caller,
-    Query(q): Query<QuarantineQuery>,
-) -> Result<Response> {
-    caller.require(STAFF)?;
-    let scope = caller.0.scope();
-    let limit = crate::api::page_limit(q.limit);
-    read_json(&state, move |c| records::quarantined(c, &scope, limit)).await
 }

@@ -1,6 +1,7 @@
-//! Field devices and beneficiary cards: `cards` lays out printable card sheets (pure);
-//! `http` serves the supervisors' device, enrolment, card and quarantine endpoints. Their
-//! storage is `store::devices`; the device protocol itself is `crate::sync`.
+//! Field devices and beneficiary cards: enrolment codes, devices, revocation, the programme
+//! key and cards (`store`), printable card sheets (`cards`, pure), and the supervisors'
+//! endpoints (`http`). The device protocol itself is `crate::sync`.
 
 pub mod cards;
 pub mod http;
+pub mod store;

@@ -5,9 +5,10 @@ use outpost_proto::PayrollStatus;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::{Caller, Json, OFFICE, Path, Query, page_limit, read_json, write_json};
+use crate::api::{Json, Path, Query, page_limit, read_json, write_json};
 use crate::app::AppState;
-use crate::{Result, store::payroll};
+use crate::users::caller::{Caller, OFFICE};
+use crate::{Result, payroll::store as payroll};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

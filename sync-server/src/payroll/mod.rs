@@ -1,4 +1,5 @@
-//! Payrolls over HTTP (`http`): generation, lists, entitlements. Their storage and
-//! generation are `store::payroll`; approval goes through `crate::tasks`.
+//! Payrolls: generation for a plan and cycle, reads, and the hooks that apply approvals
+//! (`store`); their endpoints (`http`). Approval itself goes through `crate::tasks`.
 
 pub mod http;
+pub mod store;

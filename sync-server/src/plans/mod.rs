@@ -1,7 +1,8 @@
-//! Benefit plans: their extra-field schemas (`schema`) and calculation rules (`rules`), both
-//! pure, and `http` for plans, goods items, cycles, work projects and timesheets. Their
-//! storage is `store::plans` and `store::works`.
+//! Benefit plans: plans, payment cycles and goods items (`store`), their extra-field schemas
+//! (`schema`) and calculation rules (`rules`), both pure, and their endpoints (`http`). Cash
+//! for work is `crate::works`.
 
 pub mod http;
 pub mod rules;
 pub mod schema;
+pub mod store;

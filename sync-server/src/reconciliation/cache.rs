@@ -10,12 +10,10 @@ use uuid::Uuid;
 
 use crate::{
     Result,
-    store::{
-        ReadTx,
-        areas::Scope,
-        payroll::{self, Payroll},
-        reconciliation::{Reconciliation, reconcile_with, stamp},
-    },
+    areas::store::Scope,
+    payroll::store::{self as payroll, Payroll},
+    reconciliation::store::{Reconciliation, reconcile_with, stamp},
+    store::ReadTx,
 };
 
 /// Reconciliation reports by payroll, each with the stamp it was computed at ([`stamp`]):

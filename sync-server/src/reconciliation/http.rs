@@ -5,14 +5,15 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::api::{Caller, Json, OFFICE, Path, Query, page_limit, read_json, write_json};
+use crate::api::{Json, Path, Query, page_limit, read_json, write_json};
 use crate::app::AppState;
+use crate::users::caller::{Caller, OFFICE};
 use crate::{
     Result,
-    reconciliation::{Exception, HoldingBalance, Line, Totals},
-    store::{
-        payroll::Payroll,
-        reconciliation::{self as rec, Resolution},
+    payroll::store::Payroll,
+    reconciliation::{
+        Exception, HoldingBalance, Line, Totals,
+        store::{self as rec, Resolution},
     },
 };
 

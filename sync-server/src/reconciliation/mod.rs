@@ -2,7 +2,7 @@
 //!
 //! [`reconcile`] is a pure function of its inputs (no clock, no database), so every status and
 //! exception has a unit test and a million-line payroll reconciles in well under a second. The
-//! store loads the inputs (`store::reconciliation`) and keeps what people decide about the
+//! store loads the inputs (`reconciliation::store`) and keeps what people decide about the
 //! exceptions; the engine itself never changes.
 //!
 //! Times are judged with the server's receipt time wherever a device's clock could mislead: a
@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod http;
 pub mod sheets;
+pub mod store;
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};

@@ -13,15 +13,17 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use crate::api::{ADMIN, Caller, Json, OFFICE, Path, Query, page_limit, read_json, write_json};
+use crate::api::{Json, Path, Query, page_limit, read_json, write_json};
+use crate::users::caller::{ADMIN, Caller, OFFICE};
 use crate::{
     Error, Result,
     app::{AppState, db},
-    registry::import::{FileFormat, ImportRow, parse_individuals},
-    store::{
-        audit, plans,
-        registry::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
+    plans::store as plans,
+    registry::{
+        import::{FileFormat, ImportRow, parse_individuals},
+        store::{self as reg, BeneficiaryTarget, ImportOptions, NewLocation},
     },
+    store::audit,
 };
 
 pub async fn list_locations(

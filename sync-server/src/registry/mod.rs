@@ -1,6 +1,8 @@
-//! The registry: people, households and beneficiaries. `import` reads individual uploads
-//! into checked rows (pure); `http` serves locations, people, households, beneficiaries and
-//! imports. Their storage is `store::registry` (and `store::areas` for locations).
+//! The registry: individuals, households, beneficiaries and their lifecycle, imports and
+//! office status requests (`store`); reading individual uploads into checked rows (`import`,
+//! pure); endpoints for locations, people, households, beneficiaries and imports (`http`).
+//! Locations and scopes are `crate::areas`.
 
 pub mod http;
 pub mod import;
+pub mod store;

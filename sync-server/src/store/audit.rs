@@ -32,7 +32,7 @@ pub fn append(
         .query_row([], |r| r.get(0))
         .optional()?
         .unwrap_or_else(|| vec![0; 32]);
-    let at = super::now();
+    let at = crate::store::now();
     let detail = detail.to_string();
     let hash = entry_hash(&prev, &at, actor, action, entity, entity_id, &detail);
     tx.sqlite()
@@ -97,7 +97,7 @@ pub fn list(conn: &ReadTx, entity_id: Option<&str>, limit: u32) -> Result<Vec<Au
             action: r.get(3)?,
             entity: r.get(4)?,
             entity_id: r.get(5)?,
-            detail: super::json_column(r, 6)?,
+            detail: crate::store::json_column(r, 6)?,
         })
     })?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)

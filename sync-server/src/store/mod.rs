@@ -5,21 +5,8 @@
 //! so the compiler keeps transaction boundaries honest. The SQL is portable and this API is
 //! narrow on purpose: a PostgreSQL backend is to follow behind the same functions.
 
-pub mod areas;
 pub mod audit;
-pub mod clients;
-pub mod devices;
-pub mod payroll;
-pub mod plans;
-pub mod reconciliation;
-pub mod records;
-pub mod registry;
-pub mod replica;
 pub mod secrets;
-pub mod sessions;
-pub mod tasks;
-pub mod users;
-pub mod works;
 
 use std::{
     path::{Path, PathBuf},
@@ -67,21 +54,15 @@ pub struct Store {
     checkpointer: Option<Checkpointer>,
     /// Encrypts TOTP secrets at rest; every connection reaches it through SQL functions.
     secrets: std::sync::Arc<secrets::SecretKey>,
-    /// What each domain does when a four-eyes task about its subjects is decided.
-    hooks: tasks::Hooks,
+    /// What the domains give every write (the task engine's hooks), installed by
+    /// [`Store::open`](crate::app) through [`Store::provide`].
+    services: Services,
 }
 
-/// Every domain registers what applies its tasks' decisions here, the one place that knows
-/// them all, so the task engine imports none of them.
-pub fn task_hooks() -> tasks::Hooks {
-    let mut hooks = tasks::Hooks::default();
-    payroll::register_task_hooks(&mut hooks);
-    reconciliation::register_task_hooks(&mut hooks);
-    registry::register_task_hooks(&mut hooks);
-    records::register_task_hooks(&mut hooks);
-    works::register_task_hooks(&mut hooks);
-    hooks
-}
+/// Values the domains hand to every write transaction by type, so the store carries them
+/// without knowing the domains (the task engine finds its hooks here).
+#[derive(Default)]
+struct Services(std::collections::HashMap<std::any::TypeId, Box<dyn std::any::Any + Send + Sync>>);
 
 /// The most reads at once; the rest queue for a slot.
 const MAX_READERS: usize = 8;
@@ -140,15 +121,25 @@ impl Store {
     /// there ([`secrets::SecretKey::FILE`] missing, or another one): a new key would make every
     /// staff log-in fail. The message says how to recover (restore the file, or
     /// [`Store::open_to_reset_logins`] and reset each account's authenticator).
-    pub fn open(path: &Path) -> Result<Store> {
+    ///
+    /// This opens the database alone; `Store::open` (in [`crate::app`]) also provides every
+    /// domain's task hooks, and is what the server and the tests use.
+    pub fn open_bare(path: &Path) -> Result<Store> {
         Self::open_with(path, false)
     }
 
     /// Opens the database even when its sealed TOTP secrets cannot be opened (creating a key
     /// if there is none), so `reset-login USER --totp` can clear them: the way back when the
     /// key file is lost. Everything else should use [`Store::open`].
-    pub fn open_to_reset_logins(path: &Path) -> Result<Store> {
+    pub fn open_bare_to_reset_logins(path: &Path) -> Result<Store> {
         Self::open_with(path, true)
+    }
+
+    /// Hands `service` to every later write transaction ([`WriteTx::service`]); one per type.
+    pub fn provide<T: Send + Sync + 'static>(&mut self, service: T) {
+        self.services
+            .0
+            .insert(std::any::TypeId::of::<T>(), Box::new(service));
     }
 
     fn open_with(path: &Path, allow_unopenable: bool) -> Result<Store> {
@@ -196,7 +187,7 @@ impl Store {
             reading: (Mutex::new(0), std::sync::Condvar::new()),
             checkpointer: Some(Checkpointer::start(path)?),
             secrets,
-            hooks: task_hooks(),
+            services: Services::default(),
         })
     }
 
@@ -209,7 +200,7 @@ impl Store {
     pub fn write<T>(&self, f: impl FnOnce(&WriteTx) -> Result<T>) -> Result<T> {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let value = f(&WriteTx::new(&tx, &self.hooks))?;
+        let value = f(&WriteTx::new(&tx, &self.services))?;
         tx.commit()?;
         if let Some(c) = &self.checkpointer {
             // A full channel means a checkpoint is already due.
@@ -264,21 +255,24 @@ pub struct ReadTx<'a> {
 pub struct WriteTx<'a> {
     tx: &'a Transaction<'a>,
     read: ReadTx<'a>,
-    hooks: &'a tasks::Hooks,
+    services: &'a Services,
 }
 
 impl<'a> WriteTx<'a> {
-    fn new(tx: &'a Transaction<'a>, hooks: &'a tasks::Hooks) -> WriteTx<'a> {
+    fn new(tx: &'a Transaction<'a>, services: &'a Services) -> WriteTx<'a> {
         WriteTx {
             tx,
             read: ReadTx { conn: tx },
-            hooks,
+            services,
         }
     }
 
-    /// What each domain does when a task about its subjects is decided.
-    pub(crate) fn task_hooks(&self) -> &tasks::Hooks {
-        self.hooks
+    /// The service of type `T` the store was given ([`Store::provide`]), if any.
+    pub fn service<T: 'static>(&self) -> Option<&T> {
+        self.services
+            .0
+            .get(&std::any::TypeId::of::<T>())
+            .and_then(|s| s.downcast_ref())
     }
 
     /// The SQLite transaction underneath: for the store's own modules, and for tests that
@@ -473,111 +467,9 @@ pub fn now() -> String {
 mod tests {
     use super::*;
 
-    /// Every task kind has a domain that applies its decisions.
-    #[test]
-    fn every_task_kind_is_applied_by_some_domain() {
-        assert_eq!(task_hooks().missing(), vec![]);
-    }
-
-    /// The store's modules import one another without a circle, so each can be read, and
-    /// one day replaced, from the bottom up: areas and audit first, the task engine knowing
-    /// no domain, the domains registering their task hooks.
-    #[test]
-    fn the_store_modules_import_one_another_without_a_circle() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/store");
-        let modules: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .filter_map(|e| {
-                let path = e.unwrap().path();
-                let stem = path.file_stem()?.to_str()?.to_owned();
-                (path.extension()? == "rs" && stem != "mod").then_some(stem)
-            })
-            .collect();
-        assert!(modules.len() > 10, "{modules:?}");
-        let mut deps: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
-            Default::default();
-        for m in &modules {
-            let text = std::fs::read_to_string(dir.join(format!("{m}.rs"))).unwrap();
-            // Unit tests may reach anywhere; the code above them may not. Imports of the
-            // crate's and the protocol's other modules (`crate::registry`, `records`) are not
-            // the store's.
-            let mut code = text.split("#[cfg(test)]").next().unwrap().to_owned();
-            for foreign in ["use crate::{", "use outpost_proto::{"] {
-                while let Some(at) = code.find(foreign) {
-                    let end = at + code[at..].find("};").unwrap() + 2;
-                    code.replace_range(at..end, "");
-                }
-            }
-            let code = code.as_str();
-            let used = deps.entry(m.clone()).or_default();
-            for line in code.lines().filter(|l| !l.trim_start().starts_with("//")) {
-                for other in modules.iter().filter(|o| *o != m) {
-                    let mut rest = line;
-                    while let Some(at) = rest.find(other.as_str()) {
-                        let before = &rest[..at];
-                        let after = &rest[at + other.len()..];
-                        let bounded = !before.ends_with(|c: char| c.is_alphanumeric() || c == '_')
-                            && !after.starts_with(|c: char| c.is_alphanumeric() || c == '_');
-                        // `crate::registry` and `outpost_proto::records` are other modules.
-                        let ours = !before.ends_with("crate::") && !before.ends_with("proto::");
-                        let a_path = after.starts_with("::")
-                            || (after.starts_with([',', '}']) || after.trim().is_empty())
-                                && in_use_block(code, line);
-                        if bounded && ours && a_path {
-                            used.insert(other.clone());
-                        }
-                        rest = after;
-                    }
-                }
-            }
-        }
-        fn in_use_block(code: &str, line: &str) -> bool {
-            // A bare name on a line of a `use super::{...}` list.
-            code.split("use super::{")
-                .skip(1)
-                .chain(code.split("use crate::store::{").skip(1))
-                .any(|block| block.split(';').next().unwrap_or("").contains(line.trim()))
-        }
-        fn visit(
-            m: &str,
-            deps: &std::collections::BTreeMap<String, std::collections::BTreeSet<String>>,
-            path: &mut Vec<String>,
-            done: &mut std::collections::BTreeSet<String>,
-        ) -> Option<Vec<String>> {
-            if let Some(at) = path.iter().position(|p| p == m) {
-                let mut circle = path[at..].to_vec();
-                circle.push(m.to_owned());
-                return Some(circle);
-            }
-            if done.contains(m) {
-                return None;
-            }
-            path.push(m.to_owned());
-            for d in deps.get(m).into_iter().flatten() {
-                if let Some(c) = visit(d, deps, path, done) {
-                    return Some(c);
-                }
-            }
-            path.pop();
-            done.insert(m.to_owned());
-            None
-        }
-        let mut done = Default::default();
-        for m in &modules {
-            if let Some(circle) = visit(m, &deps, &mut Vec::new(), &mut done) {
-                panic!("an import circle: {}\n{deps:#?}", circle.join(" -> "));
-            }
-        }
-        // The engine at the bottom knows no domain above it.
-        assert!(
-            deps["tasks"].is_subset(&["areas", "audit", "users"].map(String::from).into()),
-            "{:?}",
-            deps["tasks"]
-        );
-    }
-
-    /// The store seam holds: nothing above `store/` names the driver or reaches through a
-    /// handle to the SQLite connection underneath.
+    /// The store seam holds: nothing but the storage modules (`store/` and each domain's
+    /// `store.rs` or `store/`) names the driver or reaches through a handle to the SQLite
+    /// connection underneath.
     #[test]
     fn nothing_above_the_store_touches_sqlite() {
         fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -596,7 +488,10 @@ mod tests {
         assert!(files.len() > 20, "the walk found the sources");
         let mut leaks = Vec::new();
         for file in files {
-            if file.starts_with(src.join("store")) {
+            let relative = file.strip_prefix(&src).unwrap();
+            let storage = relative.components().any(|c| c.as_os_str() == "store")
+                || relative.file_name().is_some_and(|n| n == "store.rs");
+            if storage {
                 continue;
             }
             let text = std::fs::read_to_string(&file).unwrap();
@@ -608,7 +503,7 @@ mod tests {
         }
         assert!(
             leaks.is_empty(),
-            "SQLite used above the store:\n{}",
+            "SQLite used outside storage:\n{}",
             leaks.join("\n")
         );
     }

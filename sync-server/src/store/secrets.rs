@@ -80,7 +80,7 @@ impl SecretKey {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
-        super::devices::write_private(&tmp, &bytes)?;
+        write_private(&tmp, &bytes)?;
         let linked = std::fs::hard_link(&tmp, &path);
         std::fs::remove_file(&tmp)?;
         linked?;
@@ -221,6 +221,19 @@ pub fn refusal(dir: &Path, key_missing: bool, users: &[String]) -> Error {
         users.join(", "),
         SecretKey::FILE,
     ))
+}
+
+/// Writes a new key file readable by its owner only; never overwrites one.
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -13,15 +13,18 @@ use outpost_proto::wire::{
 use prost::Message;
 use uuid::Uuid;
 
+use crate::api::{Query, read_json};
 use crate::app::{AppState, db};
+use crate::users::caller::{Caller, STAFF};
 use crate::{
     Error, Result,
-    store::{
-        devices::{self, Device},
+    devices::store::{self as devices, Device},
+    sync::store::{
         records::{self, Origin},
         replica,
     },
 };
+use serde::Deserialize;
 
 /// The largest sync request body accepted (compressed size as sent).
 pub const SYNC_BODY_LIMIT: usize = 8 * 1024 * 1024;
@@ -509,4 +512,20 @@ pub async fn not_found(uri: Uri) -> SyncFailure {
         ErrorCode::NotFound,
         format!("{} is not a sync endpoint", uri.path()),
     ))
+}
+
+#[derive(Deserialize)]
+pub struct QuarantineQuery {
+    limit: Option<u32>,
+}
+
+pub async fn quarantine(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(q): Query<QuarantineQuery>,
+) -> Result<Response> {
+    caller.require(STAFF)?;
+    let scope = caller.0.scope();
+    let limit = crate::api::page_limit(q.limit);
+    read_json(&state, move |c| records::quarantined(c, &scope, limit)).await
 }

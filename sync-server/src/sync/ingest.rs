@@ -3,10 +3,8 @@
 
 use crate::{
     Error, Result,
-    store::{
-        Store,
-        records::{Origin, Prepared, push},
-    },
+    store::Store,
+    sync::store::records::{Origin, Prepared, push},
 };
 use outpost_proto::wire::DocResult;
 

@@ -1,6 +1,7 @@
-//! The device sync protocol (`/sync/v1`): `http` answers hello, enrolment, replica, push
-//! and changes (protobuf, errors as `ErrorReply`); `ingest` merges uploads on one thread,
-//! several batches per commit. Storage is `store::records` and `store::replica`.
+//! The device sync protocol (`/sync/v1`): the endpoints (`http`), merged record documents
+//! and replica pages (`store`), and the thread that merges uploads several batches per commit
+//! (`ingest`).
 
 pub mod http;
 pub mod ingest;
+pub mod store;

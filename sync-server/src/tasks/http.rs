@@ -6,12 +6,16 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::{Caller, Json, OFFICE, Path, Query, page_limit, read_json, write_json};
+use crate::api::{Json, Path, Query, page_limit, read_json, write_json};
 use crate::app::{AppState, db};
+use crate::users::caller::{Caller, OFFICE};
 use crate::{
     Error, Result,
-    store::{sessions, tasks},
-    tasks::policy::{TaskKind, Verdict},
+    tasks::{
+        policy::{TaskKind, Verdict},
+        store as tasks,
+    },
+    users::store::sessions,
 };
 
 #[derive(Deserialize)]

@@ -1,5 +1,5 @@
 //! Four eyes: the rules of a task's decisions, as pure functions of the policy and the
-//! decisions so far. The store (`store::tasks`) loads and saves; these say who may decide and
+//! decisions so far. The engine (`tasks::store`) loads and saves; these say who may decide and
 //! when a task is done.
 
 use serde::{Deserialize, Serialize};

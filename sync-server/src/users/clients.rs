@@ -5,11 +5,12 @@ use axum::{extract::State, http::StatusCode, response::Response};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::api::{ADMIN, Caller, Json, Path, read_json, write_json};
+use crate::api::{Json, Path, read_json, write_json};
 use crate::app::AppState;
+use crate::users::caller::{ADMIN, Caller};
 use crate::{
     Result,
-    store::clients::{self, NewClient},
+    users::store::clients::{self, NewClient},
 };
 
 pub async fn create_client(

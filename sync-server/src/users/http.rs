@@ -8,14 +8,12 @@ use axum::{
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::api::{ADMIN, Caller, Json, Path, read_json, write_json};
+use crate::api::{Json, Path, read_json, write_json};
+use crate::users::caller::{ADMIN, Caller};
 use crate::{
     Result,
     app::{AppState, db, limits::ClientAddress},
-    store::{
-        sessions,
-        users::{self, NewUser},
-    },
+    users::store::{self as users, NewUser, sessions},
 };
 
 #[derive(Deserialize)]

@@ -16,7 +16,7 @@ use super::{
 use crate::{
     Error,
     app::{AppState, db, limits::ClientAddress},
-    store::sessions::{self, Stage},
+    users::store::sessions::{self, Stage},
 };
 
 pub async fn login_page(headers: HeaderMap, Query(flash): Query<Flash>) -> Response {

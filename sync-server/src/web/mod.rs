@@ -24,9 +24,9 @@ use serde::Deserialize;
 use crate::{
     Error, Result,
     app::{AppState, db},
-    store::{
+    users::store::{
+        Role,
         sessions::{self, Session, Stage},
-        users::Role,
     },
 };
 

@@ -22,16 +22,23 @@ use super::{Flash, Staff, View, after, check_csrf, error_page, render};
 use crate::{
     Error, Result,
     app::{AppState, db},
-    reconciliation::{ExceptionKind, LineStatus, sheets},
-    store::{
-        devices, payroll, plans,
-        reconciliation::{self as rec},
-        records as field, registry,
-        sessions::{self, Session},
-        tasks,
-        users::{self, User},
+    devices::store as devices,
+    payroll::store as payroll,
+    plans::store as plans,
+    reconciliation::{
+        ExceptionKind, LineStatus, sheets,
+        store::{self as rec},
     },
-    tasks::policy::{Outcome, TaskKind, Verdict},
+    registry::store as registry,
+    sync::store::records as field,
+    tasks::{
+        policy::{Outcome, TaskKind, Verdict},
+        store as tasks,
+    },
+    users::store::{
+        self as users, User,
+        sessions::{self, Session},
+    },
 };
 
 fn view<'a>(s: &'a Session, nav: &'a str, flash: Flash) -> View<'a> {

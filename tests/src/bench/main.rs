@@ -12,11 +12,13 @@ use std::{
 
 use outpost_server::{
     demo,
-    registry::import::{FileFormat, parse_individuals},
-    store::{
-        Store, payroll, plans,
-        registry::{self, ImportOptions, Scope},
+    payroll::store as payroll,
+    plans::store as plans,
+    registry::{
+        import::{FileFormat, parse_individuals},
+        store::{self as registry, ImportOptions, Scope},
     },
+    store::Store,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -12,11 +12,13 @@ use std::{path::Path, time::Instant};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use outpost_proto::{BeneficiaryStatus, Currency};
 use outpost_server::{
+    payroll::store as payroll,
     reconciliation::{
         self as reconcile, EntitlementFacts, ExceptionKind, FloatMovement, Holding, Input,
-        PayoutFacts, PayrollFacts, StatusChange, Totals,
+        PayoutFacts, PayrollFacts, StatusChange, Totals, store as reconciliation,
     },
-    store::{Store, payroll, reconciliation, registry::Scope},
+    registry::store::Scope,
+    store::Store,
 };
 use rusqlite::params;
 use uuid::Uuid;

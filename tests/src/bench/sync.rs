@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use outpost_proto::wire::{self, DocChanges, PushReply, PushRequest, RowKind};
-use outpost_server::store::{devices, registry::Scope, replica};
+use outpost_server::{devices::store as devices, registry::store::Scope, sync::store::replica};
 use outpost_tests::{device::SimDevice, harness::TestServer};
 
 use super::{Figure, figure};

@@ -14,13 +14,13 @@ use prost::Message;
 use rusqlite::{OptionalExtension, params};
 use uuid::Uuid;
 
-use super::{
-    areas::{Scope, under_path},
-    date_column,
-    devices::days_since_epoch,
-};
 use crate::store::ReadTx;
 use crate::{Error, Result};
+use crate::{
+    areas::store::{Scope, under_path},
+    devices::store::days_since_epoch,
+    store::date_column,
+};
 
 /// A page stops growing once its rows reach this many encoded bytes, unless the device asks
 /// for less.

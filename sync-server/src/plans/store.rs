@@ -1,5 +1,5 @@
 //! Benefit plans and what they provide: payment cycles and goods items (cash-for-work
-//! projects and timesheets are in [`super::works`]).
+//! projects and timesheets are in [`crate::works::store`]).
 
 use chrono::NaiveDate;
 use outpost_proto::Currency;
@@ -8,14 +8,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    areas::{check_code, unique_to_conflict},
-    audit, date_column, json_column, now, text_column,
-};
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     plans::{rules::Rule, schema::ExtraSchema},
+};
+use crate::{
+    areas::store::{check_code, unique_to_conflict},
+    store::audit,
+    store::{date_column, json_column, now, text_column},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

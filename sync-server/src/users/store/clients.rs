@@ -9,7 +9,7 @@
 //! Every client answers to a person, its *owner*: the administrator who created it, or for a
 //! client created by a client that client's owner, or the person the command line names. The
 //! tasks and timesheets a client makes count its owner as their maker (see
-//! [`super::users::actor_user`]), so the person behind a client cannot approve what it made;
+//! [`crate::users::store::actor_user`]), so the person behind a client cannot approve what it made;
 //! and a client stops working when its owner's account is disabled.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
@@ -23,13 +23,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    areas::{IN_SCOPE, Scope, location_by_code, unique_to_conflict},
-    audit, json_column, now, text_column,
-    users::{Role, User},
-};
 use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result};
+use crate::{
+    areas::store::{IN_SCOPE, Scope, location_by_code, unique_to_conflict},
+    store::audit,
+    store::{json_column, now, text_column},
+    users::store::{Role, User},
+};
 
 /// Every client secret starts with this, so the API knows which table to look in (and a
 /// secret scanner can spot one pasted somewhere).
@@ -230,7 +231,7 @@ pub fn create_client(
     }
     let owner_id = match owner {
         Some(username) => {
-            let person = super::users::user_by_username(tx, username).map_err(|_| {
+            let person = crate::users::store::user_by_username(tx, username).map_err(|_| {
                 Error::Invalid(format!("no person named '{username}' to own the client"))
             })?;
             let disabled: bool = tx.sqlite().query_row(
@@ -253,7 +254,7 @@ pub fn create_client(
             }
             person.id
         }
-        None => super::users::actor_user(tx, actor)?.ok_or_else(|| {
+        None => crate::users::store::actor_user(tx, actor)?.ok_or_else(|| {
             Error::Invalid("name the person the client answers to (its owner)".into())
         })?,
     };

@@ -3,7 +3,7 @@
 
 use axum::http::Method;
 
-use crate::store::clients::Permission;
+use crate::users::store::clients::Permission;
 
 /// What a client needs for `method` on the route pattern `route`. `None`: no client may,
 /// whatever its permissions: the decisions only a person may take (four-eyes approvals,

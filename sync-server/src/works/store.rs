@@ -7,14 +7,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    ReadTx, WriteTx,
-    areas::{Scope, check_code, location_by_code, unique_to_conflict},
-    audit, now,
-    plans::plan_by_code,
-    tasks,
-};
 use crate::{Error, Result, tasks::policy::TaskKind};
+use crate::{
+    areas::store::{Scope, check_code, location_by_code, unique_to_conflict},
+    plans::store::plan_by_code,
+    store::audit,
+    store::{ReadTx, WriteTx, now},
+    tasks::store as tasks,
+};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -119,7 +119,7 @@ pub fn record_timesheet(
             e.project
         )));
     }
-    let beneficiary = super::registry::get_beneficiary(tx, scope, e.beneficiary_id)?;
+    let beneficiary = crate::registry::store::get_beneficiary(tx, scope, e.beneficiary_id)?;
     if beneficiary.plan != project_plan {
         return Err(Error::Invalid(format!(
             "the worker is a beneficiary of {}, not of the project's plan {project_plan}",
@@ -158,8 +158,8 @@ pub fn record_timesheet(
         e.work_date,
         e.project
     );
-    let maker_id = super::users::actor_user(tx, actor)?;
-    super::tasks::open(
+    let maker_id = crate::users::store::actor_user(tx, actor)?;
+    crate::tasks::store::open(
         tx,
         crate::tasks::policy::TaskKind::Timesheet,
         id,
@@ -192,7 +192,7 @@ pub fn decide_timesheet(
         )
         .optional()?
         .ok_or_else(|| Error::not_found("timesheet", id))?;
-    super::registry::get_beneficiary(tx, scope, beneficiary)?;
+    crate::registry::store::get_beneficiary(tx, scope, beneficiary)?;
     if voided {
         return Err(Error::Conflict(format!(
             "timesheet {id} was voided in the field; there is nothing to decide"
@@ -209,8 +209,8 @@ pub fn decide_timesheet(
         ));
     }
     // Nor does the person behind the API client that recorded it.
-    let decider = super::users::actor_user(tx, actor)?;
-    if decider.is_some() && super::users::actor_user(tx, &recorded_by)? == decider {
+    let decider = crate::users::store::actor_user(tx, actor)?;
+    if decider.is_some() && crate::users::store::actor_user(tx, &recorded_by)? == decider {
         return Err(Error::Forbidden(format!(
             "this timesheet was recorded by {recorded_by}, which answers to you; someone else decides it"
         )));

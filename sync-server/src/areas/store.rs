@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{ReadTx, WriteTx, audit, text_column};
 use crate::{Error, Result};
+use crate::{
+    store::audit,
+    store::{ReadTx, WriteTx, text_column},
+};
 
 /// What part of the location tree a user may see.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,9 +14,13 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use totp_rs::{Secret, Totp};
 
-use super::{Store, audit, now, users};
 use crate::store::{ReadTx, WriteTx};
-use crate::{Error, Result, store::users::User};
+use crate::{Error, Result, users::store::User};
+use crate::{
+    store::audit,
+    store::{Store, now},
+    users::store as users,
+};
 
 /// How long a web session lives without a new log-in (a working day).
 pub const SESSION_HOURS: i64 = 10;

@@ -14,17 +14,19 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::{
-    areas::{IN_SCOPE, Scope},
-    audit, date_column, json_column, now,
-    plans::{self, BeneficiaryType, PaymentPoint, PointLevel},
-    tasks, text_column, works,
-};
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     plans::rules::{CashRule, Facts},
     tasks::policy::TaskKind,
+};
+use crate::{
+    areas::store::{IN_SCOPE, Scope},
+    plans::store::{self as plans, BeneficiaryType, PaymentPoint, PointLevel},
+    store::audit,
+    store::{date_column, json_column, now, text_column},
+    tasks::store as tasks,
+    works::store as works,
 };
 
 #[derive(Debug, Serialize, PartialEq)]
@@ -206,7 +208,7 @@ pub fn generate(
     }
     // Nothing reaches the field before four eyes approve it; entitlements above the plan's
     // single-transaction limit each wait for an approval of their own too.
-    let maker_id = super::users::actor_user(tx, actor)?;
+    let maker_id = crate::users::store::actor_user(tx, actor)?;
     let mut path_of: HashMap<Uuid, String> = HashMap::new();
     let mut path_query = tx
         .sqlite()
@@ -217,7 +219,7 @@ pub fn generate(
             path_of.insert(*location, path);
         }
     }
-    super::tasks::open_many(
+    crate::tasks::store::open_many(
         tx,
         crate::tasks::policy::TaskKind::EntitlementApproval,
         above_limit.iter().map(|(entitlement, amount, location)| {
@@ -246,7 +248,7 @@ pub fn generate(
                 p.currency.format_minor(p.total_minor),
                 p.currency
             );
-            super::tasks::open(
+            crate::tasks::store::open(
                 tx,
                 crate::tasks::policy::TaskKind::PayrollApproval,
                 *id,
@@ -576,7 +578,7 @@ fn open_payroll(
     // A pending payroll takes more entitlements only from its own maker and before anyone
     // has decided on it: otherwise a second person's additions would ride on the first's
     // task (and its approvals), and the maker of the new lines could approve them.
-    let maker_id = super::users::actor_user(tx, actor)?;
+    let maker_id = crate::users::store::actor_user(tx, actor)?;
     let pending: Option<Uuid> = tx.sqlite()
         .query_row(
             "SELECT p.id FROM payrolls p

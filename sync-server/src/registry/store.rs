@@ -10,16 +10,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-pub use super::areas::*;
-use super::{
-    audit, date_column, json_column, now, opt_text_column, plans, tasks, text_column,
-    users::{self, User},
-};
+pub use crate::areas::store::*;
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     registry::import::{ParsedFile, RowError},
     tasks::policy::TaskKind,
+};
+use crate::{
+    plans::store as plans,
+    store::audit,
+    store::{date_column, json_column, now, opt_text_column, text_column},
+    tasks::store as tasks,
+    users::store::{self as users, User},
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -17,9 +17,9 @@ use rusqlite::{OptionalExtension, params};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{areas::Scope, now, registry, tasks};
 use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result, tasks::policy::TaskKind};
+use crate::{areas::store::Scope, registry::store as registry, store::now, tasks::store as tasks};
 
 /// Who sent the changes: a device (with its assignment) or the office.
 pub struct Origin {
@@ -337,7 +337,7 @@ fn merge(
                 doc.apply_changes(corrective.iter().cloned())
                     .map_err(|e| Error::Internal(format!("restoring a grievance status: {e}")))?;
                 record = Record::read(&doc).map_err(|e| Error::Internal(e.to_string()))?;
-                super::audit::append(
+                crate::store::audit::append(
                     tx,
                     &origin.actor,
                     "grievance.status_conflict",
@@ -686,7 +686,7 @@ fn beneficiary(tx: &WriteTx, scope: &Scope, id: Uuid) -> Result<BeneficiaryRef> 
                 plan_id: r.get(0)?,
                 individual_id: r.get(1)?,
                 group_id: r.get(2)?,
-                status: super::text_column(r, 3)?,
+                status: crate::store::text_column(r, 3)?,
                 path: r.get(4)?,
             })
         })
@@ -741,7 +741,7 @@ fn signed_comments(
     let held: Option<Vec<serde_json::Value>> = tx
         .sqlite()
         .prepare_cached("SELECT comments FROM grievances WHERE doc_id = ?1")?
-        .query_row([doc_id], |r| super::json_column(r, 0))
+        .query_row([doc_id], |r| crate::store::json_column(r, 0))
         .optional()?;
     let mut held = held.unwrap_or_default();
     let ids = comment_ids(doc)?;
@@ -992,8 +992,8 @@ pub fn changes_since(
     max_bytes: u32,
 ) -> Result<ChangesReply> {
     let budget = match max_bytes {
-        0 => super::replica::DEFAULT_PAGE_BYTES,
-        n => n.clamp(4 * 1024, super::replica::MAX_PAGE_BYTES),
+        0 => crate::sync::store::replica::DEFAULT_PAGE_BYTES,
+        n => n.clamp(4 * 1024, crate::sync::store::replica::MAX_PAGE_BYTES),
     } as usize;
     let last: u64 =
         conn.sqlite()
@@ -1011,7 +1011,7 @@ pub fn changes_since(
          WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)
            AND {}
          ORDER BY c.seq",
-        super::areas::under_path("c.path", "?2")
+        crate::areas::store::under_path("c.path", "?2")
     ))?;
     let mut rows = stmt.query(params![device_id, assignment_path, cursor as i64])?;
     let mut reply = ChangesReply {
@@ -1064,7 +1064,7 @@ pub fn quarantined(conn: &ReadTx, scope: &Scope, limit: u32) -> Result<Vec<Quara
          LEFT JOIN locations l ON l.id = d.assignment_id
          WHERE q.resolved_at IS NULL AND {}
          ORDER BY q.id DESC LIMIT ?2",
-        super::areas::IN_SCOPE
+        crate::areas::store::IN_SCOPE
     ))?;
     let rows = stmt.query_map(params![scope.sql(), limit], |r| {
         let id: Vec<u8> = r.get(0)?;
@@ -1115,7 +1115,7 @@ fn grievance_from_row(r: &rusqlite::Row) -> rusqlite::Result<GrievanceRow> {
         description: r.get(4)?,
         status: r.get(5)?,
         assignee: r.get(6)?,
-        comments: super::json_column(r, 7)?,
+        comments: crate::store::json_column(r, 7)?,
         created_at: r.get(8)?,
         updated_at: r.get(9)?,
     })
@@ -1131,7 +1131,7 @@ pub fn list_grievances(
     let mut stmt = conn.sqlite().prepare(&format!(
         "{GRIEVANCE_SELECT} WHERE (?1 IS NULL OR {}) AND (?2 IS NULL OR g.status = ?2)
          ORDER BY g.updated_at LIMIT ?3",
-        super::areas::under_path("g.path", "?1")
+        crate::areas::store::under_path("g.path", "?1")
     ))?;
     let rows = stmt.query_map(params![scope.sql(), status, limit], grievance_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -1142,7 +1142,7 @@ pub fn get_grievance(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Grievance
         .query_row(
             &format!(
                 "{GRIEVANCE_SELECT} WHERE g.doc_id = ?2 AND (?1 IS NULL OR {})",
-                super::areas::under_path("g.path", "?1")
+                crate::areas::store::under_path("g.path", "?1")
             ),
             params![scope.sql(), id],
             grievance_from_row,
@@ -1155,7 +1155,7 @@ pub fn get_grievance(conn: &ReadTx, scope: &Scope, id: Uuid) -> Result<Grievance
 /// device's upload; a refused edit changes nothing.
 pub fn office_edit(
     tx: &WriteTx,
-    user: &super::users::User,
+    user: &crate::users::store::User,
     doc_id: Uuid,
     edit: impl FnOnce(&mut automerge::AutoCommit) -> std::result::Result<(), records::RecordError>,
 ) -> Result<()> {
@@ -1216,7 +1216,7 @@ pub fn office_edit(
         Some(r) => return Err(Error::Invalid(r.reason.clone())),
         None => return Err(Error::Internal("the merge answered nothing".into())),
     }
-    super::audit::append(
+    crate::store::audit::append(
         tx,
         &user.actor(),
         "record.office_edit",

@@ -11,13 +11,6 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    areas::Scope,
-    audit, date_column, now,
-    payroll::{self, Payroll},
-    tasks,
-    users::User,
-};
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
@@ -27,6 +20,14 @@ use crate::{
         sheets::{self, ProviderMapping, SheetError, SheetRow},
     },
     tasks::policy::TaskKind,
+};
+use crate::{
+    areas::store::Scope,
+    payroll::store::{self as payroll, Payroll},
+    store::audit,
+    store::{date_column, now},
+    tasks::store as tasks,
+    users::store::User,
 };
 
 /// How long after a cycle's end a payout may still arrive without being judged outside it.
@@ -67,7 +68,7 @@ pub fn inputs(conn: &ReadTx, payroll_id: Uuid) -> Result<Input> {
                     date_column(r, 1)?,
                     date_column(r, 2)?,
                     r.get(3)?,
-                    super::json_column(r, 4)?,
+                    crate::store::json_column(r, 4)?,
                 ))
             },
         )
@@ -151,7 +152,7 @@ pub fn inputs(conn: &ReadTx, payroll_id: Uuid) -> Result<Input> {
     )?;
     let distributions = stmt
         .query_map([payroll_id], |r| {
-            let items: std::collections::BTreeMap<String, i64> = super::json_column(r, 3)?;
+            let items: std::collections::BTreeMap<String, i64> = crate::store::json_column(r, 3)?;
             Ok(DistributionFacts {
                 id: r.get(0)?,
                 entitlement: r.get(1)?,
@@ -172,7 +173,7 @@ pub fn inputs(conn: &ReadTx, payroll_id: Uuid) -> Result<Input> {
             Ok(StatusChange {
                 beneficiary: r.get(0)?,
                 at: instant(&r.get::<_, String>(1)?)?,
-                to: super::text_column(r, 2)?,
+                to: crate::store::text_column(r, 2)?,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -390,7 +391,7 @@ pub fn record_float(
             &format!(
                 "SELECT u.id FROM users u JOIN locations l ON l.id = u.area_id
                  WHERE u.username = ?2 AND u.role = 'FIELD_AGENT' AND {}",
-                super::areas::IN_SCOPE
+                crate::areas::store::IN_SCOPE
             ),
             params![user.scope().sql(), agent.trim()],
             |r| r.get(0),
@@ -406,7 +407,7 @@ pub fn record_float(
         )));
     }
     if !is_cash {
-        super::plans::goods_item_by_code(tx, holding)?;
+        crate::plans::store::goods_item_by_code(tx, holding)?;
     }
     tx.sqlite().execute(
         "INSERT INTO float_movements (payroll_id, agent_id, holding, is_cash, quantity, note, recorded_by, recorded_at)
@@ -542,7 +543,7 @@ pub fn import_statement(
     bytes: &[u8],
 ) -> Result<ImportOutcome> {
     let provider = provider.trim().to_uppercase();
-    super::areas::check_code("provider", &provider)?;
+    crate::areas::store::check_code("provider", &provider)?;
     let p = payroll::get_payroll(tx, &user.scope(), payroll_id)?;
     writable(&p, false)?;
     let lines = match sheets::read_statement(bytes, mapping, p.currency) {
@@ -608,7 +609,7 @@ pub fn provider_mapping(conn: &ReadTx, provider: &str) -> Result<Option<Provider
         .query_row(
             "SELECT mapping FROM provider_mappings WHERE provider = ?1",
             [provider.trim().to_uppercase()],
-            |r| super::json_column(r, 0),
+            |r| crate::store::json_column(r, 0),
         )
         .optional()?)
 }
@@ -803,7 +804,7 @@ pub fn request_sign_off(tx: &WriteTx, user: &User, payroll_id: Uuid) -> Result<U
         &path,
         &summary,
         &user.actor(),
-        super::users::actor_user(tx, &user.actor())?,
+        crate::users::store::actor_user(tx, &user.actor())?,
     )
 }
 
@@ -910,7 +911,7 @@ pub fn agents(conn: &ReadTx, scope: &Scope) -> Result<Vec<String>> {
     let mut stmt = conn.sqlite().prepare(&format!(
         "SELECT u.username FROM users u JOIN locations l ON l.id = u.area_id
          WHERE u.role = 'FIELD_AGENT' AND u.disabled = 0 AND {} ORDER BY u.username",
-        super::areas::IN_SCOPE
+        crate::areas::store::IN_SCOPE
     ))?;
     let rows = stmt.query_map([scope.sql()], |r| r.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
@@ -922,7 +923,7 @@ pub fn provider_mappings(conn: &ReadTx) -> Result<Vec<(String, ProviderMapping)>
         .sqlite()
         .prepare("SELECT provider, mapping FROM provider_mappings ORDER BY provider")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, super::json_column(r, 1)?)))?
+        .query_map([], |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }

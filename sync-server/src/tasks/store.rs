@@ -7,15 +7,16 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    areas::{Scope, under_path},
-    audit, json_column, now,
-    users::{Role, User},
-};
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
     tasks::policy::{self as approvals, Decision, Level, Outcome, Policy, TaskKind, Verdict},
+};
+use crate::{
+    areas::store::{Scope, under_path},
+    store::audit,
+    store::{json_column, now},
+    users::store::{Role, User},
 };
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -509,7 +510,8 @@ pub struct Decided<'a> {
 pub type Hook = fn(&WriteTx, &Decided) -> Result<()>;
 
 /// One hook per task kind, each registered by the domain that owns the kind's subject
-/// (see [`super::task_hooks`]), so the engine decides without knowing any of them.
+/// (see `app::task_hooks`), so the engine decides without knowing any of them. The store
+/// hands them to every write ([`WriteTx::service`]).
 #[derive(Default)]
 pub struct Hooks(std::collections::HashMap<TaskKind, Hook>);
 
@@ -531,10 +533,10 @@ impl Hooks {
 
 /// Hands a decided task to the hook of its kind.
 fn apply(tx: &WriteTx, user: &User, task: &Task, approved: bool, reason: &str) -> Result<()> {
-    let hook =
-        tx.task_hooks().0.get(&task.kind).ok_or_else(|| {
-            Error::Internal(format!("nothing applies {} tasks", task.kind.as_str()))
-        })?;
+    let hook = tx
+        .service::<Hooks>()
+        .and_then(|h| h.0.get(&task.kind))
+        .ok_or_else(|| Error::Internal(format!("nothing applies {} tasks", task.kind.as_str())))?;
     hook(
         tx,
         &Decided {

@@ -2,6 +2,9 @@
 //!
 //! Passwords are stored only as argon2id hashes (slow and salted); tokens only as SHA-256.
 
+pub mod clients;
+pub mod sessions;
+
 use argon2::{
     Argon2,
     password_hash::{PasswordHasher, PasswordVerifier},
@@ -17,12 +20,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    areas::{Scope, in_scope_or_unplaced, location_by_code, unique_to_conflict},
-    audit, now, text_column,
-};
 use crate::store::{ReadTx, WriteTx};
 use crate::{Error, Result};
+use crate::{
+    areas::store::{Scope, in_scope_or_unplaced, location_by_code, unique_to_conflict},
+    store::audit,
+    store::{now, text_column},
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -45,7 +49,7 @@ pub struct User {
     pub area: Option<String>,
     #[serde(skip)]
     area_path: Option<String>,
-    /// Set when the caller is an API client ([`super::clients`]) acting with this role and
+    /// Set when the caller is an API client ([`crate::users::store::clients`]) acting with this role and
     /// area; `id` and `username` are then the client's.
     #[serde(skip)]
     client: bool,

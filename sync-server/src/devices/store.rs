@@ -11,14 +11,18 @@ use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{
-    areas::{IN_SCOPE, Scope},
-    audit, now,
-    registry::{self},
-    users::{self, Role, User},
-};
-use crate::store::{ReadTx, WriteTx, areas};
 use crate::{Error, Result};
+use crate::{
+    areas::store as areas,
+    store::{ReadTx, WriteTx},
+};
+use crate::{
+    areas::store::{IN_SCOPE, Scope},
+    registry::store::{self as registry},
+    store::audit,
+    store::now,
+    users::store::{self as users, Role, User},
+};
 
 /// The programme's card-signing key, kept in the data directory (mode 0600), never in the
 /// database, so a copy of the database cannot forge cards.
@@ -38,7 +42,7 @@ impl ProgrammeKey {
                 let (pkcs8, _) = auth::generate_key().map_err(|e| {
                     Error::Internal(format!("cannot create the programme key: {e}"))
                 })?;
-                write_private(&path, &pkcs8)?;
+                crate::store::secrets::write_private(&path, &pkcs8)?;
                 pkcs8
             }
             Err(e) => return Err(e.into()),
@@ -56,19 +60,6 @@ impl ProgrammeKey {
     pub fn pair(&self) -> &Ed25519KeyPair {
         &self.pair
     }
-}
-
-/// Writes a new key file readable by its owner only; never overwrites one.
-pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -668,7 +659,7 @@ const CARD_SELECT: &str = "SELECT c.serial, c.beneficiary_id, c.holder_id,
     LEFT JOIN locations l ON l.id = COALESCE(g.location_id, i.location_id)";
 
 fn card_from_row(key: &ProgrammeKey, r: &rusqlite::Row) -> rusqlite::Result<IssuedCard> {
-    let issued_on: NaiveDate = super::date_column(r, 8)?;
+    let issued_on: NaiveDate = crate::store::date_column(r, 8)?;
     let plan_id: Uuid = r.get(5)?;
     let card = auth::Card {
         beneficiary_id: r.get(1)?,
@@ -713,7 +704,7 @@ pub fn cards_for_area(
     area_code: &str,
     issue_missing: bool,
 ) -> Result<Vec<IssuedCard>> {
-    let plan = super::plans::plan_by_code(tx, plan_code)?;
+    let plan = crate::plans::store::plan_by_code(tx, plan_code)?;
     let area = areas::location_by_code(tx, area_code)?;
     if !scope.contains(Some(&area.path)) {
         return Err(Error::Forbidden(format!(
