@@ -20,41 +20,17 @@ use crate::{BeneficiaryStatus, Currency, Money};
 /// The schema version written into new documents (`v`). Readers accept this and older.
 pub const SCHEMA_VERSION: u64 = 1;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordKind {
-    Payout,
-    Distribution,
-    Timesheet,
-    Grievance,
-    Verification,
-    ContactUpdate,
-}
-
-impl RecordKind {
-    pub const ALL: [RecordKind; 6] = [
-        RecordKind::Payout,
-        RecordKind::Distribution,
-        RecordKind::Timesheet,
-        RecordKind::Grievance,
-        RecordKind::Verification,
-        RecordKind::ContactUpdate,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordKind::Payout => "payout",
-            RecordKind::Distribution => "distribution",
-            RecordKind::Timesheet => "timesheet",
-            RecordKind::Grievance => "grievance",
-            RecordKind::Verification => "verification",
-            RecordKind::ContactUpdate => "contact_update",
-        }
+crate::named_enum!(
+    /// What a record document is, as its `kind` field says.
+    RecordKind, "record kind" {
+        Payout = "payout",
+        Distribution = "distribution",
+        Timesheet = "timesheet",
+        Grievance = "grievance",
+        Verification = "verification",
+        ContactUpdate = "contact_update",
     }
-
-    pub fn parse(s: &str) -> Option<RecordKind> {
-        RecordKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+);
 
 /// How the collector proved who they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,30 +98,17 @@ pub struct Timesheet {
     pub void: Option<Void>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GrievanceStatus {
-    Open,
-    InProgress,
-    Resolved,
-    Closed,
-}
+crate::named_enum!(
+    /// Where a grievance stands.
+    GrievanceStatus, "grievance status" {
+        Open = "OPEN",
+        InProgress = "IN_PROGRESS",
+        Resolved = "RESOLVED",
+        Closed = "CLOSED",
+    }
+);
 
 impl GrievanceStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrievanceStatus::Open => "OPEN",
-            GrievanceStatus::InProgress => "IN_PROGRESS",
-            GrievanceStatus::Resolved => "RESOLVED",
-            GrievanceStatus::Closed => "CLOSED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<GrievanceStatus> {
-        [Self::Open, Self::InProgress, Self::Resolved, Self::Closed]
-            .into_iter()
-            .find(|g| g.as_str() == s)
-    }
-
     /// Whether `to` can follow through any number of steps: an upload may carry several
     /// (OPEN → RESOLVED → CLOSED), and only the merged result is judged.
     pub fn can_reach(self, to: GrievanceStatus) -> bool {

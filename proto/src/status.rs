@@ -3,10 +3,6 @@
 //! The allowed transitions live here, once, so the server enforcing them and a device showing
 //! what an agent may do cannot disagree.
 
-use std::{fmt, str::FromStr};
-
-use serde::{Deserialize, Serialize};
-
 /// A name that is not one of an enum's variants.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("'{given}' is not a valid {what}; expected one of: {expected}")]
@@ -25,30 +21,38 @@ pub struct TransitionError {
     pub to: &'static str,
 }
 
-/// Declares a fieldless enum stored and sent by its SCREAMING_CASE name.
+/// An enum with one stored name per variant (the text in the database, files and JSON):
+/// `as_str`, an exact `parse`, a case-insensitive `FromStr` (hand-made files say `head` or
+/// `Head`), `Display`, `ALL` and serde, all from the one list of names. Every crate of the
+/// workspace defines its statuses and kinds with it.
+#[macro_export]
 macro_rules! named_enum {
     ($(#[$meta:meta])* $name:ident, $what:literal { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
         $(#[$meta])*
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-        pub enum $name { $($(#[$vmeta])* $variant),+ }
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, ::serde::Serialize, ::serde::Deserialize)]
+        pub enum $name { $($(#[$vmeta])* #[serde(rename = $text)] $variant),+ }
 
         impl $name {
-            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+            pub const ALL: [$name; [$($text),+].len()] = [$($name::$variant),+];
 
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
             }
+
+            /// The variant stored as exactly `s`; `None` for anything else.
+            pub fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
         }
 
-        impl FromStr for $name {
-            type Err = UnknownName;
+        impl ::std::str::FromStr for $name {
+            type Err = $crate::UnknownName;
 
             /// Case-insensitive, so hand-made files (`head`, `Head`) are accepted.
-            fn from_str(s: &str) -> Result<Self, UnknownName> {
+            fn from_str(s: &str) -> ::std::result::Result<Self, $crate::UnknownName> {
                 let t = s.trim();
                 $(if t.eq_ignore_ascii_case($text) { return Ok($name::$variant); })+
-                Err(UnknownName {
+                Err($crate::UnknownName {
                     what: $what,
                     given: s.to_owned(),
                     expected: [$($text),+].join(", "),
@@ -56,8 +60,8 @@ macro_rules! named_enum {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(self.as_str())
             }
         }
@@ -213,8 +217,8 @@ mod tests {
             (Active, Graduated),
             (Suspended, Graduated),
         ];
-        for &from in BeneficiaryStatus::ALL {
-            for &to in BeneficiaryStatus::ALL {
+        for from in BeneficiaryStatus::ALL {
+            for to in BeneficiaryStatus::ALL {
                 let expected = allowed.contains(&(from, to));
                 assert_eq!(from.can_become(to), expected, "{from} -> {to}");
                 assert_eq!(from.transition(to).is_ok(), expected, "{from} -> {to}");
@@ -236,8 +240,8 @@ mod tests {
             (Approved, Reconciled),
             (Reconciled, Closed),
         ];
-        for &from in PayrollStatus::ALL {
-            for &to in PayrollStatus::ALL {
+        for from in PayrollStatus::ALL {
+            for to in PayrollStatus::ALL {
                 assert_eq!(
                     from.can_become(to),
                     allowed.contains(&(from, to)),

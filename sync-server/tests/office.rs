@@ -203,7 +203,7 @@ fn a_payroll_needs_two_approvers_who_are_not_its_maker_each_with_a_code() {
     let done = o
         .decide("sup.north3", task.id, Verdict::Approve, "", true)
         .unwrap();
-    assert_eq!(done.status, "APPROVED");
+    assert_eq!(done.status.as_str(), "APPROVED");
     assert_eq!(o.payroll_status(payroll), PayrollStatus::Approved);
     assert_eq!(o.in_the_field(payroll), 1);
     let audit = o
@@ -230,7 +230,7 @@ fn a_rejected_payroll_never_reaches_the_field() {
     let rejected = o
         .decide("sup.north3", task.id, Verdict::Reject, "wrong cycle", false)
         .unwrap();
-    assert_eq!(rejected.status, "REJECTED");
+    assert_eq!(rejected.status.as_str(), "REJECTED");
     assert_eq!(o.payroll_status(payroll), PayrollStatus::Rejected);
     assert_eq!(o.in_the_field(payroll), 0);
     let err = o
@@ -350,7 +350,7 @@ fn an_account_the_maker_created_cannot_approve_the_makers_payroll() {
     let done = o
         .decide("sup.north2", task.id, Verdict::Approve, "", true)
         .unwrap();
-    assert_eq!(done.status, "APPROVED");
+    assert_eq!(done.status.as_str(), "APPROVED");
     assert_eq!(o.payroll_status(payroll), PayrollStatus::Approved);
     let created_by: Option<Uuid> = o
         .store
@@ -409,7 +409,7 @@ fn the_makers_line_of_account_creation_cannot_approve_either_way_or_through_a_ch
     let done = o
         .decide("sup.north1", chain.id, Verdict::Approve, "", true)
         .unwrap();
-    assert_eq!(done.status, "APPROVED");
+    assert_eq!(done.status.as_str(), "APPROVED");
     // An unrelated account approves the reverse case; rejecting stays open to the line.
     let one = o
         .decide("sup.north2", reverse.id, Verdict::Approve, "", true)
@@ -424,7 +424,7 @@ fn the_makers_line_of_account_creation_cannot_approve_either_way_or_through_a_ch
             false,
         )
         .unwrap();
-    assert_eq!(stopped.status, "REJECTED");
+    assert_eq!(stopped.status.as_str(), "REJECTED");
 }
 
 /// Whoever resets an account's log-in holds its credentials until its owner resets them again:
@@ -519,7 +519,7 @@ fn money_tasks_other_than_payrolls_take_the_creator_rule_by_default() {
     let done = o
         .decide("sup.north2", line, Verdict::Approve, "", true)
         .unwrap();
-    assert_eq!(done.status, "APPROVED");
+    assert_eq!(done.status.as_str(), "APPROVED");
 }
 
 /// An ALL tier waits for everyone eligible: the count leaves out the maker's whole line of

@@ -501,8 +501,8 @@ fn every_lifecycle_transition_is_enforced_and_kept_in_history() {
         "rule": {"cash": {"kind": "flat", "amount": 100}}}),
     );
     use BeneficiaryStatus::*;
-    for &from in BeneficiaryStatus::ALL {
-        for &to in BeneficiaryStatus::ALL {
+    for from in BeneficiaryStatus::ALL {
+        for to in BeneficiaryStatus::ALL {
             let id = format!("L-{from}-{to}");
             let csv =
                 format!("first_name,last_name,dob,id,location_name\nA,B,1990-01-01,{id},V1\n");

@@ -57,32 +57,22 @@ pub fn under_path(column: &str, path: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Locations
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LocationLevel {
-    Region,
-    District,
-    Village,
-}
+outpost_proto::named_enum!(
+    LocationLevel, "location level" {
+        Region = "REGION",
+        District = "DISTRICT",
+        Village = "VILLAGE",
+    }
+);
 
 impl LocationLevel {
-    fn as_str(self) -> &'static str {
-        match self {
-            LocationLevel::Region => "REGION",
-            LocationLevel::District => "DISTRICT",
-            LocationLevel::Village => "VILLAGE",
-        }
-    }
-
-    fn parse(s: &str) -> Result<LocationLevel> {
-        match s.trim().to_ascii_uppercase().as_str() {
-            "REGION" => Ok(LocationLevel::Region),
-            "DISTRICT" => Ok(LocationLevel::District),
-            "VILLAGE" => Ok(LocationLevel::Village),
-            _ => Err(Error::Invalid(format!(
+    /// A level as a file or form names it, in any case.
+    fn named(s: &str) -> Result<LocationLevel> {
+        s.parse().map_err(|_| {
+            Error::Invalid(format!(
                 "'{s}' is not a location level; expected REGION, DISTRICT or VILLAGE"
-            ))),
-        }
+            ))
+        })
     }
 
     fn parent(self) -> Option<LocationLevel> {
@@ -204,7 +194,7 @@ pub fn import_locations(tx: &WriteTx, actor: &str, scope: &Scope, csv: &[u8]) ->
         let new = NewLocation {
             code: row.code,
             name: row.name,
-            level: LocationLevel::parse(&row.level)
+            level: LocationLevel::named(&row.level)
                 .map_err(|e| Error::Invalid(format!("locations file row {}: {e}", i + 2)))?,
             parent_code: row.parent_code.filter(|p| !p.is_empty()),
         };

@@ -133,36 +133,16 @@ pub struct Input {
     pub external: Vec<ExternalPayment>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum LineStatus {
-    Paid,
-    PartlyPaid,
-    Unpaid,
-    Overpaid,
-}
+outpost_proto::named_enum!(
+    LineStatus, "line status" {
+        Paid = "PAID",
+        PartlyPaid = "PARTLY_PAID",
+        Unpaid = "UNPAID",
+        Overpaid = "OVERPAID",
+    }
+);
 
 impl LineStatus {
-    pub const ALL: [LineStatus; 4] = [
-        LineStatus::Paid,
-        LineStatus::PartlyPaid,
-        LineStatus::Unpaid,
-        LineStatus::Overpaid,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            LineStatus::Paid => "PAID",
-            LineStatus::PartlyPaid => "PARTLY_PAID",
-            LineStatus::Unpaid => "UNPAID",
-            LineStatus::Overpaid => "OVERPAID",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<LineStatus> {
-        LineStatus::ALL.into_iter().find(|l| l.as_str() == s)
-    }
-
     fn judge(due: i64, paid: i128) -> LineStatus {
         let due = i128::from(due);
         match paid {
@@ -188,75 +168,35 @@ pub struct Line {
     pub exceptions: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum ExceptionKind {
-    /// More than one payout of one entitlement stands (two devices, or an override).
-    PaidTwice,
-    /// A payout against an entitlement not payable yet, or of another beneficiary.
-    NotEntitled,
-    /// The beneficiary was not ACTIVE when paid.
-    NotActive,
-    /// Received before the cycle began, or later than the cycle plus the sync grace.
-    OutsideWindow,
-    /// Received after the payroll was signed off.
-    LateSync,
-    CurrencyMismatch,
-    /// Partly paid, or paid above the due by more than the plan's tolerance.
-    AmountMismatch,
-    /// A payout was voided: someone should know why.
-    Voided,
-    /// Goods handed out differ from those entitled.
-    GoodsMismatch,
-    /// An agent's cash issued ≠ paid out + returned.
-    FloatMismatch,
-    /// An agent's goods issued ≠ handed out + returned.
-    StockMismatch,
-    /// A provider or sheet line that matches no entitlement.
-    ExternalUnmatched,
-    /// A provider or sheet line whose amount differs from the entitlement's.
-    ExternalAmountMismatch,
-}
-
-impl ExceptionKind {
-    pub const ALL: [ExceptionKind; 13] = [
-        ExceptionKind::PaidTwice,
-        ExceptionKind::NotEntitled,
-        ExceptionKind::NotActive,
-        ExceptionKind::OutsideWindow,
-        ExceptionKind::LateSync,
-        ExceptionKind::CurrencyMismatch,
-        ExceptionKind::AmountMismatch,
-        ExceptionKind::Voided,
-        ExceptionKind::GoodsMismatch,
-        ExceptionKind::FloatMismatch,
-        ExceptionKind::StockMismatch,
-        ExceptionKind::ExternalUnmatched,
-        ExceptionKind::ExternalAmountMismatch,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExceptionKind::PaidTwice => "PAID_TWICE",
-            ExceptionKind::NotEntitled => "NOT_ENTITLED",
-            ExceptionKind::NotActive => "NOT_ACTIVE",
-            ExceptionKind::OutsideWindow => "OUTSIDE_WINDOW",
-            ExceptionKind::LateSync => "LATE_SYNC",
-            ExceptionKind::CurrencyMismatch => "CURRENCY_MISMATCH",
-            ExceptionKind::AmountMismatch => "AMOUNT_MISMATCH",
-            ExceptionKind::Voided => "VOIDED",
-            ExceptionKind::GoodsMismatch => "GOODS_MISMATCH",
-            ExceptionKind::FloatMismatch => "FLOAT_MISMATCH",
-            ExceptionKind::StockMismatch => "STOCK_MISMATCH",
-            ExceptionKind::ExternalUnmatched => "EXTERNAL_UNMATCHED",
-            ExceptionKind::ExternalAmountMismatch => "EXTERNAL_AMOUNT_MISMATCH",
-        }
+outpost_proto::named_enum!(
+    ExceptionKind, "exception kind" {
+        /// More than one payout of one entitlement stands (two devices, or an override).
+        PaidTwice = "PAID_TWICE",
+        /// A payout against an entitlement not payable yet, or of another beneficiary.
+        NotEntitled = "NOT_ENTITLED",
+        /// The beneficiary was not ACTIVE when paid.
+        NotActive = "NOT_ACTIVE",
+        /// Received before the cycle began, or later than the cycle plus the sync grace.
+        OutsideWindow = "OUTSIDE_WINDOW",
+        /// Received after the payroll was signed off.
+        LateSync = "LATE_SYNC",
+        CurrencyMismatch = "CURRENCY_MISMATCH",
+        /// Partly paid, or paid above the due by more than the plan's tolerance.
+        AmountMismatch = "AMOUNT_MISMATCH",
+        /// A payout was voided: someone should know why.
+        Voided = "VOIDED",
+        /// Goods handed out differ from those entitled.
+        GoodsMismatch = "GOODS_MISMATCH",
+        /// An agent's cash issued ≠ paid out + returned.
+        FloatMismatch = "FLOAT_MISMATCH",
+        /// An agent's goods issued ≠ handed out + returned.
+        StockMismatch = "STOCK_MISMATCH",
+        /// A provider or sheet line that matches no entitlement.
+        ExternalUnmatched = "EXTERNAL_UNMATCHED",
+        /// A provider or sheet line whose amount differs from the entitlement's.
+        ExternalAmountMismatch = "EXTERNAL_AMOUNT_MISMATCH",
     }
-
-    pub fn parse(s: &str) -> Option<ExceptionKind> {
-        ExceptionKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
-}
+);
 
 /// Something a supervisor must look at before signing the payroll off.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -12,7 +12,7 @@ use crate::users::caller::{Caller, OFFICE};
 use crate::{
     Error, Result,
     tasks::{
-        policy::{TaskKind, Verdict},
+        policy::{TaskKind, TaskStatus, Verdict},
         store as tasks,
     },
     users::store::sessions,
@@ -40,15 +40,22 @@ pub async fn list_tasks(
         ),
         None => None,
     };
-    let status = q.status.unwrap_or_else(|| "PENDING".into());
-    if !["PENDING", "APPROVED", "REJECTED"].contains(&status.as_str()) {
-        return Err(Error::Invalid(format!(
-            "'{status}' is not a task status; expected PENDING, APPROVED or REJECTED"
-        )));
-    }
+    // Withdrawn tasks are not listed: nothing was decided.
+    let status = match q.status.as_deref().map(|s| (s, TaskStatus::parse(s))) {
+        None => TaskStatus::Pending,
+        Some((
+            _,
+            Some(s @ (TaskStatus::Pending | TaskStatus::Approved | TaskStatus::Rejected)),
+        )) => s,
+        Some((given, _)) => {
+            return Err(Error::Invalid(format!(
+                "'{given}' is not a task status; expected PENDING, APPROVED or REJECTED"
+            )));
+        }
+    };
     let scope = caller.0.scope();
     read_json(&state, move |c| {
-        tasks::list(c, &scope, &status, kind, page_limit(q.limit))
+        tasks::list(c, &scope, status, kind, page_limit(q.limit))
     })
     .await
 }

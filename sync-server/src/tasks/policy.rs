@@ -5,60 +5,45 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The changes that wait for approval before they take effect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TaskKind {
-    /// A generated payroll, before anything reaches the field.
-    PayrollApproval,
-    /// Closing a reconciled payroll.
-    PayrollSignOff,
-    /// A beneficiary status proposed by a field eligibility verification.
-    StatusChange,
-    /// A phone or address from the field.
-    ContactUpdate,
-    /// Days of cash-for-work, before they feed a payroll.
-    Timesheet,
-    /// An entitlement above its plan's single-payment limit (openIMIS's
-    /// `limit_per_single_transaction`), before it may be paid.
-    EntitlementApproval,
-    /// A beneficiary status changed at the office (API), like a field proposal.
-    OfficeStatusChange,
-}
+outpost_proto::named_enum!(
+    /// The changes that wait for approval before they take effect.
+    TaskKind, "task kind" {
+        /// A generated payroll, before anything reaches the field.
+        PayrollApproval = "PAYROLL_APPROVAL",
+        /// Closing a reconciled payroll.
+        PayrollSignOff = "PAYROLL_SIGN_OFF",
+        /// A beneficiary status proposed by a field eligibility verification.
+        StatusChange = "STATUS_CHANGE",
+        /// A phone or address from the field.
+        ContactUpdate = "CONTACT_UPDATE",
+        /// Days of cash-for-work, before they feed a payroll.
+        Timesheet = "TIMESHEET",
+        /// An entitlement above its plan's single-payment limit (openIMIS's
+        /// `limit_per_single_transaction`), before it may be paid.
+        EntitlementApproval = "ENTITLEMENT_APPROVAL",
+        /// A beneficiary status changed at the office (API), like a field proposal.
+        OfficeStatusChange = "OFFICE_STATUS_CHANGE",
+    }
+);
 
 impl TaskKind {
-    pub const ALL: [TaskKind; 7] = [
-        TaskKind::PayrollApproval,
-        TaskKind::PayrollSignOff,
-        TaskKind::StatusChange,
-        TaskKind::ContactUpdate,
-        TaskKind::Timesheet,
-        TaskKind::EntitlementApproval,
-        TaskKind::OfficeStatusChange,
-    ];
-
     /// Kinds whose policy may ask for no approval at all (no tiers): the change then applies
     /// at once. Money and field reports always wait for someone.
     pub fn may_skip_approval(self) -> bool {
         self == TaskKind::OfficeStatusChange
     }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            TaskKind::PayrollApproval => "PAYROLL_APPROVAL",
-            TaskKind::PayrollSignOff => "PAYROLL_SIGN_OFF",
-            TaskKind::StatusChange => "STATUS_CHANGE",
-            TaskKind::ContactUpdate => "CONTACT_UPDATE",
-            TaskKind::Timesheet => "TIMESHEET",
-            TaskKind::EntitlementApproval => "ENTITLEMENT_APPROVAL",
-            TaskKind::OfficeStatusChange => "OFFICE_STATUS_CHANGE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<TaskKind> {
-        TaskKind::ALL.into_iter().find(|k| k.as_str() == s)
-    }
 }
+
+outpost_proto::named_enum!(
+    /// Where a task stands: waiting for decisions, or done one way or the other.
+    TaskStatus, "task status" {
+        Pending = "PENDING",
+        Approved = "APPROVED",
+        Rejected = "REJECTED",
+        /// Its subject went away (a timesheet voided in the field): nothing is left to decide.
+        Withdrawn = "WITHDRAWN",
+    }
+);
 
 /// The level of an approver's area, which ordered tiers ask for ("district, then region").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,9 @@ use uuid::Uuid;
 use crate::store::{ReadTx, WriteTx};
 use crate::{
     Error, Result,
-    tasks::policy::{self as approvals, Decision, Level, Outcome, Policy, TaskKind, Verdict},
+    tasks::policy::{
+        self as approvals, Decision, Level, Outcome, Policy, TaskKind, TaskStatus, Verdict,
+    },
 };
 use crate::{
     areas::store::{Scope, under_path},
@@ -29,7 +31,7 @@ pub struct Task {
     pub maker: String,
     #[serde(skip)]
     pub maker_id: Option<Uuid>,
-    pub status: String,
+    pub status: TaskStatus,
     pub policy: Policy,
     pub created_at: String,
     pub decided_at: Option<String>,
@@ -181,7 +183,16 @@ fn task_from_row(r: &rusqlite::Row) -> rusqlite::Result<Task> {
         summary: r.get(4)?,
         maker: r.get(5)?,
         maker_id: r.get(6)?,
-        status: r.get(7)?,
+        status: {
+            let status: String = r.get(7)?;
+            TaskStatus::parse(&status).ok_or_else(|| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    7,
+                    rusqlite::types::Type::Text,
+                    format!("unknown task status {status}").into(),
+                )
+            })?
+        },
         policy: json_column(r, 8)?,
         created_at: r.get(9)?,
         decided_at: r.get(10)?,
@@ -359,7 +370,7 @@ pub fn open_for(conn: &ReadTx, kind: TaskKind, subject: Uuid) -> Result<Option<T
 pub fn list(
     conn: &ReadTx,
     scope: &Scope,
-    status: &str,
+    status: TaskStatus,
     kind: Option<TaskKind>,
     limit: u32,
 ) -> Result<Vec<Task>> {
@@ -371,7 +382,12 @@ pub fn list(
     ))?;
     let tasks: Vec<Task> = stmt
         .query_map(
-            params![scope.sql(), status, kind.map(TaskKind::as_str), limit],
+            params![
+                scope.sql(),
+                status.as_str(),
+                kind.map(TaskKind::as_str),
+                limit
+            ],
             task_from_row,
         )?
         .collect::<rusqlite::Result<_>>()?;
@@ -406,7 +422,7 @@ pub fn decide(
         ));
     }
     let task = get(tx, &user.scope(), id)?;
-    if task.status != "PENDING" {
+    if task.status != TaskStatus::Pending {
         return Err(Error::Conflict(format!(
             "this task is already {}",
             task.status
@@ -579,7 +595,7 @@ pub fn decide_subject(
     second_factor: bool,
 ) -> Result<Task> {
     let task = open_for(tx, kind, subject)?
-        .filter(|t| t.status == "PENDING")
+        .filter(|t| t.status == TaskStatus::Pending)
         .ok_or_else(|| Error::Conflict(format!("nothing waits for a decision on {subject}")))?;
     decide(tx, user, task.id, verdict, reason, second_factor)
 }

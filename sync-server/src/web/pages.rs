@@ -32,7 +32,7 @@ use crate::{
     registry::store as registry,
     sync::store::records as field,
     tasks::{
-        policy::{Outcome, TaskKind, Verdict},
+        policy::{Outcome, TaskKind, TaskStatus, Verdict},
         store as tasks,
     },
     users::store::{
@@ -239,7 +239,7 @@ fn task_view(t: &tasks::Task, viewer: &User) -> Value {
     };
     context! {
         id => t.id.to_string(), kind => t.kind.as_str(), summary => t.summary.clone(), maker => t.maker.clone(),
-        status => t.status.clone(), created_at => t.created_at.clone(), decisions => Serde(&t.decisions),
+        status => t.status.as_str(), created_at => t.created_at.clone(), decisions => Serde(&t.decisions),
         tier => tier, tiers => t.policy.tiers.len(), approvals => approvals, needed => needed,
         second_factor => t.policy.second_factor, subject => t.subject_id.to_string(),
         is_maker => t.maker_id == Some(viewer.id),
@@ -717,7 +717,7 @@ pub async fn tasks(
     };
     page(&state, &s, move |c, u| {
         let kind = f.kind.as_deref().and_then(TaskKind::parse);
-        let list = tasks::list(c, &u.scope(), "PENDING", kind, 200)?;
+        let list = tasks::list(c, &u.scope(), TaskStatus::Pending, kind, 200)?;
         let views: Vec<Value> = list.iter().map(|t| task_view(t, u)).collect();
         Ok(context! { tasks => views, kinds => TaskKind::ALL.iter().map(|k| k.as_str()).collect::<Vec<_>>(), kind => f.kind })
     }, |ctx| render(view(&s, "tasks", flash), "tasks.html", ctx))

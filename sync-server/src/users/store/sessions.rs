@@ -32,32 +32,16 @@ pub const LOCK_MINUTES: i64 = 15;
 /// (`outpost-server totp-code` prints its current code). Never used outside demo data.
 pub const DEMO_TOTP_SECRET: &str = "OUTPOSTDEMOTOTPSECRETAAAAAAAAAAA";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    /// Password checked; the TOTP code is next.
-    SecondFactor,
-    /// Password checked; the user has no authenticator yet and must enrol one.
-    EnrolSecondFactor,
-    Full,
-}
-
-impl Stage {
-    fn as_str(self) -> &'static str {
-        match self {
-            Stage::SecondFactor => "SECOND_FACTOR",
-            Stage::EnrolSecondFactor => "ENROL_SECOND_FACTOR",
-            Stage::Full => "FULL",
-        }
+outpost_proto::named_enum!(
+    /// How far a web session's log-in has come.
+    Stage, "log-in stage" {
+        /// Password checked; the TOTP code is next.
+        SecondFactor = "SECOND_FACTOR",
+        /// Password checked; the user has no authenticator yet and must enrol one.
+        EnrolSecondFactor = "ENROL_SECOND_FACTOR",
+        Full = "FULL",
     }
-
-    fn parse(s: &str) -> Stage {
-        match s {
-            "FULL" => Stage::Full,
-            "ENROL_SECOND_FACTOR" => Stage::EnrolSecondFactor,
-            _ => Stage::SecondFactor,
-        }
-    }
-}
+);
 
 /// A live session, as a request finds it.
 #[derive(Debug, Clone)]
@@ -475,7 +459,8 @@ pub fn session(conn: &ReadTx, token: &str) -> Result<Option<Session>> {
             })?;
     Ok(Some(Session {
         user,
-        stage: Stage::parse(&stage),
+        // An unknown stage is never a full log-in.
+        stage: Stage::parse(&stage).unwrap_or(Stage::SecondFactor),
         csrf,
         language,
         token_hash: hash(token),
