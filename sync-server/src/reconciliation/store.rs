@@ -917,13 +917,20 @@ pub fn agents(conn: &ReadTx, scope: &Scope) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Every provider's saved statement mapping, by provider.
-pub fn provider_mappings(conn: &ReadTx) -> Result<Vec<(String, ProviderMapping)>> {
+/// Every provider's saved statement mapping, by provider, as stored: a hint for the form,
+/// so a row that no longer reads as a mapping shows as null rather than failing the page.
+pub fn provider_mappings(conn: &ReadTx) -> Result<Vec<(String, serde_json::Value)>> {
     let mut stmt = conn
         .sqlite()
         .prepare("SELECT provider, mapping FROM provider_mappings ORDER BY provider")?;
     let rows = stmt
-        .query_map([], |r| Ok((r.get(0)?, crate::store::json_column(r, 1)?)))?
+        .query_map([], |r| {
+            let mapping: String = r.get(1)?;
+            Ok((
+                r.get(0)?,
+                serde_json::from_str(&mapping).unwrap_or_default(),
+            ))
+        })?
         .collect::<rusqlite::Result<_>>()?;
     Ok(rows)
 }

@@ -140,7 +140,9 @@ pub async fn create_individual(
         };
         let external_id = parsed.rows.first().map(|r| r.external_id.clone());
         reg::apply_import(tx, &actor, &scope, &parsed, &opts).map_err(single_row_error)?;
-        let id = reg::individual_id_by_external_id(tx, external_id.as_deref().unwrap_or_default())?;
+        let external_id = external_id
+            .ok_or_else(|| Error::Internal("the imported row has no external id".into()))?;
+        let id = reg::individual_id_by_external_id(tx, &external_id)?;
         reg::get_individual(tx, &scope, id)
     })
     .await

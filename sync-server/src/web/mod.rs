@@ -528,6 +528,7 @@ pub fn error_page(session: &Session, e: Error) -> Response {
     let status = match &e {
         Error::NotFound { .. } => StatusCode::NOT_FOUND,
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
+        Error::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
         Error::Storage { .. } | Error::Io(_) | Error::Internal(_) => return server_error(e),
         _ => StatusCode::UNPROCESSABLE_ENTITY,
     };
