@@ -115,7 +115,7 @@ impl GrievanceStatus {
         let mut seen = vec![self];
         let mut i = 0;
         while i < seen.len() {
-            for next in [Self::Open, Self::InProgress, Self::Resolved, Self::Closed] {
+            for next in Self::ALL {
                 if seen[i].can_become(next) && !seen.contains(&next) {
                     seen.push(next);
                 }

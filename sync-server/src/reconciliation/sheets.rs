@@ -16,7 +16,7 @@ pub struct ReportRow {
     pub due_minor: i64,
     pub paid_minor: i128,
     pub payouts: u32,
-    pub status: String,
+    pub status: super::LineStatus,
     /// Exception kinds on this line, `;`-separated, open ones only.
     pub exceptions: String,
 }
@@ -65,7 +65,7 @@ pub fn report_csv(rows: &[ReportRow]) -> Vec<u8> {
             &r.currency.format_minor(r.due_minor),
             &r.currency.format_wide(r.paid_minor),
             &r.payouts.to_string(),
-            &r.status,
+            r.status.as_str(),
             &r.exceptions,
         ]);
     }
@@ -512,7 +512,7 @@ mod tests {
             due_minor: 15000,
             paid_minor: 30000,
             payouts: 2,
-            status: "OVERPAID".into(),
+            status: crate::reconciliation::LineStatus::Overpaid,
             exceptions: "AMOUNT_MISMATCH;PAID_TWICE".into(),
         }]);
         let text = String::from_utf8(bytes).unwrap();

@@ -17,7 +17,7 @@ use crate::{
 use crate::{
     areas::store::{Scope, under_path},
     store::audit,
-    store::{json_column, now},
+    store::{json_column, now, text_column},
     users::store::{Role, User},
 };
 
@@ -168,31 +168,15 @@ const TASK_SELECT: &str =
         t.status, t.policy, t.created_at, t.decided_at FROM tasks t";
 
 fn task_from_row(r: &rusqlite::Row) -> rusqlite::Result<Task> {
-    let kind: String = r.get(1)?;
     Ok(Task {
         id: r.get(0)?,
-        kind: TaskKind::parse(&kind).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                format!("unknown task kind {kind}").into(),
-            )
-        })?,
+        kind: text_column(r, 1)?,
         subject_id: r.get(2)?,
         path: r.get(3)?,
         summary: r.get(4)?,
         maker: r.get(5)?,
         maker_id: r.get(6)?,
-        status: {
-            let status: String = r.get(7)?;
-            TaskStatus::parse(&status).ok_or_else(|| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    7,
-                    rusqlite::types::Type::Text,
-                    format!("unknown task status {status}").into(),
-                )
-            })?
-        },
+        status: text_column(r, 7)?,
         policy: json_column(r, 8)?,
         created_at: r.get(9)?,
         decided_at: r.get(10)?,

@@ -389,7 +389,7 @@ pub async fn reconciliation_csv(
                         due_minor: l.due_minor,
                         paid_minor: l.paid_minor,
                         payouts: l.payouts,
-                        status: l.status.as_str().into(),
+                        status: l.status,
                         exceptions: open
                             .get(&l.entitlement)
                             .map(|k| k.join(";"))
@@ -808,9 +808,14 @@ pub async fn grievances(
         sig: f.sig.clone(),
     };
     page(&state, &s, move |c, u| {
-        let status = f.status.clone().filter(|x| !x.is_empty());
-        let list = field::list_grievances(c, &u.scope(), status.as_deref(), 300)?;
-        Ok(context! { grievances => Serde(list), status => status, statuses => ["OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED"] })
+        let status = match f.status.as_deref().filter(|x| !x.is_empty()) {
+            None => None,
+            Some(s) => Some(GrievanceStatus::parse(s).ok_or_else(|| {
+                Error::Invalid(format!("'{s}' is not a grievance status"))
+            })?),
+        };
+        let list = field::list_grievances(c, &u.scope(), status, 300)?;
+        Ok(context! { grievances => Serde(list), status => Serde(status), statuses => Serde(GrievanceStatus::ALL) })
     }, |ctx| render(view(&s, "grievances", flash), "grievances.html", ctx))
     .await
 }
@@ -826,16 +831,11 @@ pub async fn grievance(
         &s,
         move |c, u| {
             let g = field::get_grievance(c, &u.scope(), id)?;
-            let current = GrievanceStatus::parse(&g.status);
-            let next: Vec<&str> = ["OPEN", "IN_PROGRESS", "RESOLVED", "CLOSED"]
+            let next: Vec<GrievanceStatus> = GrievanceStatus::ALL
                 .into_iter()
-                .filter(|n| {
-                    current
-                        .zip(GrievanceStatus::parse(n))
-                        .is_some_and(|(a, b)| a != b && a.can_become(b))
-                })
+                .filter(|&n| n != g.status && g.status.can_become(n))
                 .collect();
-            Ok(context! { g => Serde(g), next => next })
+            Ok(context! { g => Serde(g), next => Serde(next) })
         },
         |ctx| render(view(&s, "grievances", flash), "grievance.html", ctx),
     )

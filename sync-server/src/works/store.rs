@@ -12,7 +12,7 @@ use crate::{
     areas::store::{Scope, check_code, location_by_code, unique_to_conflict},
     plans::store::plan_by_code,
     store::audit,
-    store::{ReadTx, WriteTx, now},
+    store::{ReadTx, WriteTx, now, text_column},
     tasks::store as tasks,
 };
 
@@ -74,13 +74,15 @@ pub fn work_project_by_code(conn: &ReadTx, code: &str) -> Result<(Uuid, i64)> {
         .ok_or_else(|| Error::not_found("cash-for-work project", code))
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
-pub enum TimesheetStatus {
-    Pending,
-    Approved,
-    Rejected,
-}
+outpost_proto::named_enum!(
+    /// Where a day of cash for work stands: PENDING until someone other than its recorder
+    /// decides it.
+    TimesheetStatus, "timesheet status" {
+        Pending = "PENDING",
+        Approved = "APPROVED",
+        Rejected = "REJECTED",
+    }
+);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -184,11 +186,11 @@ pub fn decide_timesheet(
             "a timesheet is decided APPROVED or REJECTED".into(),
         ));
     }
-    let (beneficiary, status, recorded_by, voided): (Uuid, String, String, bool) = tx.sqlite()
+    let (beneficiary, status, recorded_by, voided): (Uuid, TimesheetStatus, String, bool) = tx.sqlite()
         .query_row(
             "SELECT beneficiary_id, status, recorded_by, voided_at IS NOT NULL FROM timesheets WHERE id = ?1",
             [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            |r| Ok((r.get(0)?, text_column(r, 1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()?
         .ok_or_else(|| Error::not_found("timesheet", id))?;
@@ -198,7 +200,7 @@ pub fn decide_timesheet(
             "timesheet {id} was voided in the field; there is nothing to decide"
         )));
     }
-    if status != "PENDING" {
+    if status != TimesheetStatus::Pending {
         return Err(Error::Conflict(format!(
             "timesheet {id} is already {status}"
         )));
@@ -217,7 +219,7 @@ pub fn decide_timesheet(
     }
     tx.sqlite().execute(
         "UPDATE timesheets SET status = ?2 WHERE id = ?1",
-        params![id, json!(to).as_str()],
+        params![id, to.as_str()],
     )?;
     audit::append(
         tx,

@@ -1091,7 +1091,7 @@ pub struct GrievanceRow {
     pub beneficiary_name: Option<String>,
     pub category: String,
     pub description: String,
-    pub status: String,
+    pub status: records::GrievanceStatus,
     pub assignee: Option<String>,
     pub comments: Vec<serde_json::Value>,
     pub created_at: String,
@@ -1113,7 +1113,7 @@ fn grievance_from_row(r: &rusqlite::Row) -> rusqlite::Result<GrievanceRow> {
         beneficiary_name: r.get(2)?,
         category: r.get(3)?,
         description: r.get(4)?,
-        status: r.get(5)?,
+        status: crate::store::text_column(r, 5)?,
         assignee: r.get(6)?,
         comments: crate::store::json_column(r, 7)?,
         created_at: r.get(8)?,
@@ -1125,7 +1125,7 @@ fn grievance_from_row(r: &rusqlite::Row) -> rusqlite::Result<GrievanceRow> {
 pub fn list_grievances(
     conn: &ReadTx,
     scope: &Scope,
-    status: Option<&str>,
+    status: Option<records::GrievanceStatus>,
     limit: u32,
 ) -> Result<Vec<GrievanceRow>> {
     let mut stmt = conn.sqlite().prepare(&format!(
@@ -1133,6 +1133,7 @@ pub fn list_grievances(
          ORDER BY g.updated_at LIMIT ?3",
         crate::areas::store::under_path("g.path", "?1")
     ))?;
+    let status = status.map(records::GrievanceStatus::as_str);
     let rows = stmt.query_map(params![scope.sql(), status, limit], grievance_from_row)?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

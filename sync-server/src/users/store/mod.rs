@@ -432,6 +432,20 @@ pub fn username_by_id(conn: &ReadTx, id: Uuid) -> Result<Option<String>> {
         .optional()?)
 }
 
+/// The account that created `username`'s (`None` for one the system or the command line
+/// made): the line four eyes follows for money, and what an administrator asks of an account.
+pub fn creator(conn: &ReadTx, username: &str) -> Result<Option<String>> {
+    conn.sqlite()
+        .query_row(
+            "SELECT c.username FROM users u LEFT JOIN users c ON c.id = u.created_by
+             WHERE u.username = ?1",
+            [username],
+            |r| r.get(0),
+        )
+        .optional()?
+        .ok_or_else(|| Error::not_found("user", username))
+}
+
 /// The person accountable for what an actor string names: the user for `user:name`, the
 /// client's owner for `client:name` (so the person behind a client is the maker of what it
 /// makes, and four eyes excludes them); `None` for devices and the command line.

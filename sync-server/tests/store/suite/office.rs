@@ -1,12 +1,13 @@
-//! The office's rules against a real SQLite file with the demo programme: four-eyes tasks
+//! The office's rules with the demo programme: four-eyes tasks
 //! (nothing applied before approval, nothing applied after a rejection), second-factor codes,
 //! and reconciliation's writes (float, resolutions, openIMIS sheets, statements, sign-off).
 
+use super::open_in;
 use automerge::AutoCommit;
 use outpost_proto::{
-    BeneficiaryStatus, PayrollStatus,
+    BeneficiaryStatus, EntitlementStatus, PayrollStatus,
     records::{Record, Verification},
-    wire::{DocChanges, DocOutcome},
+    wire::{DocChanges, DocOutcome, Row, RowKind},
 };
 use outpost_server::{
     Error,
@@ -21,9 +22,12 @@ use outpost_server::{
         store::{self as registry, ImportOptions, Scope},
     },
     store::Store,
-    sync::store::records::{self, Origin},
+    sync::store::{
+        records::{self, Origin},
+        replica,
+    },
     tasks::{
-        policy::{Outcome, TaskKind, Verdict},
+        policy::{Outcome, TaskKind, TaskStatus, Verdict},
         store as tasks,
     },
     users::store::{self as users, User, sessions},
@@ -43,7 +47,7 @@ struct Office {
 
 fn office() -> Office {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    let store = open_in(dir.path(), "registry");
     let as_of = demo::today();
     demo::load(
         &store,
@@ -128,18 +132,57 @@ impl Office {
             .status
     }
 
-    /// Entitlement rows of the payroll in the devices' feed.
+    /// Entitlement rows of the payroll in the devices' feed: what a device holding the whole
+    /// programme downloads from the start (rows, and tombstones of rows it must drop).
     fn in_the_field(&self, payroll: Uuid) -> i64 {
+        let lines: Vec<Vec<u8>> = self
+            .entitlements(payroll)
+            .iter()
+            .map(|e| e.id.as_bytes().to_vec())
+            .collect();
+        let mut seen = 0;
+        let mut cursor = 0;
+        loop {
+            let page = self
+                .store
+                .read(|c| replica::page(c, "N", cursor, replica::MAX_PAGE_BYTES))
+                .unwrap();
+            seen += page
+                .rows
+                .iter()
+                .filter(|r| matches!(&r.row, Some(Row::Entitlement(e)) if e.payroll_id == payroll.as_bytes()))
+                .count() as i64;
+            seen += page
+                .tombstones
+                .iter()
+                .filter(|t| t.kind == RowKind::Entitlement as i32 && lines.contains(&t.id))
+                .count() as i64;
+            cursor = page.next_cursor;
+            if !page.more {
+                return seen;
+            }
+        }
+    }
+
+    /// The payroll's lines.
+    fn entitlements(&self, payroll: Uuid) -> Vec<payroll::Entitlement> {
+        self.store
+            .read(|c| payroll::entitlements(c, &Scope::National, payroll, u32::MAX, 0))
+            .unwrap()
+    }
+
+    /// The pending approvals of the payroll's lines above the single-payment limit.
+    fn line_approvals(&self, payroll: Uuid) -> Vec<tasks::Task> {
+        let lines: Vec<Uuid> = self.entitlements(payroll).iter().map(|e| e.id).collect();
         self.store
             .read(|c| {
-                Ok(c.sqlite().query_row(
-                    "SELECT count(*) FROM replica_log r JOIN entitlements e ON e.id = r.row_id
-                     WHERE r.kind = 8 AND e.payroll_id = ?1",
-                    [payroll],
-                    |r| r.get(0),
-                )?)
+                let kind = Some(TaskKind::EntitlementApproval);
+                tasks::list(c, &Scope::National, TaskStatus::Pending, kind, u32::MAX)
             })
             .unwrap()
+            .into_iter()
+            .filter(|t| lines.contains(&t.subject_id))
+            .collect()
     }
 
     fn approval_task(&self, payroll: Uuid) -> tasks::Task {
@@ -249,15 +292,13 @@ fn generate_again(o: &Office, maker: &str) -> payroll::GenerateReport {
 
 /// The entitlements of a payroll, by beneficiary.
 fn entitled(o: &Office, payroll: Uuid) -> Vec<Uuid> {
-    o.store
-        .read(|c| {
-            let mut stmt = c.sqlite().prepare(
-                "SELECT beneficiary_id FROM entitlements WHERE payroll_id = ?1 ORDER BY beneficiary_id",
-            )?;
-            let rows = stmt.query_map([payroll], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<Vec<Uuid>>>()?)
-        })
-        .unwrap()
+    let mut people: Vec<Uuid> = o
+        .entitlements(payroll)
+        .iter()
+        .map(|e| e.beneficiary_id)
+        .collect();
+    people.sort();
+    people
 }
 
 #[test]
@@ -352,16 +393,7 @@ fn an_account_the_maker_created_cannot_approve_the_makers_payroll() {
         .unwrap();
     assert_eq!(done.status.as_str(), "APPROVED");
     assert_eq!(o.payroll_status(payroll), PayrollStatus::Approved);
-    let created_by: Option<Uuid> = o
-        .store
-        .read(|c| {
-            Ok(c.sqlite().query_row(
-                "SELECT created_by FROM users WHERE username = 'sup.north1'",
-                [],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let created_by = o.store.read(|c| users::creator(c, "sup.north1")).unwrap();
     assert_eq!(
         created_by, None,
         "the demo's accounts are made by the system"
@@ -498,17 +530,7 @@ fn money_tasks_other_than_payrolls_take_the_creator_rule_by_default() {
             "sup.puppet",
         )
         .payrolls[0];
-    let line: Uuid = o
-        .store
-        .read(|c| {
-            Ok(c.sqlite().query_row(
-                "SELECT t.id FROM tasks t JOIN entitlements e ON e.id = t.subject_id
-                 WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
-                [payroll],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let line: Uuid = o.line_approvals(payroll)[0].id;
     let err = o
         .decide("admin", line, Verdict::Approve, "", true)
         .unwrap_err();
@@ -714,14 +736,14 @@ fn a_field_status_proposal_is_applied_only_when_approved() {
     let b = o
         .store
         .read(|c| {
-            Ok(c.sqlite().query_row(
-                "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
-                 WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
-                [],
-                |r| r.get::<_, Uuid>(0),
-            )?)
+            let mzuzu = Scope::Area {
+                path: "N/N-MZ".into(),
+            };
+            let active = Some(BeneficiaryStatus::Active);
+            registry::list_beneficiaries(c, &mzuzu, None, active, 1, 0)
         })
-        .unwrap();
+        .unwrap()[0]
+        .id;
     let status = |o: &Office| {
         o.store
             .read(|c| registry::get_beneficiary(c, &Scope::National, b))
@@ -778,14 +800,14 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     let b = o
         .store
         .read(|c| {
-            Ok(c.sqlite().query_row(
-                "SELECT b.beneficiary_id FROM beneficiary_paths b JOIN beneficiaries x ON x.id = b.beneficiary_id
-                 WHERE b.path LIKE 'N/N-MZ/%' AND x.status = 'ACTIVE' LIMIT 1",
-                [],
-                |r| r.get::<_, Uuid>(0),
-            )?)
+            let mzuzu = Scope::Area {
+                path: "N/N-MZ".into(),
+            };
+            let active = Some(BeneficiaryStatus::Active);
+            registry::list_beneficiaries(c, &mzuzu, None, active, 1, 0)
         })
-        .unwrap();
+        .unwrap()[0]
+        .id;
     let status = || {
         o.store
             .read(|c| registry::get_beneficiary(c, &Scope::National, b))
@@ -888,17 +910,16 @@ fn an_office_status_change_waits_for_four_eyes_unless_the_policy_asks_for_none()
     assert_eq!(status(), BeneficiaryStatus::Active);
 
     // The demo's own status changes went through the same tasks.
-    let demo_changes: i64 = o
+    let demo_changes = o
         .store
         .read(|c| {
-            Ok(c.sqlite().query_row(
-                "SELECT count(*) FROM tasks WHERE kind = 'OFFICE_STATUS_CHANGE' AND status = 'APPROVED'
-                   AND summary NOT LIKE '%moved away'",
-                [],
-                |r| r.get(0),
-            )?)
+            let kind = Some(TaskKind::OfficeStatusChange);
+            tasks::list(c, &Scope::National, TaskStatus::Approved, kind, u32::MAX)
         })
-        .unwrap();
+        .unwrap()
+        .iter()
+        .filter(|t| !t.summary.ends_with("moved away"))
+        .count();
     assert!(demo_changes > 0);
 }
 
@@ -1237,7 +1258,11 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
         .store
         .read(|c| records::get_grievance(c, &Scope::National, id))
         .unwrap();
-    assert_eq!(g.status, "CLOSED", "a closed grievance stays closed");
+    assert_eq!(
+        g.status.as_str(),
+        "CLOSED",
+        "a closed grievance stays closed"
+    );
     assert!(
         g.comments.iter().any(|c| c["text"] == "still not paid"),
         "the comment is kept"
@@ -1253,16 +1278,25 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
     );
     // Every change is kept (the report, two office moves, the phone's four) plus the server's
     // correction, logged as the office's so every device receives it.
-    let logged: i64 = o
-        .store
-        .read(|c| {
-            Ok(c.sqlite().query_row(
-                "SELECT count(*) FROM doc_changes WHERE doc_id = ?1",
-                [id],
-                |r| r.get(0),
-            )?)
-        })
-        .unwrap();
+    let mut logged = 0;
+    let mut cursor = 0;
+    loop {
+        // What a device that made none of them downloads.
+        let reply = o
+            .store
+            .read(|c| records::changes_since(c, Uuid::nil(), "N", cursor, 0))
+            .unwrap();
+        logged += reply
+            .docs
+            .iter()
+            .filter(|d| d.doc_id == id.as_bytes())
+            .map(|d| d.changes.len())
+            .sum::<usize>();
+        cursor = reply.next_cursor;
+        if !reply.more {
+            break;
+        }
+    }
     assert_eq!(logged, 8);
 }
 
@@ -1294,7 +1328,7 @@ fn a_cached_report_lasts_until_something_it_reads_changes() {
 #[test]
 fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    let store = open_in(dir.path(), "registry");
     // Made on the last day of last month, served again today (days of the test's own: the
     // calendar guard runs this a year ahead and months back).
     let today = demo::today();
@@ -1310,20 +1344,23 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
         },
     )
     .unwrap();
-    let due_in = |code: &str| -> i64 {
+    let due_in = |code: &str| -> usize {
         store
             .read(|c| {
-                Ok(c.sqlite().query_row(
-                    // The plans that pay every ACTIVE household whatever its members' ages
-                    // (the child grant's children may turn 18 between the two months).
-                    "SELECT count(*) FROM entitlements e JOIN payrolls p ON p.id = e.payroll_id
-                     JOIN payment_cycles y ON y.id = p.cycle_id
-                     JOIN benefit_plans bp ON bp.id = p.plan_id
-                     WHERE y.code = ?1 AND p.status = 'APPROVED' AND e.status = 'DUE'
-                       AND bp.code IN ('CT-HH', 'FOOD-KIT')",
-                    [code],
-                    |r| r.get(0),
-                )?)
+                let mut due = 0;
+                // The plans that pay every ACTIVE household whatever its members' ages
+                // (the child grant's children may turn 18 between the two months).
+                for plan in ["CT-HH", "FOOD-KIT"] {
+                    let approved = Some(PayrollStatus::Approved);
+                    let s = &Scope::National;
+                    for p in payroll::list_payrolls(c, s, Some(plan), Some(code), approved)? {
+                        due += payroll::entitlements(c, s, p.id, u32::MAX, 0)?
+                            .iter()
+                            .filter(|e| e.status == EntitlementStatus::Due)
+                            .count();
+                    }
+                }
+                Ok(due)
             })
             .unwrap()
     };
@@ -1353,19 +1390,14 @@ fn a_demo_served_in_a_later_month_opens_that_months_cycle_and_nothing_else_chang
     assert!(chain.is_ok(), "the audit chain holds: {chain:?}");
 
     // A registry made by people, not by the demo, is left alone.
-    let other = Store::open(&dir.path().join("other.db")).unwrap();
+    let other = open_in(dir.path(), "other");
     other
         .write(|tx| {
             registry::add_location(tx, "user:admin", &Scope::National, &demo::locations()[0])
         })
         .unwrap();
     assert_eq!(demo::bring_current(&other, today).unwrap(), None);
-    let cycles: i64 = other
-        .read(|c| {
-            Ok(c.sqlite()
-                .query_row("SELECT count(*) FROM payment_cycles", [], |r| r.get(0))?)
-        })
-        .unwrap();
+    let cycles = other.read(|c| c.row_count("payment_cycles")).unwrap();
     assert_eq!(cycles, 0);
 }
 
@@ -1386,25 +1418,23 @@ fn kept_payroll_totals_match_its_lines_across_generations() {
         first, second,
         "the maker's pending payroll takes the new line"
     );
-    let (kept, counted, tasks) = o
+    let kept = o
         .store
         .read(|c| {
             let p = payroll::get_payroll(c, &Scope::National, first)?;
-            let counted: (i64, i64, i64) = c.sqlite().query_row(
-                "SELECT count(*), SUM(amount_minor), SUM(status = 'AWAITING_APPROVAL')
-                 FROM entitlements WHERE payroll_id = ?1",
-                [first],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?;
-            let tasks: i64 = c.sqlite().query_row(
-                "SELECT count(*) FROM tasks t JOIN entitlements e ON e.id = t.subject_id
-                 WHERE t.kind = 'ENTITLEMENT_APPROVAL' AND t.status = 'PENDING' AND e.payroll_id = ?1",
-                [first],
-                |r| r.get(0),
-            )?;
-            Ok(((p.entitlements, p.total_minor, p.awaiting_approval), counted, tasks))
+            Ok((p.entitlements, p.total_minor, p.awaiting_approval))
         })
         .unwrap();
+    let lines = o.entitlements(first);
+    let counted = (
+        lines.len() as i64,
+        lines.iter().map(|e| e.amount_minor).sum::<i64>(),
+        lines
+            .iter()
+            .filter(|e| e.status == EntitlementStatus::AwaitingApproval)
+            .count() as i64,
+    );
+    let tasks = o.line_approvals(first).len();
     assert_eq!(kept, counted);
     assert_eq!(kept, (3, 1_500_000 + 2 * 2_250_000, 2));
     assert_eq!(tasks, 2, "one approval task per line above the limit");
@@ -1414,7 +1444,7 @@ fn kept_payroll_totals_match_its_lines_across_generations() {
 #[test]
 fn a_demo_as_of_a_day_to_come_is_refused_and_writes_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("registry.db")).unwrap();
+    let store = open_in(dir.path(), "registry");
     let later = demo::today() + chrono::Days::new(400);
     let refused = demo::load(
         &store,
@@ -1681,315 +1711,4 @@ fn a_reset_ends_the_accounts_tokens_and_sessions() {
         .unwrap_err();
     assert!(matches!(err, Error::NotFound { .. }), "{err}");
     assert!(users::Reset::default().prepare().is_err());
-}
-
-/// TOTP secrets are encrypted at rest with a key file beside the database; secrets a database
-/// held in plain text before are encrypted when it opens, and still work.
-#[test]
-fn totp_secrets_are_encrypted_at_rest_and_plain_ones_are_sealed_on_open() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.db");
-    let store = Store::open(&path).unwrap();
-    demo::load(
-        &store,
-        &DemoOptions {
-            households: 5,
-            seed: 3,
-            as_of: demo::today(),
-        },
-    )
-    .unwrap();
-    let raw = || rusqlite::Connection::open(&path).unwrap();
-    let stored = |user: &str| -> String {
-        raw()
-            .query_row(
-                "SELECT totp_secret FROM users WHERE username = ?1",
-                [user],
-                |r| r.get(0),
-            )
-            .unwrap()
-    };
-    assert!(stored("sup.north1").starts_with("v1:"));
-    assert!(!stored("sup.north1").contains(sessions::DEMO_TOTP_SECRET));
-    let key = dir
-        .path()
-        .join(outpost_server::store::secrets::SecretKey::FILE);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
-    // As a database written before encryption held it.
-    drop(store);
-    raw()
-        .execute(
-            "UPDATE users SET totp_secret = ?1 WHERE username = 'sup.north2'",
-            [sessions::DEMO_TOTP_SECRET],
-        )
-        .unwrap();
-    let store = Store::open(&path).unwrap();
-    assert!(stored("sup.north2").starts_with("v1:"), "sealed on open");
-    let u = store
-        .read(|c| users::user_by_username(c, "sup.north2"))
-        .unwrap();
-    let code = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
-    assert_eq!(
-        store
-            .write(|tx| sessions::check_code(tx, &u, &code))
-            .unwrap(),
-        sessions::Code::Accepted
-    );
-    // Without its key file the database's secrets are of no use: with another key they do
-    // not open.
-    drop(store);
-    std::fs::remove_file(&key).unwrap();
-    let other = outpost_server::store::secrets::SecretKey::create(dir.path()).unwrap();
-    let sealed = stored("sup.north1");
-    assert!(other.open(&sealed).is_err());
-}
-
-/// A lost key file is not silently replaced (every sealed secret would then fail to open and
-/// every staff log-in answer 500): the store refuses to open and says what to do; resetting
-/// each account's authenticator (which opens without the key) is the way back.
-#[test]
-fn a_missing_key_file_with_sealed_secrets_refuses_to_open_until_each_account_is_reset() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.db");
-    let key = dir
-        .path()
-        .join(outpost_server::store::secrets::SecretKey::FILE);
-    let store = Store::open(&path).unwrap();
-    demo::load(
-        &store,
-        &DemoOptions {
-            households: 5,
-            seed: 3,
-            as_of: demo::today(),
-        },
-    )
-    .unwrap();
-    drop(store);
-    std::fs::remove_file(&key).unwrap();
-    let err = refused(&path);
-    for words in [
-        "login-secrets.key",
-        "missing",
-        "reset-login USERNAME --totp",
-        "sup.north1",
-        "from a backup",
-    ] {
-        assert!(err.contains(words), "{words}: {err}");
-    }
-    assert!(!key.exists(), "no new key was made in its place");
-    // Another key in its place is refused alike.
-    outpost_server::store::secrets::SecretKey::create(dir.path()).unwrap();
-    let err = refused(&path);
-    assert!(err.contains("not the one"), "{err}");
-    // The way back: reset each account's authenticator, then the store opens.
-    let sealed: Vec<String> = rusqlite::Connection::open(&path)
-        .unwrap()
-        .prepare("SELECT username FROM users WHERE totp_secret IS NOT NULL")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    assert!(sealed.len() > 1);
-    let reset = users::Reset {
-        password: None,
-        totp: true,
-    };
-    for (i, name) in sealed.iter().enumerate() {
-        if i + 1 < sealed.len() {
-            // Until the last one is reset, the plain open still refuses, naming those left.
-            let err = refused(&path);
-            assert!(err.contains(name.as_str()), "{err}");
-        }
-        let store = Store::open_to_reset_logins(&path).unwrap();
-        store
-            .write(|tx| users::reset_login(tx, "cli", &Scope::National, name, &reset, None))
-            .unwrap();
-    }
-    let store = Store::open(&path).unwrap();
-    let opened = sessions::log_in(&store, "sup.north1", demo::DEMO_PASSWORD, ADDRESS).unwrap();
-    assert!(matches!(opened, sessions::LogIn::Opened(_)), "{opened:?}");
-}
-
-/// Why the store does not open.
-fn refused(path: &std::path::Path) -> String {
-    match Store::open(path) {
-        Ok(_) => panic!("the store opened"),
-        Err(e) => e.to_string(),
-    }
-}
-
-/// A fresh key file is written whole and private, and a key already there is never replaced.
-#[test]
-fn the_key_file_is_made_private_and_never_replaced() {
-    use outpost_server::store::secrets::SecretKey;
-    let dir = tempfile::tempdir().unwrap();
-    let key = SecretKey::create(dir.path()).unwrap();
-    let sealed = key.seal("JBSWY3DPEHPK3PXP").unwrap();
-    let file = dir.path().join(SecretKey::FILE);
-    assert_eq!(std::fs::read(&file).unwrap().len(), 32);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(
-            std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
-    }
-    assert!(SecretKey::create(dir.path()).is_err(), "not replaced");
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    assert_eq!(names.len(), 1, "no temporary file left: {names:?}");
-    let again = SecretKey::load(dir.path()).unwrap().unwrap();
-    assert_eq!(again.open(&sealed).unwrap(), "JBSWY3DPEHPK3PXP");
-}
-
-/// Sealing the plain secrets of an older database leaves no copy of them in its files: not
-/// in the space the old rows freed, not in the write-ahead log.
-#[test]
-fn sealing_plain_secrets_leaves_no_plain_text_in_the_database_files() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("registry.db");
-    let store = Store::open(&path).unwrap();
-    demo::load(
-        &store,
-        &DemoOptions {
-            households: 5,
-            seed: 3,
-            as_of: demo::today(),
-        },
-    )
-    .unwrap();
-    drop(store);
-    // As a database written before encryption held it, settled into the main file.
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    let plain = raw
-        .execute(
-            "UPDATE users SET totp_secret = ?1 WHERE totp_secret IS NOT NULL",
-            [sessions::DEMO_TOTP_SECRET],
-        )
-        .unwrap();
-    assert!(plain > 1);
-    raw.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .unwrap();
-    drop(raw);
-    let files = || -> Vec<u8> {
-        let mut all = Vec::new();
-        for end in ["", "-wal"] {
-            let mut p = path.clone().into_os_string();
-            p.push(end);
-            if let Ok(bytes) = std::fs::read(&p) {
-                all.extend(bytes);
-            }
-        }
-        all
-    };
-    let secret = sessions::DEMO_TOTP_SECRET.as_bytes();
-    let holds = |bytes: &[u8]| bytes.windows(secret.len()).any(|w| w == secret);
-    assert!(holds(&files()), "the plain secret is there before");
-    let store = Store::open(&path).unwrap();
-    assert!(!holds(&files()), "no plain secret left once sealed");
-    let u = store
-        .read(|c| users::user_by_username(c, "sup.north1"))
-        .unwrap();
-    let code = sessions::current_code(sessions::DEMO_TOTP_SECRET).unwrap();
-    assert_eq!(
-        store
-            .write(|tx| sessions::check_code(tx, &u, &code))
-            .unwrap(),
-        sessions::Code::Accepted
-    );
-}
-
-/// A new account's first log-in enrols an authenticator app; the secret offered and the one
-/// enrolled are stored encrypted, and the enrolled one then opens a token.
-#[test]
-fn enrolling_an_authenticator_stores_its_secret_encrypted_and_it_then_buys_a_token() {
-    let o = office();
-    let path = o.store.path().to_owned();
-    o.store
-        .write(|tx| {
-            users::create_user(
-                tx,
-                "user:admin",
-                &Scope::National,
-                &users::NewUser {
-                    username: "sup.new".into(),
-                    display_name: "New supervisor".into(),
-                    role: users::Role::Supervisor,
-                    area: Some("N".into()),
-                    password: "a long enough password".into(),
-                },
-            )
-        })
-        .unwrap();
-    let sessions::LogIn::Opened(cookie) =
-        sessions::log_in(&o.store, "sup.new", "a long enough password", ADDRESS).unwrap()
-    else {
-        panic!("opened");
-    };
-    let s = o
-        .store
-        .read(|c| sessions::session(c, &cookie))
-        .unwrap()
-        .unwrap();
-    assert_eq!(s.stage, sessions::Stage::EnrolSecondFactor);
-    let (secret, url) = o
-        .store
-        .write(|tx| sessions::enrolment_offer(tx, &s))
-        .unwrap();
-    assert!(url.starts_with("otpauth://"));
-    let raw = rusqlite::Connection::open(&path).unwrap();
-    let pending: String = raw
-        .query_row(
-            "SELECT pending_totp FROM web_sessions WHERE pending_totp IS NOT NULL",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(pending.starts_with("v1:") && !pending.contains(&secret));
-    // Reloading the page offers the same secret.
-    let s = o
-        .store
-        .read(|c| sessions::session(c, &cookie))
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        o.store
-            .write(|tx| sessions::enrolment_offer(tx, &s))
-            .unwrap()
-            .0,
-        secret
-    );
-    let codes = sessions::testing::FreshCodes::default();
-    let (code, wait) = codes.next("sup.new", &secret).unwrap();
-    std::thread::sleep(wait);
-    o.store
-        .write(|tx| sessions::enrol_second_factor(tx, &s, &code))
-        .unwrap();
-    let enrolled: String = raw
-        .query_row(
-            "SELECT totp_secret FROM users WHERE username = 'sup.new'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    assert!(enrolled.starts_with("v1:") && !enrolled.contains(&secret));
-    let (code, wait) = codes.next("sup.new", &secret).unwrap();
-    std::thread::sleep(wait);
-    let (user, _, _) = sessions::api_token(
-        &o.store,
-        "sup.new",
-        "a long enough password",
-        Some(&code),
-        ADDRESS,
-    )
-    .unwrap();
-    assert_eq!(user.username, "sup.new");
 }
