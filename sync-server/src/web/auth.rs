@@ -10,8 +10,8 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::{
-    Flash, LANGUAGE_COOKIE, LANGUAGES, SESSION_COOKIE, Staff, View, check_csrf, guest_language,
-    render, server_error, session, set_cookie,
+    Flash, LANGUAGE_COOKIE, LANGUAGES, PageForm, Posted, SESSION_COOKIE, View, check_csrf,
+    guest_language, render, server_error, session, set_cookie,
 };
 use crate::{
     Error,
@@ -246,21 +246,14 @@ async fn posted_at(
     Ok(s)
 }
 
+/// The log-out button.
 #[derive(Deserialize)]
-pub struct Csrf {
-    #[serde(rename = "_csrf")]
-    csrf: String,
-}
+pub struct LogOut {}
 
-pub async fn log_out(
-    State(state): State<AppState>,
-    Staff(s): Staff,
-    headers: HeaderMap,
-    Form(f): Form<Csrf>,
-) -> Response {
-    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return super::after("/", Err(e));
-    }
+impl PageForm for LogOut {}
+
+pub async fn log_out(State(state): State<AppState>, posted: Posted<LogOut>) -> Response {
+    let s = posted.session;
     if let Err(e) = db(&state, move |st| st.write(|tx| sessions::log_out(tx, &s))).await {
         return server_error(e);
     }

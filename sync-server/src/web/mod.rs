@@ -436,6 +436,152 @@ impl FromRequestParts<AppState> for Staff {
     }
 }
 
+/// A form posted from a staff page, taken only once its CSRF token and origin check out:
+/// the session that sent it, the form, and the page it goes back to. A refused form never
+/// reaches the handler; it goes back with the reason. Every staff page's form is taken
+/// through this (or [`Upload`]), so no handler can forget the check.
+pub struct Posted<T> {
+    pub session: Session,
+    pub form: T,
+    /// Where the form was sent from ([`PageForm::back`]): where its outcome is shown.
+    pub back: String,
+}
+
+/// A form a staff page posts.
+pub trait PageForm: serde::de::DeserializeOwned + Send + 'static {
+    /// The page the form's outcome (or its refusal) is shown on, from the path it was posted
+    /// to: by default the page its action belongs to (`/grievances/{id}/status` →
+    /// `/grievances/{id}`, `/logout` → `/`).
+    fn back(&self, posted_to: &str) -> String {
+        page_of(posted_to).to_owned()
+    }
+}
+
+/// The path without its last segment: the page an action posted to `path` belongs to.
+pub fn page_of(path: &str) -> &str {
+    match path.trim_end_matches('/').rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((page, _)) => page,
+    }
+}
+
+/// The form and the token it carries; the token is kept apart so no form declares it.
+#[derive(Deserialize)]
+struct WithToken<T> {
+    #[serde(rename = "_csrf", default)]
+    csrf: Option<String>,
+    #[serde(flatten)]
+    form: T,
+}
+
+impl<T: PageForm> axum::extract::FromRequest<AppState> for Posted<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: axum::extract::Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Staff(session) = Staff::from_request_parts(&mut parts, state).await?;
+        let (path, headers) = (parts.uri.path().to_owned(), parts.headers.clone());
+        let req = axum::extract::Request::from_parts(parts, body);
+        let axum::Form(WithToken { csrf, form }) =
+            axum::Form::<WithToken<T>>::from_request(req, state)
+                .await
+                .map_err(IntoResponse::into_response)?;
+        let back = form.back(&path);
+        check_csrf(&session, &headers, csrf.as_deref()).map_err(|e| after(&back, Err(e)))?;
+        Ok(Posted {
+            session,
+            form,
+            back,
+        })
+    }
+}
+
+/// A file posted from a staff page (multipart: the file and the form's other fields), its
+/// token checked as [`Posted`] checks a form's. Its outcome shows on a page beside the one
+/// its action belongs to (`/payrolls/{id}/openimis` from `reconciliation` →
+/// `/payrolls/{id}/reconciliation`).
+pub struct Upload {
+    pub session: Session,
+    pub fields: HashMap<String, String>,
+    pub file: Vec<u8>,
+    pub back: String,
+}
+
+impl Upload {
+    /// Reads the upload, then checks its token; `page` names the sibling page it came from.
+    pub async fn take(
+        state: &AppState,
+        req: axum::extract::Request,
+        page: &str,
+    ) -> Result<Upload, Response> {
+        let (mut parts, body) = req.into_parts();
+        let Staff(session) = Staff::from_request_parts(&mut parts, state).await?;
+        let back = format!("{}/{page}", page_of(parts.uri.path()).trim_end_matches('/'));
+        let headers = parts.headers.clone();
+        let req = axum::extract::Request::from_parts(parts, body);
+        let multipart =
+            <axum::extract::Multipart as axum::extract::FromRequest<AppState>>::from_request(
+                req, state,
+            )
+            .await
+            .map_err(|e| {
+                after(
+                    &back,
+                    Err(Error::Invalid(format!("the upload is not valid: {e}"))),
+                )
+            })?;
+        let (fields, file) = read_upload(multipart)
+            .await
+            .map_err(|e| after(&back, Err(e)))?;
+        check_csrf(
+            &session,
+            &headers,
+            Some(fields.get("_csrf").map(String::as_str).unwrap_or_default()),
+        )
+        .map_err(|e| after(&back, Err(e)))?;
+        Ok(Upload {
+            session,
+            fields,
+            file,
+            back,
+        })
+    }
+}
+
+/// The file and the other fields of a multipart upload.
+async fn read_upload(
+    mut m: axum::extract::Multipart,
+) -> Result<(HashMap<String, String>, Vec<u8>)> {
+    let mut fields = HashMap::new();
+    let mut file = Vec::new();
+    while let Some(field) = m
+        .next_field()
+        .await
+        .map_err(|e| Error::Invalid(format!("the upload is not valid: {e}")))?
+    {
+        let name = field.name().unwrap_or_default().to_owned();
+        if field.file_name().is_some() {
+            file = field
+                .bytes()
+                .await
+                .map_err(|e| Error::Invalid(format!("the file could not be read: {e}")))?
+                .to_vec();
+        } else {
+            fields.insert(
+                name,
+                field
+                    .text()
+                    .await
+                    .map_err(|e| Error::Invalid(e.to_string()))?,
+            );
+        }
+    }
+    if file.is_empty() {
+        return Err(Error::Invalid("choose a file to upload".into()));
+    }
+    Ok((fields, file))
+}
+
 fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()

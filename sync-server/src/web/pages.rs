@@ -5,8 +5,7 @@
 use std::collections::HashMap;
 
 use axum::{
-    Form,
-    extract::{Multipart, Path, Query, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
@@ -18,7 +17,7 @@ use outpost_proto::{
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{Flash, Staff, View, after, check_csrf, error_page, render};
+use super::{Flash, PageForm, Posted, Staff, Upload, View, after, error_page, page_of, render};
 use crate::{
     Error, Result,
     app::{AppState, db},
@@ -64,19 +63,15 @@ async fn page<T: Send + 'static>(
     }
 }
 
-/// Checks the CSRF token, runs one write, and redirects to `back` with the outcome.
+/// Runs one write for a form already taken ([`Posted`], [`Upload`]), and shows its outcome
+/// on `back`, the page the form came from.
 async fn write<T: Send + 'static>(
     state: &AppState,
     s: &Session,
-    headers: &HeaderMap,
-    csrf: &str,
     back: &str,
     ok: &'static str,
     f: impl FnOnce(&crate::store::WriteTx, &User) -> Result<T> + Send + 'static,
 ) -> Response {
-    if let Err(e) = check_csrf(s, headers, Some(csrf)) {
-        return after(back, Err(e));
-    }
     let user = s.user.clone();
     let outcome = db(state, move |st| st.write(|tx| f(tx, &user))).await;
     after(back, outcome.map(|_| ok))
@@ -187,17 +182,17 @@ pub async fn payrolls(
 pub struct Generate {
     plan: String,
     cycle: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
 }
 
-pub async fn generate(
-    State(state): State<AppState>,
-    Staff(s): Staff,
-    headers: HeaderMap,
-    Form(f): Form<Generate>,
-) -> Response {
-    write(&state, &s, &headers, &f.csrf, "/payrolls", "generated", move |tx, u| {
+impl PageForm for Generate {}
+
+pub async fn generate(State(state): State<AppState>, posted: Posted<Generate>) -> Response {
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
+    write(&state, &s, &back, "generated", move |tx, u| {
         let report = payroll::generate(tx, &u.actor(), &u.scope(), &f.plan, &f.cycle)?;
         if report.entitlements_created == 0 {
             return Err(Error::Conflict(format!(
@@ -448,37 +443,6 @@ pub async fn openimis_csv(
 }
 
 /// Reads a multipart form: its text fields and its one file.
-async fn multipart(mut m: Multipart) -> Result<(HashMap<String, String>, Vec<u8>)> {
-    let mut fields = HashMap::new();
-    let mut file = Vec::new();
-    while let Some(field) = m
-        .next_field()
-        .await
-        .map_err(|e| Error::Invalid(format!("the upload is not valid: {e}")))?
-    {
-        let name = field.name().unwrap_or_default().to_owned();
-        if field.file_name().is_some() {
-            file = field
-                .bytes()
-                .await
-                .map_err(|e| Error::Invalid(format!("the file could not be read: {e}")))?
-                .to_vec();
-        } else {
-            fields.insert(
-                name,
-                field
-                    .text()
-                    .await
-                    .map_err(|e| Error::Invalid(e.to_string()))?,
-            );
-        }
-    }
-    if file.is_empty() {
-        return Err(Error::Invalid("choose a file to upload".into()));
-    }
-    Ok((fields, file))
-}
-
 fn import_message(o: &rec::ImportOutcome) -> Result<()> {
     if o.errors.is_empty() {
         return Ok(());
@@ -500,20 +464,18 @@ fn import_message(o: &rec::ImportOutcome) -> Result<()> {
 
 pub async fn openimis_import(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    m: Multipart,
+    req: Request,
 ) -> Response {
-    let back = format!("/payrolls/{id}/reconciliation");
-    let (fields, file) = match multipart(m).await {
-        Ok(x) => x,
-        Err(e) => return after(&back, Err(e)),
+    let Upload {
+        session: s,
+        file,
+        back,
+        ..
+    } = match Upload::take(&state, req, "reconciliation").await {
+        Ok(u) => u,
+        Err(refused) => return refused,
     };
-    let csrf = fields.get("_csrf").cloned().unwrap_or_default();
-    if let Err(e) = check_csrf(&s, &headers, Some(&csrf)) {
-        return after(&back, Err(e));
-    }
     let user = s.user.clone();
     // Row errors are reported and the rest applies (openIMIS's PARTIAL_SUCCESS): the good
     // rows commit, and the refused ones travel back as a warning beside the success.
@@ -539,17 +501,18 @@ pub async fn openimis_import(
 
 pub async fn statement_import(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    m: Multipart,
+    req: Request,
 ) -> Response {
-    let back = format!("/payrolls/{id}/reconciliation");
-    let (fields, file) = match multipart(m).await {
-        Ok(x) => x,
-        Err(e) => return after(&back, Err(e)),
+    let Upload {
+        session: s,
+        fields,
+        file,
+        back,
+    } = match Upload::take(&state, req, "reconciliation").await {
+        Ok(u) => u,
+        Err(refused) => return refused,
     };
-    let csrf = fields.get("_csrf").cloned().unwrap_or_default();
     let get = |k: &str| {
         fields
             .get(k)
@@ -564,19 +527,11 @@ pub async fn statement_import(
         currency: get("currency"),
     };
     let provider = get("provider").unwrap_or_default();
-    write(
-        &state,
-        &s,
-        &headers,
-        &csrf,
-        &back,
-        "imported",
-        move |tx, u| {
-            let outcome = rec::import_statement(tx, u, id, &provider, &mapping, &file)?;
-            // A statement is all or nothing: any bad line refuses it whole.
-            import_message(&outcome)
-        },
-    )
+    write(&state, &s, &back, "imported", move |tx, u| {
+        let outcome = rec::import_statement(tx, u, id, &provider, &mapping, &file)?;
+        // A statement is all or nothing: any bad line refuses it whole.
+        import_message(&outcome)
+    })
     .await
 }
 
@@ -584,27 +539,28 @@ pub async fn statement_import(
 pub struct Resolve {
     key: String,
     reason: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
+}
+
+/// Forms on a payroll's reconciliation page, posted to `/payrolls/{id}/<action>`.
+impl PageForm for Resolve {
+    fn back(&self, posted_to: &str) -> String {
+        format!("{}/reconciliation", page_of(posted_to))
+    }
 }
 
 pub async fn resolve(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<Resolve>,
+    posted: Posted<Resolve>,
 ) -> Response {
-    let back = format!("/payrolls/{id}/reconciliation");
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        &back,
-        "resolved",
-        move |tx, u| rec::resolve(tx, u, id, &f.key, &f.reason),
-    )
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
+    write(&state, &s, &back, "resolved", move |tx, u| {
+        rec::resolve(tx, u, id, &f.key, &f.reason)
+    })
     .await
 }
 
@@ -617,73 +573,65 @@ pub struct Float {
     quantity: String,
     #[serde(default)]
     note: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
+}
+
+impl PageForm for Float {
+    fn back(&self, posted_to: &str) -> String {
+        format!("{}/reconciliation", page_of(posted_to))
+    }
 }
 
 pub async fn float(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<Float>,
+    posted: Posted<Float>,
 ) -> Response {
-    let back = format!("/payrolls/{id}/reconciliation");
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        &back,
-        "float",
-        move |tx, u| {
-            let p = payroll::get_payroll(tx, &u.scope(), id)?;
-            let quantity = if f.holding == p.currency.as_str() {
-                p.currency
-                    .parse_minor(&f.quantity)
-                    .map_err(|e| Error::Invalid(e.to_string()))?
-            } else {
-                f.quantity.trim().parse::<i64>().map_err(|_| {
-                    Error::Invalid(format!("'{}' is not a whole number of items", f.quantity))
-                })?
-            };
-            if quantity <= 0 {
-                return Err(Error::Invalid("the quantity must be above zero".into()));
-            }
-            let signed = if f.direction == "return" {
-                -quantity
-            } else {
-                quantity
-            };
-            rec::record_float(tx, u, id, &f.agent, &f.holding, signed, &f.note)
-        },
-    )
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
+    write(&state, &s, &back, "float", move |tx, u| {
+        let p = payroll::get_payroll(tx, &u.scope(), id)?;
+        let quantity = if f.holding == p.currency.as_str() {
+            p.currency
+                .parse_minor(&f.quantity)
+                .map_err(|e| Error::Invalid(e.to_string()))?
+        } else {
+            f.quantity.trim().parse::<i64>().map_err(|_| {
+                Error::Invalid(format!("'{}' is not a whole number of items", f.quantity))
+            })?
+        };
+        if quantity <= 0 {
+            return Err(Error::Invalid("the quantity must be above zero".into()));
+        }
+        let signed = if f.direction == "return" {
+            -quantity
+        } else {
+            quantity
+        };
+        rec::record_float(tx, u, id, &f.agent, &f.holding, signed, &f.note)
+    })
     .await
 }
 
+/// A form that is only its button (and its token).
 #[derive(Deserialize)]
-pub struct Csrf {
-    #[serde(rename = "_csrf")]
-    csrf: String,
-}
+pub struct Button {}
+
+impl PageForm for Button {}
 
 pub async fn sign_off(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<Csrf>,
+    posted: Posted<Button>,
 ) -> Response {
-    let back = format!("/payrolls/{id}");
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        &back,
-        "sign_off_requested",
-        move |tx, u| rec::request_sign_off(tx, u, id),
-    )
+    let Posted {
+        session: s, back, ..
+    } = posted;
+    write(&state, &s, &back, "sign_off_requested", move |tx, u| {
+        rec::request_sign_off(tx, u, id)
+    })
     .await
 }
 
@@ -731,24 +679,31 @@ pub struct Decide {
     reason: String,
     #[serde(default)]
     code: String,
+    /// The page the decision was made on (the inbox, a payroll's page): it shows the outcome.
     #[serde(default)]
     back: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
+}
+
+impl PageForm for Decide {
+    fn back(&self, _posted_to: &str) -> String {
+        if super::local_path(&self.back) {
+            self.back.clone()
+        } else {
+            "/tasks".into()
+        }
+    }
 }
 
 pub async fn decide(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<Decide>,
+    posted: Posted<Decide>,
 ) -> Response {
-    let back = if super::local_path(&f.back) {
-        f.back.clone()
-    } else {
-        "/tasks".into()
-    };
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
     let verdict = match f.verdict.as_str() {
         "approve" => Verdict::Approve,
         "reject" => Verdict::Reject,
@@ -759,9 +714,6 @@ pub async fn decide(
             );
         }
     };
-    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return after(&back, Err(e));
-    }
     // The code is checked (and spent, or counted as wrong) in a transaction of its own, only
     // when one was typed; the task's policy decides whether it was needed.
     let second_factor = !f.code.trim().is_empty();
@@ -845,38 +797,32 @@ pub async fn grievance(
 #[derive(Deserialize)]
 pub struct GrievanceComment {
     text: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
 }
+
+impl PageForm for GrievanceComment {}
 
 pub async fn grievance_comment(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<GrievanceComment>,
+    posted: Posted<GrievanceComment>,
 ) -> Response {
-    let back = format!("/grievances/{id}");
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        &back,
-        "commented",
-        move |tx, u| {
-            let text = f.text.trim().to_owned();
-            if text.is_empty() {
-                return Err(Error::Invalid("write a comment first".into()));
-            }
-            let comment = Comment {
-                author: u.username.clone(),
-                at: chrono::Utc::now().fixed_offset(),
-                text,
-            };
-            field::office_edit(tx, u, id, |doc| records::add_comment(doc, &comment))
-        },
-    )
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
+    write(&state, &s, &back, "commented", move |tx, u| {
+        let text = f.text.trim().to_owned();
+        if text.is_empty() {
+            return Err(Error::Invalid("write a comment first".into()));
+        }
+        let comment = Comment {
+            author: u.username.clone(),
+            at: chrono::Utc::now().fixed_offset(),
+            text,
+        };
+        field::office_edit(tx, u, id, |doc| records::add_comment(doc, &comment))
+    })
     .await
 }
 
@@ -885,35 +831,28 @@ pub struct GrievanceMove {
     status: String,
     #[serde(default)]
     assignee: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
 }
+
+impl PageForm for GrievanceMove {}
 
 pub async fn grievance_status(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<GrievanceMove>,
+    posted: Posted<GrievanceMove>,
 ) -> Response {
-    let back = format!("/grievances/{id}");
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        &back,
-        "updated",
-        move |tx, u| {
-            let to = GrievanceStatus::parse(&f.status).ok_or_else(|| {
-                Error::Invalid(format!("'{}' is not a grievance status", f.status))
-            })?;
-            let assignee = Some(f.assignee.trim()).filter(|a| !a.is_empty());
-            field::office_edit(tx, u, id, |doc| {
-                records::set_grievance_status(doc, to, assignee)
-            })
-        },
-    )
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
+    write(&state, &s, &back, "updated", move |tx, u| {
+        let to = GrievanceStatus::parse(&f.status)
+            .ok_or_else(|| Error::Invalid(format!("'{}' is not a grievance status", f.status)))?;
+        let assignee = Some(f.assignee.trim()).filter(|a| !a.is_empty());
+        field::office_edit(tx, u, id, |doc| {
+            records::set_grievance_status(doc, to, assignee)
+        })
+    })
     .await
 }
 
@@ -993,20 +932,17 @@ pub async fn devices(
 pub struct Enrol {
     agent: String,
     assignment: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
 }
 
+impl PageForm for Enrol {}
+
 /// Creates a one-time code and shows it once, as text and as a QR code for the app to scan.
-pub async fn enrol_device(
-    State(state): State<AppState>,
-    Staff(s): Staff,
-    headers: HeaderMap,
-    Form(f): Form<Enrol>,
-) -> Response {
-    if let Err(e) = check_csrf(&s, &headers, Some(&f.csrf)) {
-        return after("/devices", Err(e));
-    }
+pub async fn enrol_device(State(state): State<AppState>, posted: Posted<Enrol>) -> Response {
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
     let user = s.user.clone();
     let made = db(&state, move |st| {
         st.write(|tx| {
@@ -1023,7 +959,7 @@ pub async fn enrol_device(
     .await;
     let enrolment = match made {
         Ok(e) => e,
-        Err(e) => return after("/devices", Err(e)),
+        Err(e) => return after(&back, Err(e)),
     };
     let qr = qrcode::QrCode::new(enrolment.qr_payload.as_bytes())
         .map(|q| {
@@ -1057,25 +993,27 @@ pub async fn enrol_device(
 #[derive(Deserialize)]
 pub struct Revoke {
     reason: String,
-    #[serde(rename = "_csrf")]
-    csrf: String,
+}
+
+/// Posted from the devices list, to `/devices/{id}/revoke`.
+impl PageForm for Revoke {
+    fn back(&self, _posted_to: &str) -> String {
+        "/devices".into()
+    }
 }
 
 pub async fn revoke_device(
     State(state): State<AppState>,
-    Staff(s): Staff,
     Path(id): Path<Uuid>,
-    headers: HeaderMap,
-    Form(f): Form<Revoke>,
+    posted: Posted<Revoke>,
 ) -> Response {
-    write(
-        &state,
-        &s,
-        &headers,
-        &f.csrf,
-        "/devices",
-        "revoked",
-        move |tx, u| devices::revoke_device(tx, &u.actor(), &u.scope(), id, &f.reason),
-    )
+    let Posted {
+        session: s,
+        form: f,
+        back,
+    } = posted;
+    write(&state, &s, &back, "revoked", move |tx, u| {
+        devices::revoke_device(tx, &u.actor(), &u.scope(), id, &f.reason)
+    })
     .await
 }
