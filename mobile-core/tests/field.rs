@@ -47,7 +47,7 @@ fn pin_is_checked_and_locks_after_repeated_failures() {
     let code = server.code("agent.n-mz", "N-MZ-01");
     assert!(matches!(
         other.core.enrol(
-            server.url.clone(),
+            server.base.clone(),
             code.clone(),
             "1234".into(),
             "x".into(),
@@ -57,7 +57,7 @@ fn pin_is_checked_and_locks_after_repeated_failures() {
     ));
     other
         .core
-        .enrol(server.url.clone(), code, "9071".into(), "x".into(), None)
+        .enrol(server.base.clone(), code, "9071".into(), "x".into(), None)
         .expect("the code was not spent by the refused attempt");
 
     d.core.lock();

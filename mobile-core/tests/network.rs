@@ -10,8 +10,8 @@ use outpost_core::Error;
 fn https_with_the_programmes_ca_and_refused_without_it() {
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let server = Server::start_tls(20, &cert.cert.pem(), &cert.signing_key.serialize_pem());
-    assert!(server.url.starts_with("https://"));
-    let port = server.url.rsplit(':').next().unwrap();
+    assert!(server.base.starts_with("https://"));
+    let port = server.base.rsplit(':').next().unwrap();
     let url = format!("https://localhost:{port}");
 
     // A certificate no public CA signed is refused unless the programme's CA is given.
@@ -49,7 +49,7 @@ fn a_server_that_is_down_or_refuses_the_code_leaves_the_phone_as_it_was() {
         Err(Error::Network { .. })
     ));
     match d.core.enrol(
-        server.url.clone(),
+        server.base.clone(),
         "AAAA-BBBB-CCCC".into(),
         PIN.into(),
         "p".into(),
@@ -70,7 +70,7 @@ fn a_server_that_is_down_or_refuses_the_code_leaves_the_phone_as_it_was() {
     // The code was not spent by any of that.
     d.core
         .enrol(
-            server.url.clone(),
+            server.base.clone(),
             code.clone(),
             PIN.into(),
             "p".into(),
@@ -81,7 +81,7 @@ fn a_server_that_is_down_or_refuses_the_code_leaves_the_phone_as_it_was() {
     let other = Device::new();
     match other
         .core
-        .enrol(server.url.clone(), code, PIN.into(), "p".into(), None)
+        .enrol(server.base.clone(), code, PIN.into(), "p".into(), None)
     {
         Err(Error::ServerRefused { code, .. }) => assert_eq!(code, "ENROLMENT_CODE_USED"),
         other => panic!("{other:?}"),

@@ -29,7 +29,7 @@ fn an_edit_of_an_earlier_agents_record_is_sent_by_the_current_one() {
     // Another enrolment on the phone; the first, with nothing left to send, is forgotten.
     let code = server.code("agent.n-mz", "N-MZ");
     d.core
-        .enrol(server.url.clone(), code, "4826".into(), "p".into(), None)
+        .enrol(server.base.clone(), code, "4826".into(), "p".into(), None)
         .unwrap();
     d.core.sync(None).unwrap();
     d.core

@@ -259,7 +259,7 @@ fn another_agent_enrolling_on_the_phone_loses_none_of_the_first_agents_records()
     let code = server.code("agent.n-ru", "N-RU");
     d.core
         .enrol(
-            server.url.clone(),
+            server.base.clone(),
             code,
             "4826".into(),
             "shared phone".into(),
@@ -453,7 +453,7 @@ fn a_cancelled_sync_keeps_what_it_finished_and_resumes() {
     let d = Device::new();
     let code = server.code("agent.n-mz", "N-MZ");
     d.core
-        .enrol(server.url.clone(), code, PIN.into(), "phone".into(), None)
+        .enrol(server.base.clone(), code, PIN.into(), "phone".into(), None)
         .unwrap();
     pay_many_without_replica(&d);
     let seen = Arc::new(Seen::default());

@@ -129,6 +129,10 @@ enum Command {
     TotpCode {
         #[arg(long, default_value = outpost_server::users::store::sessions::DEMO_TOTP_SECRET)]
         secret: String,
+        /// The code of the 30-second step holding this Unix time instead of now (for scripts
+        /// and tests that need a code the server has not seen yet).
+        #[arg(long)]
+        at: Option<i64>,
     },
     /// Create a one-time enrolment code for a field agent's device.
     EnrolCode {
@@ -344,10 +348,11 @@ fn run(cli: Cli) -> Result<()> {
             println!("{} card(s) written to {}", cards.len(), out.display());
             Ok(())
         }
-        Command::TotpCode { secret } => {
+        Command::TotpCode { secret, at } => {
+            let at = at.unwrap_or_else(|| chrono::Utc::now().timestamp());
             println!(
                 "{}",
-                outpost_server::users::store::sessions::current_code(&secret)?
+                outpost_server::users::store::sessions::code_at(&secret, at)?
             );
             Ok(())
         }

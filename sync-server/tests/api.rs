@@ -2,92 +2,38 @@
 
 use std::{
     collections::{BTreeMap, BTreeSet},
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
 };
 
 use outpost_proto::wire;
-use outpost_server::users::store::sessions;
+use outpost_test_kit::{self as kit, TestServer};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
-use tempfile::TempDir;
 
 const PASSWORD: &str = outpost_server::demo::DEMO_PASSWORD;
 
-/// A server process with the demo programme in its own data directory; killed on drop.
-struct Server {
-    child: Child,
-    base: String,
-    /// The demo's cycle: the month of the day the test made it.
-    cycle: String,
-    _dir: TempDir,
-    http: Client,
-    codes: sessions::testing::FreshCodes,
+/// The server binary cargo built for these tests, serving the demo programme from a data
+/// directory of its own (the test kit's); stopped on drop.
+struct Server(TestServer);
+
+impl std::ops::Deref for Server {
+    type Target = TestServer;
+
+    fn deref(&self) -> &TestServer {
+        &self.0
+    }
 }
 
 impl Server {
     fn start(households: usize) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let bin = env!("CARGO_BIN_EXE_outpost-server");
-        let as_of = outpost_server::demo::today();
-        let status = Command::new(bin)
-            .args([
-                "--data",
-                dir.path().to_str().unwrap(),
-                "demo",
-                "--as-of",
-                &as_of.to_string(),
-                "--households",
-            ])
-            .arg(households.to_string())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success(), "demo failed");
-        let mut child = Command::new(bin)
-            .args([
-                "--data",
-                dir.path().to_str().unwrap(),
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .expect(&line)
-            .to_owned();
-        Server {
-            child,
-            base,
-            cycle: outpost_server::demo::cycle_of(as_of).code,
-            _dir: dir,
-            http: Client::new(),
-            codes: Default::default(),
-        }
+        Server(
+            kit::demo(households)
+                .binary_at(env!("CARGO_BIN_EXE_outpost-server"))
+                .start(),
+        )
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    /// A code from a demo user's authenticator app the server has not seen yet.
-    async fn code(&self, username: &str) -> String {
-        let (code, wait) = self
-            .codes
-            .next(username, sessions::DEMO_TOTP_SECRET)
-            .unwrap();
-        tokio::time::sleep(wait).await;
-        code
-    }
-
+    /// A new token for a demo user at each call (the kit's own keeps one per user).
     async fn token(&self, username: &str) -> String {
         let code = self.code(username).await;
         let r = self
@@ -137,13 +83,6 @@ impl Server {
             .await
             .unwrap();
         (r.status(), r.json().await.unwrap_or(Value::Null))
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -1227,7 +1166,7 @@ async fn api_clients_act_with_their_permissions_and_area_until_expired_or_revoke
     assert_eq!(status, StatusCode::CONFLICT);
 
     // Expired: the clock passing is the stored expiry moved behind it.
-    let db = rusqlite::Connection::open(s._dir.path().join("registry.db")).unwrap();
+    let db = rusqlite::Connection::open(s.data().join("registry.db")).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     db.execute(
         "UPDATE api_clients SET expires_at = '2000-01-01T00:00:00.000Z' WHERE name = 'north-sync'",
@@ -1438,7 +1377,7 @@ async fn the_person_behind_an_api_client_cannot_approve_what_it_made() {
     assert!(status.is_success(), "{status} {body}");
 
     // Its owner disabled: the client is refused like an unknown token, until re-enabled.
-    let db = rusqlite::Connection::open(s._dir.path().join("registry.db")).unwrap();
+    let db = rusqlite::Connection::open(s.data().join("registry.db")).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     let set_disabled = |on: bool| {
         db.execute(
@@ -1462,7 +1401,7 @@ async fn a_person_token_that_looks_like_a_client_secret_still_works() {
     use ring::digest::{SHA256, digest};
     let s = Server::start(5);
     let token = "opc_a-person-token-by-chance";
-    let db = rusqlite::Connection::open(s._dir.path().join("registry.db")).unwrap();
+    let db = rusqlite::Connection::open(s.data().join("registry.db")).unwrap();
     db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
     db.execute(
         "INSERT INTO api_tokens (token_hash, user_id, created_at, expires_at)
@@ -1628,7 +1567,7 @@ async fn a_token_needs_a_fresh_code_and_a_reset_ends_the_accounts_tokens() {
 
     // The CLI resets a password while the server runs.
     let mut cli = Command::new(env!("CARGO_BIN_EXE_outpost-server"))
-        .args(["--data", s._dir.path().to_str().unwrap()])
+        .args(["--data", s.data().to_str().unwrap()])
         .args(["reset-login", "sup.south1", "--password"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

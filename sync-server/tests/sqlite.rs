@@ -319,8 +319,8 @@ fn enrolling_an_authenticator_stores_its_secret_encrypted_and_it_then_buys_a_tok
             .0,
         secret
     );
-    let codes = sessions::testing::FreshCodes::default();
-    let (code, wait) = codes.next("sup.new", &secret).unwrap();
+    let codes = outpost_test_kit::FreshCodes::default();
+    let (code, wait) = codes.next("sup.new", |at| sessions::code_at(&secret, at).unwrap());
     std::thread::sleep(wait);
     o.store
         .write(|tx| sessions::enrol_second_factor(tx, &s, &code))
@@ -333,7 +333,7 @@ fn enrolling_an_authenticator_stores_its_secret_encrypted_and_it_then_buys_a_tok
         )
         .unwrap();
     assert!(enrolled.starts_with("v1:") && !enrolled.contains(&secret));
-    let (code, wait) = codes.next("sup.new", &secret).unwrap();
+    let (code, wait) = codes.next("sup.new", |at| sessions::code_at(&secret, at).unwrap());
     std::thread::sleep(wait);
     let (user, _, _) = sessions::api_token(
         &o.store,

@@ -1,9 +1,7 @@
-//! Test and benchmark support: a real server on a loopback port ([`harness`]) and simulated
-//! field devices that speak the sync protocol ([`device`]), and fleets of them syncing at once
-//! ([`fleet`]), and a proxy that cuts their connections on demand ([`proxy`]).
+//! Test and benchmark support beside the test kit (`tests/kit`, which starts the server):
+//! simulated field devices that speak the sync protocol ([`device`]), fleets of them syncing
+//! at once ([`fleet`]), and phones that are the real mobile core's command line ([`phone`]).
 
 pub mod device;
 pub mod fleet;
-pub mod harness;
 pub mod phone;
-pub mod proxy;

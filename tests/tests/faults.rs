@@ -7,19 +7,10 @@
 //! The device is `outpost-field`, the mobile core's command line, so these need it built:
 //! `(cd mobile-core && cargo build --bin outpost-field)` (`scripts/test` does).
 
-use std::{
-    net::SocketAddr,
-    path::Path,
-    process::{Command, Stdio},
-    time::Duration,
-};
+use std::{path::Path, process::Stdio, time::Duration};
 
-use outpost_tests::{
-    harness::TestServer,
-    phone::{Phone, root},
-    proxy::{Fault, Proxy},
-};
-use serde_json::Value;
+use outpost_test_kit::{self as kit, Fault, TestServer};
+use outpost_tests::phone::Phone;
 
 /// A phone of the Mzimba agent enrolled through `url` and synced once; its device id.
 async fn enrolled(server: &TestServer, dir: &Path, url: &str) -> (Phone, String) {
@@ -40,7 +31,7 @@ async fn enrolled(server: &TestServer, dir: &Path, url: &str) -> (Phone, String)
 fn on_server(server: &TestServer, device: &str) -> (i64, i64, i64) {
     let id = uuid::Uuid::parse_str(device).unwrap();
     server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite().query_row(
@@ -54,16 +45,10 @@ fn on_server(server: &TestServer, device: &str) -> (i64, i64, i64) {
         .unwrap()
 }
 
-fn addr(base: &str) -> SocketAddr {
-    base.trim_start_matches("http://")
-        .parse()
-        .expect("server address")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_cut_anywhere_or_whose_answer_is_lost_loses_and_doubles_nothing() {
-    let server = TestServer::start(60).await;
-    let proxy = Proxy::start(addr(&server.base)).await;
+    let server = kit::demo(60).fault_proxy().start();
+    let proxy = server.proxy.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (phone, device) = enrolled(&server, dir.path(), &proxy.url()).await;
 
@@ -113,8 +98,8 @@ async fn a_sync_cut_anywhere_or_whose_answer_is_lost_loses_and_doubles_nothing()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_killed_while_it_uploads_loses_and_doubles_nothing() {
-    let server = TestServer::start(60).await;
-    let proxy = Proxy::start(addr(&server.base)).await;
+    let server = kit::demo(60).fault_proxy().start();
+    let proxy = server.proxy.as_ref().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let (phone, device) = enrolled(&server, dir.path(), &proxy.url()).await;
 
@@ -152,72 +137,23 @@ async fn a_device_killed_while_it_uploads_loses_and_doubles_nothing() {
     assert_eq!(on_server(&server, &device), (made, total, 0));
 }
 
-/// The server binary on `data`, on a free port; its address.
-fn serve(data: &Path) -> (std::process::Child, SocketAddr) {
-    use std::io::BufRead;
-    let bin = root().join("target/debug/outpost-server");
-    assert!(
-        bin.exists(),
-        "{} is missing: cargo build -p outpost-server",
-        bin.display()
-    );
-    let mut child = Command::new(&bin)
-        .arg("--data")
-        .arg(data)
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let out = child.stdout.take().unwrap();
-    let mut lines = std::io::BufReader::new(out).lines();
-    let url = loop {
-        let line = lines
-            .next()
-            .expect("the server says where it listens")
-            .unwrap();
-        if let Some(url) = line.split("listening on ").nth(1) {
-            break url.trim().to_owned();
-        }
-    };
-    (child, addr(&url))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doubled() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("server");
-    let bin = root().join("target/debug/outpost-server");
-    let day = outpost_server::demo::today();
-    let status = Command::new(&bin)
-        .arg("--data")
-        .arg(&data)
-        .args(["demo", "--households", "60", "--as-of", &day.to_string()])
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let printed = Command::new(&bin)
-        .arg("--data")
-        .arg(&data)
-        .args([
-            "enrol-code",
-            "--agent",
-            "agent.n-mz",
-            "--assignment",
-            "N-MZ",
-        ])
-        .output()
-        .unwrap()
-        .stdout;
-    let code = serde_json::from_slice::<Value>(&printed).unwrap()["code"]
+    let mut server = kit::demo(60).binary().fault_proxy().start();
+    let day = server.day;
+    let code = server.cli_json(&[
+        "enrol-code",
+        "--agent",
+        "agent.n-mz",
+        "--assignment",
+        "N-MZ",
+    ])["code"]
         .as_str()
         .unwrap()
         .to_owned();
-    let (mut server, at) = serve(&data);
-    let proxy = Proxy::start(at).await;
     let phone = Phone::new(dir.path(), "phone");
-    phone.run(&["enrol", "--server", &proxy.url(), "--code", &code]);
+    phone.run(&["enrol", "--server", &server.base, "--code", &code]);
     phone.run(&["sync"]);
     let device = phone.run(&["status"])["device_id"]
         .as_str()
@@ -227,8 +163,13 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
 
     // Killed (SIGKILL) at different moments after an upload started over a slow link: before
     // the body is whole, while it merges, or after it answered.
-    proxy.set(Fault::Slow(Duration::from_millis(15)));
+    server
+        .proxy
+        .as_ref()
+        .unwrap()
+        .set(Fault::Slow(Duration::from_millis(15)));
     for after_ms in [0u64, 40, 120] {
+        let proxy = server.proxy.as_ref().unwrap();
         let seen = proxy.uploads();
         let sync = phone
             .command(&["sync"])
@@ -238,20 +179,18 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
             .unwrap();
         proxy.upload_started(seen).await;
         tokio::time::sleep(Duration::from_millis(after_ms)).await;
-        server.kill().unwrap();
-        let _ = server.wait();
+        server.kill();
         let _ = tokio::task::spawn_blocking(move || sync.wait_with_output()).await;
-        let (again, at) = serve(&data);
-        server = again;
-        proxy.set_upstream(at);
+        // On the same data, behind the same proxy.
+        server.restart();
         total += phone.pay_some(day, 2);
     }
-    proxy.set(Fault::None);
+    server.proxy.as_ref().unwrap().set(Fault::None);
     phone.run(&["sync"]);
     assert_eq!(phone.pending(), 0);
     let made = phone.payouts_made();
     // The server's file is whole, its audit chain intact, and it holds each record once.
-    let conn = rusqlite::Connection::open(data.join("registry.db")).unwrap();
+    let conn = rusqlite::Connection::open(server.data().join("registry.db")).unwrap();
     let integrity: String = conn
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
         .unwrap();
@@ -266,14 +205,8 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
         .unwrap();
     assert_eq!((count, sum), (made, total));
     drop(conn);
-    server.kill().unwrap();
-    let _ = server.wait();
-    let verify = Command::new(&bin)
-        .arg("--data")
-        .arg(&data)
-        .arg("audit-verify")
-        .output()
-        .unwrap();
+    server.kill();
+    let verify = server.cli(&["audit-verify"]);
     assert!(
         verify.status.success(),
         "{}",
@@ -283,14 +216,14 @@ async fn the_server_killed_during_an_upload_restarts_and_nothing_is_lost_or_doub
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written() {
-    let server = TestServer::start(200).await;
+    let server = kit::demo(200).start();
     let dir = tempfile::tempdir().unwrap();
     let (phone, device) = enrolled(&server, dir.path(), &server.base).await;
     // Enough records that storing them needs new pages, not just the room left in old ones.
     let total = phone.pay_some(server.day, 40);
     // The disk fills up: the database may not grow by a single page.
     let full_at: i64 = server
-        .state
+        .state()
         .store
         .write(|tx| {
             let pages: i64 = tx
@@ -316,7 +249,7 @@ async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written()
     assert_eq!(phone.pending(), 40, "the phone keeps every record");
     // Room is made: the same sync goes through, once.
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             tx.sqlite().query_row(
@@ -334,7 +267,7 @@ async fn a_full_disk_on_the_server_is_said_plainly_and_nothing_is_half_written()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_phone_whose_database_is_deleted_after_a_sync_enrols_again_and_loses_nothing() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let dir = tempfile::tempdir().unwrap();
     let (phone, device) = enrolled(&server, dir.path(), &server.base).await;
     let total = phone.pay_some(server.day, 3);

@@ -17,7 +17,8 @@ use outpost_server::{
     devices::store as devices,
     registry::store::Scope,
 };
-use outpost_tests::{device::SimDevice, harness::TestServer};
+use outpost_test_kit::{self as kit, TestServer};
+use outpost_tests::device::SimDevice;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -182,7 +183,7 @@ async fn wrong_token_request(server: &TestServer) -> reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_ins_from_one_address_are_capped_while_devices_and_tokens_carry_on() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     let token = server.token(SUP).await;
 
@@ -195,7 +196,7 @@ async fn log_ins_from_one_address_are_capped_while_devices_and_tokens_carry_on()
         held.push(head_only(&server, head).await);
     }
     // Once the server has seen them all, the next log-in is refused before any hashing.
-    until(|| server.state.limits.logins.in_progress() == cap).await;
+    until(|| server.state().limits.logins.in_progress() == cap).await;
     let busy = wrong_token_request(&server).await;
     assert_eq!(busy.status(), 429);
     assert_eq!(
@@ -236,13 +237,13 @@ async fn log_ins_from_one_address_are_capped_while_devices_and_tokens_carry_on()
 
     // The held requests end (their clients leave) and log-ins are served again.
     drop(held);
-    until(|| server.state.limits.logins.in_progress() == 0).await;
+    until(|| server.state().limits.logins.in_progress() == 0).await;
     assert_eq!(wrong_token_request(&server).await.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sync_bodies_are_refused_unread_for_devices_the_headers_rule_out() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     let eight_mib = 8 * 1024 * 1024;
 
@@ -271,7 +272,7 @@ async fn sync_bodies_are_refused_unread_for_devices_the_headers_rule_out() {
         held.push(head_only(&server, &push_head(&id, 1000, &fake_signature())).await);
     }
     let mut other = enrolled(&server).await;
-    until(|| server.state.limits.devices.in_progress() == 4).await;
+    until(|| server.state().limits.devices.in_progress() == 4).await;
     let busy = device.push(vec![]).await.unwrap_err();
     assert_eq!(busy.code(), ErrorCode::Busy);
     assert_eq!(busy.status, 429);
@@ -284,13 +285,13 @@ async fn sync_bodies_are_refused_unread_for_devices_the_headers_rule_out() {
     let reply = other.push(vec![doc]).await.expect("another device uploads");
     assert_eq!(reply.results[0].outcome(), DocOutcome::Accepted);
     drop(held);
-    until(|| server.state.limits.devices.in_progress() == 0).await;
+    until(|| server.state().limits.devices.in_progress() == 0).await;
     device.push(vec![]).await.expect("served again");
 
     // A revoked device is told so (and to wipe) without its body being read.
     let device_id = device.id.unwrap();
     server
-        .state
+        .state()
         .store
         .write(|tx| devices::revoke_device(tx, "test", &Scope::National, device_id, "lost"))
         .unwrap();
@@ -303,7 +304,7 @@ async fn sync_bodies_are_refused_unread_for_devices_the_headers_rule_out() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_enrolment_that_expands_beyond_its_small_limit_is_refused() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
     let mut device = SimDevice::new(server.http.clone(), &server.base);
     device.hello().await;
@@ -370,7 +371,7 @@ fn grievance(description: &str) -> Record {
 
 fn quarantine_reasons(server: &TestServer, doc_id: Uuid) -> Vec<String> {
     server
-        .state
+        .state()
         .store
         .read(|c| {
             let mut stmt = c
@@ -384,7 +385,7 @@ fn quarantine_reasons(server: &TestServer, doc_id: Uuid) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn record_documents_beyond_their_bounds_are_refused_and_quarantined() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
 
     // A grievance within bounds lands; comments past the cap, added later, do not.
@@ -426,7 +427,7 @@ async fn record_documents_beyond_their_bounds_are_refused_and_quarantined() {
     assert_eq!(quarantine_reasons(&server, doc_id), vec![r.reason.clone()]);
     // The server's copy, which devices receive, is the accepted one.
     let held: Vec<u8> = server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite()
@@ -491,11 +492,11 @@ async fn closed_by_server(stream: &mut TcpStream) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_ins_whose_clients_hang_up_run_at_most_the_hashing_cap_at_once() {
-    let server = TestServer::start(10).await;
+    let server = kit::demo(10).start();
     // Taken first: on a fast machine some abandoned hashes finish and count as failures, which
     // may pause the name and the address before the loop ends.
     let admin = server.token("admin").await;
-    let hashing = &server.state.limits.hashing;
+    let hashing = &server.state().limits.hashing;
     let body = r#"{"username": "admin", "password": "not the password"}"#;
     let request = format!(
         "POST /api/v1/auth/token HTTP/1.1\r\nhost: outpost\r\ncontent-type: application/json\r\n\
@@ -517,7 +518,7 @@ async fn log_ins_whose_clients_hang_up_run_at_most_the_hashing_cap_at_once() {
     until(|| hashing.running() == 0).await;
     // Whatever pauses the finished ones caused are not what this test is about.
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             tx.sqlite().execute("DELETE FROM login_throttle", [])?;
@@ -552,7 +553,7 @@ async fn log_ins_whose_clients_hang_up_run_at_most_the_hashing_cap_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_log_ins_and_enrolments_are_dropped_after_their_timeout_and_free_their_permits() {
-    let server = TestServer::start_with_limits(10, short_timeouts()).await;
+    let server = kit::demo(10).limits(short_timeouts()).start();
     let head = "POST /api/v1/auth/token HTTP/1.1\r\nhost: outpost\r\n\
                 content-type: application/json\r\ncontent-length: 64\r\n\r\n";
     let mut held = Vec::new();
@@ -570,7 +571,7 @@ async fn held_log_ins_and_enrolments_are_dropped_after_their_timeout_and_free_th
         ),
     )
     .await;
-    until(|| server.state.limits.logins.in_progress() == 4).await;
+    until(|| server.state().limits.logins.in_progress() == 4).await;
     assert_eq!(wrong_token_request(&server).await.status(), 429);
 
     // Each held log-in is answered 408 once its time is up, and its permit is freed.
@@ -583,8 +584,8 @@ async fn held_log_ins_and_enrolments_are_dropped_after_their_timeout_and_free_th
     let a = answer(&mut enrolment).await;
     let reply: ErrorReply = wire::decode("error", &a.body, false).unwrap();
     assert_eq!((a.status, reply.code()), (408, ErrorCode::Busy));
-    until(|| server.state.limits.logins.in_progress() == 0).await;
-    until(|| server.state.limits.anonymous.in_progress() == 0).await;
+    until(|| server.state().limits.logins.in_progress() == 0).await;
+    until(|| server.state().limits.anonymous.in_progress() == 0).await;
     assert_eq!(wrong_token_request(&server).await.status(), 401);
 
     // A connection that never finishes its request head is closed.
@@ -594,14 +595,14 @@ async fn held_log_ins_and_enrolments_are_dropped_after_their_timeout_and_free_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_body_that_stops_arriving_is_answered_408_and_frees_the_device() {
-    let server = TestServer::start_with_limits(40, short_timeouts()).await;
+    let server = kit::demo(40).limits(short_timeouts()).start();
     let mut device = enrolled(&server).await;
     let id = device.id.unwrap().to_string();
     let mut held = Vec::new();
     for _ in 0..4 {
         held.push(head_only(&server, &push_head(&id, 1000, &fake_signature())).await);
     }
-    until(|| server.state.limits.devices.in_progress() == 4).await;
+    until(|| server.state().limits.devices.in_progress() == 4).await;
     assert_eq!(
         device.push(vec![]).await.unwrap_err().code(),
         ErrorCode::Busy
@@ -616,16 +617,16 @@ async fn a_sync_body_that_stops_arriving_is_answered_408_and_frees_the_device() 
             reply.message
         );
     }
-    until(|| server.state.limits.devices.in_progress() == 0).await;
+    until(|| server.state().limits.devices.in_progress() == 0).await;
     device.push(vec![]).await.expect("served again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_keeps_its_permit_until_its_push_is_answered() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     // The writer's queue is full: uploads whose bodies are read and signatures checked wait.
-    let queue = server.state.limits.queued_batches.clone();
+    let queue = server.state().limits.queued_batches.clone();
     let full = queue.clone().acquire_many_owned(32).await.unwrap();
     let mut waiting = Vec::new();
     for _ in 0..4 {
@@ -641,15 +642,15 @@ async fn a_device_keeps_its_permit_until_its_push_is_answered() {
         }));
     }
     // Four pushes past their body, waiting for the queue, still count against the device.
-    until(|| server.state.limits.devices.in_progress() == 4).await;
+    until(|| server.state().limits.devices.in_progress() == 4).await;
     let busy = device.push(vec![]).await.unwrap_err();
     assert_eq!((busy.status, busy.code()), (429, ErrorCode::Busy));
-    assert_eq!(server.state.limits.devices.in_progress(), 4);
+    assert_eq!(server.state().limits.devices.in_progress(), 4);
     drop(full);
     for push in waiting {
         assert_eq!(push.await.unwrap(), 200);
     }
-    until(|| server.state.limits.devices.in_progress() == 0).await;
+    until(|| server.state().limits.devices.in_progress() == 0).await;
 }
 
 /// Text of `n` four-byte characters that no compression shrinks (a simple generator).
@@ -686,7 +687,7 @@ fn long_grievance(n: usize) -> Record {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_grievance_at_its_content_limits_can_still_be_closed_from_the_office() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     let (doc_id, _, dc) = device.new_record(&long_grievance(bounds::MAX_COMMENTS));
     let sent: usize = dc.changes.iter().map(Vec::len).sum();
@@ -696,7 +697,7 @@ async fn a_grievance_at_its_content_limits_can_still_be_closed_from_the_office()
     assert_eq!(r.outcome(), DocOutcome::Accepted, "{}", r.reason);
     for to in [GrievanceStatus::Resolved, GrievanceStatus::Closed] {
         server
-            .state
+            .state()
             .store
             .write(|tx| {
                 let sup = outpost_server::users::store::user_by_username(tx, SUP)?;
@@ -707,17 +708,17 @@ async fn a_grievance_at_its_content_limits_can_still_be_closed_from_the_office()
             .unwrap();
     }
     let g = server
-        .state
+        .state()
         .store
         .read(|c| outpost_server::sync::store::records::get_grievance(c, &Scope::National, doc_id))
         .unwrap();
     assert_eq!(g.comments.len(), bounds::MAX_COMMENTS);
-    assert_eq!(g.status, "CLOSED");
+    assert_eq!(g.status.as_str(), "CLOSED");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_document_leaves_a_small_quarantine_row() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     let (doc_id, _, dc) = device.new_record(&long_grievance(bounds::MAX_COMMENTS + 1));
     let sent = dc.changes.concat();
@@ -730,7 +731,7 @@ async fn an_oversized_document_leaves_a_small_quarantine_row() {
         "the record is too large: the grievance has 101 comments; at most 100 are accepted"
     );
     let (kept, hash, reason): (Vec<u8>, Vec<u8>, String) = server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite().query_row(

@@ -6,7 +6,8 @@ use std::collections::HashSet;
 
 use outpost_proto::wire::{Row, RowKind};
 use outpost_server::{devices::store as devices, registry::store::Scope};
-use outpost_tests::{fleet, harness::TestServer};
+use outpost_test_kit as kit;
+use outpost_tests::fleet;
 use uuid::Uuid;
 
 const DEVICES: usize = 60;
@@ -14,13 +15,13 @@ const RECORDS_PER_DEVICE: usize = 20;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_devices_syncing_at_once_lose_and_double_nothing() {
-    let server = TestServer::start(300).await;
+    let server = kit::demo(300).start();
     let areas = [("agent.n-mz", "N-MZ"), ("agent.n-ru", "N-RU")];
     let codes: Vec<String> = (0..DEVICES)
         .map(|i| {
             let (agent, area) = areas[i % 2];
             server
-                .state
+                .state()
                 .store
                 .write(|tx| {
                     devices::create_enrolment(tx, "test", &Scope::National, agent, area, None)
@@ -57,7 +58,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
 
     // Every record is on the server exactly once, and the money adds up.
     let (docs, paid): (i64, i64) = server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite().query_row(
@@ -74,7 +75,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
         "totals paid on the devices equal the server's"
     );
     let on_server: HashSet<Vec<u8>> = server
-        .state
+        .state()
         .store
         .read(|c| {
             let mut stmt = c
@@ -92,7 +93,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
     for d in &synced {
         let area = match d.id {
             Some(id) => server
-                .state
+                .state()
                 .store
                 .read(|c| {
                     Ok(c.sqlite().query_row(
@@ -107,7 +108,7 @@ async fn many_devices_syncing_at_once_lose_and_double_nothing() {
         for row in d.rows(RowKind::Beneficiary) {
             let Row::Beneficiary(b) = row else { continue };
             let path: String = server
-                .state
+                .state()
                 .store
                 .read(|c| {
                     Ok(c.sqlite().query_row(

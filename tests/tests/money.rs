@@ -10,7 +10,8 @@ use outpost_proto::{
     records::{Comment, Grievance, GrievanceStatus, Payout, Proof, Record},
     wire::{self, DocOutcome, Row, RowKind},
 };
-use outpost_tests::{device::SimDevice, harness::TestServer};
+use outpost_test_kit::{self as kit, TestServer};
+use outpost_tests::device::SimDevice;
 use reqwest::Method;
 use uuid::Uuid;
 
@@ -62,102 +63,15 @@ fn payout(e: &wire::Entitlement, collector: Uuid, minor: i64, currency: &str) ->
 
 fn count(server: &TestServer, sql: &str) -> i64 {
     server
-        .state
+        .state()
         .store
         .read(|c| Ok(c.sqlite().query_row(sql, [], |r| r.get(0))?))
         .unwrap()
 }
 
-/// A full web session (password, then the demo's TOTP code): its cookie and CSRF token.
-async fn web_session(server: &TestServer, username: &str) -> (reqwest::Client, String, String) {
-    let web = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let r = web
-        .post(server.url("/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!(
-            "username={username}&password={}",
-            outpost_server::demo::DEMO_PASSWORD
-        ))
-        .send()
-        .await
-        .unwrap();
-    let cookie = r
-        .headers()
-        .get("set-cookie")
-        .expect("a session cookie")
-        .to_str()
-        .unwrap()
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
-    let page = web
-        .get(server.url("/login/totp"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_of(&page);
-    // A step the harness has not spent for this user (its token took one already).
-    let code = server.code(username).await;
-    let r = web
-        .post(server.url("/login/totp"))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("code={code}&_csrf={csrf}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        r.headers().get("location").map(|v| v.to_str().unwrap()),
-        Some("/"),
-        "the second factor is accepted"
-    );
-    let page = web
-        .get(server.url("/"))
-        .header("cookie", &cookie)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = csrf_of(&page);
-    (web, cookie, csrf)
-}
-
-fn csrf_of(page: &str) -> String {
-    let at = page
-        .find("name=\"_csrf\" value=\"")
-        .unwrap_or_else(|| panic!("a CSRF field in {page}"));
-    let rest = &page[at + "name=\"_csrf\" value=\"".len()..];
-    rest[..rest.find('"').unwrap()].to_owned()
-}
-
-async fn get_page(
-    server: &TestServer,
-    web: &reqwest::Client,
-    cookie: &str,
-    path: &str,
-) -> (u16, String) {
-    let r = web
-        .get(server.url(path))
-        .header("cookie", cookie)
-        .send()
-        .await
-        .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn implausible_amounts_are_refused_and_every_total_still_answers() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let mut device = enrolled(&server).await;
     let (e, collector) = payable(&device).remove(0);
     let payroll = id(&e.payroll_id);
@@ -189,21 +103,21 @@ async fn implausible_amounts_are_refused_and_every_total_still_answers() {
     let (status, rec) = server.json(&token, Method::GET, &path, None).await;
     assert_eq!(status, 200, "{rec}");
     assert_eq!(rec["totals"]["paid_minor"], 0);
-    let (web, cookie, _) = web_session(&server, SUP).await;
-    let (status, _) = get_page(&server, &web, &cookie, "/").await;
+    let web = server.web_session(SUP).await;
+    let (status, _) = web.page("/").await;
     assert_eq!(status, 200, "the dashboard");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn amounts_stored_before_the_bound_still_reconcile_and_draw() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let device = enrolled(&server).await;
     let (e, collector) = payable(&device).remove(0);
     let payroll = id(&e.payroll_id);
     // Amounts accepted before the bound existed (written here as an older server stored
     // them) still reconcile and draw: totals are summed wide, never wrapped or refused.
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             for _ in 0..2 {
@@ -232,22 +146,18 @@ async fn amounts_stored_before_the_bound_still_reconcile_and_draw() {
     assert_eq!(status, 200, "{rec}");
     let paid = rec["totals"]["paid_minor"].to_string();
     assert_eq!(paid, (2 * i128::from(HUGE)).to_string(), "{rec}");
-    let (web, cookie, _) = web_session(&server, SUP).await;
-    let (status, page) = get_page(&server, &web, &cookie, "/").await;
+    let web = server.web_session(SUP).await;
+    let (status, page) = web.page("/").await;
     assert_eq!(status, 200, "the dashboard: {page}");
-    let (status, _) = get_page(
-        &server,
-        &web,
-        &cookie,
-        &format!("/payrolls/{payroll}/reconciliation"),
-    )
-    .await;
+    let (status, _) = web
+        .page(&format!("/payrolls/{payroll}/reconciliation"))
+        .await;
     assert_eq!(status, 200, "the reconciliation page");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payout_above_its_entitlement_or_in_another_currency_is_kept_and_flagged() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let mut device = enrolled(&server).await;
     let due = payable(&device);
     let (over, over_collector) = due[0].clone();
@@ -309,7 +219,7 @@ async fn a_payout_above_its_entitlement_or_in_another_currency_is_kept_and_flagg
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overpaying_within_the_plans_tolerance_is_no_exception() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let mut device = enrolled(&server).await;
     let due = payable(&device);
     let (within, within_collector) = due[0].clone();
@@ -322,7 +232,7 @@ async fn overpaying_within_the_plans_tolerance_is_no_exception() {
     // The plan allows 1.00 over (plans are created whole; this one is set as an
     // administrator's plan file would have it).
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             tx.sqlite().execute(
@@ -374,7 +284,7 @@ async fn overpaying_within_the_plans_tolerance_is_no_exception() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its_batch() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     let (e, collector) = payable(&device).remove(0);
     // A payout an older server accepted (stored here as it would have stored it).
@@ -382,7 +292,7 @@ async fn a_change_to_a_record_stored_before_the_bound_is_refused_not_failing_its
     let heads: Vec<u8> = doc.get_heads().iter().flat_map(|h| h.0).collect();
     let data = doc.save();
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             tx.sqlite().execute(
@@ -471,7 +381,7 @@ fn grievance_change(doc_id: Uuid, changes: Vec<Vec<u8>>) -> wire::DocChanges {
 /// The server's copy of a document and its comments as the office reads them.
 fn held(server: &TestServer, doc_id: Uuid) -> (Vec<u8>, Vec<serde_json::Value>) {
     let data = server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite()
@@ -481,7 +391,7 @@ fn held(server: &TestServer, doc_id: Uuid) -> (Vec<u8>, Vec<serde_json::Value>) 
         })
         .unwrap();
     let g = server
-        .state
+        .state()
         .store
         .read(|c| {
             outpost_server::sync::store::records::get_grievance(
@@ -496,7 +406,7 @@ fn held(server: &TestServer, doc_id: Uuid) -> (Vec<u8>, Vec<serde_json::Value>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server).await;
     let (e, _) = payable(&device).remove(0);
     let by = |author: &str, text: &str, minute: u32| Comment {
@@ -552,11 +462,11 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         r.results[0].reason
     );
 
-    let (web, cookie, _) = web_session(&server, SUP).await;
+    let web = server.web_session(SUP).await;
     let path = format!("/grievances/{doc_id}");
-    let (status, page) = get_page(&server, &web, &cookie, &path).await;
+    let (status, page) = web.page(&path).await;
     assert_eq!(status, 200);
-    let csrf = csrf_of(&page);
+    let csrf = kit::csrf_of(&page);
     assert!(
         page.contains(&format!("<strong>{AGENT}</strong>")),
         "{page}"
@@ -565,13 +475,11 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
 
     // The supervisor answers on the web: signed by the staff user.
     let r = web
-        .post(server.url(&format!("/grievances/{doc_id}/comment")))
-        .header("cookie", &cookie)
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("text=On+regarde&_csrf={csrf}"))
-        .send()
-        .await
-        .unwrap();
+        .post_form(
+            &format!("/grievances/{doc_id}/comment"),
+            &format!("text=On+regarde&_csrf={csrf}"),
+        )
+        .await;
     assert!(r.status().is_redirection(), "{}", r.status());
 
     // The device receives the supervisor's comment.
@@ -667,7 +575,7 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         r.results[0].reason
     );
     let g = server
-        .state
+        .state()
         .store
         .read(|c| {
             outpost_server::sync::store::records::get_grievance(
@@ -692,12 +600,12 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         signed.contains(&(AGENT, "Closed, nothing owed")),
         "{signed:?}"
     );
-    let (_, page) = get_page(&server, &web, &cookie, &path).await;
+    let (_, page) = web.page(&path).await;
     assert!(!page.contains("<strong>the supervisor</strong>"), "{page}");
 
     // Comments an older server materialised carry no id: they keep the signer they had.
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             tx.sqlite().execute(
@@ -726,7 +634,7 @@ async fn a_device_comment_is_signed_by_its_agent_whatever_it_claims() {
         r.results[0].reason
     );
     let g = server
-        .state
+        .state()
         .store
         .read(|c| {
             outpost_server::sync::store::records::get_grievance(

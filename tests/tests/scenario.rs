@@ -27,7 +27,8 @@ use outpost_server::{
     },
     users::store::{self as users, User},
 };
-use outpost_tests::{harness::TestServer, phone::Phone};
+use outpost_test_kit::{self as kit, TestServer};
+use outpost_tests::phone::Phone;
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -41,7 +42,7 @@ struct World {
 impl World {
     fn user(&self, name: &str) -> User {
         self.server
-            .state
+            .state()
             .store
             .read(|c| users::user_by_username(c, name))
             .unwrap()
@@ -61,7 +62,7 @@ impl World {
             let id = Uuid::parse_str(device).unwrap();
             let (on_server, paid): (BTreeSet<String>, i64) = self
                 .server
-                .state
+                .state()
                 .store
                 .read(|c| {
                     let mut stmt = c.sqlite().prepare("SELECT id FROM documents WHERE device_id = ?1")?;
@@ -133,8 +134,8 @@ fn first_due(due: &Value, goods: bool) -> &Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
-    let server = TestServer::start(80).await;
-    let store = &server.state.store;
+    let server = kit::demo(80).start();
+    let store = &server.state().store;
     let national = Scope::National;
 
     // Import: two new households in Mzimba, ACTIVE in the cash transfer.
@@ -172,7 +173,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     let maker = world.user("sup.north1");
     let report = world
         .server
-        .state
+        .state()
         .store
         .write(|tx| {
             payroll::generate(
@@ -188,7 +189,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     let new_payroll = report.payrolls[0];
     let task = world
         .server
-        .state
+        .state()
         .store
         .read(|c| tasks::open_for(c, TaskKind::PayrollApproval, new_payroll))
         .unwrap()
@@ -197,7 +198,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         let u = world.user(who);
         world
             .server
-            .state
+            .state()
             .store
             .write(|tx| tasks::decide(tx, &u, task.id, Verdict::Approve, "", true))
             .unwrap();
@@ -263,7 +264,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     // A timesheet for a road worker, a verification proposing a suspension, a grievance.
     let (project, worker): (Uuid, Uuid) = world
         .server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite().query_row(
@@ -332,7 +333,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     let gid = Uuid::parse_str(&grievance_id).unwrap();
     world
         .server
-        .state
+        .state()
         .store
         .write(|tx| {
             office::office_edit(tx, &sup, gid, |d| {
@@ -352,7 +353,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
         .unwrap();
     let verification = world
         .server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite().query_row(
@@ -365,7 +366,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     let u = world.user("sup.north2");
     world
         .server
-        .state
+        .state()
         .store
         .write(|tx| {
             tasks::decide_subject(
@@ -424,7 +425,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     // Reconciliation of the new payroll, and its sign-off.
     let r = world
         .server
-        .state
+        .state()
         .store
         .read(|c| rec::reconcile_payroll(c, &national, new_payroll))
         .unwrap();
@@ -438,26 +439,26 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     for e in r.report.exceptions.clone() {
         world
             .server
-            .state
+            .state()
             .store
             .write(|tx| rec::resolve(tx, &sup, new_payroll, &e.key, "checked with the agent"))
             .unwrap();
     }
     let sign = world
         .server
-        .state
+        .state()
         .store
         .write(|tx| rec::request_sign_off(tx, &sup, new_payroll))
         .unwrap();
     world
         .server
-        .state
+        .state()
         .store
         .write(|tx| tasks::decide(tx, &sup2, sign, Verdict::Approve, "", true))
         .unwrap();
     let closed = world
         .server
-        .state
+        .state()
         .store
         .read(|c| payroll::get_payroll(c, &national, new_payroll))
         .unwrap();
@@ -470,7 +471,7 @@ async fn a_cycle_from_import_to_sign_off_keeps_every_record_once() {
     world.sync_all();
     let r = world
         .server
-        .state
+        .state()
         .store
         .read(|c| rec::reconcile_payroll(c, &national, new_payroll))
         .unwrap();

@@ -7,7 +7,8 @@ use outpost_proto::{
     records::{self, Comment, Grievance, GrievanceStatus, Payout, Proof, Record},
     wire::{self, DocOutcome, ErrorCode, ReplicaRequest, Row, RowKind},
 };
-use outpost_tests::{device::SimDevice, harness::TestServer};
+use outpost_test_kit::{self as kit, TestServer};
+use outpost_tests::device::SimDevice;
 use reqwest::Method;
 use serde_json::json;
 use uuid::Uuid;
@@ -68,7 +69,7 @@ fn payout_for(e: &wire::Entitlement, collector: Uuid) -> Record {
 
 fn count(server: &TestServer, sql: &str) -> i64 {
     server
-        .state
+        .state()
         .store
         .read(|c| Ok(c.sqlite().query_row(sql, [], |r| r.get(0))?))
         .unwrap()
@@ -76,7 +77,7 @@ fn count(server: &TestServer, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolment_codes_are_single_use_and_expire() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = SimDevice::new(server.http.clone(), &server.base);
     device.hello().await;
 
@@ -106,7 +107,7 @@ async fn enrolment_codes_are_single_use_and_expire() {
 
     let old = server.enrolment_code(SUP, AGENT, AREA).await;
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             Ok(tx.sqlite().execute(
@@ -142,7 +143,7 @@ async fn enrolment_codes_are_single_use_and_expire() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forged_replayed_and_stale_requests_are_refused() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server, AREA).await;
     let body = prost::Message::encode_to_vec(&ReplicaRequest {
         cursor: 0,
@@ -229,7 +230,7 @@ async fn forged_replayed_and_stale_requests_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_bodies_and_versions_get_clear_codes() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server, AREA).await;
 
     let v = device
@@ -295,7 +296,7 @@ async fn bad_bodies_and_versions_get_clear_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
-    let server = TestServer::start(120).await;
+    let server = kit::demo(120).start();
     let mut whole = enrolled(&server, AREA).await;
     let pages = whole.sync_replica(0).await.unwrap();
     assert_eq!(pages, 1);
@@ -384,7 +385,7 @@ async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
-    let server = TestServer::start(80).await;
+    let server = kit::demo(80).start();
     let mut north = enrolled(&server, "N-MZ-01").await;
     north.sync_replica(0).await.unwrap();
     let mut ru = enrolled_as(&server, SUP, "agent.n-ru", "N-RU").await;
@@ -448,7 +449,7 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
 
     // The household (and its people) move to a village in N-RU, as a re-import would do.
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             tx.sqlite().execute(
@@ -516,7 +517,7 @@ async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_merge_once_whatever_the_network_does() {
-    let server = TestServer::start(80).await;
+    let server = kit::demo(80).start();
     let mut device = enrolled(&server, AREA).await;
     device.sync_replica(0).await.unwrap();
     let (e, collector) = payable(&device);
@@ -644,7 +645,7 @@ fn hex(b: &[u8]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
-    let server = TestServer::start(80).await;
+    let server = kit::demo(80).start();
     let mut device = enrolled(&server, AREA).await;
     device.sync_replica(0).await.unwrap();
     let (e, collector) = payable(&device);
@@ -654,7 +655,7 @@ async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
     let (_, _, wrong_collector) = device.new_record(&payout_for(&e, Uuid::now_v7()));
     // A beneficiary outside the device's assignment (in the south).
     let south: Uuid = server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite().query_row(
@@ -731,7 +732,7 @@ async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let mut a = enrolled(&server, AREA).await;
     let mut b = enrolled(&server, AREA).await;
     let mut south = enrolled_as(&server, "sup.south1", "agent.s-ck", "S-CK").await;
@@ -803,7 +804,7 @@ async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
         );
     }
     let (status, comments): (String, String) = server
-        .state
+        .state()
         .store
         .read(|c| {
             Ok(c.sqlite()
@@ -823,7 +824,7 @@ async fn changes_made_elsewhere_reach_the_devices_that_follow_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_device_is_refused_and_told_to_wipe() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server, AREA).await;
     device.sync_replica(0).await.unwrap();
     let token = server.token(SUP).await;
@@ -874,7 +875,7 @@ async fn a_revoked_device_is_refused_and_told_to_wipe() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cards_verify_offline_and_a_reissue_revokes_the_old_serial() {
-    let server = TestServer::start(40).await;
+    let server = kit::demo(40).start();
     let mut device = enrolled(&server, AREA).await;
     device.sync_replica(0).await.unwrap();
     let beneficiary = device
@@ -963,20 +964,11 @@ async fn cards_verify_offline_and_a_reissue_revokes_the_old_serial() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_server_speaks_tls_with_rustls() {
-    let dir = tempfile::tempdir().unwrap();
     let cert = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let mut server = TestServer::start_with(10, Some((&cert_path, &key_path))).await;
+    let server = kit::demo(10)
+        .https(&cert.cert.pem(), &cert.signing_key.serialize_pem())
+        .start();
     assert!(server.base.starts_with("https://"));
-    let port = server.base.rsplit(':').next().unwrap().to_owned();
-    server.http = reqwest::Client::builder()
-        .tls_certs_only([reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap()])
-        .resolve("localhost", format!("127.0.0.1:{port}").parse().unwrap())
-        .build()
-        .unwrap();
-    server.base = format!("https://localhost:{port}");
     let code = server.enrolment_code(SUP, AGENT, AREA).await;
     let mut device = SimDevice::new(server.http.clone(), &server.base);
     device.hello().await;
@@ -987,7 +979,7 @@ async fn the_server_speaks_tls_with_rustls() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn field_records_edge_cases_are_refused_per_document_not_per_server() {
-    let server = TestServer::start(80).await;
+    let server = kit::demo(80).start();
     let mut device = enrolled(&server, AREA).await;
     device.sync_replica(0).await.unwrap();
     let at = DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00").unwrap();
@@ -1146,7 +1138,7 @@ async fn field_records_edge_cases_are_refused_per_document_not_per_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
-    let server = TestServer::start(60).await;
+    let server = kit::demo(60).start();
     let mut north = enrolled(&server, AREA).await;
     let mut south = enrolled_as(&server, "sup.south1", "agent.s-ck", "S-CK").await;
     // A grievance with no beneficiary belongs to the assignment it came from.
@@ -1176,7 +1168,7 @@ async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
     // and a code created before the account was disabled no longer enrols.
     let code = server.enrolment_code(SUP, AGENT, AREA).await;
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             Ok(tx.sqlite().execute(
@@ -1195,7 +1187,7 @@ async fn a_record_stays_with_its_area_and_a_disabled_agent_stops_syncing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn revoked_cards_follow_their_beneficiary_to_a_new_area() {
-    let server = TestServer::start(80).await;
+    let server = kit::demo(80).start();
     let mut mz = enrolled(&server, "N-MZ-01").await;
     mz.sync_replica(0).await.unwrap();
     let household = mz
@@ -1220,7 +1212,7 @@ async fn revoked_cards_follow_their_beneficiary_to_a_new_area() {
         assert_eq!(status, 201);
     }
     server
-        .state
+        .state()
         .store
         .write(|tx| {
             Ok(tx.sqlite().execute(

@@ -1,10 +1,7 @@
-//! A real `outpost-server` process with the demo programme, and real devices over encrypted
-//! database files, for the core's tests.
+//! A real `outpost-server` process with the demo programme (from the test kit), and real
+//! devices over encrypted database files, for the core's tests.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
 use outpost_core::{Outpost, types::*};
@@ -12,122 +9,36 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 pub const PIN: &str = "2580";
-pub const DEMO_PASSWORD: &str = "outpost-demo-2026";
 
-/// The server binary the root workspace builds (`scripts/test` builds it first).
-pub fn server_bin() -> PathBuf {
-    if let Ok(p) = std::env::var("OUTPOST_SERVER_BIN") {
-        return p.into();
-    }
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/debug/outpost-server");
-    assert!(
-        p.exists(),
-        "{} is missing: run `cargo build -p outpost-server` at the repository root first \
-         (scripts/test does)",
-        p.display()
-    );
-    p
-}
+/// The server binary with the demo programme (the test kit's), for the core's tests.
+pub struct Server(outpost_test_kit::TestServer);
 
-pub struct Server {
-    child: Child,
-    pub url: String,
-    pub dir: TempDir,
-    http: reqwest::blocking::Client,
-    tokens: std::sync::Mutex<std::collections::HashMap<String, String>>,
-}
+impl std::ops::Deref for Server {
+    type Target = outpost_test_kit::TestServer;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn deref(&self) -> &outpost_test_kit::TestServer {
+        &self.0
     }
 }
 
 impl Server {
     /// A server with the demo programme (`households` households), on a loopback port.
     pub fn start(households: usize) -> Server {
-        Self::start_with(households, tempfile::tempdir().unwrap(), &[])
+        Server(outpost_test_kit::demo(households).start())
     }
 
-    /// A server speaking HTTPS with this certificate and key (PEM), written into its directory.
+    /// A server speaking HTTPS with this certificate and key (PEM).
     pub fn start_tls(households: usize, cert_pem: &str, key_pem: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-        std::fs::write(&cert, cert_pem).unwrap();
-        std::fs::write(&key, key_pem).unwrap();
-        let (cert, key) = (
-            cert.to_string_lossy().into_owned(),
-            key.to_string_lossy().into_owned(),
-        );
-        Self::start_with(
-            households,
-            dir,
-            &["--tls-cert", cert.as_str(), "--tls-key", key.as_str()],
+        Server(
+            outpost_test_kit::demo(households)
+                .https(cert_pem, key_pem)
+                .start(),
         )
-    }
-
-    fn start_with(households: usize, dir: TempDir, serve_args: &[&str]) -> Server {
-        let data = dir.path().join("data");
-        let out = Command::new(server_bin())
-            .arg("--data")
-            .arg(&data)
-            .args(["demo", "--households", &households.to_string()])
-            .args(["--as-of", &demo_day()])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "demo: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut child = Command::new(server_bin())
-            .arg("--data")
-            .arg(&data)
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(serve_args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
-            .to_owned();
-        Server {
-            child,
-            url,
-            dir,
-            http: {
-                // The core's own client brings its TLS configuration; this one uses the
-                // process-wide provider (ring, as the core does).
-                let _ = rustls::crypto::ring::default_provider().install_default();
-                reqwest::blocking::Client::new()
-            },
-            tokens: Default::default(),
-        }
     }
 
     /// Runs a server subcommand on the same data directory; its JSON output.
     pub fn cli(&self, args: &[&str]) -> Value {
-        let out = Command::new(server_bin())
-            .arg("--data")
-            .arg(self.dir.path().join("data"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        self.0.cli_json(args)
     }
 
     /// A one-time enrolment code for an agent and an assignment.
@@ -138,51 +49,16 @@ impl Server {
             .to_owned()
     }
 
-    /// A token for a demo user, one per user and server: a token costs a code from the
-    /// authenticator app (the demo's published secret, from `outpost-server totp-code`), and a
-    /// code is accepted once per 30-second step.
+    /// A token for a demo user, one per user and server (a token costs a fresh TOTP code).
     pub fn token(&self, user: &str) -> String {
-        if let Some(t) = self.tokens.lock().unwrap().get(user) {
-            return t.clone();
-        }
-        let out = Command::new(server_bin())
-            .arg("totp-code")
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "totp-code");
-        let code = String::from_utf8(out.stdout).unwrap().trim().to_owned();
-        let r: Value = self
-            .http
-            .post(format!("{}/api/v1/auth/token", self.url))
-            .header("content-type", "application/json")
-            .body(json!({"username": user, "password": DEMO_PASSWORD, "code": code}).to_string())
-            .send()
-            .unwrap()
-            .bytes()
-            .map(|b| serde_json::from_slice(&b).unwrap_or(Value::Null))
-            .unwrap();
-        let token = r["token"].as_str().expect("a token").to_owned();
-        self.tokens
-            .lock()
-            .unwrap()
-            .insert(user.to_owned(), token.clone());
-        token
+        self.block_on(self.0.token(user))
     }
 
     /// Calls the staff API as `user`.
     pub fn api(&self, user: &str, method: &str, path: &str, body: Value) -> (u16, Value) {
         let token = self.token(user);
-        let r = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.url))
-            .bearer_auth(token)
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .unwrap();
-        let status = r.status().as_u16();
-        let body = r.bytes().unwrap();
-        (status, serde_json::from_slice(&body).unwrap_or(Value::Null))
+        let method = method.parse().expect("an HTTP method");
+        self.block_on(self.0.json(&token, method, path, Some(body)))
     }
 
     /// Issues a card for a beneficiary; returns its QR text.
@@ -210,7 +86,7 @@ impl Server {
 
     /// Reads the server's database directly (it runs in WAL, so this is safe beside it).
     pub fn sql<T>(&self, sql: &str, f: impl FnOnce(&rusqlite::Row) -> rusqlite::Result<T>) -> T {
-        let conn = rusqlite::Connection::open(self.dir.path().join("data/registry.db")).unwrap();
+        let conn = rusqlite::Connection::open(self.data().join("registry.db")).unwrap();
         conn.query_row(sql, [], f).unwrap()
     }
 }
@@ -258,7 +134,7 @@ impl Device {
         let e = self
             .core
             .enrol(
-                server.url.clone(),
+                server.base.clone(),
                 code,
                 PIN.into(),
                 "test phone".into(),
@@ -311,16 +187,14 @@ impl Device {
     }
 }
 
-/// The day the tests' demo programmes are generated as of: this test process's today (in
-/// the local zone, as the device sees it), taken once, so a run that crosses midnight still
-/// pays inside the cycle it made.
+/// The day the tests' demo programmes are generated as of (the kit's: this test process's
+/// today in the local zone, as the device sees it, taken once).
 pub fn demo_day() -> String {
     demo_date().to_string()
 }
 
 pub fn demo_date() -> chrono::NaiveDate {
-    static DAY: std::sync::OnceLock<chrono::NaiveDate> = std::sync::OnceLock::new();
-    *DAY.get_or_init(|| chrono::Local::now().date_naive())
+    outpost_test_kit::today()
 }
 
 /// The first member who may collect.

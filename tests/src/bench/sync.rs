@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use outpost_proto::wire::{self, DocChanges, PushReply, PushRequest, RowKind};
 use outpost_server::{devices::store as devices, registry::store::Scope, sync::store::replica};
-use outpost_tests::{device::SimDevice, harness::TestServer};
+use outpost_test_kit as kit;
+use outpost_tests::device::SimDevice;
 
 use super::{Figure, figure};
 
@@ -18,7 +19,7 @@ pub fn ingest(quick: bool) -> Vec<Figure> {
     };
     const BATCH: usize = 250;
     runtime().block_on(async {
-        let server = TestServer::start(households).await;
+        let server = kit::demo(households).start();
         let mut fleet = Vec::new();
         for i in 0..devices {
             let (agent, area) = if i % 2 == 0 {
@@ -27,7 +28,7 @@ pub fn ingest(quick: bool) -> Vec<Figure> {
                 ("agent.n-ru", "N-RU")
             };
             let code = server
-                .state
+                .state()
                 .store
                 .write(|tx| {
                     devices::create_enrolment(tx, "bench", &Scope::National, agent, area, None)
@@ -118,10 +119,10 @@ pub fn replica_download(quick: bool) -> Vec<Figure> {
     // The demo enrols each household in three plans; region N holds half of them.
     let households = if quick { 1_400 } else { 6_700 };
     runtime().block_on(async {
-        let server = TestServer::start(households).await;
+        let server = kit::demo(households).start();
         // The demo's agents each cover a district; this one is given the whole region N.
         let code = server
-            .state
+            .state()
             .store
             .write(|tx| {
                 tx.sqlite().execute(
@@ -146,7 +147,7 @@ pub fn replica_download(quick: bool) -> Vec<Figure> {
         // The server's own share: building every page, without HTTP.
         let start = Instant::now();
         server
-            .state
+            .state()
             .store
             .read(|c| {
                 let mut cursor = 0;

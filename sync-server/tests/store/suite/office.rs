@@ -1516,7 +1516,7 @@ fn wrong_codes_are_counted_apart_from_passwords_and_pause_the_account_and_its_to
 #[test]
 fn a_paused_name_keeps_its_sessions_unknown_names_pause_alike_and_addresses_are_throttled() {
     let o = office();
-    let codes = sessions::testing::FreshCodes::default();
+    let codes = outpost_test_kit::FreshCodes::default();
     let u = o.user("sup.north1");
     let sessions::LogIn::Opened(cookie) =
         sessions::log_in(&o.store, "sup.north1", demo::DEMO_PASSWORD, ADDRESS).unwrap()
@@ -1528,9 +1528,9 @@ fn a_paused_name_keeps_its_sessions_unknown_names_pause_alike_and_addresses_are_
         .read(|c| sessions::session(c, &cookie))
         .unwrap()
         .unwrap();
-    let (code, wait) = codes
-        .next("sup.north1", sessions::DEMO_TOTP_SECRET)
-        .unwrap();
+    let (code, wait) = codes.next("sup.north1", |at| {
+        sessions::code_at(sessions::DEMO_TOTP_SECRET, at).unwrap()
+    });
     std::thread::sleep(wait);
     let outcome = o
         .store
