@@ -186,12 +186,14 @@ pub struct Generate {
 
 impl PageForm for Generate {}
 
-pub async fn generate(State(state): State<AppState>, posted: Posted<Generate>) -> Response {
-    let Posted {
+pub async fn generate(
+    State(state): State<AppState>,
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<Generate>,
+) -> Response {
     write(&state, &s, &back, "generated", move |tx, u| {
         let report = payroll::generate(tx, &u.actor(), &u.scope(), &f.plan, &f.cycle)?;
         if report.entitlements_created == 0 {
@@ -551,13 +553,12 @@ impl PageForm for Resolve {
 pub async fn resolve(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<Resolve>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<Resolve>,
+) -> Response {
     write(&state, &s, &back, "resolved", move |tx, u| {
         rec::resolve(tx, u, id, &f.key, &f.reason)
     })
@@ -584,13 +585,12 @@ impl PageForm for Float {
 pub async fn float(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<Float>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<Float>,
+) -> Response {
     write(&state, &s, &back, "float", move |tx, u| {
         let p = payroll::get_payroll(tx, &u.scope(), id)?;
         let quantity = if f.holding == p.currency.as_str() {
@@ -624,11 +624,10 @@ impl PageForm for Button {}
 pub async fn sign_off(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<Button>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s, back, ..
-    } = posted;
+    }: Posted<Button>,
+) -> Response {
     write(&state, &s, &back, "sign_off_requested", move |tx, u| {
         rec::request_sign_off(tx, u, id)
     })
@@ -697,13 +696,12 @@ impl PageForm for Decide {
 pub async fn decide(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<Decide>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<Decide>,
+) -> Response {
     let verdict = match f.verdict.as_str() {
         "approve" => Verdict::Approve,
         "reject" => Verdict::Reject,
@@ -804,13 +802,12 @@ impl PageForm for GrievanceComment {}
 pub async fn grievance_comment(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<GrievanceComment>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<GrievanceComment>,
+) -> Response {
     write(&state, &s, &back, "commented", move |tx, u| {
         let text = f.text.trim().to_owned();
         if text.is_empty() {
@@ -838,13 +835,12 @@ impl PageForm for GrievanceMove {}
 pub async fn grievance_status(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<GrievanceMove>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<GrievanceMove>,
+) -> Response {
     write(&state, &s, &back, "updated", move |tx, u| {
         let to = GrievanceStatus::parse(&f.status)
             .ok_or_else(|| Error::Invalid(format!("'{}' is not a grievance status", f.status)))?;
@@ -937,12 +933,14 @@ pub struct Enrol {
 impl PageForm for Enrol {}
 
 /// Creates a one-time code and shows it once, as text and as a QR code for the app to scan.
-pub async fn enrol_device(State(state): State<AppState>, posted: Posted<Enrol>) -> Response {
-    let Posted {
+pub async fn enrol_device(
+    State(state): State<AppState>,
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<Enrol>,
+) -> Response {
     let user = s.user.clone();
     let made = db(&state, move |st| {
         st.write(|tx| {
@@ -1005,13 +1003,12 @@ impl PageForm for Revoke {
 pub async fn revoke_device(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
-    posted: Posted<Revoke>,
-) -> Response {
-    let Posted {
+    Posted {
         session: s,
         form: f,
         back,
-    } = posted;
+    }: Posted<Revoke>,
+) -> Response {
     write(&state, &s, &back, "revoked", move |tx, u| {
         devices::revoke_device(tx, &u.actor(), &u.scope(), id, &f.reason)
     })
