@@ -1,6 +1,7 @@
 //! The SQLite backend's own tests: what only a SQLite file shows (its bytes on disk, its
 //! write-ahead log, rows changed behind the store's back) and the key file beside it. What
-//! every backend must do is in the conformance suite (`tests/store/`), which runs here too.
+//! every backend must do is in the conformance suite (`tests/store/`), whose own `sqlite.rs`
+//! runs it on SQLite.
 
 use outpost_server::{
     Error,

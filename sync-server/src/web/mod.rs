@@ -487,7 +487,10 @@ impl<T: PageForm> axum::extract::FromRequest<AppState> for Posted<T> {
                 .await
                 .map_err(IntoResponse::into_response)?;
         let back = form.back(&path);
-        check_csrf(&session, &headers, csrf.as_deref()).map_err(|e| after(&back, Err(e)))?;
+        // A form carries its token as a field; one without it is refused, whatever headers
+        // came with it (the header is for htmx's requests, not forms).
+        let sent = Some(csrf.as_deref().unwrap_or_default());
+        check_csrf(&session, &headers, sent).map_err(|e| after(&back, Err(e)))?;
         Ok(Posted {
             session,
             form,
