@@ -135,6 +135,7 @@ mod heap {
     }
 }
 
+mod national;
 mod reconcile;
 mod sync;
 
@@ -144,6 +145,7 @@ const BENCHMARKS: &[&str] = &[
     "reconcile",
     "sync-ingest",
     "replica",
+    "national",
     "fleet",
     "device",
 ];
@@ -287,6 +289,7 @@ fn run_one(name: &str, quick: bool) -> Vec<Figure> {
         "reconcile" => reconcile::run(&dir, if quick { 100_000 } else { 1_000_000 }),
         "sync-ingest" => sync::ingest(quick),
         "replica" => sync::replica_download(quick),
+        "national" => national::run(&dir, quick),
         "fleet" => sync::fleet(quick),
         other => panic!("unknown benchmark {other}; known: {BENCHMARKS:?}"),
     };

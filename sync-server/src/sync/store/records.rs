@@ -982,6 +982,9 @@ fn materialise(
     Ok(())
 }
 
+/// A change as `doc_changes` holds it: document id, record kind, change bytes.
+type LoggedChange = (Vec<u8>, String, Vec<u8>);
+
 /// Changes to records in the device's assignment made elsewhere (other devices, the office),
 /// after `cursor`, up to about `max_bytes`.
 pub fn changes_since(
@@ -1006,29 +1009,33 @@ pub fn changes_since(
             "the changes cursor is ahead of the server (restored from a backup?); start again from 0",
         ));
     }
-    let mut stmt = conn.sqlite().prepare_cached(&format!(
+    let partitions = super::partitions(conn.sqlite(), assignment_path, false)?;
+    let mut statements = super::statements(
+        conn.sqlite(),
         "SELECT c.seq, c.doc_id, d.kind, c.data FROM doc_changes c JOIN documents d ON d.id = c.doc_id
-         WHERE c.seq > ?3 AND (c.device_id IS NULL OR c.device_id <> ?1)
-           AND {}
+         WHERE c.path = ?1 AND c.seq > ?2 AND (c.device_id IS NULL OR c.device_id <> ?3)
          ORDER BY c.seq",
-        crate::areas::store::under_path("c.path", "?2")
-    ))?;
-    let mut rows = stmt.query(params![device_id, assignment_path, cursor as i64])?;
+        partitions.len(),
+    )?;
+    let mut rows = super::Merged::open(
+        &mut statements,
+        &partitions,
+        |stmt, partition| stmt.query(params![partition.path, cursor as i64, device_id]),
+        |r| -> rusqlite::Result<(u64, LoggedChange)> {
+            Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
+        },
+    )?;
     let mut reply = ChangesReply {
         next_cursor: cursor,
         ..Default::default()
     };
     let mut bytes = 0usize;
     let mut index: std::collections::HashMap<Vec<u8>, usize> = Default::default();
-    while let Some(r) = rows.next()? {
+    while let Some((seq, (doc_id, kind, data))) = rows.next()? {
         if bytes >= budget {
             reply.more = true;
             break;
         }
-        let seq: u64 = r.get(0)?;
-        let doc_id: Vec<u8> = r.get(1)?;
-        let kind: String = r.get(2)?;
-        let data: Vec<u8> = r.get(3)?;
         reply.next_cursor = seq;
         bytes += data.len() + 4;
         let at = *index.entry(doc_id.clone()).or_insert_with(|| {

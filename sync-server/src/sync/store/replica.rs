@@ -1,10 +1,12 @@
 //! Replica download: pages of the registry rows in a device's assignment, behind a cursor.
 //!
 //! The cursor is a position in `replica_log`, which triggers fill whenever a row devices hold
-//! changes (see `0002_sync.sql`). A page walks the log from the cursor, keeps the entries whose
-//! path is in the assignment, and sends each row's *current* state, or a tombstone when the row
-//! is no longer in the assignment. So a device that stops mid-download resumes from any page,
-//! and a device never receives a row outside its assignment.
+//! changes (see `0002_sync.sql`), filed under the row's partition and compacted to one entry
+//! per row and partition (`0010_partitions.sql`). A page reads the assignment's partitions
+//! from the cursor (see [`super::Merged`]) and sends each row's *current* state, or a
+//! tombstone when the row is no longer in the assignment. So a device that stops
+//! mid-download resumes from any page, a device never receives a row outside its assignment,
+//! and a first download reads the live rows of its partitions, not their history.
 
 use std::collections::HashSet;
 
@@ -16,11 +18,7 @@ use uuid::Uuid;
 
 use crate::store::ReadTx;
 use crate::{Error, Result};
-use crate::{
-    areas::store::{Scope, under_path},
-    devices::store::days_since_epoch,
-    store::date_column,
-};
+use crate::{areas::store::Scope, devices::store::days_since_epoch, store::date_column};
 
 /// A page stops growing once its rows reach this many encoded bytes, unless the device asks
 /// for less.
@@ -55,31 +53,40 @@ pub fn page(
     let scope = Scope::Area {
         path: assignment_path.to_owned(),
     };
-    let mut stmt = conn.sqlite().prepare_cached(&format!(
+    let partitions = super::partitions(conn.sqlite(), assignment_path, true)?;
+    let mut statements = super::statements(
+        conn.sqlite(),
         "SELECT seq, kind, row_id FROM replica_log
-         WHERE seq > ?2 AND (path = '' OR {}
-               -- locations above the assignment, whose names the device shows
-               OR (kind = 1 AND {}))
-         ORDER BY seq",
-        under_path("path", "?1"),
-        under_path("?1", "path"),
-    ))?;
-    let mut entries = stmt.query(params![assignment_path, cursor as i64])?;
+         WHERE path = ?1 AND seq > ?2 AND (?3 = 0 OR kind = 1) ORDER BY seq",
+        partitions.len(),
+    )?;
+    let mut entries = super::Merged::open(
+        &mut statements,
+        &partitions,
+        |stmt, partition| {
+            stmt.query(params![
+                partition.path,
+                cursor as i64,
+                partition.locations_only
+            ])
+        },
+        |r| Ok((r.get(0)?, (r.get::<_, i32>(1)?, r.get::<_, Vec<u8>>(2)?))),
+    )?;
     let mut page = ReplicaPage {
         next_cursor: cursor,
         ..Default::default()
     };
     let mut seen = HashSet::new();
     let mut bytes = 0usize;
-    while let Some(entry) = entries.next()? {
+    while let Some((seq, (kind, id))) = entries.next()? {
         if bytes >= budget {
             page.more = true;
             break;
         }
-        let seq: u64 = entry.get(0)?;
-        let kind: i32 = entry.get(1)?;
-        let id: Vec<u8> = entry.get(2)?;
         page.next_cursor = seq;
+        // Within a partition the log holds one entry per row (compacted as it is written),
+        // but a page can meet a row in two: a household that moved between two villages of
+        // the assignment is filed under both. What is sent is the row as it is now, once.
         if !seen.insert((kind, id.clone())) {
             continue;
         }

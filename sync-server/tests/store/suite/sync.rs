@@ -155,3 +155,77 @@ fn a_cursor_ahead_of_the_server_is_refused() {
             .is_ok()
     );
 }
+
+/// The replica log keeps one entry per row and partition, however often the row changes: a
+/// first download reads the live rows, not their history, and a device that already holds
+/// the row receives it once more, as it is now.
+#[test]
+fn the_replica_log_holds_each_row_once_however_often_it_changes() {
+    use outpost_proto::BeneficiaryStatus;
+    use outpost_server::{areas::store::Scope, registry::store as registry};
+    let dir = tempfile::tempdir().unwrap();
+    let store = demo_store(dir.path());
+    let logged = || store.read(|c| c.row_count("replica_log")).unwrap();
+    let head = |cursor| {
+        let mut cursor = cursor;
+        let mut rows = Vec::new();
+        loop {
+            let page = store.read(|c| replica::page(c, "N", cursor, 0)).unwrap();
+            rows.extend(page.rows);
+            cursor = page.next_cursor;
+            if !page.more {
+                return (cursor, rows);
+            }
+        }
+    };
+    let (cursor, first) = head(0);
+    let before = logged();
+    let beneficiary = store
+        .read(|c| {
+            registry::list_beneficiaries(
+                c,
+                &Scope::Area { path: "N".into() },
+                None,
+                Some(BeneficiaryStatus::Active),
+                1,
+                0,
+            )
+        })
+        .unwrap()
+        .remove(0);
+    for to in [BeneficiaryStatus::Suspended, BeneficiaryStatus::Active].repeat(5) {
+        store
+            .write(|tx| {
+                registry::change_status(
+                    tx,
+                    "user:sup",
+                    &Scope::National,
+                    beneficiary.id,
+                    to,
+                    "field check",
+                )
+            })
+            .unwrap();
+    }
+    assert_eq!(
+        logged(),
+        before,
+        "ten status changes left one entry for the row"
+    );
+
+    let (_, again) = head(cursor);
+    let ids: Vec<_> = again
+        .iter()
+        .map(|r| match &r.row {
+            Some(outpost_proto::wire::Row::Beneficiary(b)) => (b.id.clone(), b.status.clone()),
+            other => panic!("only the changed beneficiary comes after the head: {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(beneficiary.id.as_bytes().to_vec(), "ACTIVE".to_owned())]
+    );
+    // From the start, the same rows as before the changes: none twice.
+    let (_, fresh) = head(0);
+    assert_eq!(fresh.len(), first.len());
+}
