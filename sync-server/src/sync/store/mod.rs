@@ -65,13 +65,17 @@ pub(crate) fn partitions(
 }
 
 /// One cached statement per partition: each partition's range is read by a query of its own,
-/// all open at once while a page is merged.
+/// all open at once while a page is merged. The connection's cache keeps one statement per
+/// SQL text, so each slot's text is made distinct (a comment), or every page would prepare
+/// all but one of them again.
 pub(crate) fn statements<'c>(
     conn: &'c Connection,
     sql: &str,
     count: usize,
 ) -> Result<Vec<CachedStatement<'c>>> {
-    (0..count).map(|_| Ok(conn.prepare_cached(sql)?)).collect()
+    (0..count)
+        .map(|slot| Ok(conn.prepare_cached(&format!("{sql}\n-- partition slot {slot}"))?))
+        .collect()
 }
 
 /// The entries of several partitions' ranges, each already in `seq` order, merged into one
