@@ -30,6 +30,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const REPLICA_PAGE_BYTES: u32 = 512 * 1024;
 /// Upload batches stay under this many body bytes (the server's limit is far above).
 const PUSH_BATCH_BYTES: usize = 1024 * 1024;
+/// Times a sync waits and asks again when the server says it is busy (`429` or `503` with
+/// `BUSY`), each wait twice the last, before it gives up until the next sync.
+const BUSY_RETRIES: u32 = 5;
+/// The longest single wait, whatever the server's `Retry-After` says.
+const BUSY_WAIT_CAP: Duration = Duration::from_secs(120);
 
 /// One device identity talking to one server.
 pub struct Client {
@@ -41,6 +46,8 @@ pub struct Client {
     pub offset_ms: i64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// The `Retry-After` of the last `BUSY` answer.
+    pub retry_after: Option<Duration>,
 }
 
 /// The protocol's name of an error code, as `proto/README.md` writes it (`CURSOR_INVALID`).
@@ -112,6 +119,7 @@ impl Client {
             offset_ms,
             bytes_sent: 0,
             bytes_received: 0,
+            retry_after: None,
         })
     }
 
@@ -150,6 +158,7 @@ impl Client {
         request: &Req,
     ) -> Result<Resp> {
         let (body, compressed) = wire::encode(request);
+        self.retry_after = None;
         for attempt in 0..2 {
             let timestamp = (now_ms() + self.offset_ms).max(0) as u64;
             let nonce = auth::nonce();
@@ -181,6 +190,12 @@ impl Client {
                 .headers()
                 .get("content-encoding")
                 .is_some_and(|v| v == "zstd");
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             let bytes = r.bytes()?;
             self.bytes_received += bytes.len() as u64;
             if status.is_success() {
@@ -195,6 +210,11 @@ impl Client {
             if reply.code() == ErrorCode::ClockSkew && attempt == 0 {
                 continue;
             }
+            // Busy (429, 503) says when to come back; a request that timed out (408) is
+            // not retried here: the link, not the server, was too slow.
+            self.retry_after = retry_after.filter(|_| {
+                reply.code() == ErrorCode::Busy && matches!(status.as_u16(), 429 | 503)
+            });
             if reply.wipe {
                 return Err(Error::Revoked {
                     reason: reply.message,
@@ -234,6 +254,8 @@ pub trait Host {
 struct Run<'a, H: Host> {
     host: &'a H,
     report: SyncReport,
+    /// Time spent waiting on a busy server.
+    waited: Duration,
 }
 
 impl<H: Host> Run<'_, H> {
@@ -253,6 +275,49 @@ impl<H: Host> Run<'_, H> {
     }
 }
 
+/// A signed call that, when the server is busy, waits as long as its `Retry-After` says
+/// (doubled on each new refusal, with up to half again of random jitter, so a fleet told to
+/// wait together does not come back together) and asks again; the wait stops as soon as
+/// the app cancels. The time waited is told in the sync's warnings.
+fn patiently<H: Host, Req: Message, Resp: Message + Default>(
+    run: &mut Run<H>,
+    client: &mut Client,
+    path: &str,
+    request: &Req,
+) -> Result<Resp> {
+    let mut attempt: u32 = 0;
+    loop {
+        let outcome = client.call(path, request);
+        let Some(asked) = client.retry_after.take() else {
+            return outcome;
+        };
+        if outcome.is_ok() || attempt == BUSY_RETRIES {
+            return outcome;
+        }
+        let base = asked
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(BUSY_WAIT_CAP);
+        let wait = base + base.mul_f64(jitter() / 2.0);
+        let until = std::time::Instant::now() + wait;
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            run.host.check_cancelled()?;
+            std::thread::sleep(left.min(Duration::from_millis(100)));
+        }
+        run.waited += wait;
+        attempt += 1;
+    }
+}
+
+/// A random fraction in [0, 1), for spreading retries.
+fn jitter() -> f64 {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 4];
+    match ring::rand::SystemRandom::new().fill(&mut b) {
+        Ok(()) => u32::from_le_bytes(b) as f64 / (u32::MAX as f64 + 1.0),
+        Err(_) => 0.5,
+    }
+}
+
 /// Syncs every enrolment on the phone: earlier agents' unsent records go up with their own
 /// identity, then the active one uploads, downloads its replica and receives changes.
 pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
@@ -264,6 +329,7 @@ pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
     }
     let mut run = Run {
         host,
+        waited: Duration::ZERO,
         report: SyncReport {
             uploaded: 0,
             accepted: 0,
@@ -300,6 +366,12 @@ pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
             )),
             other => other?,
         }
+    }
+    if !run.waited.is_zero() {
+        run.report.warnings.push(format!(
+            "the server was busy: this sync waited {:.0} s for it",
+            run.waited.as_secs_f64().ceil()
+        ));
     }
     run.report.status = host.with_conn(|c| store::queries::sync_status(c))?;
     Ok(run.report)
@@ -391,7 +463,7 @@ fn upload<H: Host>(
                 .collect(),
         };
         host.crash_point("push:before-send")?;
-        let reply: PushReply = client.call(wire::path::PUSH, &request)?;
+        let reply: PushReply = patiently(run, client, wire::path::PUSH, &request)?;
         // The server has committed; a crash here means the next sync sends the same changes
         // again, which the server takes as a no-op.
         host.crash_point("push:before-acknowledge")?;
@@ -474,7 +546,9 @@ fn download<H: Host>(run: &mut Run<H>, client: &mut Client, e: &Enrolment) -> Re
     loop {
         host.check_cancelled()?;
         let cursor = stored_cursor(host, e.id, "replica_cursor")?;
-        let page: ReplicaPage = match client.call(
+        let page: ReplicaPage = match patiently(
+            run,
+            client,
             wire::path::REPLICA,
             &ReplicaRequest {
                 cursor: cursor as u64,
@@ -516,7 +590,9 @@ fn receive<H: Host>(run: &mut Run<H>, client: &mut Client, e: &Enrolment) -> Res
     loop {
         host.check_cancelled()?;
         let cursor = stored_cursor(host, e.id, "changes_cursor")?;
-        let reply: ChangesReply = match client.call(
+        let reply: ChangesReply = match patiently(
+            run,
+            client,
             wire::path::CHANGES,
             &ChangesRequest {
                 cursor: cursor as u64,

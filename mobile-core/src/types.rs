@@ -333,7 +333,8 @@ pub struct SyncReport {
     pub changes_received: u64,
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    /// What went wrong for an earlier agent's enrolment on this phone (its records wait).
+    /// What went wrong for an earlier agent's enrolment on this phone (its records wait),
+    /// and how long a busy server kept this sync waiting.
     pub warnings: Vec<String>,
     pub status: SyncStatus,
 }

@@ -38,6 +38,10 @@ pub enum Error {
     /// `app::limits`): answered 429 with `Retry-After`.
     #[error("{0}")]
     Busy(String),
+    /// The server serves as many of this costly request as it will at once (see
+    /// `app::limits::FirstDownloads`): answered 503 with `Retry-After`.
+    #[error("{message}")]
+    Unavailable { message: String, retry_after: u64 },
     /// The client did not send its request in time (see `app::limits::Timeouts`): answered
     /// 408, and whatever it held is freed.
     #[error("{0}")]

@@ -13,12 +13,12 @@ use outpost_proto::{
     wire::{self, DocOutcome, EnrolRequest, ErrorCode, ErrorReply, Row, RowKind, header as h},
 };
 use outpost_server::{
-    app::limits::{Limits, Timeouts},
+    app::limits::{FirstDownloads, Limits, Timeouts},
     devices::store as devices,
     registry::store::Scope,
 };
 use outpost_test_kit::{self as kit, TestServer};
-use outpost_tests::device::SimDevice;
+use outpost_tests::{device::SimDevice, phone::Phone};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -754,4 +754,67 @@ async fn an_oversized_document_leaves_a_small_quarantine_row() {
             sent.len()
         )
     );
+}
+
+/// A fleet enrolled in one morning is let in a few at a time: a device beyond the cap on
+/// first downloads is answered 503 `BUSY` (with `Retry-After`), one already downloading goes
+/// on, and a real phone told to wait comes back by itself and downloads everything once a
+/// place is free (here: the first device stalls, and its place lapses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_downloads_beyond_the_cap_are_told_to_come_back_and_the_phone_does() {
+    let server = kit::demo(40)
+        .limits(Limits {
+            first_downloads: FirstDownloads::new(
+                1,
+                std::time::Duration::from_secs(2),
+                std::time::Duration::from_secs(1),
+            ),
+            ..Limits::default()
+        })
+        .start();
+    let mut first = SimDevice::new(server.http.clone(), &server.base);
+    first.hello().await;
+    let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
+    first.enrol(&code).await.expect("enrols");
+    let page = first.replica_page(4096).await.expect("first page");
+    assert!(page.more, "a 4 KiB page leaves more to come");
+    assert_eq!(server.state().limits.first_downloads.in_progress(), 1);
+
+    let mut second = SimDevice::new(server.http.clone(), &server.base);
+    second.hello().await;
+    let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
+    second.enrol(&code).await.expect("enrols");
+    let refused = second.replica_page(0).await.expect_err("beyond the cap");
+    assert_eq!((refused.status, refused.code()), (503, ErrorCode::Busy));
+    // The one holding the place is never refused.
+    assert!(first.replica_page(4096).await.expect("next page").more);
+
+    let dir = tempfile::tempdir().unwrap();
+    let phone = Phone::new(dir.path(), "phone");
+    let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
+    phone.run(&["enrol", "--server", &server.base, "--code", &code]);
+    let report = tokio::task::spawn_blocking(move || phone.run(&["sync"]))
+        .await
+        .unwrap();
+    let warnings = report["warnings"].as_array().unwrap();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.as_str().unwrap().contains("the server was busy")),
+        "{report}"
+    );
+    let (_, full) = {
+        let mut fresh = SimDevice::new(server.http.clone(), &server.base);
+        fresh.hello().await;
+        let code = server.enrolment_code(SUP, "agent.n-mz", AREA).await;
+        fresh.enrol(&code).await.expect("enrols");
+        let pages = fresh.sync_replica(0).await.expect("a place is free again");
+        (pages, fresh.replica.len())
+    };
+    assert_eq!(
+        report["replica_rows"].as_u64().unwrap() as usize,
+        full,
+        "{report}"
+    );
+    assert_eq!(server.state().limits.first_downloads.in_progress(), 0);
 }

@@ -95,6 +95,7 @@ impl IntoResponse for Error {
             Error::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             Error::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated"),
             Error::Busy(_) => (StatusCode::TOO_MANY_REQUESTS, "busy"),
+            Error::Unavailable { .. } => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             Error::TimedOut(_) => (StatusCode::REQUEST_TIMEOUT, "timed_out"),
             Error::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Error::Refused { .. } => (StatusCode::BAD_REQUEST, "refused"),

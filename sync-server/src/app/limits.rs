@@ -75,6 +75,8 @@ pub struct Limits {
     /// holds its records as automerge documents, so the queue is bounded; the writer groups
     /// what waits, and a few dozen keep it busy.
     pub queued_batches: Arc<tokio::sync::Semaphore>,
+    /// Devices downloading their whole replica at once (after enrolment, or a reset).
+    pub first_downloads: Arc<FirstDownloads>,
     pub timeouts: Timeouts,
 }
 
@@ -116,8 +118,93 @@ impl Default for Limits {
             // Two cores; a few more than that keep them busy while one hash's reads finish.
             hashing: Hashing::new(4),
             queued_batches: Arc::new(tokio::sync::Semaphore::new(32)),
+            // A first download reads a whole district's rows, page after page; a few dozen
+            // at once keep two cores busy, and a fleet enrolled in the same morning is told
+            // to come back rather than piling up behind them.
+            // Two minutes without moving forward: a 512 KiB page over a 2G link takes one.
+            // Pages take seconds each over a slow link, so places free up at about the
+            // pace of the ten seconds a device beyond the cap is told to wait.
+            first_downloads: FirstDownloads::new(
+                32,
+                Duration::from_secs(120),
+                Duration::from_secs(10),
+            ),
             timeouts: Timeouts::default(),
         }
+    }
+}
+
+/// Caps the devices in the middle of a first download (a replica download from cursor 0,
+/// until its last page). A first download is the costliest thing a device asks for, so when
+/// a whole fleet is enrolled at once the devices beyond the cap are answered `503` with
+/// `Retry-After` on their first page, and the device
+/// comes back with jitter, instead of all being served slowly together. A device that stops
+/// moving forward loses its place after `idle`: asking for the same page again does not keep
+/// it, so a stalled or hostile device cannot sit on a place.
+pub struct FirstDownloads {
+    cap: usize,
+    idle: Duration,
+    /// What a device beyond the cap is told to wait, in seconds.
+    retry_after: u64,
+    /// Each device holding a place: when it last moved forward, and to which cursor.
+    active: Mutex<HashMap<Uuid, (std::time::Instant, u64)>>,
+}
+
+impl FirstDownloads {
+    pub fn new(cap: usize, idle: Duration, retry_after: Duration) -> Arc<FirstDownloads> {
+        Arc::new(FirstDownloads {
+            cap,
+            idle,
+            retry_after: retry_after.as_secs().max(1),
+            active: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Lets `device` have a replica page from `cursor`, or answers [`Error::Unavailable`].
+    /// A page from a later cursor is always served: the device either holds a place already
+    /// or is syncing what changed since its last download.
+    pub fn admit(&self, device: Uuid, cursor: u64) -> Result<(), Error> {
+        self.admit_at(device, cursor, std::time::Instant::now())
+    }
+
+    fn admit_at(&self, device: Uuid, cursor: u64, now: std::time::Instant) -> Result<(), Error> {
+        let mut active = self.active.lock().unwrap_or_else(|e| e.into_inner());
+        active.retain(|_, (seen, _)| now.duration_since(*seen) < self.idle);
+        if let Some((seen, at)) = active.get_mut(&device) {
+            if cursor > *at {
+                *seen = now;
+                *at = cursor;
+            }
+            return Ok(());
+        }
+        if cursor != 0 {
+            return Ok(());
+        }
+        if active.len() >= self.cap {
+            return Err(Error::Unavailable {
+                message: format!(
+                    "{} devices are downloading their replica now; try again in {} s",
+                    active.len(),
+                    self.retry_after
+                ),
+                retry_after: self.retry_after,
+            });
+        }
+        active.insert(device, (now, 0));
+        Ok(())
+    }
+
+    /// The device's first download reached its last page: its place is free.
+    pub fn finished(&self, device: Uuid) {
+        self.active
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&device);
+    }
+
+    /// Devices holding a place now.
+    pub fn in_progress(&self) -> usize {
+        self.active.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 }
 
@@ -385,6 +472,38 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientAddress {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn first_downloads_are_capped_and_a_stalled_one_loses_its_place() {
+        let cap = FirstDownloads::new(2, Duration::from_secs(10), Duration::from_secs(1));
+        let t0 = std::time::Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let (a, b, c) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        cap.admit_at(a, 0, at(0)).unwrap();
+        cap.admit_at(b, 0, at(0)).unwrap();
+        let refused = cap.admit_at(c, 0, at(0));
+        assert!(
+            matches!(&refused, Err(Error::Unavailable { retry_after: 1, .. })),
+            "{refused:?}"
+        );
+        // Those holding a place go on; an incremental sync is never held back.
+        cap.admit_at(a, 40, at(1)).unwrap();
+        cap.admit_at(c, 7, at(1)).unwrap();
+        assert_eq!(cap.in_progress(), 2);
+        cap.finished(a);
+        cap.admit_at(c, 0, at(2)).unwrap();
+        // b stops moving (it asks for its first page again and again): after `idle` its
+        // place goes to the next device, while c, which moves forward, keeps its own.
+        cap.admit_at(b, 0, at(6)).unwrap();
+        cap.admit_at(c, 90, at(6)).unwrap();
+        let d = Uuid::now_v7();
+        cap.admit_at(d, 0, at(11)).unwrap();
+        assert!(matches!(
+            cap.admit_at(b, 0, at(11)),
+            Err(Error::Unavailable { .. })
+        ));
+        assert_eq!(cap.in_progress(), 2, "c and d; b was dropped");
+    }
 
     #[test]
     fn caps_per_key_and_in_total_and_forgets_idle_keys() {

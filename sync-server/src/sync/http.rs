@@ -70,6 +70,10 @@ impl From<Error> for SyncFailure {
 impl IntoResponse for SyncFailure {
     fn into_response(self) -> Response {
         let timed_out = matches!(self.0, Error::TimedOut(_));
+        let unavailable = match self.0 {
+            Error::Unavailable { retry_after, .. } => Some(retry_after),
+            _ => None,
+        };
         let (code, message) = match self.0 {
             Error::Refused { code, message } => (code, message),
             Error::Invalid(m) | Error::Conflict(m) => (ErrorCode::Malformed, m),
@@ -80,7 +84,9 @@ impl IntoResponse for SyncFailure {
             Error::Forbidden(m) => (ErrorCode::OutOfScope, m),
             Error::TooLarge(m) => (ErrorCode::BodyTooLarge, m),
             // Too slow a sender: try again, as when busy, but answered 408.
-            Error::Busy(m) | Error::TimedOut(m) => (ErrorCode::Busy, m),
+            Error::Busy(m) | Error::TimedOut(m) | Error::Unavailable { message: m, .. } => {
+                (ErrorCode::Busy, m)
+            }
             e @ Error::StorageFull => (ErrorCode::Internal, e.to_string()),
             e => {
                 tracing::error!("sync request failed: {e}");
@@ -104,10 +110,16 @@ impl IntoResponse for SyncFailure {
         let mut response = protobuf(&reply, None);
         *response.status_mut() = if timed_out {
             StatusCode::REQUEST_TIMEOUT
+        } else if unavailable.is_some() {
+            StatusCode::SERVICE_UNAVAILABLE
         } else {
             code_status(code)
         };
-        if code == ErrorCode::Busy && !timed_out {
+        if let Some(seconds) = unavailable {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if code == ErrorCode::Busy && !timed_out {
             crate::app::limits::retry_after(&mut response);
         }
         response
@@ -409,6 +421,11 @@ pub async fn replica(
     let opened = open_signed(&state, &method, &uri, &headers, body).await?;
     let (version, device) = (opened.version, opened.device.clone());
     let request: ReplicaRequest = decode("ReplicaRequest", &headers, &opened.bytes)?;
+    let device_id = device.id;
+    state
+        .limits
+        .first_downloads
+        .admit(device_id, request.cursor)?;
     let page = db(&state, move |s| {
         s.read(|c| {
             replica::page(
@@ -420,6 +437,9 @@ pub async fn replica(
         })
     })
     .await?;
+    if !page.more {
+        state.limits.first_downloads.finished(device_id);
+    }
     Ok(protobuf(&page, Some(version)))
 }
 
