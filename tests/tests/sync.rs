@@ -383,6 +383,94 @@ async fn the_replica_holds_only_the_assignment_and_resumes_from_any_page() {
     assert_eq!(r.code(), ErrorCode::CursorInvalid);
 }
 
+/// A first download cut after any page and resumed later, while the registry changed in the
+/// meantime (a status changed back and forth, households moved out of the area and back in),
+/// ends with exactly the replica a fresh download gives then: compaction drops a row's older
+/// log entries, never the row, nor the tombstone of a row that left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_download_cut_after_any_page_and_resumed_equals_a_fresh_one() {
+    let server = kit::demo(120).start();
+    let mut reference = enrolled(&server, AREA).await;
+    let mut pages = 0;
+    loop {
+        pages += 1;
+        if !reference.replica_page(4096).await.unwrap().more {
+            break;
+        }
+    }
+    assert!(pages > 3, "{pages} pages");
+    let households: Vec<Vec<u8>> = reference
+        .rows(RowKind::Household)
+        .filter_map(|r| match r {
+            Row::Household(h) => Some(h.id.clone()),
+            _ => None,
+        })
+        .collect();
+    let beneficiaries: Vec<Vec<u8>> = reference
+        .rows(RowKind::Beneficiary)
+        .filter_map(|r| match r {
+            Row::Beneficiary(b) if b.status == "ACTIVE" => Some(b.id.clone()),
+            _ => None,
+        })
+        .collect();
+    // Moves a household (and its people) to a village in N-RU, or back to N-MZ-01.
+    let move_household = |household: &[u8], to: &str| {
+        server
+            .state()
+            .store
+            .write(|tx| {
+                tx.sqlite().execute(
+                    "UPDATE groups SET location_id = (SELECT id FROM locations WHERE code = ?2) WHERE id = ?1",
+                    rusqlite::params![household, to],
+                )?;
+                tx.sqlite().execute(
+                    "UPDATE individuals SET location_id = (SELECT id FROM locations WHERE code = ?2)
+                     WHERE id IN (SELECT individual_id FROM group_members WHERE group_id = ?1)",
+                    rusqlite::params![household, to],
+                )?;
+                Ok(())
+            })
+            .unwrap();
+    };
+    for cut in 1..pages {
+        let mut device = enrolled(&server, AREA).await;
+        for _ in 0..cut {
+            device.replica_page(4096).await.unwrap();
+        }
+        // While it is away: one household leaves, the one that left last time comes back,
+        // and a beneficiary is suspended, then made active again.
+        let leaving = &households[cut % households.len()];
+        move_household(leaving, "N-RU-01");
+        if cut > 1 {
+            move_household(&households[(cut - 1) % households.len()], "N-MZ-01");
+        }
+        let b = &beneficiaries[cut % beneficiaries.len()];
+        for status in ["SUSPENDED", "ACTIVE", "SUSPENDED"] {
+            server
+                .state()
+                .store
+                .write(|tx| {
+                    tx.sqlite().execute(
+                        "UPDATE beneficiaries SET status = ?2 WHERE id = ?1",
+                        rusqlite::params![b, status],
+                    )?;
+                    Ok(())
+                })
+                .unwrap();
+        }
+        device.sync_replica(4096).await.unwrap();
+        let mut fresh = enrolled(&server, AREA).await;
+        fresh.sync_replica(0).await.unwrap();
+        assert_eq!(device.replica, fresh.replica, "cut after page {cut}");
+        assert!(
+            !device
+                .replica
+                .contains_key(&(RowKind::Household as i32, leaving.clone())),
+            "the household that left is gone"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_household_that_moves_away_is_tombstoned_and_appears_where_it_went() {
     let server = kit::demo(80).start();
