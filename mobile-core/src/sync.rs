@@ -166,7 +166,9 @@ impl Client {
             let mut req = self
                 .http
                 .post(format!("{}{path}", self.base))
-                .header(h::PROTOCOL, "1")
+                // Both versions: a server of protocol 1 only sends other devices' payouts
+                // as documents, which the phone takes as well as their state rows.
+                .header(h::PROTOCOL, "1,2")
                 .header("content-type", wire::CONTENT_TYPE)
                 .header(h::DEVICE, &self.device)
                 .header(h::TIMESTAMP, timestamp.to_string())

@@ -240,7 +240,7 @@ async fn bad_bodies_and_versions_get_clear_codes() {
         .await;
     let reply: wire::ErrorReply = wire::decode("e", &v.body, false).unwrap();
     assert_eq!(reply.code(), ErrorCode::UnsupportedProtocol);
-    assert_eq!(reply.supported, vec![1]);
+    assert_eq!(reply.supported, vec![1, 2]);
     assert!(
         reply.message.contains("update the app"),
         "{}",
@@ -816,6 +816,146 @@ async fn an_invalid_record_is_quarantined_and_the_rest_of_its_batch_lands() {
         .json(&token, Method::GET, "/api/v1/devices", None)
         .await;
     assert_eq!(devices[0]["records_missing"], 5, "{devices}");
+}
+
+/// Protocol 2: another device's payout reaches a device as one state row in its replica
+/// (its void too), never as a document in the changes feed, and leaves with its beneficiary
+/// when the household moves away, arriving where it went; a protocol 1 device still receives
+/// the document and no state row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_2_sends_payouts_made_elsewhere_as_state_rows() {
+    let server = kit::demo(60).start();
+    let mut payer = enrolled(&server, AREA).await;
+    payer.sync_replica(0).await.unwrap();
+    let mut v2 = enrolled(&server, AREA).await;
+    v2.protocol = 2;
+    v2.sync_replica(0).await.unwrap();
+    let mut v1 = enrolled(&server, AREA).await;
+    v1.sync_replica(0).await.unwrap();
+    let mut ru = enrolled_as(&server, SUP, "agent.n-ru", "N-RU").await;
+    ru.protocol = 2;
+    ru.sync_replica(0).await.unwrap();
+    assert_eq!(v2.rows(RowKind::PayoutState).count(), 0);
+
+    let (e, collector) = payable(&payer);
+    let (doc_id, mut doc, dc) = payer.new_record(&payout_for(&e, collector));
+    let r = payer.push(vec![dc.clone()]).await.unwrap();
+    assert_eq!(r.results[0].outcome(), DocOutcome::Accepted);
+
+    v2.sync_replica(0).await.unwrap();
+    let state = |d: &SimDevice| {
+        d.replica
+            .get(&(RowKind::PayoutState as i32, doc_id.as_bytes().to_vec()))
+            .map(|r| match r {
+                Row::PayoutState(p) => p.clone(),
+                other => panic!("{other:?}"),
+            })
+    };
+    let p = state(&v2).expect("the payout's state row");
+    assert_eq!(
+        (
+            p.entitlement_id.clone(),
+            p.beneficiary_id.clone(),
+            p.collector_id.clone()
+        ),
+        (
+            e.id.clone(),
+            e.beneficiary_id.clone(),
+            collector.as_bytes().to_vec()
+        )
+    );
+    assert_eq!(
+        (p.amount_minor, p.currency.as_str()),
+        (e.amount_minor, e.currency.as_str())
+    );
+    assert_eq!(p.proof, "PIN");
+    let at = p.at.unwrap();
+    assert_eq!(
+        (at.unix_ms, at.offset_minutes),
+        (
+            DateTime::parse_from_rfc3339("2026-11-20T10:15:00+01:00")
+                .unwrap()
+                .timestamp_millis(),
+            60
+        )
+    );
+    assert!(p.void.is_none());
+    assert!(
+        v2.pull_changes().await.unwrap().is_empty(),
+        "no payout document in protocol 2's changes feed"
+    );
+    // Protocol 1, as before: the document, and no state row.
+    v1.sync_replica(0).await.unwrap();
+    assert!(state(&v1).is_none());
+    let docs = v1.pull_changes().await.unwrap();
+    assert_eq!(docs.len(), 1);
+    assert_eq!(docs[0].doc_id, doc_id.as_bytes());
+
+    // A void reaches it as the same row, voided.
+    let before = doc.get_heads();
+    records::void(
+        &mut doc,
+        &records::Void {
+            reason: "paid the wrong person".into(),
+            at: DateTime::parse_from_rfc3339("2026-11-20T11:00:00+01:00").unwrap(),
+        },
+    )
+    .unwrap();
+    let changes = doc
+        .get_changes(&before)
+        .iter()
+        .map(|c| c.raw_bytes().to_vec())
+        .collect();
+    let r = payer
+        .push(vec![wire::DocChanges { changes, ..dc }])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.results[0].outcome(),
+        DocOutcome::Accepted,
+        "{}",
+        r.results[0].reason
+    );
+    v2.sync_replica(0).await.unwrap();
+    let void = state(&v2).unwrap().void.expect("voided");
+    assert_eq!(void.reason, "paid the wrong person");
+
+    // The household moves to N-RU: the row leaves the N-MZ device and reaches N-RU's.
+    let household: Vec<u8> = v2
+        .rows(RowKind::Beneficiary)
+        .find_map(|r| match r {
+            Row::Beneficiary(b) if b.id == e.beneficiary_id => Some(if b.household_id.is_empty() {
+                b.individual_id.clone()
+            } else {
+                b.household_id.clone()
+            }),
+            _ => None,
+        })
+        .unwrap();
+    server
+        .state()
+        .store
+        .write(|tx| {
+            tx.sqlite().execute(
+                "UPDATE groups SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01') WHERE id = ?1",
+                [&household],
+            )?;
+            tx.sqlite().execute(
+                "UPDATE individuals SET location_id = (SELECT id FROM locations WHERE code = 'N-RU-01')
+                 WHERE id = ?1 OR id IN (SELECT individual_id FROM group_members WHERE group_id = ?1)",
+                [&household],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    v2.sync_replica(0).await.unwrap();
+    assert!(state(&v2).is_none(), "the payout left with its beneficiary");
+    ru.sync_replica(0).await.unwrap();
+    assert_eq!(
+        state(&ru).unwrap().void.unwrap().reason,
+        "paid the wrong person"
+    );
+    assert!(ru.pull_changes().await.unwrap().is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

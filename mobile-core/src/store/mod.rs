@@ -226,7 +226,12 @@ fn clear_replica(tx: &Transaction) -> Result<()> {
         "DELETE FROM locations; DELETE FROM plans; DELETE FROM goods_items; DELETE FROM projects;
          DELETE FROM people; DELETE FROM people_search; DELETE FROM households;
          DELETE FROM beneficiaries; DELETE FROM cards; DELETE FROM entitlements;
-         DELETE FROM revoked_cards; DELETE FROM grievance_categories;",
+         DELETE FROM revoked_cards; DELETE FROM grievance_categories;
+         -- Rows from other devices' record-state rows (no document behind them).
+         DELETE FROM payouts WHERE record_id NOT IN (SELECT id FROM records);
+         DELETE FROM distributions WHERE record_id NOT IN (SELECT id FROM records);
+         DELETE FROM distribution_lines WHERE record_id NOT IN (SELECT record_id FROM distributions);
+         DELETE FROM timesheets WHERE record_id NOT IN (SELECT id FROM records);",
     )?;
     Ok(())
 }

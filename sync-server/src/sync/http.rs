@@ -433,6 +433,7 @@ pub async fn replica(
                 &device.assignment_path,
                 request.cursor,
                 request.max_bytes,
+                version,
             )
         })
     })
@@ -519,6 +520,7 @@ pub async fn changes(
                 &device.assignment_path,
                 request.cursor,
                 request.max_bytes,
+                version,
             )
         })
     })
