@@ -264,6 +264,59 @@ fn a_payout_made_elsewhere_blocks_a_second_one_through_its_state_row() {
     );
 }
 
+/// An app updated from protocol 1 keeps cursors that protocol 2 would read differently: a
+/// payout stored after its last replica download but before its changes download (a sync cut
+/// between the two) is behind the first and, as a document, left out of the second under
+/// protocol 2. On its first protocol 2 answer the phone starts the replica again, and the
+/// payout still blocks a second one.
+#[test]
+fn cursors_kept_under_protocol_1_do_not_hide_a_payout_under_protocol_2() {
+    let server = Server::start(60);
+    let a = Device::enrolled(&server, "agent.n-mz", "N-MZ");
+    let b = Device::enrolled(&server, "agent.n-mz", "N-MZ-01");
+    a.cash(100_000_000);
+    b.cash(100_000_000);
+    let due = b.core.due(Some(demo_day()), 1000).unwrap();
+    let x = due.iter().find(|x| x.entitlement.goods.is_empty()).unwrap();
+    let detail = a.core.beneficiary(x.beneficiary.id.clone()).unwrap();
+    a.pay(&x.entitlement, &collector(&detail)).unwrap();
+    a.core.sync(None).unwrap();
+    // b as a protocol 1 app leaves it: its replica cursor past the whole log (protocol 1 is
+    // not sent the payout's state row), its changes cursor from before the payout.
+    let head: i64 = server.sql("SELECT max(seq) FROM replica_log", |r| r.get(0));
+    b.core.with_connection(|c| {
+        c.execute(
+            "UPDATE enrolments SET feeds_protocol = 1, replica_cursor = ?1",
+            [head],
+        )
+        .unwrap()
+    });
+    b.core.sync(None).unwrap();
+    let protocol: i64 = b.core.with_connection(|c| {
+        c.query_row("SELECT feeds_protocol FROM enrolments", [], |r| r.get(0))
+            .unwrap()
+    });
+    assert_eq!(protocol, 2);
+    let detail = b.core.beneficiary(x.beneficiary.id.clone()).unwrap();
+    let e = detail
+        .entitlements
+        .iter()
+        .find(|e| e.id == x.entitlement.id)
+        .unwrap();
+    assert_eq!(e.remaining_minor, 0, "b knows of a's payout");
+    let again = b.core.pay(PayoutInput {
+        entitlement_id: e.id.clone(),
+        collector_id: collector(&detail),
+        amount_minor: e.amount.amount_minor,
+        currency: e.amount.currency.clone(),
+        proof: ProofInput::Signature {
+            reference: "sig-2".into(),
+        },
+        override_reason: None,
+    });
+    assert!(matches!(again, Err(Error::AlreadyPaid { .. })), "{again:?}");
+}
+
 #[test]
 fn grievance_edits_from_two_devices_merge() {
     let server = Server::start(60);

@@ -890,6 +890,11 @@ async fn protocol_2_sends_payouts_made_elsewhere_as_state_rows() {
     let docs = v1.pull_changes().await.unwrap();
     assert_eq!(docs.len(), 1);
     assert_eq!(docs[0].doc_id, doc_id.as_bytes());
+    // Up to date, each cursor is past the whole log, entries left out included, so the next
+    // sync does not read them again.
+    let head = |table: &str| count(&server, &format!("SELECT max(seq) FROM {table}")) as u64;
+    assert_eq!(v1.replica_cursor, head("replica_log"));
+    assert_eq!(v2.changes_cursor, head("doc_changes"));
 
     // A void reaches it as the same row, voided.
     let before = doc.get_heads();

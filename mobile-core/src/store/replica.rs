@@ -65,31 +65,51 @@ fn void_columns(void: &Option<VoidState>) -> Result<(Option<String>, Option<Stri
     }
 }
 
-/// Whether the phone holds a record's document: then its own row, derived from the document,
-/// stands, and a state row of it is ignored.
+/// Whether the phone holds a record's document.
 fn holds_document(tx: &Transaction, record: Uuid) -> Result<bool> {
     Ok(tx
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1)")?
         .query_row([record], |r| r.get(0))?)
 }
 
+/// Whether the phone holds changes to a record the server has not confirmed: then its row,
+/// derived from its document, is newer than the server's state and stands. Otherwise the
+/// server's state wins, even over a document the phone holds: a void the server refused, a
+/// document this build cannot read, or one whose later changes protocol 2 no longer sends.
+fn has_unsent_changes(tx: &Transaction, record: Uuid) -> Result<bool> {
+    Ok(tx
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1 AND heads <> acked_heads)",
+        )?
+        .query_row([record], |r| r.get(0))?)
+}
+
 fn upsert(tx: &Transaction, enrolment: Uuid, row: &Row) -> Result<()> {
     match row {
-        // Other devices' payouts, hand-outs and work days (protocol 2): rows of the same
-        // tables the phone's own records fill, marked not its own, so the double-payment
-        // rule, the stock of goods due and one work entry per day count them alike.
+        // Payouts, hand-outs and work days as the server holds them (protocol 2): rows of the
+        // same tables the phone's own records fill, marked not its own unless they are, so
+        // the double-payment rule, the goods still due and one work entry per day count them
+        // alike.
         Row::PayoutState(p) => {
             let record = id(&p.id)?;
-            if holds_document(tx, record)? {
+            if has_unsent_changes(tx, record)? {
                 return Ok(());
             }
             let (paid_at, day) = device_time(&p.at)?;
             let (voided_at, void_reason) = void_columns(&p.void)?;
+            // A row the phone already has keeps whose it is (its own payout counts in its
+            // agent's cash).
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO payouts (record_id, enrolment_id, own, beneficiary_id,
+                "INSERT INTO payouts (record_id, enrolment_id, own, beneficiary_id,
                      entitlement_id, collector_id, amount_minor, currency, proof, paid_at, day,
                      override_reason, voided_at, void_reason)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 ON CONFLICT (record_id) DO UPDATE SET beneficiary_id = excluded.beneficiary_id,
+                     entitlement_id = excluded.entitlement_id, collector_id = excluded.collector_id,
+                     amount_minor = excluded.amount_minor, currency = excluded.currency,
+                     proof = excluded.proof, paid_at = excluded.paid_at, day = excluded.day,
+                     override_reason = excluded.override_reason, voided_at = excluded.voided_at,
+                     void_reason = excluded.void_reason",
             )?
             .execute(params![
                 record,
@@ -109,15 +129,19 @@ fn upsert(tx: &Transaction, enrolment: Uuid, row: &Row) -> Result<()> {
         }
         Row::DistributionState(d) => {
             let record = id(&d.id)?;
-            if holds_document(tx, record)? {
+            if has_unsent_changes(tx, record)? {
                 return Ok(());
             }
             let (at, day) = device_time(&d.at)?;
             let (voided_at, void_reason) = void_columns(&d.void)?;
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO distributions (record_id, enrolment_id, own, beneficiary_id,
+                "INSERT INTO distributions (record_id, enrolment_id, own, beneficiary_id,
                      entitlement_id, collector_id, distributed_at, day, voided_at, void_reason)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (record_id) DO UPDATE SET beneficiary_id = excluded.beneficiary_id,
+                     entitlement_id = excluded.entitlement_id, collector_id = excluded.collector_id,
+                     distributed_at = excluded.distributed_at, day = excluded.day,
+                     voided_at = excluded.voided_at, void_reason = excluded.void_reason",
             )?
             .execute(params![
                 record,
@@ -141,7 +165,7 @@ fn upsert(tx: &Transaction, enrolment: Uuid, row: &Row) -> Result<()> {
         }
         Row::TimesheetState(t) => {
             let record = id(&t.id)?;
-            if holds_document(tx, record)? {
+            if has_unsent_changes(tx, record)? {
                 return Ok(());
             }
             let (recorded_at, _) = device_time(&t.at)?;
@@ -152,9 +176,13 @@ fn upsert(tx: &Transaction, enrolment: Uuid, row: &Row) -> Result<()> {
                     reason: "a work day out of range".into(),
                 })?;
             tx.prepare_cached(
-                "INSERT OR REPLACE INTO timesheets (record_id, enrolment_id, own, project_id,
+                "INSERT INTO timesheets (record_id, enrolment_id, own, project_id,
                      beneficiary_id, work_date, day_hundredths, recorded_at, voided_at, void_reason)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (record_id) DO UPDATE SET project_id = excluded.project_id,
+                     beneficiary_id = excluded.beneficiary_id, work_date = excluded.work_date,
+                     day_hundredths = excluded.day_hundredths, recorded_at = excluded.recorded_at,
+                     voided_at = excluded.voided_at, void_reason = excluded.void_reason",
             )?
             .execute(params![
                 record,

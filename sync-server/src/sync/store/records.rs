@@ -1067,6 +1067,11 @@ pub fn changes_since(
         });
         reply.docs[at].changes.push(data);
     }
+    // As for replica pages: all of the device's partitions up to `last` was read, so the
+    // next sync starts there, not again behind the changes this feed left out.
+    if !reply.more {
+        reply.next_cursor = reply.next_cursor.max(last);
+    }
     Ok(reply)
 }
 

@@ -115,6 +115,12 @@ pub fn page(
             }
         }
     }
+    // Every entry of the device's partitions up to `last` was read: the cursor moves past
+    // the rest of the log too, so the next sync does not walk again what this one skipped
+    // (other partitions' entries never are read; kinds a protocol 1 device is not sent are).
+    if !page.more {
+        page.next_cursor = page.next_cursor.max(last);
+    }
     Ok(page)
 }
 
