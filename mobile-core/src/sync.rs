@@ -48,8 +48,6 @@ pub struct Client {
     pub bytes_received: u64,
     /// The `Retry-After` of the last `BUSY` answer.
     pub retry_after: Option<Duration>,
-    /// The protocol version the server answered the last call in.
-    pub version: Option<u32>,
 }
 
 /// The protocol's name of an error code, as `proto/README.md` writes it (`CURSOR_INVALID`).
@@ -122,7 +120,6 @@ impl Client {
             bytes_sent: 0,
             bytes_received: 0,
             retry_after: None,
-            version: None,
         })
     }
 
@@ -169,9 +166,7 @@ impl Client {
             let mut req = self
                 .http
                 .post(format!("{}{path}", self.base))
-                // Both versions: a server of protocol 1 only sends other devices' payouts
-                // as documents, which the phone takes as well as their state rows.
-                .header(h::PROTOCOL, "1,2")
+                .header(h::PROTOCOL, "1")
                 .header("content-type", wire::CONTENT_TYPE)
                 .header(h::DEVICE, &self.device)
                 .header(h::TIMESTAMP, timestamp.to_string())
@@ -195,11 +190,6 @@ impl Client {
                 .headers()
                 .get("content-encoding")
                 .is_some_and(|v| v == "zstd");
-            let version = r
-                .headers()
-                .get(h::PROTOCOL)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u32>().ok());
             let retry_after = r
                 .headers()
                 .get("retry-after")
@@ -209,7 +199,6 @@ impl Client {
             let bytes = r.bytes()?;
             self.bytes_received += bytes.len() as u64;
             if status.is_success() {
-                self.version = version;
                 return wire::decode("reply", &bytes, zstd).map_err(|e| Error::Network {
                     reason: format!("the server's answer does not decode: {e}"),
                 });
@@ -363,15 +352,6 @@ pub fn run<H: Host>(host: &H) -> Result<SyncReport> {
                 if e.active {
                     return Err(Error::Revoked { reason });
                 }
-                // Its records went with it, and the active enrolment had ignored their copies
-                // behind its cursors (the phone held the documents): both feeds start again,
-                // so the phone still counts what the earlier agent paid.
-                host.with_conn(|c| {
-                    Ok(c.execute(
-                        "UPDATE enrolments SET replica_cursor = 0, changes_cursor = 0 WHERE active = 1",
-                        [],
-                    )?)
-                })?;
                 run.report.warnings.push(format!(
                     "{}'s earlier enrolment was revoked and removed: {reason}",
                     e.agent_username
@@ -585,12 +565,6 @@ fn download<H: Host>(run: &mut Run<H>, client: &mut Client, e: &Enrolment) -> Re
             }
             other => other?,
         };
-        // The first answer of each sync says which protocol the server speaks to this phone;
-        // under a new one, the feeds start where they must, and this page is asked again.
-        let version = client.version.unwrap_or(1);
-        if host.with_conn(|c| store::write(c, |tx| store::switch_protocol(tx, e.id, version)))? {
-            continue;
-        }
         host.crash_point("replica:before-apply")?;
         host.with_conn(|c| {
             store::write(c, |tx| {

@@ -10,11 +10,7 @@ use prost::Message;
 /// Protocol versions this build speaks, oldest first. A client lists the versions it speaks
 /// (`1` or `1,2`); the server answers with the highest it shares, or `UNSUPPORTED_PROTOCOL` and
 /// this list.
-pub const PROTOCOL_VERSIONS: &[u32] = &[1, 2];
-/// The highest row kind a protocol 1 client knows: the record-state rows of protocol 2
-/// (payouts, hand-outs, work days made elsewhere) are never sent to it; it receives those
-/// records as documents in the changes feed instead.
-pub const V1_LAST_ROW_KIND: RowKind = RowKind::GrievanceCategory;
+pub const PROTOCOL_VERSIONS: &[u32] = &[1];
 /// Bodies at least this large are zstd-compressed; below it the frame costs more than it saves.
 pub const COMPRESS_FROM: usize = 512;
 /// A decompressed body may not exceed this (a small compressed body can expand enormously).
@@ -171,7 +167,7 @@ pub struct ReplicaPage {
 
 #[derive(Clone, PartialEq, Message)]
 pub struct ReplicaRow {
-    #[prost(oneof = "Row", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13")]
+    #[prost(oneof = "Row", tags = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10")]
     pub row: Option<Row>,
 }
 
@@ -197,15 +193,6 @@ pub enum Row {
     RevokedCard(RevokedCard),
     #[prost(message, tag = "10")]
     GrievanceCategory(GrievanceCategory),
-    /// Protocol 2.
-    #[prost(message, tag = "11")]
-    PayoutState(PayoutState),
-    /// Protocol 2.
-    #[prost(message, tag = "12")]
-    DistributionState(DistributionState),
-    /// Protocol 2.
-    #[prost(message, tag = "13")]
-    TimesheetState(TimesheetState),
 }
 
 /// Which kind of row a tombstone removes.
@@ -223,9 +210,6 @@ pub enum RowKind {
     Entitlement = 8,
     RevokedCard = 9,
     GrievanceCategory = 10,
-    PayoutState = 11,
-    DistributionState = 12,
-    TimesheetState = 13,
 }
 
 #[derive(Clone, PartialEq, Message)]
@@ -399,95 +383,6 @@ pub struct GoodsLine {
     pub item_code: String,
     #[prost(int64, tag = "2")]
     pub quantity: i64,
-}
-
-/// A payout recorded on the server (protocol 2), in its beneficiary's partition: what a device
-/// needs of other devices' payouts for its double-payment rule and the beneficiary's screen,
-/// without the record's history. A device that holds the record's document ignores it.
-#[derive(Clone, PartialEq, Message)]
-pub struct PayoutState {
-    /// The record document's id.
-    #[prost(bytes = "vec", tag = "1")]
-    pub id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub entitlement_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub beneficiary_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    pub collector_id: Vec<u8>,
-    #[prost(int64, tag = "5")]
-    pub amount_minor: i64,
-    #[prost(string, tag = "6")]
-    pub currency: String,
-    #[prost(message, optional, tag = "7")]
-    pub at: Option<DeviceTime>,
-    /// `CARD <serial>`, `PIN`, `SIGNATURE <reference>` or `PHOTO <reference>`.
-    #[prost(string, tag = "8")]
-    pub proof: String,
-    #[prost(string, tag = "9")]
-    pub override_reason: String,
-    /// Set when the payout was voided.
-    #[prost(message, optional, tag = "10")]
-    pub void: Option<VoidState>,
-}
-
-/// Goods handed out, recorded on the server (protocol 2); see [`PayoutState`].
-#[derive(Clone, PartialEq, Message)]
-pub struct DistributionState {
-    #[prost(bytes = "vec", tag = "1")]
-    pub id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub entitlement_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub beneficiary_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "4")]
-    pub collector_id: Vec<u8>,
-    #[prost(message, optional, tag = "5")]
-    pub at: Option<DeviceTime>,
-    #[prost(message, repeated, tag = "6")]
-    pub items: Vec<GoodsLine>,
-    #[prost(message, optional, tag = "7")]
-    pub void: Option<VoidState>,
-}
-
-/// A day of cash-for-work recorded on the server (protocol 2); see [`PayoutState`].
-#[derive(Clone, PartialEq, Message)]
-pub struct TimesheetState {
-    #[prost(bytes = "vec", tag = "1")]
-    pub id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "2")]
-    pub project_id: Vec<u8>,
-    #[prost(bytes = "vec", tag = "3")]
-    pub beneficiary_id: Vec<u8>,
-    /// Days since 1970-01-01.
-    #[prost(sint32, tag = "4")]
-    pub work_date_days: i32,
-    /// 100 is a full day.
-    #[prost(int32, tag = "5")]
-    pub day_hundredths: i32,
-    #[prost(message, optional, tag = "6")]
-    pub at: Option<DeviceTime>,
-    #[prost(message, optional, tag = "7")]
-    pub void: Option<VoidState>,
-}
-
-/// A moment as the recording device's clock gave it, with that device's UTC offset, so the
-/// local day it belongs to is the one the agent saw.
-#[derive(Clone, Copy, PartialEq, Message)]
-pub struct DeviceTime {
-    /// Milliseconds since the Unix epoch.
-    #[prost(sint64, tag = "1")]
-    pub unix_ms: i64,
-    #[prost(sint32, tag = "2")]
-    pub offset_minutes: i32,
-}
-
-#[derive(Clone, PartialEq, Message)]
-pub struct VoidState {
-    #[prost(message, optional, tag = "1")]
-    pub at: Option<DeviceTime>,
-    #[prost(string, tag = "2")]
-    pub reason: String,
 }
 
 /// A card serial that must no longer be accepted (reissued or withdrawn).

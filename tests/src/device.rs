@@ -58,9 +58,6 @@ pub struct SimDevice {
     /// Request and response body bytes as they crossed the wire (compressed when they were).
     pub bytes_sent: u64,
     pub bytes_received: u64,
-    /// The protocol version it asks for: 1 unless a test says otherwise, so the tests of
-    /// protocol 1 keep proving what older apps in the field still rely on.
-    pub protocol: u32,
     next_seq: u64,
 }
 
@@ -86,7 +83,6 @@ impl SimDevice {
             changes_cursor: 0,
             bytes_sent: 0,
             bytes_received: 0,
-            protocol: 1,
             next_seq: 1,
         }
     }
@@ -143,7 +139,7 @@ impl SimDevice {
         let mut put = |k: &'static str, v: String| {
             headers.insert(k, v.parse().expect("header value"));
         };
-        put(h::PROTOCOL, self.protocol.to_string());
+        put(h::PROTOCOL, "1".into());
         put("content-type", wire::CONTENT_TYPE.into());
         if compressed {
             put("content-encoding", "zstd".into());
@@ -353,8 +349,5 @@ pub fn row_key(row: &Row) -> (RowKind, Vec<u8>) {
         Row::Entitlement(r) => (RowKind::Entitlement, r.id.clone()),
         Row::RevokedCard(r) => (RowKind::RevokedCard, r.id.clone()),
         Row::GrievanceCategory(r) => (RowKind::GrievanceCategory, r.id.clone()),
-        Row::PayoutState(r) => (RowKind::PayoutState, r.id.clone()),
-        Row::DistributionState(r) => (RowKind::DistributionState, r.id.clone()),
-        Row::TimesheetState(r) => (RowKind::TimesheetState, r.id.clone()),
     }
 }

@@ -38,8 +38,6 @@ pub async fn prepare(
         set.spawn(async move {
             let _slot = gate.acquire_owned().await.expect("semaphore");
             let mut d = SimDevice::new(http, &base);
-            // As the app does now: other devices' payouts arrive as state rows.
-            d.protocol = 2;
             d.hello().await;
             d.enrol(&code).await.expect("enrol");
             d.sync_replica(0).await.expect("replica");
@@ -137,7 +135,7 @@ impl Report {
 }
 
 /// Every device syncs at once: it sends its records (signed batches of at most 250, as the
-/// app does), then downloads its replica since its cursor and the changes made elsewhere.
+/// app does) and then asks for the changes made elsewhere.
 pub async fn sync_all(fleet: Vec<Member>) -> (Report, Vec<SimDevice>) {
     let devices = fleet.len();
     let records: usize = fleet.iter().map(|m| m.docs.len()).sum();
@@ -182,11 +180,6 @@ pub async fn sync_all(fleet: Vec<Member>) -> (Report, Vec<SimDevice>) {
                     .iter()
                     .filter(|r| r.outcome() == wire::DocOutcome::Accepted)
                     .count();
-            }
-            // Then what the app does next: the replica since its cursor (where protocol 2
-            // brings other devices' payouts), and changes made elsewhere.
-            if d.sync_replica(0).await.is_err() {
-                refused += 1;
             }
             if d.pull_changes().await.is_err() {
                 refused += 1;

@@ -16,10 +16,7 @@ use uuid::Uuid;
 use crate::error::{Error, Result};
 
 /// Each entry upgrades the schema from version `i` to `i + 1`, in one transaction.
-const MIGRATIONS: &[&str] = &[
-    include_str!("migrations/0001_device.sql"),
-    include_str!("migrations/0002_feeds_protocol.sql"),
-];
+const MIGRATIONS: &[&str] = &[include_str!("migrations/0001_device.sql")];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
@@ -224,9 +221,6 @@ pub fn add_enrolment(tx: &Transaction, e: &NewEnrolment) -> Result<()> {
     Ok(())
 }
 
-/// The registry rows only: other devices' payouts, hand-outs and work days stay (a server
-/// restored from an older backup may have lost some this phone knows of, and forgetting them
-/// would let it pay again); a download from 0 sends tombstones for those that left.
 fn clear_replica(tx: &Transaction) -> Result<()> {
     tx.execute_batch(
         "DELETE FROM locations; DELETE FROM plans; DELETE FROM goods_items; DELETE FROM projects;
@@ -245,31 +239,6 @@ pub fn forget_if_drained(tx: &Transaction, id: Uuid) -> Result<()> {
         [id],
     )?;
     Ok(())
-}
-
-/// The server answered in protocol `version`: when that is not the version the enrolment's
-/// cursors were kept under, the feed that carries other devices' payouts under the new one
-/// starts again from 0 (the replica for protocol 2, the changes for protocol 1), so nothing
-/// the old cursor had skipped is missed. Says whether anything was reset.
-pub fn switch_protocol(tx: &Transaction, enrolment: Uuid, version: u32) -> Result<bool> {
-    let was: u32 = tx.query_row(
-        "SELECT feeds_protocol FROM enrolments WHERE id = ?1",
-        [enrolment],
-        |r| r.get(0),
-    )?;
-    if was == version {
-        return Ok(false);
-    }
-    let feed = if version >= 2 {
-        "replica_cursor"
-    } else {
-        "changes_cursor"
-    };
-    tx.execute(
-        &format!("UPDATE enrolments SET {feed} = 0, feeds_protocol = ?2 WHERE id = ?1"),
-        params![enrolment, version],
-    )?;
-    Ok(true)
 }
 
 /// Forgets the replica and its cursor, to download it again from the start.

@@ -1,8 +1,7 @@
 //! Applying the server's replica pages: each page, rows and tombstones and the cursor after
 //! them, is one transaction, so an interrupted download resumes from the last page applied.
 
-use chrono::{DateTime, FixedOffset};
-use outpost_proto::wire::{DeviceTime, ReplicaPage, Row, RowKind, VoidState};
+use outpost_proto::wire::{ReplicaPage, Row, RowKind};
 use rusqlite::{OptionalExtension, Transaction, params};
 use uuid::Uuid;
 
@@ -27,7 +26,7 @@ fn opt_id(bytes: &[u8]) -> Result<Option<Uuid>> {
 pub fn apply_page(tx: &Transaction, enrolment: Uuid, page: &ReplicaPage) -> Result<()> {
     for row in &page.rows {
         if let Some(row) = &row.row {
-            upsert(tx, enrolment, row)?;
+            upsert(tx, row)?;
         }
     }
     for t in &page.tombstones {
@@ -40,162 +39,8 @@ pub fn apply_page(tx: &Transaction, enrolment: Uuid, page: &ReplicaPage) -> Resu
     Ok(())
 }
 
-/// A device time from the wire, as the phone stores record times (RFC 3339 with the
-/// recording device's offset), with its local day.
-fn device_time(at: &Option<DeviceTime>) -> Result<(String, String)> {
-    let bad = || Error::ServerRefused {
-        code: "BAD_REPLICA".into(),
-        reason: "a record-state row has no usable time".into(),
-    };
-    let at = at.as_ref().ok_or_else(bad)?;
-    let offset = FixedOffset::east_opt(at.offset_minutes.saturating_mul(60)).ok_or_else(bad)?;
-    let at: DateTime<FixedOffset> = DateTime::from_timestamp_millis(at.unix_ms)
-        .ok_or_else(bad)?
-        .with_timezone(&offset);
-    Ok((
-        at.to_rfc3339(),
-        at.date_naive().format("%Y-%m-%d").to_string(),
-    ))
-}
-
-fn void_columns(void: &Option<VoidState>) -> Result<(Option<String>, Option<String>)> {
-    match void {
-        Some(v) => Ok((Some(device_time(&v.at)?.0), Some(v.reason.clone()))),
-        None => Ok((None, None)),
-    }
-}
-
-/// Whether the phone holds a record's document.
-fn holds_document(tx: &Transaction, record: Uuid) -> Result<bool> {
-    Ok(tx
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1)")?
-        .query_row([record], |r| r.get(0))?)
-}
-
-/// Whether the phone holds changes to a record the server has not confirmed: then its row,
-/// derived from its document, is newer than the server's state and stands. Otherwise the
-/// server's state wins, even over a document the phone holds: a void the server refused, a
-/// document this build cannot read, or one whose later changes protocol 2 no longer sends.
-fn has_unsent_changes(tx: &Transaction, record: Uuid) -> Result<bool> {
-    Ok(tx
-        .prepare_cached(
-            "SELECT EXISTS (SELECT 1 FROM records WHERE id = ?1 AND heads <> acked_heads)",
-        )?
-        .query_row([record], |r| r.get(0))?)
-}
-
-fn upsert(tx: &Transaction, enrolment: Uuid, row: &Row) -> Result<()> {
+fn upsert(tx: &Transaction, row: &Row) -> Result<()> {
     match row {
-        // Payouts, hand-outs and work days as the server holds them (protocol 2): rows of the
-        // same tables the phone's own records fill, marked not its own unless they are, so
-        // the double-payment rule, the goods still due and one work entry per day count them
-        // alike.
-        Row::PayoutState(p) => {
-            let record = id(&p.id)?;
-            if has_unsent_changes(tx, record)? {
-                return Ok(());
-            }
-            let (paid_at, day) = device_time(&p.at)?;
-            let (voided_at, void_reason) = void_columns(&p.void)?;
-            // A row the phone already has keeps whose it is (its own payout counts in its
-            // agent's cash).
-            tx.prepare_cached(
-                "INSERT INTO payouts (record_id, enrolment_id, own, beneficiary_id,
-                     entitlement_id, collector_id, amount_minor, currency, proof, paid_at, day,
-                     override_reason, voided_at, void_reason)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                 ON CONFLICT (record_id) DO UPDATE SET beneficiary_id = excluded.beneficiary_id,
-                     entitlement_id = excluded.entitlement_id, collector_id = excluded.collector_id,
-                     amount_minor = excluded.amount_minor, currency = excluded.currency,
-                     proof = excluded.proof, paid_at = excluded.paid_at, day = excluded.day,
-                     override_reason = excluded.override_reason, voided_at = excluded.voided_at,
-                     void_reason = excluded.void_reason",
-            )?
-            .execute(params![
-                record,
-                enrolment,
-                id(&p.beneficiary_id)?,
-                id(&p.entitlement_id)?,
-                id(&p.collector_id)?,
-                p.amount_minor,
-                p.currency,
-                p.proof,
-                paid_at,
-                day,
-                Some(p.override_reason.as_str()).filter(|r| !r.is_empty()),
-                voided_at,
-                void_reason
-            ])?;
-        }
-        Row::DistributionState(d) => {
-            let record = id(&d.id)?;
-            if has_unsent_changes(tx, record)? {
-                return Ok(());
-            }
-            let (at, day) = device_time(&d.at)?;
-            let (voided_at, void_reason) = void_columns(&d.void)?;
-            tx.prepare_cached(
-                "INSERT INTO distributions (record_id, enrolment_id, own, beneficiary_id,
-                     entitlement_id, collector_id, distributed_at, day, voided_at, void_reason)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (record_id) DO UPDATE SET beneficiary_id = excluded.beneficiary_id,
-                     entitlement_id = excluded.entitlement_id, collector_id = excluded.collector_id,
-                     distributed_at = excluded.distributed_at, day = excluded.day,
-                     voided_at = excluded.voided_at, void_reason = excluded.void_reason",
-            )?
-            .execute(params![
-                record,
-                enrolment,
-                id(&d.beneficiary_id)?,
-                id(&d.entitlement_id)?,
-                id(&d.collector_id)?,
-                at,
-                day,
-                voided_at,
-                void_reason
-            ])?;
-            tx.prepare_cached("DELETE FROM distribution_lines WHERE record_id = ?1")?
-                .execute([record])?;
-            for line in &d.items {
-                tx.prepare_cached(
-                    "INSERT INTO distribution_lines (record_id, item_code, quantity) VALUES (?1, ?2, ?3)",
-                )?
-                .execute(params![record, line.item_code, line.quantity])?;
-            }
-        }
-        Row::TimesheetState(t) => {
-            let record = id(&t.id)?;
-            if has_unsent_changes(tx, record)? {
-                return Ok(());
-            }
-            let (recorded_at, _) = device_time(&t.at)?;
-            let (voided_at, void_reason) = void_columns(&t.void)?;
-            let work_date = crate::store::queries::date_of_days(i64::from(t.work_date_days))
-                .ok_or_else(|| Error::ServerRefused {
-                    code: "BAD_REPLICA".into(),
-                    reason: "a work day out of range".into(),
-                })?;
-            tx.prepare_cached(
-                "INSERT INTO timesheets (record_id, enrolment_id, own, project_id,
-                     beneficiary_id, work_date, day_hundredths, recorded_at, voided_at, void_reason)
-                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (record_id) DO UPDATE SET project_id = excluded.project_id,
-                     beneficiary_id = excluded.beneficiary_id, work_date = excluded.work_date,
-                     day_hundredths = excluded.day_hundredths, recorded_at = excluded.recorded_at,
-                     voided_at = excluded.voided_at, void_reason = excluded.void_reason",
-            )?
-            .execute(params![
-                record,
-                enrolment,
-                id(&t.project_id)?,
-                id(&t.beneficiary_id)?,
-                work_date.format("%Y-%m-%d").to_string(),
-                t.day_hundredths,
-                recorded_at,
-                voided_at,
-                void_reason
-            ])?;
-        }
         Row::Location(l) => {
             tx.prepare_cached(
                 "INSERT OR REPLACE INTO locations (id, code, name, level, path) VALUES (?1, ?2, ?3, ?4, ?5)",
@@ -373,27 +218,6 @@ fn remove(tx: &Transaction, kind: i32, id: Uuid) -> Result<()> {
         Ok(RowKind::Entitlement) => "entitlements",
         Ok(RowKind::RevokedCard) => "revoked_cards",
         Ok(RowKind::GrievanceCategory) => "grievance_categories",
-        // A state row that left the assignment: gone, unless the phone holds the document
-        // (its own record, which stays until the server has it and beyond).
-        Ok(
-            kind @ (RowKind::PayoutState | RowKind::DistributionState | RowKind::TimesheetState),
-        ) => {
-            if holds_document(tx, id)? {
-                return Ok(());
-            }
-            let table = match kind {
-                RowKind::PayoutState => "payouts",
-                RowKind::DistributionState => {
-                    tx.prepare_cached("DELETE FROM distribution_lines WHERE record_id = ?1")?
-                        .execute([id])?;
-                    "distributions"
-                }
-                _ => "timesheets",
-            };
-            tx.prepare_cached(&format!("DELETE FROM {table} WHERE record_id = ?1"))?
-                .execute([id])?;
-            return Ok(());
-        }
         // A kind this build does not know: nothing of it is held.
         _ => return Ok(()),
     };

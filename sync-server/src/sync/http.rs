@@ -433,7 +433,6 @@ pub async fn replica(
                 &device.assignment_path,
                 request.cursor,
                 request.max_bytes,
-                version,
             )
         })
     })
@@ -520,7 +519,6 @@ pub async fn changes(
                 &device.assignment_path,
                 request.cursor,
                 request.max_bytes,
-                version,
             )
         })
     })

@@ -40,7 +40,7 @@ pub fn run(dir: &Path, quick: bool) -> Vec<Figure> {
     let (mut cursor, mut bytes, mut beneficiaries, mut pages) = (0, 0usize, 0usize, 0usize);
     loop {
         let page = store
-            .read(|c| replica::page(c, district, cursor, 0, 2))
+            .read(|c| replica::page(c, district, cursor, 0))
             .expect("page");
         bytes += wire::encode(&page).0.len();
         beneficiaries += page
@@ -64,7 +64,7 @@ pub fn run(dir: &Path, quick: bool) -> Vec<Figure> {
         .read(|c| {
             let mut cursor = 0;
             loop {
-                let page = replica::page(c, village, cursor, 0, 2)?;
+                let page = replica::page(c, village, cursor, 0)?;
                 cursor = page.next_cursor;
                 if !page.more {
                     return Ok(cursor);
@@ -95,7 +95,7 @@ pub fn run(dir: &Path, quick: bool) -> Vec<Figure> {
     let start = Instant::now();
     for _ in 0..SYNCS {
         let page = store
-            .read(|c| replica::page(c, village, head, 0, 2))
+            .read(|c| replica::page(c, village, head, 0))
             .expect("page at head");
         assert!(page.rows.is_empty() && page.tombstones.is_empty());
     }
@@ -103,7 +103,7 @@ pub fn run(dir: &Path, quick: bool) -> Vec<Figure> {
     let start = Instant::now();
     for _ in 0..SYNCS {
         store
-            .read(|c| records::changes_since(c, Uuid::nil(), village, 0, 0, 2))
+            .read(|c| records::changes_since(c, Uuid::nil(), village, 0, 0))
             .expect("changes");
     }
     let changes_us = start.elapsed().as_secs_f64() * 1e6 / SYNCS as f64;
@@ -111,7 +111,7 @@ pub fn run(dir: &Path, quick: bool) -> Vec<Figure> {
     let start = Instant::now();
     for _ in 0..SYNCS {
         let page = store
-            .read(|c| replica::page(c, district, district_head, 0, 2))
+            .read(|c| replica::page(c, district, district_head, 0))
             .expect("district at head");
         assert!(page.rows.is_empty());
     }

@@ -11,7 +11,7 @@ use automerge::{Automerge, Change, ChangeHash, ReadDoc};
 use outpost_proto::{
     BeneficiaryStatus,
     records::{self, Record, RecordKind},
-    wire::{ChangesReply, DocChanges, DocOutcome, DocResult, RowKind},
+    wire::{ChangesReply, DocChanges, DocOutcome, DocResult},
 };
 use rusqlite::{OptionalExtension, params};
 use serde_json::json;
@@ -979,19 +979,6 @@ fn materialise(
             }
         }
     }
-    // Protocol 2 devices receive other devices' payouts, hand-outs and work days as state
-    // rows in the beneficiary's partition (see `sync::store::replica`), not as documents.
-    let state = match record {
-        Record::Payout(_) => Some(RowKind::PayoutState),
-        Record::Distribution(_) => Some(RowKind::DistributionState),
-        Record::Timesheet(_) => Some(RowKind::TimesheetState),
-        _ => None,
-    };
-    if let Some(kind) = state {
-        tx.sqlite()
-            .prepare_cached("INSERT INTO replica_log (kind, row_id, path) VALUES (?1, ?2, ?3)")?
-            .execute(params![kind as i32, doc_id, path])?;
-    }
     Ok(())
 }
 
@@ -999,16 +986,13 @@ fn materialise(
 type LoggedChange = (Vec<u8>, String, Vec<u8>);
 
 /// Changes to records in the device's assignment made elsewhere (other devices, the office),
-/// after `cursor`, up to about `max_bytes`. A protocol 2 device receives payouts, hand-outs
-/// and work days as state rows in its replica instead, so their documents are left out: it
-/// gets the documents several parties edit (grievances) and those no state row stands for.
+/// after `cursor`, up to about `max_bytes`.
 pub fn changes_since(
     conn: &ReadTx,
     device_id: Uuid,
     assignment_path: &str,
     cursor: u64,
     max_bytes: u32,
-    version: u32,
 ) -> Result<ChangesReply> {
     let budget = match max_bytes {
         0 => crate::sync::store::replica::DEFAULT_PAGE_BYTES,
@@ -1030,14 +1014,13 @@ pub fn changes_since(
         conn.sqlite(),
         "SELECT c.seq, c.doc_id, d.kind, c.data FROM doc_changes c JOIN documents d ON d.id = c.doc_id
          WHERE c.path = ?1 AND c.seq > ?2 AND (c.device_id IS NULL OR c.device_id <> ?3)
-           AND (?4 < 2 OR d.kind NOT IN ('payout', 'distribution', 'timesheet'))
          ORDER BY c.seq",
         partitions.len(),
     )?;
     let mut rows = super::Merged::open(
         &mut statements,
         &partitions,
-        |stmt, partition| stmt.query(params![partition.path, cursor as i64, device_id, version]),
+        |stmt, partition| stmt.query(params![partition.path, cursor as i64, device_id]),
         |r| -> rusqlite::Result<(u64, LoggedChange)> {
             Ok((r.get(0)?, (r.get(1)?, r.get(2)?, r.get(3)?)))
         },
@@ -1066,11 +1049,6 @@ pub fn changes_since(
             reply.docs.len() - 1
         });
         reply.docs[at].changes.push(data);
-    }
-    // As for replica pages: all of the device's partitions up to `last` was read, so the
-    // next sync starts there, not again behind the changes this feed left out.
-    if !reply.more {
-        reply.next_cursor = reply.next_cursor.max(last);
     }
     Ok(reply)
 }

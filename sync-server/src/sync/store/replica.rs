@@ -28,14 +28,12 @@ pub const DEFAULT_PAGE_BYTES: u32 = 256 * 1024;
 /// Payroll statuses whose entitlements the field holds.
 const FIELD_PAYROLLS: &str = "('APPROVED', 'RECONCILED', 'CLOSED')";
 
-/// One page of the replica for a device whose assignment is at `assignment_path`, speaking
-/// protocol `version` (a protocol 1 device is sent no record-state rows).
+/// One page of the replica for a device whose assignment is at `assignment_path`.
 pub fn page(
     conn: &ReadTx,
     assignment_path: &str,
     cursor: u64,
     max_bytes: u32,
-    version: u32,
 ) -> Result<ReplicaPage> {
     let last: u64 =
         conn.sqlite()
@@ -55,16 +53,11 @@ pub fn page(
     let scope = Scope::Area {
         path: assignment_path.to_owned(),
     };
-    let last_kind = if version >= 2 {
-        RowKind::TimesheetState
-    } else {
-        wire::V1_LAST_ROW_KIND
-    } as i32;
     let partitions = super::partitions(conn.sqlite(), assignment_path, true)?;
     let mut statements = super::statements(
         conn.sqlite(),
         "SELECT seq, kind, row_id FROM replica_log
-         WHERE path = ?1 AND seq > ?2 AND (?3 = 0 OR kind = 1) AND kind <= ?4 ORDER BY seq",
+         WHERE path = ?1 AND seq > ?2 AND (?3 = 0 OR kind = 1) ORDER BY seq",
         partitions.len(),
     )?;
     let mut entries = super::Merged::open(
@@ -74,8 +67,7 @@ pub fn page(
             stmt.query(params![
                 partition.path,
                 cursor as i64,
-                partition.locations_only,
-                last_kind
+                partition.locations_only
             ])
         },
         |r| Ok((r.get(0)?, (r.get::<_, i32>(1)?, r.get::<_, Vec<u8>>(2)?))),
@@ -114,12 +106,6 @@ pub fn page(
                 });
             }
         }
-    }
-    // Every entry of the device's partitions up to `last` was read: the cursor moves past
-    // the rest of the log too, so the next sync does not walk again what this one skipped
-    // (other partitions' entries never are read; kinds a protocol 1 device is not sent are).
-    if !page.more {
-        page.next_cursor = page.next_cursor.max(last);
     }
     Ok(page)
 }
@@ -389,145 +375,7 @@ fn current_row(
                 }))
             })
             .optional()?,
-        RowKind::PayoutState => conn.sqlite()
-            .prepare_cached(
-                "SELECT p.doc_id, p.entitlement_id, p.beneficiary_id, p.collector_id, p.amount_minor,
-                        p.currency, p.paid_at, p.proof, p.card_serial, p.proof_ref,
-                        COALESCE(p.override_reason, ''), p.voided_at, p.void_reason, bp.path
-                 FROM payouts p JOIN beneficiary_paths bp ON bp.beneficiary_id = p.beneficiary_id
-                 WHERE p.doc_id = ?1",
-            )?
-            .query_row([id], |r| {
-                let path: String = r.get(13)?;
-                if !in_scope(&path) {
-                    return Ok(None);
-                }
-                let proof: String = r.get(7)?;
-                let proof = match (proof.as_str(), r.get::<_, Option<i64>>(8)?, r.get::<_, Option<String>>(9)?) {
-                    ("CARD", Some(serial), _) => format!("CARD {serial}"),
-                    (kind, _, Some(reference)) => format!("{kind} {reference}"),
-                    (kind, _, None) => kind.to_owned(),
-                };
-                Ok(Some((
-                    wire::PayoutState {
-                        id: bytes(r.get(0)?),
-                        entitlement_id: bytes(r.get(1)?),
-                        beneficiary_id: bytes(r.get(2)?),
-                        collector_id: bytes(r.get(3)?),
-                        amount_minor: r.get(4)?,
-                        currency: r.get(5)?,
-                        at: None,
-                        proof,
-                        override_reason: r.get(10)?,
-                        void: None,
-                    },
-                    r.get::<_, String>(6)?,
-                    r.get::<_, Option<String>>(11)?,
-                    r.get::<_, Option<String>>(12)?,
-                )))
-            })
-            .optional()?
-            .flatten()
-            .map(|(mut p, at, voided_at, reason)| -> Result<Row> {
-                p.at = Some(device_time(&at)?);
-                p.void = void_state(voided_at, reason)?;
-                Ok(Row::PayoutState(p))
-            })
-            .transpose()?,
-        RowKind::DistributionState => conn.sqlite()
-            .prepare_cached(
-                "SELECT d.doc_id, d.entitlement_id, d.beneficiary_id, d.collector_id, d.items,
-                        d.distributed_at, d.voided_at, d.void_reason, bp.path
-                 FROM distributions d JOIN beneficiary_paths bp ON bp.beneficiary_id = d.beneficiary_id
-                 WHERE d.doc_id = ?1",
-            )?
-            .query_row([id], |r| {
-                let path: String = r.get(8)?;
-                if !in_scope(&path) {
-                    return Ok(None);
-                }
-                Ok(Some((
-                    wire::DistributionState {
-                        id: bytes(r.get(0)?),
-                        entitlement_id: bytes(r.get(1)?),
-                        beneficiary_id: bytes(r.get(2)?),
-                        collector_id: bytes(r.get(3)?),
-                        ..Default::default()
-                    },
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                )))
-            })
-            .optional()?
-            .flatten()
-            .map(|(mut d, items, at, voided_at, reason)| -> Result<Row> {
-                let items: std::collections::BTreeMap<String, i64> = serde_json::from_str(&items)?;
-                d.items = items
-                    .into_iter()
-                    .map(|(item_code, quantity)| wire::GoodsLine { item_code, quantity })
-                    .collect();
-                d.at = Some(device_time(&at)?);
-                d.void = void_state(voided_at, reason)?;
-                Ok(Row::DistributionState(d))
-            })
-            .transpose()?,
-        RowKind::TimesheetState => conn.sqlite()
-            .prepare_cached(
-                "SELECT t.id, t.project_id, t.beneficiary_id, t.work_date, t.day_hundredths,
-                        t.recorded_at, t.voided_at, t.void_reason, bp.path
-                 FROM timesheets t JOIN beneficiary_paths bp ON bp.beneficiary_id = t.beneficiary_id
-                 WHERE t.id = ?1",
-            )?
-            .query_row([id], |r| {
-                let path: String = r.get(8)?;
-                if !in_scope(&path) {
-                    return Ok(None);
-                }
-                Ok(Some((
-                    wire::TimesheetState {
-                        id: bytes(r.get(0)?),
-                        project_id: bytes(r.get(1)?),
-                        beneficiary_id: bytes(r.get(2)?),
-                        work_date_days: days(r, 3)?,
-                        day_hundredths: r.get(4)?,
-                        ..Default::default()
-                    },
-                    r.get::<_, String>(5)?,
-                    r.get::<_, Option<String>>(6)?,
-                    r.get::<_, Option<String>>(7)?,
-                )))
-            })
-            .optional()?
-            .flatten()
-            .map(|(mut t, at, voided_at, reason)| -> Result<Row> {
-                t.at = Some(device_time(&at)?);
-                t.void = void_state(voided_at, reason)?;
-                Ok(Row::TimesheetState(t))
-            })
-            .transpose()?,
         RowKind::Unspecified => None,
     };
     Ok(row)
-}
-
-/// A device's time as stored (RFC 3339 with the device's offset), for the wire.
-fn device_time(at: &str) -> Result<wire::DeviceTime> {
-    let at = chrono::DateTime::parse_from_rfc3339(at)
-        .map_err(|e| Error::Internal(format!("a stored record time {at:?} does not parse: {e}")))?;
-    Ok(wire::DeviceTime {
-        unix_ms: at.timestamp_millis(),
-        offset_minutes: at.offset().local_minus_utc() / 60,
-    })
-}
-
-fn void_state(at: Option<String>, reason: Option<String>) -> Result<Option<wire::VoidState>> {
-    at.map(|at| {
-        Ok(wire::VoidState {
-            at: Some(device_time(&at)?),
-            reason: reason.unwrap_or_default(),
-        })
-    })
-    .transpose()
 }

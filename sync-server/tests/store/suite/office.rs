@@ -145,7 +145,7 @@ impl Office {
         loop {
             let page = self
                 .store
-                .read(|c| replica::page(c, "N", cursor, replica::MAX_PAGE_BYTES, 1))
+                .read(|c| replica::page(c, "N", cursor, replica::MAX_PAGE_BYTES))
                 .unwrap();
             seen += page
                 .rows
@@ -1284,7 +1284,7 @@ fn a_grievance_closed_at_the_office_and_reopened_offline_keeps_the_comments_and_
         // What a device that made none of them downloads.
         let reply = o
             .store
-            .read(|c| records::changes_since(c, Uuid::nil(), "N", cursor, 0, 1))
+            .read(|c| records::changes_since(c, Uuid::nil(), "N", cursor, 0))
             .unwrap();
         logged += reply
             .docs

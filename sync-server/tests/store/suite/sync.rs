@@ -38,7 +38,7 @@ fn downloaded(store: &Store, doc: Uuid) -> usize {
     let (mut changes, mut cursor) = (0, 0);
     loop {
         let reply = store
-            .read(|c| records::changes_since(c, Uuid::nil(), "N", cursor, 0, 1))
+            .read(|c| records::changes_since(c, Uuid::nil(), "N", cursor, 0))
             .unwrap();
         changes += reply
             .docs
@@ -124,7 +124,7 @@ fn a_cursor_ahead_of_the_server_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let store = demo_store(dir.path());
     let ahead = u64::MAX / 2;
-    let replica = store.read(|c| replica::page(c, "N", ahead, 0, 1));
+    let replica = store.read(|c| replica::page(c, "N", ahead, 0));
     assert!(
         matches!(
             replica,
@@ -135,7 +135,7 @@ fn a_cursor_ahead_of_the_server_is_refused() {
         ),
         "{replica:?}"
     );
-    let changes = store.read(|c| records::changes_since(c, Uuid::nil(), "N", ahead, 0, 1));
+    let changes = store.read(|c| records::changes_since(c, Uuid::nil(), "N", ahead, 0));
     assert!(
         matches!(
             changes,
@@ -147,11 +147,11 @@ fn a_cursor_ahead_of_the_server_is_refused() {
         "{changes:?}"
     );
     // From the start, both answer.
-    let first = store.read(|c| replica::page(c, "N", 0, 0, 1)).unwrap();
+    let first = store.read(|c| replica::page(c, "N", 0, 0)).unwrap();
     assert!(!first.rows.is_empty());
     assert!(
         store
-            .read(|c| records::changes_since(c, Uuid::nil(), "N", 0, 0, 1))
+            .read(|c| records::changes_since(c, Uuid::nil(), "N", 0, 0))
             .is_ok()
     );
 }
@@ -170,7 +170,7 @@ fn the_replica_log_holds_each_row_once_however_often_it_changes() {
         let mut cursor = cursor;
         let mut rows = Vec::new();
         loop {
-            let page = store.read(|c| replica::page(c, "N", cursor, 0, 1)).unwrap();
+            let page = store.read(|c| replica::page(c, "N", cursor, 0)).unwrap();
             rows.extend(page.rows);
             cursor = page.next_cursor;
             if !page.more {
