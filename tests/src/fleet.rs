@@ -135,7 +135,7 @@ impl Report {
 }
 
 /// Every device syncs at once: it sends its records (signed batches of at most 250, as the
-/// app does) and then asks for the changes made elsewhere.
+/// app does), then downloads its replica since its cursor and the changes made elsewhere.
 pub async fn sync_all(fleet: Vec<Member>) -> (Report, Vec<SimDevice>) {
     let devices = fleet.len();
     let records: usize = fleet.iter().map(|m| m.docs.len()).sum();
@@ -180,6 +180,11 @@ pub async fn sync_all(fleet: Vec<Member>) -> (Report, Vec<SimDevice>) {
                     .iter()
                     .filter(|r| r.outcome() == wire::DocOutcome::Accepted)
                     .count();
+            }
+            // Then what the app does next: the replica since its cursor, and the changes
+            // made elsewhere.
+            if d.sync_replica(0).await.is_err() {
+                refused += 1;
             }
             if d.pull_changes().await.is_err() {
                 refused += 1;

@@ -198,7 +198,24 @@ fn runtime() -> tokio::runtime::Runtime {
 /// A thousand devices (a hundred with `--quick`) sync a day's records each at the same
 /// moment against a server process of its own, so its peak memory is the server's alone.
 pub fn fleet(quick: bool) -> Vec<Figure> {
-    let (devices, households) = if quick { (100, 600) } else { (1_000, 2_000) };
+    // `OUTPOST_FLEET_SIZES=100,1000,5000` measures several fleets, each against a server of
+    // its own, so the server's CPU per device sync can be compared across sizes.
+    let sizes: Vec<usize> = std::env::var("OUTPOST_FLEET_SIZES")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|n| n.trim().parse().expect("OUTPOST_FLEET_SIZES: numbers"))
+                .collect()
+        })
+        .unwrap_or_else(|| vec![if quick { 100 } else { 1_000 }]);
+    let households = if quick { 600 } else { 2_000 };
+    sizes
+        .into_iter()
+        .flat_map(|devices| fleet_of(devices, households))
+        .collect()
+}
+
+fn fleet_of(devices: usize, households: usize) -> Vec<Figure> {
     const RECORDS: usize = 20;
     let dir = tempfile::tempdir().expect("temp dir");
     let data = dir.path().join("server");
@@ -280,7 +297,17 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
             "fleet: server memory after enrolment: {}",
             server_memory(server_pid)
         );
-        let (report, _) = outpost_tests::fleet::sync_all(members).await;
+        let members: Vec<_> = members
+            .into_iter()
+            .map(|mut m| {
+                m.device.bytes_received = 0;
+                m
+            })
+            .collect();
+        let cpu_before = server_cpu_ms(server_pid);
+        let (report, synced) = outpost_tests::fleet::sync_all(members).await;
+        let cpu_ms = server_cpu_ms(server_pid) - cpu_before;
+        let downloaded: u64 = synced.iter().map(|d| d.bytes_received).sum();
         eprintln!(
             "fleet: server memory after the sync: {}",
             server_memory(server_pid)
@@ -310,6 +337,20 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
                 "",
                 "higher",
             ),
+            figure(
+                &format!("server CPU per device sync, {devices} devices"),
+                cpu_ms / devices as f64,
+                "ms",
+                "flat across fleet sizes",
+                "lower",
+            ),
+            figure(
+                &format!("bytes one device downloads per sync, {devices} devices in two districts"),
+                downloaded as f64 / devices as f64,
+                "B",
+                "<= 40 B per entitlement changed for it",
+                "lower",
+            ),
         ]
     });
     // The server's own peak resident memory, from the kernel's account of the process.
@@ -333,6 +374,22 @@ pub fn fleet(quick: bool) -> Vec<Figure> {
         ));
     }
     figures
+}
+
+/// The server process's CPU time so far (user and system), from the kernel, in ms.
+fn server_cpu_ms(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces), 1-based from `state`: utime is
+    // the 12th, stime the 13th. Clock ticks are 100 a second on Linux.
+    let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) * 10.0
 }
 
 /// The server's resident and peak memory, as the kernel counts it.
