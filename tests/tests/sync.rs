@@ -438,7 +438,7 @@ async fn a_first_download_cut_after_any_page_and_resumed_equals_a_fresh_one() {
             device.replica_page(4096).await.unwrap();
         }
         // While it is away: one household leaves, the one that left last time comes back,
-        // and a beneficiary is suspended, then made active again.
+        // and a beneficiary is suspended, made active and suspended again.
         let leaving = &households[cut % households.len()];
         move_household(leaving, "N-RU-01");
         if cut > 1 {

@@ -30,6 +30,9 @@
 //! head in time, a log-in or anonymous request must be done within its deadline (else
 //! `408`, and its permit is freed), and a sync body must keep arriving at a minimum rate.
 //!
+//! One cap applies after the device is known: [`FirstDownloads`], on whole-replica downloads,
+//! the costliest thing a device asks for, answered `503` with `Retry-After` beyond it.
+//!
 //! Clients are keyed by [`address_key`]: an IPv6 client by its /64 (one subscriber's
 //! network), an IPv4-mapped IPv6 address as the IPv4 address it is.
 

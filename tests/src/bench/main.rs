@@ -376,11 +376,36 @@ fn schema() -> outpost_server::plans::schema::ExtraSchema {
     .expect("schema")
 }
 
+/// Adds `n` ACTIVE individual beneficiaries of `plan`, spread over the villages in turn, with
+/// SQL (benchmarks fill their registry untimed). Ids are time-ordered in creation order, as
+/// UUIDv7 ids made by an import are; `extra` is each person's extra fields, an SQL
+/// expression of their number `n`.
+fn fill_beneficiaries(
+    tx: &outpost_server::store::WriteTx,
+    n: usize,
+    plan: &str,
+    prefix: &str,
+    extra: &str,
+) -> outpost_server::Result<()> {
+    tx.sqlite().execute_batch(&format!(
+        "CREATE TEMP TABLE village AS SELECT id, row_number() OVER (ORDER BY code) - 1 AS k FROM locations WHERE level = 'VILLAGE';
+         CREATE TEMP TABLE seq AS WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {n}) SELECT n FROM s;
+         INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id, extra, created_at, updated_at)
+         SELECT unhex(printf('%016x%016x', n, random() & 0x7fffffffffffffff)), '{prefix}' || n, 'First' || n, 'Last' || (n % 997), '1980-01-01', 'F',
+                (SELECT id FROM village WHERE k = n % (SELECT count(*) FROM village)),
+                {extra}, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z'
+         FROM seq;
+         INSERT INTO beneficiaries (id, plan_id, individual_id, status, created_at, updated_at)
+         SELECT unhex(substr(hex(id), 1, 16) || printf('%016x', random() & 0x7fffffffffffffff)), (SELECT id FROM benefit_plans WHERE code = '{plan}'), id, 'ACTIVE', created_at, created_at FROM individuals;
+         DROP TABLE seq; DROP TABLE village;"
+    ))?;
+    Ok(())
+}
+
 /// Payroll generation for `n` ACTIVE individual beneficiaries with a base-plus-criteria rule.
 /// The registry is filled with SQL (not timed), then generation is timed end to end.
 fn bench_payroll(dir: &Path, n: usize) -> Vec<Figure> {
     let store = store_with_demo_geography(dir);
-    // Ids are time-ordered in creation order, as UUIDv7 ids made by an import are.
     let plan: plans::NewPlan = serde_json::from_value(json!({
         "code": "BENCH", "name": "Bench plan", "beneficiary_type": "INDIVIDUAL",
         "start_date": "2026-01-01", "currency": "MWK", "provisions": ["CASH"],
@@ -393,24 +418,22 @@ fn bench_payroll(dir: &Path, n: usize) -> Vec<Figure> {
     store
         .write(|tx| {
             plans::create_plan(tx, "bench", &plan)?;
-            plans::create_cycle(tx, "bench", &plans::Cycle {
-                code: "B1".into(),
-                start_date: "2026-11-01".parse().expect("date"),
-                end_date: "2026-11-30".parse().expect("date"),
-            })?;
-            tx.sqlite().execute_batch(&format!(
-                "CREATE TEMP TABLE village AS SELECT id, row_number() OVER (ORDER BY code) - 1 AS k FROM locations WHERE level = 'VILLAGE';
-                 CREATE TEMP TABLE seq AS WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {n}) SELECT n FROM s;
-                 INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id, extra, created_at, updated_at)
-                 SELECT unhex(printf('%016x%016x', n, random() & 0x7fffffffffffffff)), 'B' || n, 'First' || n, 'Last', '1980-01-01', 'F',
-                        (SELECT id FROM village WHERE k = n % (SELECT count(*) FROM village)),
-                        CASE WHEN n % 10 = 0 THEN '{{\"disability\":true}}' ELSE '{{}}' END, '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z'
-                 FROM seq;
-                 INSERT INTO beneficiaries (id, plan_id, individual_id, status, created_at, updated_at)
-                 SELECT unhex(substr(hex(id), 1, 16) || printf('%016x', random() & 0x7fffffffffffffff)), (SELECT id FROM benefit_plans WHERE code = 'BENCH'), id, 'ACTIVE', created_at, created_at FROM individuals;
-                 DROP TABLE seq; DROP TABLE village;"
-            ))?;
-            Ok(())
+            plans::create_cycle(
+                tx,
+                "bench",
+                &plans::Cycle {
+                    code: "B1".into(),
+                    start_date: "2026-11-01".parse().expect("date"),
+                    end_date: "2026-11-30".parse().expect("date"),
+                },
+            )?;
+            fill_beneficiaries(
+                tx,
+                n,
+                "BENCH",
+                "B",
+                "CASE WHEN n % 10 = 0 THEN '{\"disability\":true}' ELSE '{}' END",
+            )
         })
         .expect("fill registry");
     store.checkpoint().expect("checkpoint");

@@ -175,8 +175,8 @@ pub fn run(dir: &Path, quick: bool) -> Vec<Figure> {
     ]
 }
 
-/// The geography through the registry's API; the people, their enrolment and an approved
-/// payroll with SQL, as the payroll benchmark fills its registry (not timed).
+/// The geography through the registry's API; the people and their enrolment with SQL, as
+/// the payroll benchmark fills its registry, and an approved payroll (not timed).
 fn fill(store: &Store, people: usize) {
     store
         .write(|tx| {
@@ -230,19 +230,7 @@ fn fill(store: &Store, people: usize) {
                     end_date: "2026-11-30".parse().expect("date"),
                 },
             )?;
-            tx.sqlite().execute_batch(&format!(
-                "CREATE TEMP TABLE village AS SELECT id, row_number() OVER (ORDER BY code) - 1 AS k FROM locations WHERE level = 'VILLAGE';
-                 CREATE TEMP TABLE seq AS WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < {people}) SELECT n FROM s;
-                 INSERT INTO individuals (id, external_id, first_name, last_name, dob, sex, location_id, extra, created_at, updated_at)
-                 SELECT unhex(printf('%016x%016x', n, random() & 0x7fffffffffffffff)), 'NAT' || n, 'First' || n, 'Last' || (n % 997), '1980-01-01', 'F',
-                        (SELECT id FROM village WHERE k = n % (SELECT count(*) FROM village)),
-                        '{{}}', '2026-11-01T00:00:00Z', '2026-11-01T00:00:00Z'
-                 FROM seq;
-                 INSERT INTO beneficiaries (id, plan_id, individual_id, status, created_at, updated_at)
-                 SELECT unhex(substr(hex(id), 1, 16) || printf('%016x', random() & 0x7fffffffffffffff)), (SELECT id FROM benefit_plans WHERE code = 'NAT'), id, 'ACTIVE', created_at, created_at FROM individuals;
-                 DROP TABLE seq; DROP TABLE village;"
-            ))?;
-            Ok(())
+            super::fill_beneficiaries(tx, people, "NAT", "NAT", "'{}'")
         })
         .expect("people");
     store
