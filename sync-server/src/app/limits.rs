@@ -140,10 +140,10 @@ impl Default for Limits {
 /// Caps the devices in the middle of a first download (a replica download from cursor 0,
 /// until its last page). A first download is the costliest thing a device asks for, so when
 /// a whole fleet is enrolled at once the devices beyond the cap are answered `503` with
-/// `Retry-After` on their first page, and the device
-/// comes back with jitter, instead of all being served slowly together. A device that stops
-/// moving forward loses its place after `idle`: asking for the same page again does not keep
-/// it, so a stalled or hostile device cannot sit on a place.
+/// `Retry-After` on their first page, and come back with jitter, instead of all being served
+/// slowly together. A device that stops moving forward loses its place after `idle`: asking
+/// for the same page again does not keep it, so a stalled or hostile device cannot sit on a
+/// place.
 pub struct FirstDownloads {
     cap: usize,
     idle: Duration,
