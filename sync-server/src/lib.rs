@@ -13,6 +13,7 @@ pub mod api;
 pub mod app;
 pub mod areas;
 pub mod audit;
+pub mod dedup;
 pub mod demo;
 pub mod devices;
 mod error;

@@ -124,6 +124,23 @@ enum Command {
     },
     /// Check that the audit log's hash chain is intact.
     AuditVerify,
+    /// Find people registered more than once (no national ID needed) and keep the likely
+    /// duplicates for review; pairs already decided are not proposed again.
+    Dedup {
+        /// Only the people this plan enrols (directly or through their household).
+        #[arg(long)]
+        plan: Option<String>,
+        /// Write every likely duplicate (both people, the score, the evidence per field) and
+        /// the model used, as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The match probability from which a pair is proposed.
+        #[arg(long, default_value_t = outpost_server::dedup::matching::DEFAULT_THRESHOLD)]
+        threshold: f64,
+        /// A model (as the JSON output's "model") to score with instead of estimating one.
+        #[arg(long)]
+        model: Option<PathBuf>,
+    },
     /// Print the current TOTP code for a base32 secret (by default the demo staff's published
     /// one), for trying the demo without an authenticator app. Reads no database.
     TotpCode {
@@ -551,6 +568,77 @@ fn run(cli: Cli) -> Result<()> {
                 "{}: log-in reset; its tokens and sessions have ended",
                 user.username
             );
+            Ok(())
+        }
+        Command::Dedup {
+            plan,
+            json,
+            threshold,
+            model,
+        } => {
+            use outpost_server::dedup::{self, matching::Model, store as candidates};
+            if !(threshold > 0.0 && threshold <= 1.0) {
+                return Err(Error::Invalid(format!(
+                    "--threshold {threshold} is not a probability within (0, 1]"
+                )));
+            }
+            let model = match model {
+                Some(path) => {
+                    let model: Model =
+                        serde_json::from_slice(&std::fs::read(&path)?).map_err(|e| {
+                            Error::Invalid(format!(
+                                "{} is not a matching model: {e}",
+                                path.display()
+                            ))
+                        })?;
+                    model.check().map_err(|e| Error::Invalid(e.to_string()))?;
+                    Some(model)
+                }
+                None => None,
+            };
+            let store = open(&cli.data)?;
+            let registry = store.read(|tx| candidates::people(tx, plan.as_deref()))?;
+            let run = dedup::run(&registry.people, model, threshold);
+            let recorded = store
+                .write(|tx| candidates::record(tx, &actor, &registry, &run, plan.as_deref()))?;
+            println!(
+                "{} people, {} pairs compared: {} likely duplicate(s), {} new, {} still open, {} decided before (not proposed again)",
+                registry.people.len(),
+                run.compared,
+                run.matches.len(),
+                recorded.new,
+                recorded.refreshed,
+                recorded.decided
+            );
+            if let Some(path) = json {
+                let mut pairs = Vec::new();
+                for m in &run.matches {
+                    let (a, b) = (registry.ids[m.first], registry.ids[m.second]);
+                    let status = store.read(|tx| candidates::status(tx, a, b))?;
+                    if status.as_deref() != Some("OPEN") {
+                        continue;
+                    }
+                    let person = |i: usize| {
+                        let p = &registry.people[i];
+                        serde_json::json!({
+                            "id": registry.ids[i], "external_id": p.external_id,
+                            "given_name": p.given_name, "family_name": p.family_name,
+                            "dob": p.dob, "village": p.village, "household": p.household,
+                        })
+                    };
+                    pairs.push(serde_json::json!({
+                        "first": person(m.first), "second": person(m.second),
+                        "probability": m.probability, "weight": m.weight, "evidence": m.evidence,
+                    }));
+                }
+                let out = serde_json::json!({
+                    "plan": plan, "people": registry.people.len(), "compared": run.compared,
+                    "skipped_blocks": run.skipped_blocks, "threshold": threshold,
+                    "recorded": recorded, "candidates": pairs, "model": run.model,
+                });
+                std::fs::write(&path, serde_json::to_vec_pretty(&out)?)?;
+                println!("candidates written to {}", path.display());
+            }
             Ok(())
         }
         Command::AuditVerify => {

@@ -1712,3 +1712,167 @@ async fn a_signed_message_does_not_show_on_another_page_or_in_another_session() 
     let elsewhere = page(to_login, Some("outpost_session=someone-elses-session")).await;
     assert!(!elsewhere.contains("not right"), "{elsewhere}");
 }
+
+#[test]
+fn the_cli_finds_people_registered_twice_without_ids_and_keeps_decided_pairs_decided() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_outpost-server");
+    let data = dir.path().join("data");
+    let run = |args: &[&str]| {
+        let out = Command::new(bin)
+            .arg("--data")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let locations = dir.path().join("locations.csv");
+    std::fs::write(
+        &locations,
+        "code,name,level,parent_code\nR,Region,REGION,\nD,District,DISTRICT,R\nV1,One,VILLAGE,D\nV2,Two,VILLAGE,D\n",
+    )
+    .unwrap();
+    run(&["import", "locations", locations.to_str().unwrap()]);
+
+    // A registry of distinct people (namesakes among them: same names, other birthday and
+    // village), then a second file with two of them again: names swapped and unaccented with
+    // day and month swapped, and a typo in the family name.
+    let given = [
+        "Chikondi", "Tiyamike", "Mphatso", "Grace", "Yohane", "Hélène", "Kondwani", "Esther",
+    ];
+    let family = ["Banda", "Phiri", "Mwale", "Tembo", "Chirwa", "Nyirenda"];
+    let mut first = String::from("first_name,last_name,dob,id,location_name\n");
+    let mut n = 0;
+    for (g, given) in given.iter().enumerate() {
+        for (f, family) in family.iter().enumerate() {
+            n += 1;
+            let village = if (g + f) % 2 == 0 { "V1" } else { "V2" };
+            first.push_str(&format!(
+                "{given},{family},{}-{:02}-{:02},A{n},{village}\n",
+                1950 + (g * 7 + f * 3) % 50,
+                1 + (g + f * 5) % 12,
+                1 + (g * 3 + f) % 12
+            ));
+        }
+    }
+    // The namesake of Hélène Banda: another birthday, another village.
+    first.push_str("Hélène,Banda,1971-11-23,A99,V2\n");
+    let file = dir.path().join("first.csv");
+    std::fs::write(&file, &first).unwrap();
+    run(&["import", "individuals", file.to_str().unwrap()]);
+    let helene = first
+        .lines()
+        .find(|l| l.starts_with("Hélène,Banda,"))
+        .unwrap()
+        .to_owned();
+    let grace = first
+        .lines()
+        .find(|l| l.starts_with("Grace,Nyirenda,"))
+        .unwrap()
+        .to_owned();
+    let date = |line: &str| line.split(',').nth(2).unwrap().to_owned();
+    let village = |line: &str| line.split(',').nth(4).unwrap().to_owned();
+    let (hy, hm, hd) = {
+        let d = date(&helene);
+        let p: Vec<&str> = d.split('-').collect();
+        (p[0].to_owned(), p[1].to_owned(), p[2].to_owned())
+    };
+    let second = format!(
+        "first_name,last_name,dob,id,location_name\nBanda,Helene,{hy}-{hd}-{hm},B1,{}\nGrace,Nyirendda,{},B2,{}\n",
+        village(&helene),
+        date(&grace),
+        village(&grace)
+    );
+    let file = dir.path().join("second.csv");
+    std::fs::write(&file, second).unwrap();
+    run(&["import", "individuals", file.to_str().unwrap()]);
+
+    let json = dir.path().join("dedup.json");
+    let out = run(&["dedup", "--json", json.to_str().unwrap()]);
+    assert!(out.contains("2 likely duplicate(s), 2 new"), "{out}");
+    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let pairs: Vec<(String, String)> = found["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let mut ids = [
+                c["first"]["external_id"].as_str().unwrap().to_owned(),
+                c["second"]["external_id"].as_str().unwrap().to_owned(),
+            ];
+            ids.sort();
+            (ids[0].clone(), ids[1].clone())
+        })
+        .collect();
+    let id = |line: &str| line.split(',').nth(3).unwrap().to_owned();
+    assert!(pairs.contains(&(id(&helene), "B1".to_owned())), "{pairs:?}");
+    assert!(pairs.contains(&(id(&grace), "B2".to_owned())), "{pairs:?}");
+    // The evidence says why, field by field, in words.
+    let helene_pair = found["candidates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["first"]["external_id"] == "B1" || c["second"]["external_id"] == "B1")
+        .unwrap();
+    let findings: Vec<&str> = helene_pair["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["finding"].as_str().unwrap())
+        .collect();
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.contains("swapped between the two records")),
+        "{findings:?}"
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.ends_with("day and month swapped")),
+        "{findings:?}"
+    );
+    assert!(helene_pair["probability"].as_f64().unwrap() >= 0.85);
+
+    // A second run refreshes the open pairs; a pair decided distinct (as review will record
+    // it) is never proposed again.
+    let db = rusqlite::Connection::open(data.join("registry.db")).unwrap();
+    db.execute(
+        "UPDATE dedup_candidates SET status = 'DISTINCT'
+          WHERE first_id = (SELECT id FROM individuals WHERE external_id = 'B2')
+             OR second_id = (SELECT id FROM individuals WHERE external_id = 'B2')",
+        [],
+    )
+    .unwrap();
+    let out = run(&["dedup", "--json", json.to_str().unwrap()]);
+    assert!(
+        out.contains("0 new, 1 still open, 1 decided before"),
+        "{out}"
+    );
+    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(found["candidates"].as_array().unwrap().len(), 1);
+    let audited: i64 = db
+        .query_row(
+            "SELECT count(*) FROM audit_log WHERE action = 'dedup.run'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(audited, 2);
+
+    // Bad input changes nothing.
+    let out = Command::new(bin)
+        .arg("--data")
+        .arg(&data)
+        .args(["dedup", "--threshold", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a probability"));
+}

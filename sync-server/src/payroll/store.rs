@@ -42,6 +42,9 @@ pub struct GenerateReport {
     pub unplaced: usize,
     /// Cash-for-work beneficiaries with no approved days in the cycle.
     pub nothing_due: usize,
+    /// Likely duplicates among the plan's people still awaiting review (`outpost-server
+    /// dedup`), likeliest first, at most 100: what a checker should decide before approving.
+    pub possible_duplicates: Vec<crate::dedup::store::OpenPair>,
 }
 
 /// One beneficiary as the generator sees it.
@@ -105,6 +108,7 @@ pub fn generate(
         payrolls: Vec::new(),
         unplaced: 0,
         nothing_due: 0,
+        possible_duplicates: Vec::new(),
     };
     let mut payroll_of_point: HashMap<PointKey, Uuid> = HashMap::new();
     // Resolved once per location, not per beneficiary.
@@ -259,6 +263,7 @@ pub fn generate(
             )?;
         }
     }
+    report.possible_duplicates = crate::dedup::store::open_for_plan(tx, scope, plan.id, 100)?;
     audit::append(
         tx,
         actor,

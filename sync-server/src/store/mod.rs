@@ -36,6 +36,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("migrations/0008_client_owner.sql"),
     include_str!("migrations/0009_login_reset_by.sql"),
     include_str!("migrations/0010_partitions.sql"),
+    include_str!("migrations/0011_dedup.sql"),
 ];
 
 /// The schema version this build writes.

@@ -1119,3 +1119,64 @@ fn agents_as_payment_points_and_scoped_generation() {
         "visible outside its area"
     );
 }
+
+#[test]
+fn payroll_generation_lists_the_plans_likely_duplicates_still_open() {
+    use outpost_server::dedup::{self, matching::DEFAULT_THRESHOLD, store as candidates};
+    let f = fixture();
+    add_plan(
+        &f,
+        json!({"code": "P", "beneficiary_type": "INDIVIDUAL", "provisions": ["CASH"],
+        "rule": {"cash": {"kind": "base_plus_criteria", "base": 1000, "criteria": []}}}),
+    );
+    // Grace Banda enrolled twice (a typo in the family name), among other people.
+    let csv = "first_name,last_name,dob,id,location_name
+Grace,Banda,1990-03-04,X1,V1
+Grace,Bnada,1990-03-04,X2,V1
+Chisomo,Phiri,1961-06-06,X3,V2
+Yohane,Mwale,1975-09-12,X4,V3
+Tiyamike,Tembo,2001-12-30,X5,V4
+Esther,Chirwa,1983-02-17,X6,V1
+";
+    import(&f, csv, plan("P")).unwrap();
+    let before = generate(&f, "P");
+    assert!(before.possible_duplicates.is_empty(), "no run yet");
+
+    let people = f.store.read(|c| candidates::people(c, Some("P"))).unwrap();
+    assert_eq!(people.people.len(), 6);
+    let run = dedup::run(&people.people, None, DEFAULT_THRESHOLD);
+    let recorded = f
+        .store
+        .write(|tx| candidates::record(tx, ACTOR, &people, &run, Some("P")))
+        .unwrap();
+    assert_eq!(recorded.new, 1, "{:?}", run.matches);
+
+    // The next generation (nothing new to generate) lists the pair for the checker.
+    let after = generate(&f, "P");
+    assert_eq!(after.entitlements_created, 0);
+    let pair = &after.possible_duplicates;
+    assert_eq!(pair.len(), 1);
+    let mut ids = [pair[0].first.clone(), pair[0].second.clone()];
+    ids.sort();
+    assert_eq!(ids, ["X1".to_owned(), "X2".to_owned()]);
+    assert!(pair[0].probability >= DEFAULT_THRESHOLD);
+
+    // Scoped: a user of another district does not see it.
+    let plan_id = f.store.read(|c| plans::plan_by_code(c, "P")).unwrap().id;
+    let elsewhere = Scope::Area {
+        path: "R1/D2".into(),
+    };
+    let seen = f
+        .store
+        .read(|c| candidates::open_for_plan(c, &elsewhere, plan_id, 100))
+        .unwrap();
+    assert!(seen.is_empty());
+    let here = Scope::Area {
+        path: "R1/D1".into(),
+    };
+    let seen = f
+        .store
+        .read(|c| candidates::open_for_plan(c, &here, plan_id, 100))
+        .unwrap();
+    assert_eq!(seen.len(), 1);
+}
