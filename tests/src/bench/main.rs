@@ -135,6 +135,7 @@ mod heap {
     }
 }
 
+mod dedup;
 mod national;
 mod reconcile;
 mod sync;
@@ -147,6 +148,7 @@ const BENCHMARKS: &[&str] = &[
     "replica",
     "national",
     "fleet",
+    "dedup",
     "device",
 ];
 
@@ -291,6 +293,7 @@ fn run_one(name: &str, quick: bool) -> Vec<Figure> {
         "replica" => sync::replica_download(quick),
         "national" => national::run(&dir, quick),
         "fleet" => sync::fleet(quick),
+        "dedup" => dedup::run(&dir, quick),
         other => panic!("unknown benchmark {other}; known: {BENCHMARKS:?}"),
     };
     let _ = std::fs::remove_dir_all(&dir);
