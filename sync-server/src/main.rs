@@ -602,13 +602,14 @@ fn run(cli: Cli) -> Result<()> {
             let recorded = store
                 .write(|tx| candidates::record(tx, &actor, &registry, &run, plan.as_deref()))?;
             println!(
-                "{} people, {} pairs compared: {} likely duplicate(s), {} new, {} still open, {} decided before (not proposed again)",
+                "{} people, {} pairs compared: {} likely duplicate(s), {} new, {} still open, {} decided before (not proposed again); {} open pair(s) no longer found, withdrawn",
                 registry.people.len(),
                 run.compared,
                 run.matches.len(),
                 recorded.new,
                 recorded.refreshed,
-                recorded.decided
+                recorded.decided,
+                recorded.withdrawn
             );
             if let Some(path) = json {
                 let mut pairs = Vec::new();
@@ -634,6 +635,8 @@ fn run(cli: Cli) -> Result<()> {
                 let out = serde_json::json!({
                     "plan": plan, "people": registry.people.len(), "compared": run.compared,
                     "skipped_blocks": run.skipped_blocks, "threshold": threshold,
+                    // What every pair's weight starts from: the evidence adds to this.
+                    "prior_bits": (run.model.prior / (1.0 - run.model.prior)).log2(),
                     "recorded": recorded, "candidates": pairs, "model": run.model,
                 });
                 std::fs::write(&path, serde_json::to_vec_pretty(&out)?)?;

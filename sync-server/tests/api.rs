@@ -1866,6 +1866,31 @@ fn the_cli_finds_people_registered_twice_without_ids_and_keeps_decided_pairs_dec
         .unwrap();
     assert_eq!(audited, 2);
 
+    // A corrected record no longer matches: its open pair is withdrawn, not left listed.
+    let corrected = dir.path().join("corrected.csv");
+    std::fs::write(
+        &corrected,
+        "first_name,last_name,dob,id,location_name\nZebedee,Kachingwe,1931-02-03,B1,V2\n",
+    )
+    .unwrap();
+    run(&["import", "individuals", corrected.to_str().unwrap()]);
+    let out = run(&["dedup", "--json", json.to_str().unwrap()]);
+    assert!(
+        out.contains("0 new, 0 still open, 1 decided before")
+            && out.contains("1 open pair(s) no longer found, withdrawn"),
+        "{out}"
+    );
+    let found: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert!(found["candidates"].as_array().unwrap().is_empty());
+    let statuses: Vec<String> = db
+        .prepare("SELECT status FROM dedup_candidates ORDER BY status")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(statuses, ["DISTINCT", "WITHDRAWN"]);
+
     // Bad input changes nothing.
     let out = Command::new(bin)
         .arg("--data")

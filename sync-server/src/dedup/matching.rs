@@ -4,9 +4,10 @@
 //! "Hélène", "Helene" and "ሄለን" meet), paired by several blocking rules (a pair hides only if
 //! every rule misses it), compared field by field into levels, and scored by a Fellegi-Sunter
 //! model: each level's weight is log2(m / u), the odds that a true pair and a random pair
-//! show it. u comes from random pairs of the registry, m from the candidate pairs by
-//! expectation-maximisation (as Splink does), and an exact name match counts for more when the
-//! name is rare (term-frequency adjustment). Every score carries its reasons in words.
+//! show it. u comes from random pairs of the registry, m is set per programme (defaults
+//! here), the prior is estimated by expectation-maximisation over the candidates, and an exact
+//! name match counts for more when the name is rare (term-frequency adjustment). Every score
+//! carries its reasons in words.
 //!
 //! Pure: people in, scored pairs out; no database, no clock.
 
@@ -22,13 +23,25 @@ use serde::{Deserialize, Serialize};
 /// labelled registries of `synth` (see the README's de-duplication section for the curve).
 pub const DEFAULT_THRESHOLD: f64 = 0.6;
 
-/// A block with more people than this is too common a key to pair exhaustively (a million
-/// pairs each); it is skipped and counted, and the other rules still pair its people.
+/// A block with more people than this is too common a key to pair exhaustively (half a
+/// million pairs each); it is skipped and counted, and the other rules still pair its people.
 pub const MAX_BLOCK: usize = 1_000;
+
+/// The same for the rules without names (birthday and place, household, phone, ID): a block
+/// that large is a placeholder (1 January 1900, an office's phone), not people alike.
+pub const MAX_BLOCK_WITHOUT_NAMES: usize = 200;
 
 /// A national ID is one piece of evidence, never the decider: its weight is held within this
 /// many bits either way, less than the threshold needs on its own.
 const ID_WEIGHT_CAP: f64 = 3.0;
+
+/// A phone is shared by a household and changes hands: the same number is held within this
+/// many bits, so siblings giving their parents' phone are not taken for one person.
+const PHONE_WEIGHT_CAP: f64 = 5.0;
+
+/// Among two members of one household, how often their given names differ: the u of "the
+/// same household under another given name" (twins, alike in all else, show exactly that).
+const OTHER_MEMBER_U: f64 = 0.95;
 
 /// One person as the matcher sees them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -111,20 +124,6 @@ impl Field {
         }
     }
 
-    /// What a reviewer reads.
-    pub fn label(self) -> &'static str {
-        match self {
-            Field::GivenName => "given name",
-            Field::FamilyName => "family name",
-            Field::BirthDate => "date of birth",
-            Field::Sex => "sex",
-            Field::Location => "location",
-            Field::Household => "household",
-            Field::Phone => "phone",
-            Field::NationalId => "national ID",
-        }
-    }
-
     /// The u probabilities of a typical registry: what random pairs show, before this
     /// registry's own random pairs are counted (they outweigh these from a few thousand on).
     fn default_u(self) -> &'static [f64] {
@@ -141,8 +140,7 @@ impl Field {
         }
     }
 
-    /// The m probabilities a model starts from (and that EM is drawn towards when the
-    /// candidate pairs are few): how often a true pair shows each level.
+    /// How often a true pair shows each level: a model's m unless a programme sets its own.
     fn default_m(self) -> &'static [f64] {
         match self {
             Field::GivenName | Field::FamilyName => &[0.78, 0.03, 0.02, 0.09, 0.04, 0.03, 0.01],
@@ -371,7 +369,8 @@ fn compare_name(a: &Name, b: &Name) -> NameLevel {
     if jw >= 0.90 {
         return Some((3, jw));
     }
-    if !a.sound.is_empty() && a.sound == b.sound {
+    // The consonant code is coarse: it speaks only for names that are also partly alike.
+    if !a.sound.is_empty() && a.sound == b.sound && jw >= 0.70 {
         return Some((4, jw));
     }
     if jw >= 0.80 {
@@ -416,8 +415,9 @@ fn same_or_not<T: PartialEq>(a: &Option<T>, b: &Option<T>) -> Option<u8> {
 }
 
 /// Whether two households have at least half their other members' names in common (a
-/// household registered twice), not merely one: with common names, one shared name is what
-/// two households of one family name often have by chance.
+/// household registered twice): of the smaller one's, so a couple registered twice (one
+/// other member each) counts, while one shared name among several, which two households of
+/// one family name often have by chance, does not.
 fn shares_members(a: &[String], b: &[String]) -> bool {
     let smaller = a.len().min(b.len());
     if smaller == 0 {
@@ -471,7 +471,7 @@ pub fn compare(a: &Prepared, b: &Prepared) -> Comparison {
     // In one household the given name is what tells members apart (twins share everything
     // else), so a household shared under another given name is a level of its own.
     let household = match (&a.household, &b.household) {
-        (Some(x), Some(y)) if x == y => Some(if names.0.is_some_and(|(l, _)| l == 6) {
+        (Some(x), Some(y)) if x == y => Some(if names.0.is_some_and(|(l, _)| l >= 5) {
             1
         } else {
             0
@@ -512,7 +512,7 @@ pub struct FieldWeights {
 /// pair is to be a true one before any field is looked at.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Model {
-    /// The share of candidate pairs that are true pairs.
+    /// The share of all pairs of the registry that are true pairs.
     pub prior: f64,
     /// One entry per field, in [`FIELDS`] order.
     pub fields: Vec<FieldWeights>,
@@ -565,21 +565,19 @@ impl Model {
         Ok(())
     }
 
-    /// The bits (log2 Bayes factor) a field's level adds; a national ID's held within
-    /// [`ID_WEIGHT_CAP`].
+    /// The bits (log2 Bayes factor) a field's level adds; a national ID's and a phone's held
+    /// within their caps.
     fn bits(&self, field: usize, level: u8) -> f64 {
-        // One household's members are alike in everything a register holds but their given
-        // names and birthdays: sharing a household says nothing by itself (its other levels
-        // do: under another given name, or households registered twice).
-        if FIELDS[field] == Field::Household && level == 0 {
-            return 0.0;
-        }
         let w = &self.fields[field];
-        let bits = (w.m[level as usize] / w.u[level as usize]).log2();
-        if FIELDS[field] == Field::NationalId {
-            bits.clamp(-ID_WEIGHT_CAP, ID_WEIGHT_CAP)
-        } else {
-            bits
+        let (m, u) = (w.m[level as usize], w.u[level as usize]);
+        match (FIELDS[field], level) {
+            // One household's members are alike in everything a register holds but their
+            // given names and birthdays: sharing a household says nothing by itself.
+            (Field::Household, 0) => 0.0,
+            (Field::Household, 1) => (m / OTHER_MEMBER_U).log2(),
+            (Field::NationalId, _) => (m / u).log2().clamp(-ID_WEIGHT_CAP, ID_WEIGHT_CAP),
+            (Field::Phone, _) => (m / u).log2().clamp(-PHONE_WEIGHT_CAP, PHONE_WEIGHT_CAP),
+            _ => (m / u).log2(),
         }
     }
 }
@@ -698,12 +696,9 @@ fn block_keys(p: &Prepared, out: &mut Vec<(u8, u64)>) {
     if let (false, Some(d)) = (g.is_empty(), p.dob) {
         out.push(key!(3, g, &d));
     }
-    // Both names garbled, in the village or the district.
-    if let (Some(d), Some(v)) = (p.dob, &p.village) {
-        out.push(key!(4, &d, v));
-    }
-    if let (Some(d), Some(district)) = (p.dob, &p.district) {
-        out.push(key!(5, &d, district));
+    // Both names garbled, in the district (or the village, where it has none).
+    if let (Some(d), Some(place)) = (p.dob, p.district.as_ref().or(p.village.as_ref())) {
+        out.push(key!(5, &d, place));
     }
     // Everyone of a household against everyone else of it: a few pairs each, and a person
     // listed twice in one household is the commonest duplicate with no birthday recorded.
@@ -730,7 +725,12 @@ pub fn candidates(people: &[Prepared]) -> Candidates {
     let mut out = Candidates::default();
     let mut packed: Vec<u64> = Vec::new();
     for block in keyed.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-        if block.len() > MAX_BLOCK {
+        let cap = if block[0].1 <= 3 {
+            MAX_BLOCK
+        } else {
+            MAX_BLOCK_WITHOUT_NAMES
+        };
+        if block.len() > cap {
             out.skipped_blocks += 1;
             continue;
         }
@@ -780,18 +780,24 @@ fn level_shares(
 
 /// Estimates a model from the registry itself: u from random pairs of its people (nearly all
 /// of them different people; every pair of a small registry, drawn towards a typical
-/// registry's u so a few dozen people give sensible weights), m as the programme set it (the defaults unless a model file
-/// says otherwise), and the prior by expectation-maximisation over the candidate pairs with m
-/// and u held. m is not estimated by EM here: tried on registries whose households share
+/// registry's u so a few dozen people give sensible weights), m as the programme set it (the
+/// defaults unless a model file says otherwise), and the prior by expectation-maximisation
+/// over the candidate pairs with m and u held. m is not estimated by EM here: tried on registries whose households share
 /// family names and villages, EM settles on namesakes or siblings as the "true" class (the
 /// fields are far from independent among candidates), where hand-set m stays right.
-pub fn estimate(people: &[Prepared], compared: &[Comparison], seed: u64) -> Model {
+pub fn estimate(
+    people: &[Prepared],
+    pairs: &[(u32, u32)],
+    compared: &[Comparison],
+    freq: &Frequencies,
+    seed: u64,
+) -> Model {
     const RANDOM_PAIRS: usize = 200_000;
     const DEFAULT_U_PAIRS: f64 = 2_000.0;
     let n = people.len();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     // Every pair of a small registry; a sample of a large one.
-    let pairs: Vec<(usize, usize)> = if n * n.saturating_sub(1) / 2 <= RANDOM_PAIRS {
+    let random_pairs: Vec<(usize, usize)> = if n * n.saturating_sub(1) / 2 <= RANDOM_PAIRS {
         (0..n)
             .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
             .collect()
@@ -806,7 +812,7 @@ pub fn estimate(people: &[Prepared], compared: &[Comparison], seed: u64) -> Mode
             Some((compare(&people[i], &people[j]), 1.0))
         })
     };
-    let random = compare_pairs(&pairs).into_iter();
+    let random = compare_pairs(&random_pairs).into_iter();
     let prior_u: Vec<Vec<f64>> = FIELDS
         .iter()
         .map(|f| f.default_u().iter().map(|u| u * DEFAULT_U_PAIRS).collect())
@@ -843,13 +849,6 @@ pub fn estimate(people: &[Prepared], compared: &[Comparison], seed: u64) -> Mode
             u[field as usize] = context[field as usize].clone();
         }
     }
-    // "The same household under another given name" is what two members of one household
-    // show, twins included, nearly always: its u is that, not how rarely namesakes share a
-    // household, or twins (alike in all else) would pass for one person.
-    {
-        let household = &mut u[Field::Household as usize];
-        household[1] = household[1].max(0.95);
-    }
     let mut model = Model {
         prior: 0.05,
         fields: FIELDS
@@ -862,7 +861,7 @@ pub fn estimate(people: &[Prepared], compared: &[Comparison], seed: u64) -> Mode
             })
             .collect(),
     };
-    estimate_prior(people.len(), compared, &mut model);
+    estimate_prior(people, pairs, compared, freq, &mut model);
     model
 }
 
@@ -871,18 +870,25 @@ pub fn estimate(people: &[Prepared], compared: &[Comparison], seed: u64) -> Mode
 /// those outside taken as none), as Splink has it: a candidate was chosen for agreeing on
 /// something, so a prior over candidates would count that twice. Always estimated, also for
 /// a model from a file, since it depends on the registry's size.
-pub fn estimate_prior(people: usize, compared: &[Comparison], model: &mut Model) {
-    let n = people as f64;
+pub fn estimate_prior(
+    people: &[Prepared],
+    pairs: &[(u32, u32)],
+    compared: &[Comparison],
+    freq: &Frequencies,
+    model: &mut Model,
+) {
+    let n = people.len() as f64;
     let all_pairs = (n * (n - 1.0) / 2.0).max(1.0);
-    let bits: Vec<f64> = compared
+    // Each pair's bits as scoring counts them (term-frequency adjustment included), without
+    // the prior: weight() with even odds.
+    let even = Model {
+        prior: 0.5,
+        fields: model.fields.clone(),
+    };
+    let bits: Vec<f64> = pairs
         .iter()
-        .map(|c| {
-            c.levels
-                .iter()
-                .enumerate()
-                .filter_map(|(i, l)| l.map(|l| model.bits(i, l)))
-                .sum()
-        })
+        .zip(compared)
+        .map(|(&(i, _), c)| weight(&even, freq, &people[i as usize], c))
         .collect();
     model.prior = (bits.len() as f64 * 0.05 / all_pairs).clamp(1e-12, 0.5);
     if bits.is_empty() {
@@ -1082,7 +1088,7 @@ pub fn explain(
                             "{pair}: the same day and month, another year (a guessed year of birth)"
                         )
                     }
-                    Some(4) => format!("{pair}: less than a year apart"),
+                    Some(4) => format!("{pair}: within a year of each other"),
                     Some(_) => format!("{pair}: different"),
                 }
             }
@@ -1104,7 +1110,9 @@ pub fn explain(
                     None => format!("{pair}: not recorded for one of them"),
                     Some(0) => format!("{pair}: the same village"),
                     Some(1) => format!("{pair}: other villages of the same district"),
-                    Some(_) => format!("{pair}: different districts"),
+                    Some(_) => {
+                        format!("{pair}: different districts (or villages of unknown districts)")
+                    }
                 }
             }
             Field::Household => {
@@ -1120,7 +1128,7 @@ pub fn explain(
                         "{pair}: the same household, where a different given name usually means another member"
                     ),
                     Some(2) => format!(
-                        "{pair}: the two households have most of their other members' names in common"
+                        "{pair}: the two households have at least half their other members' names in common"
                     ),
                     Some(_) => format!("{pair}: different households"),
                 }
@@ -1172,6 +1180,12 @@ mod tests {
             phone: None,
             national_id: None,
         }
+    }
+
+    fn model_of(prepared: &[Prepared]) -> Model {
+        let pairs = candidates(prepared).pairs;
+        let compared = compare_all(prepared, &pairs);
+        estimate(prepared, &pairs, &compared, &Frequencies::of(prepared), 1)
     }
 
     fn levels(a: &Person, b: &Person) -> Comparison {
@@ -1270,9 +1284,9 @@ mod tests {
             assert!(found.contains(&pair), "{pair:?} missing from {found:?}");
         }
         assert!(!found.iter().any(|&(a, b)| a == 4 || b == 4));
-        let mut unique = found.clone();
-        unique.dedup();
-        assert_eq!(unique, found);
+        let unique: std::collections::HashSet<_> = found.iter().collect();
+        assert_eq!(unique.len(), found.len(), "a pair proposed twice");
+        assert!(found.iter().all(|(a, b)| a < b));
     }
 
     #[test]
@@ -1283,11 +1297,7 @@ mod tests {
         people.push(person("Zebedee", "Kachingwe", "1955-05-05", "R/D/V2"));
         people.push(person("Zebedee", "Kachingwe", "1955-05-05", "R/D/V2"));
         let prepared: Vec<Prepared> = people.iter().map(Prepared::new).collect();
-        let model = estimate(
-            &prepared,
-            &compare_all(&prepared, &candidates(&prepared).pairs),
-            1,
-        );
+        let model = model_of(&prepared);
         let freq = Frequencies::of(&prepared);
         let rare = tf_bits(&model, &freq, 1, "kachingwe");
         let common = tf_bits(&model, &freq, 1, "banda");
@@ -1311,11 +1321,7 @@ mod tests {
         a.national_id = Some("MW123".into());
         b.national_id = Some("MW123".into());
         let prepared = vec![Prepared::new(&a), Prepared::new(&b)];
-        let mut model = estimate(
-            &prepared,
-            &compare_all(&prepared, &candidates(&prepared).pairs),
-            1,
-        );
+        let mut model = model_of(&prepared);
         // Even a model that trusts IDs completely.
         model.fields[7].m = vec![0.999_999, 0.000_001];
         model.fields[7].u = vec![0.000_001, 0.999_999];
@@ -1328,7 +1334,7 @@ mod tests {
     #[test]
     fn a_model_from_a_file_is_checked() {
         let prepared: Vec<Prepared> = vec![Prepared::new(&person("A", "B", "1990-01-01", "R/D/V"))];
-        let mut model = estimate(&prepared, &[], 1);
+        let mut model = estimate(&prepared, &[], &[], &Frequencies::of(&prepared), 1);
         model.check().unwrap();
         model.fields[2].m.pop();
         assert!(
@@ -1338,10 +1344,10 @@ mod tests {
                 .to_string()
                 .contains("BirthDate: 5 m values for 6 levels")
         );
-        let mut model = estimate(&prepared, &[], 1);
+        let mut model = estimate(&prepared, &[], &[], &Frequencies::of(&prepared), 1);
         model.fields.swap(0, 1);
         assert!(model.check().is_err());
-        let mut model = estimate(&prepared, &[], 1);
+        let mut model = estimate(&prepared, &[], &[], &Frequencies::of(&prepared), 1);
         model.prior = 1.0;
         assert!(model.check().is_err());
     }
@@ -1352,11 +1358,7 @@ mod tests {
         let b = person("Banda", "Helene", "1990-04-03", "R/D/V1");
         let (xa, xb) = (Prepared::new(&a), Prepared::new(&b));
         let prepared = vec![xa.clone(), xb.clone()];
-        let model = estimate(
-            &prepared,
-            &compare_all(&prepared, &candidates(&prepared).pairs),
-            1,
-        );
+        let model = model_of(&prepared);
         let freq = Frequencies::of(&prepared);
         let c = compare(&xa, &xb);
         let evidence = explain(&model, &freq, (&a, &xa), (&b, &xb), &c);

@@ -43,15 +43,16 @@ pub fn run(people: &[Person], model: Option<Model>, threshold: f64) -> Run {
     let prepared: Vec<Prepared> = people.iter().map(Prepared::new).collect();
     let candidates = matching::candidates(&prepared);
     let compared = matching::compare_all(&prepared, &candidates.pairs);
+    let freq = Frequencies::of(&prepared);
+    let pairs = &candidates.pairs;
     let model = match model {
         // A model from a file keeps its m and u; the prior depends on this registry's size.
         Some(mut model) => {
-            matching::estimate_prior(prepared.len(), &compared, &mut model);
+            matching::estimate_prior(&prepared, pairs, &compared, &freq, &mut model);
             model
         }
-        None => matching::estimate(&prepared, &compared, 0x0d0d),
+        None => matching::estimate(&prepared, pairs, &compared, &freq, 0x0d0d),
     };
-    let freq = Frequencies::of(&prepared);
     let scored = matching::score(
         &prepared,
         &candidates.pairs,
@@ -91,25 +92,24 @@ pub fn run(people: &[Person], model: Option<Model>, threshold: f64) -> Run {
 mod tests {
     use super::*;
 
+    /// Three registries (one the defaults were tuned on, two not), each held to precision
+    /// 0.95 and recall 0.94: the benchmark measures the 0.95 / 0.95 at a million.
     #[test]
-    fn on_a_labelled_registry_precision_and_recall_reach_the_target() {
-        let registry = synth::registry(11, 1_500, 0.1);
-        let run = run(&registry.people, None, matching::DEFAULT_THRESHOLD);
-        let q = registry.quality(
-            run.matches
-                .iter()
-                .map(|m| (m.first as u32, m.second as u32)),
-        );
-        eprintln!(
-            "{q:?}: precision {:.3}, recall {:.3}",
-            q.precision(),
-            q.recall()
-        );
-        assert!(
-            q.precision() >= 0.95 && q.recall() >= 0.95,
-            "{q:?}: precision {:.3}, recall {:.3}",
-            q.precision(),
-            q.recall()
-        );
+    fn on_labelled_registries_precision_and_recall_hold() {
+        for seed in [11, 5, 23] {
+            let registry = synth::registry(seed, 1_500, 0.1);
+            let run = run(&registry.people, None, matching::DEFAULT_THRESHOLD);
+            let q = registry.quality(
+                run.matches
+                    .iter()
+                    .map(|m| (m.first as u32, m.second as u32)),
+            );
+            assert!(
+                q.precision() >= 0.95 && q.recall() >= 0.94,
+                "seed {seed}, {q:?}: precision {:.3}, recall {:.3}",
+                q.precision(),
+                q.recall()
+            );
+        }
     }
 }

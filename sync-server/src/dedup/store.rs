@@ -1,6 +1,6 @@
 //! The registry read as people to match, and the candidate pairs kept for review.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
@@ -99,6 +99,10 @@ pub struct Recorded {
     pub refreshed: usize,
     /// Pairs already decided (distinct or merged): left as decided, not proposed again.
     pub decided: usize,
+    /// Open pairs among this run's people that it no longer finds (a record corrected, a
+    /// higher threshold, another model): withdrawn, so payroll stops listing them; a later
+    /// run that finds one again reopens it.
+    pub withdrawn: usize,
 }
 
 /// Keeps a run's likely duplicates for review, in the caller's transaction, and audits the run.
@@ -111,6 +115,7 @@ pub fn record(
 ) -> Result<Recorded> {
     let mut out = Recorded::default();
     let at = now();
+    let mut found: HashSet<(Uuid, Uuid)> = HashSet::new();
     for m in &run.matches {
         let (a, b) = (registry.ids[m.first], registry.ids[m.second]);
         let (first, second) = if a < b { (a, b) } else { (b, a) };
@@ -124,6 +129,23 @@ pub fn record(
         let evidence =
             serde_json::to_string(&m.evidence).map_err(|e| Error::Invalid(e.to_string()))?;
         match status.as_deref() {
+            Some("WITHDRAWN") => {
+                tx.sqlite()
+                    .prepare_cached(
+                        "UPDATE dedup_candidates SET status = 'OPEN', probability = ?3,
+                                weight = ?4, evidence = ?5, updated_at = ?6
+                          WHERE first_id = ?1 AND second_id = ?2",
+                    )?
+                    .execute(params![
+                        first,
+                        second,
+                        m.probability,
+                        m.weight,
+                        evidence,
+                        at
+                    ])?;
+                out.new += 1;
+            }
             None => {
                 tx.sqlite()
                     .prepare_cached(
@@ -153,6 +175,27 @@ pub fn record(
             }
             Some(_) => out.decided += 1,
         }
+        found.insert((first, second));
+    }
+    let population: HashSet<Uuid> = registry.ids.iter().copied().collect();
+    let open: Vec<(Uuid, Uuid)> = tx
+        .sqlite()
+        .prepare("SELECT first_id, second_id FROM dedup_candidates WHERE status = 'OPEN'")?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (first, second) in open {
+        if population.contains(&first)
+            && population.contains(&second)
+            && !found.contains(&(first, second))
+        {
+            tx.sqlite()
+                .prepare_cached(
+                    "UPDATE dedup_candidates SET status = 'WITHDRAWN', updated_at = ?3
+                      WHERE first_id = ?1 AND second_id = ?2",
+                )?
+                .execute(params![first, second, at])?;
+            out.withdrawn += 1;
+        }
     }
     audit::append(
         tx,
@@ -163,7 +206,7 @@ pub fn record(
         &json!({
             "plan": plan, "people": registry.people.len(), "compared": run.compared,
             "likely_duplicates": run.matches.len(), "new": out.new,
-            "refreshed": out.refreshed, "decided": out.decided,
+            "refreshed": out.refreshed, "decided": out.decided, "withdrawn": out.withdrawn,
         }),
     )?;
     Ok(out)
@@ -192,7 +235,9 @@ pub struct OpenPair {
 }
 
 /// The open candidates involving anyone a plan enrols (directly or through their household),
-/// both people within `scope`, likeliest first (at most `limit`).
+/// both people within `scope`, likeliest first (at most `limit`). Walks the open pairs and
+/// asks of each whether the plan enrols either person, by the enrolment indexes, so it costs
+/// what is open, not the plan's size: it runs inside every payroll generation.
 pub fn open_for_plan(
     conn: &ReadTx,
     scope: &crate::areas::store::Scope,
@@ -200,6 +245,14 @@ pub fn open_for_plan(
     limit: u32,
 ) -> Result<Vec<OpenPair>> {
     use crate::areas::store::under_path;
+    let enrolled = |alias: &str| {
+        format!(
+            "(EXISTS (SELECT 1 FROM beneficiaries b WHERE b.plan_id = ?1 AND b.individual_id = {alias}.id)
+              OR EXISTS (SELECT 1 FROM group_members gm JOIN beneficiaries b
+                           ON b.plan_id = ?1 AND b.group_id = gm.group_id
+                          WHERE gm.individual_id = {alias}.id))"
+        )
+    };
     let place = |alias: &str| {
         format!(
             "(?2 IS NULL OR EXISTS (SELECT 1 FROM locations l WHERE l.id = {alias}.location_id AND {}))",
@@ -207,22 +260,15 @@ pub fn open_for_plan(
         )
     };
     let sql = format!(
-        "WITH enrolled(id) AS (
-             SELECT individual_id FROM beneficiaries
-              WHERE plan_id = ?1 AND individual_id IS NOT NULL
-             UNION
-             SELECT gm.individual_id FROM beneficiaries b
-               JOIN group_members gm ON gm.group_id = b.group_id
-              WHERE b.plan_id = ?1)
-         SELECT a.external_id, b.external_id, c.probability
+        "SELECT a.external_id, b.external_id, c.probability
            FROM dedup_candidates c
            JOIN individuals a ON a.id = c.first_id
            JOIN individuals b ON b.id = c.second_id
-          WHERE c.status = 'OPEN'
-            AND (c.first_id IN (SELECT id FROM enrolled) OR c.second_id IN (SELECT id FROM enrolled))
-            AND {} AND {}
+          WHERE c.status = 'OPEN' AND ({} OR {}) AND {} AND {}
           ORDER BY c.probability DESC, a.external_id, b.external_id
           LIMIT ?3",
+        enrolled("a"),
+        enrolled("b"),
         place("a"),
         place("b")
     );

@@ -6,8 +6,9 @@
 //! their own scripts), twins and namesakes in one village as the hard cases, then duplicates:
 //! whole households registered twice, and people registered again with typos, keyboard and OCR
 //! slips, another script, swapped names, short forms, a name added or dropped, the 1 January
-//! default, day and month swapped, a digit off, a year off, no birthday, or after moving to
-//! another household or village. No national IDs: matching must do without them.
+//! default, day and month swapped, a digit off, a year off, no birthday, another phone, or
+//! after moving to another household or village. Households share a phone, as they do. No
+//! national IDs: matching must do without them.
 
 use std::collections::{HashMap, HashSet};
 
@@ -534,6 +535,10 @@ pub fn registry(seed: u64, households: usize, duplicate_share: f64) -> Labelled 
         let head_male = rng.random_bool(0.7);
         let head_born = date(&mut rng, 1950, 2002);
         let mut members = Vec::new();
+        // Half the households have a phone, which most of their members give as theirs.
+        let home_phone = rng
+            .random_bool(0.5)
+            .then(|| format!("+265 99{:07}", rng.random_range(0..10_000_000)));
         let mut add = |rng: &mut ChaCha8Rng,
                        given: &str,
                        family: &str,
@@ -550,9 +555,12 @@ pub fn registry(seed: u64, households: usize, duplicate_share: f64) -> Labelled 
                 village: Some(village.clone()),
                 household: Some(code.clone()),
                 household_members: vec![],
-                phone: rng
-                    .random_bool(0.3)
-                    .then(|| format!("+265 99{:07}", rng.random_range(0..10_000_000))),
+                phone: match &home_phone {
+                    Some(phone) if rng.random_bool(0.7) => Some(phone.clone()),
+                    _ => rng
+                        .random_bool(0.2)
+                        .then(|| format!("+265 88{:07}", rng.random_range(0..10_000_000))),
+                },
                 national_id: None,
             });
             truth.push(next_person);
@@ -608,12 +616,18 @@ pub fn registry(seed: u64, households: usize, duplicate_share: f64) -> Labelled 
         for _ in 0..children {
             let male = rng.random_bool(0.5);
             // Siblings have different given names; twins share a birthday.
-            let given = loop {
-                let g = draw(&mut rng, if male { &names.male } else { &names.female });
-                if !given_so_far.iter().any(|x| x == g) {
-                    break g.to_owned();
+            let mut given = String::new();
+            for _ in 0..100 {
+                given = draw(&mut rng, if male { &names.male } else { &names.female }).to_owned();
+                // Siblings are given clearly different names (the made-up names differ by a
+                // syllable, which parents do not choose between children).
+                if given_so_far
+                    .iter()
+                    .all(|g| strsim::jaro_winkler(g, &given) < 0.85)
+                {
+                    break;
                 }
-            };
+            }
             given_so_far.push(given.clone());
             let born = match last_born {
                 Some(d) if rng.random_bool(0.02) => d,
@@ -638,10 +652,14 @@ pub fn registry(seed: u64, households: usize, duplicate_share: f64) -> Labelled 
     let originals = people.len();
     let mut copied = 0usize;
     let whole = ((originals as f64 * duplicate_share * 0.4) as usize).min(originals);
-    let mut h = 0;
-    while copied < whole && h < homes.len() {
-        let home = rng.random_range(0..homes.len());
-        h += 1;
+    let mut order: Vec<usize> = (0..homes.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.random_range(0..=i));
+    }
+    for home in order {
+        if copied >= whole {
+            break;
+        }
         let code = format!("{}D", homes[home].code);
         let mut members = Vec::new();
         for &m in &homes[home].members.clone() {
@@ -805,8 +823,20 @@ fn strip_accents(s: &str) -> String {
         .collect()
 }
 
-/// One mistake of those field registration makes.
+/// One mistake of those field registration makes, retried until it changes the record (a
+/// day and month swap is impossible after the 12th, a short name takes no typo, ...), so a
+/// record labelled as carrying a mistake does.
 fn mistake<R: Rng>(rng: &mut R, p: &mut Person, villages: &[String]) {
+    for _ in 0..20 {
+        let before = p.clone();
+        one_mistake(rng, p, villages);
+        if *p != before {
+            return;
+        }
+    }
+}
+
+fn one_mistake<R: Rng>(rng: &mut R, p: &mut Person, villages: &[String]) {
     let given = rng.random_bool(0.5);
     let name = if given {
         p.given_name.clone()
@@ -880,13 +910,27 @@ fn mistake<R: Rng>(rng: &mut R, p: &mut Person, villages: &[String]) {
             {
                 let nearby: Vec<&String> = villages
                     .iter()
-                    .filter(|v| v.starts_with(&format!("{district}/")))
+                    .filter(|v| {
+                        v.starts_with(&format!("{district}/")) && Some(*v) != p.village.as_ref()
+                    })
                     .collect();
                 p.village = Some(nearby[rng.random_range(0..nearby.len())].clone());
             }
         }
-        92..95 => p.sex = None,
-        _ => set(p, typo(rng, &name)),
+        92..94 => p.sex = None,
+        // Another phone, or none given this time.
+        94..96 => {
+            p.phone = rng
+                .random_bool(0.5)
+                .then(|| format!("+265 77{:07}", rng.random_range(0..10_000_000)))
+        }
+        _ if is_latin => set(p, typo(rng, &name)),
+        // A name in Arabic or Ethiopic script is mistaken by writing it the other way.
+        _ => {
+            if let Some(l) = latin(&name) {
+                set(p, l.to_owned())
+            }
+        }
     }
 }
 
