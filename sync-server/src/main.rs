@@ -602,11 +602,12 @@ fn run(cli: Cli) -> Result<()> {
             let recorded = store
                 .write(|tx| candidates::record(tx, &actor, &registry, &run, plan.as_deref()))?;
             println!(
-                "{} people, {} pairs compared: {} likely duplicate(s), {} new, {} still open, {} decided before (not proposed again); {} open pair(s) no longer found, withdrawn",
+                "{} people, {} pairs compared: {} likely duplicate(s), {} new, {} reopened, {} still open, {} decided before (not proposed again); {} open pair(s) no longer found, withdrawn",
                 registry.people.len(),
                 run.compared,
                 run.matches.len(),
                 recorded.new,
+                recorded.reopened,
                 recorded.refreshed,
                 recorded.decided,
                 recorded.withdrawn

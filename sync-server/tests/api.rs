@@ -1852,7 +1852,7 @@ fn the_cli_finds_people_registered_twice_without_ids_and_keeps_decided_pairs_dec
     .unwrap();
     let out = run(&["dedup", "--json", json.to_str().unwrap()]);
     assert!(
-        out.contains("0 new, 1 still open, 1 decided before"),
+        out.contains("0 new, 0 reopened, 1 still open, 1 decided before"),
         "{out}"
     );
     let found: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -1876,7 +1876,7 @@ fn the_cli_finds_people_registered_twice_without_ids_and_keeps_decided_pairs_dec
     run(&["import", "individuals", corrected.to_str().unwrap()]);
     let out = run(&["dedup", "--json", json.to_str().unwrap()]);
     assert!(
-        out.contains("0 new, 0 still open, 1 decided before")
+        out.contains("0 new, 0 reopened, 0 still open, 1 decided before")
             && out.contains("1 open pair(s) no longer found, withdrawn"),
         "{out}"
     );

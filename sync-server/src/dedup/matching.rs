@@ -40,7 +40,8 @@ const ID_WEIGHT_CAP: f64 = 3.0;
 const PHONE_WEIGHT_CAP: f64 = 5.0;
 
 /// Among two members of one household, how often their given names differ: the u of "the
-/// same household under another given name" (twins, alike in all else, show exactly that).
+/// same household under another given name" (twins, alike in all else, show exactly that),
+/// used in place of that level's u, which as a share of random pairs would be near zero.
 const OTHER_MEMBER_U: f64 = 0.95;
 
 /// One person as the matcher sees them.
@@ -147,7 +148,7 @@ impl Field {
             Field::BirthDate => &[0.76, 0.03, 0.06, 0.06, 0.08, 0.01],
             Field::Sex => &[0.97, 0.03],
             Field::Location => &[0.80, 0.12, 0.08],
-            Field::Household => &[0.40, 0.002, 0.10, 0.498],
+            Field::Household => &[0.40, 0.016, 0.10, 0.484],
             Field::Phone => &[0.85, 0.15],
             Field::NationalId => &[0.95, 0.05],
         }

@@ -95,13 +95,16 @@ pub fn people(conn: &ReadTx, plan: Option<&str>) -> Result<Registry> {
 pub struct Recorded {
     /// Pairs proposed for the first time.
     pub new: usize,
+    /// Pairs an earlier run withdrew, found again and open once more.
+    pub reopened: usize,
     /// Pairs still open from an earlier run, their score and evidence refreshed.
     pub refreshed: usize,
     /// Pairs already decided (distinct or merged): left as decided, not proposed again.
     pub decided: usize,
-    /// Open pairs among this run's people that it no longer finds (a record corrected, a
-    /// higher threshold, another model): withdrawn, so payroll stops listing them; a later
-    /// run that finds one again reopens it.
+    /// Open pairs that a whole-registry run no longer finds (a record corrected, a higher
+    /// threshold, another model): withdrawn, so payroll stops listing them; a later run that
+    /// finds one again reopens it. A run over one plan withdraws nothing: its weights come
+    /// from that plan's people, so what it misses a whole run may still find.
     pub withdrawn: usize,
 }
 
@@ -144,7 +147,7 @@ pub fn record(
                         evidence,
                         at
                     ])?;
-                out.new += 1;
+                out.reopened += 1;
             }
             None => {
                 tx.sqlite()
@@ -177,7 +180,11 @@ pub fn record(
         }
         found.insert((first, second));
     }
-    let population: HashSet<Uuid> = registry.ids.iter().copied().collect();
+    let population: HashSet<Uuid> = if plan.is_none() {
+        registry.ids.iter().copied().collect()
+    } else {
+        HashSet::new()
+    };
     let open: Vec<(Uuid, Uuid)> = tx
         .sqlite()
         .prepare("SELECT first_id, second_id FROM dedup_candidates WHERE status = 'OPEN'")?
@@ -205,7 +212,7 @@ pub fn record(
         None,
         &json!({
             "plan": plan, "people": registry.people.len(), "compared": run.compared,
-            "likely_duplicates": run.matches.len(), "new": out.new,
+            "likely_duplicates": run.matches.len(), "new": out.new, "reopened": out.reopened,
             "refreshed": out.refreshed, "decided": out.decided, "withdrawn": out.withdrawn,
         }),
     )?;
@@ -245,32 +252,41 @@ pub fn open_for_plan(
     limit: u32,
 ) -> Result<Vec<OpenPair>> {
     use crate::areas::store::under_path;
-    let enrolled = |alias: &str| {
+    // The people are `pa` and `pb`, names no subquery reuses (a `b` inside would hide them).
+    let enrolled = |person: &str| {
         format!(
-            "(EXISTS (SELECT 1 FROM beneficiaries b WHERE b.plan_id = ?1 AND b.individual_id = {alias}.id)
-              OR EXISTS (SELECT 1 FROM group_members gm JOIN beneficiaries b
-                           ON b.plan_id = ?1 AND b.group_id = gm.group_id
-                          WHERE gm.individual_id = {alias}.id))"
+            "(EXISTS (SELECT 1 FROM beneficiaries be
+                       WHERE be.plan_id = ?1 AND be.individual_id = {person}.id)
+              OR EXISTS (SELECT 1 FROM group_members gm JOIN beneficiaries bg
+                           ON bg.plan_id = ?1 AND bg.group_id = gm.group_id
+                          WHERE gm.individual_id = {person}.id))"
         )
     };
-    let place = |alias: &str| {
+    // Where the person lives: their own location, or else their household's (as `people`).
+    let place = |person: &str| {
         format!(
-            "(?2 IS NULL OR EXISTS (SELECT 1 FROM locations l WHERE l.id = {alias}.location_id AND {}))",
+            "(?2 IS NULL OR EXISTS (
+                SELECT 1 FROM locations l
+                 WHERE l.id = COALESCE({person}.location_id,
+                                       (SELECT g.location_id FROM group_members gm2
+                                          JOIN groups g ON g.id = gm2.group_id
+                                         WHERE gm2.individual_id = {person}.id))
+                   AND {}))",
             under_path("l.path", "?2")
         )
     };
     let sql = format!(
-        "SELECT a.external_id, b.external_id, c.probability
+        "SELECT pa.external_id, pb.external_id, c.probability
            FROM dedup_candidates c
-           JOIN individuals a ON a.id = c.first_id
-           JOIN individuals b ON b.id = c.second_id
+           JOIN individuals pa ON pa.id = c.first_id
+           JOIN individuals pb ON pb.id = c.second_id
           WHERE c.status = 'OPEN' AND ({} OR {}) AND {} AND {}
-          ORDER BY c.probability DESC, a.external_id, b.external_id
+          ORDER BY c.probability DESC, pa.external_id, pb.external_id
           LIMIT ?3",
-        enrolled("a"),
-        enrolled("b"),
-        place("a"),
-        place("b")
+        enrolled("pa"),
+        enrolled("pb"),
+        place("pa"),
+        place("pb")
     );
     let mut stmt = conn.sqlite().prepare(&sql)?;
     let rows = stmt.query_map(params![plan_id, scope.sql(), limit], |r| {

@@ -628,6 +628,10 @@ pub fn registry(seed: u64, households: usize, duplicate_share: f64) -> Labelled 
                     break;
                 }
             }
+            // A pool too small for clearly different names still never repeats one.
+            if given_so_far.contains(&given) {
+                continue;
+            }
             given_so_far.push(given.clone());
             let born = match last_born {
                 Some(d) if rng.random_bool(0.02) => d,

@@ -43,8 +43,8 @@ pub struct GenerateReport {
     /// Cash-for-work beneficiaries with no approved days in the cycle.
     pub nothing_due: usize,
     /// Likely duplicates among the plan's people still awaiting review (`outpost-server
-    /// dedup`), likeliest first, at most 100, within the caller's area; their count is in
-    /// the generation's audit entry.
+    /// dedup`), likeliest first, at most 100, within the caller's area; how many were
+    /// listed goes into the generation's audit entry.
     pub possible_duplicates: Vec<crate::dedup::store::OpenPair>,
 }
 
@@ -275,7 +275,7 @@ pub fn generate(
             "plan": plan.code, "cycle": cycle.code, "entitlements": report.entitlements_created,
             "total_minor": report.total_minor, "payrolls": report.payrolls,
             "awaiting_approval": report.awaiting_approval, "unplaced": report.unplaced,
-            "possible_duplicates": report.possible_duplicates.len(),
+            "possible_duplicates_listed": report.possible_duplicates.len(),
         }),
     )?;
     Ok(report)

@@ -1138,6 +1138,18 @@ Yohane,Mwale,1975-09-12,X4,V3
 Tiyamike,Tembo,2001-12-30,X5,V4
 Esther,Chirwa,1983-02-17,X6,V1
 ";
+    // Yohane Mwale also registered earlier outside the plan: his pair's first person (the
+    // older id) is not enrolled, the second is.
+    import(
+        &f,
+        "first_name,last_name,dob,id,location_name\nYohane,Mwale,1975-09-12,Y0,V3\n",
+        ImportOptions {
+            plan: None,
+            status: None,
+            partial: false,
+        },
+    )
+    .unwrap();
     import(&f, csv, plan("P")).unwrap();
     let before = generate(&f, "P");
     assert!(before.possible_duplicates.is_empty(), "no run yet");
@@ -1179,4 +1191,41 @@ Esther,Chirwa,1983-02-17,X6,V1
         .read(|c| candidates::open_for_plan(c, &here, plan_id, 100))
         .unwrap();
     assert_eq!(seen.len(), 1);
+
+    // A whole-registry run finds Yohane's pair too: listed though only its second person
+    // is enrolled, and only to whom both are in scope (he lives in D2).
+    let everyone = f.store.read(|c| candidates::people(c, None)).unwrap();
+    let run = dedup::run(&everyone.people, None, DEFAULT_THRESHOLD);
+    let recorded = f
+        .store
+        .write(|tx| candidates::record(tx, ACTOR, &everyone, &run, None))
+        .unwrap();
+    assert_eq!(
+        (recorded.new, recorded.refreshed),
+        (1, 1),
+        "{:?}",
+        run.matches
+    );
+    let listed = generate(&f, "P").possible_duplicates;
+    let mut pairs: Vec<[String; 2]> = listed
+        .iter()
+        .map(|p| {
+            let mut ids = [p.first.clone(), p.second.clone()];
+            ids.sort();
+            ids
+        })
+        .collect();
+    pairs.sort();
+    assert_eq!(
+        pairs,
+        [
+            ["X1".to_owned(), "X2".to_owned()],
+            ["X4".to_owned(), "Y0".to_owned()]
+        ]
+    );
+    let seen = f
+        .store
+        .read(|c| candidates::open_for_plan(c, &elsewhere, plan_id, 100))
+        .unwrap();
+    assert_eq!(seen.len(), 1, "D2 sees Yohane's pair: {seen:?}");
 }
